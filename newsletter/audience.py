@@ -1,0 +1,471 @@
+"""Recipients, segments and suppression: who gets an issue, and which sections.
+
+Lists are CSV files under `recipients/lists/`; a segment is a named rule over
+list membership and columns; `suppressed.csv` holds people who must never be
+mailed. Resolving an issue's audience streams the lists row by row: the only
+thing held for every person is their address and which lists they are on, so
+100,000 recipients never sit in memory as objects.
+
+A person on several lists (addresses compared case-insensitively) gets one
+email; their record is the first row met, reading the lists in name order.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from newsletter.checks import check_email, did_you_mean, unknown_fields
+from newsletter.content import Issue
+from newsletter.errors import ContentError, Problem
+from newsletter.yamlfile import load_yaml
+
+REQUIRED_COLUMNS = ("email", "name", "organisation", "agency", "role")
+AGENCIES = (
+    "health",
+    "police",
+    "education",
+    "childrens-social-care",
+    "adults-social-care",
+    "voluntary-sector",
+)
+SUPPRESSED_COLUMNS = ("email", "date", "reason")
+SUPPRESSION_REASONS = ("unsubscribed", "hard-bounce", "complaint", "manual")
+_SEGMENT_KEYWORDS = ("description", "lists", "union")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One person to mail. `email` keeps the spelling of their first row."""
+
+    email: str
+    name: str
+    organisation: str = ""
+    agency: str = ""
+    role: str = ""
+    lists: tuple[str, ...] = ()
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The address as compared for de-duplication and suppression."""
+        return self.email.strip().lower()
+
+    def column(self, name: str) -> str:
+        if name in ("email", "name", "organisation", "agency", "role"):
+            return str(getattr(self, name))
+        return self.extra.get(name, "")
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    description: str = ""
+    lists: tuple[str, ...] = ()
+    union: tuple[str, ...] = ()
+    conditions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suppression:
+    email: str
+    date: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The set of sections one group of recipients gets; rendered once for all of them."""
+
+    key: str
+    section_ids: tuple[str, ...]
+    label: str
+
+
+@dataclass(frozen=True)
+class AudienceSource:
+    """Where the recipients live, and the segment rules and suppressions read from it."""
+
+    recipients_dir: Path
+    segments: Mapping[str, Segment]
+    suppressed: Mapping[str, Suppression]
+
+    @property
+    def lists_dir(self) -> Path:
+        return self.recipients_dir / "lists"
+
+    def list_paths(self) -> list[Path]:
+        return sorted(self.lists_dir.glob("*.csv"))
+
+    @property
+    def list_names(self) -> tuple[str, ...]:
+        return tuple(p.stem for p in self.list_paths())
+
+
+@dataclass
+class AudienceCounts:
+    """Counts gathered while streaming an issue's audience."""
+
+    rows_read: int = 0
+    recipients: int = 0
+    duplicates_merged: int = 0
+    suppressed: int = 0
+    invalid: int = 0
+    not_in_audience: int = 0
+    per_segment: Counter[str] = field(default_factory=Counter)
+    per_variant: Counter[str] = field(default_factory=Counter)
+    variants: dict[str, Variant] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "recipients": self.recipients,
+            "rows_read": self.rows_read,
+            "duplicates_merged": self.duplicates_merged,
+            "suppressed": self.suppressed,
+            "invalid": self.invalid,
+            "per_segment": dict(sorted(self.per_segment.items())),
+            "per_variant": [
+                {
+                    "key": key,
+                    "label": self.variants[key].label,
+                    "sections": list(self.variants[key].section_ids),
+                    "recipients": count,
+                }
+                for key, count in sorted(self.per_variant.items())
+            ],
+        }
+
+
+# --- reading ---------------------------------------------------------------
+
+
+def read_segments(
+    path: Path, list_names: Collection[str]
+) -> tuple[dict[str, Segment], list[Problem]]:
+    """Parse segments.yaml; every problem located."""
+    doc = load_yaml(path)
+    problems = list(doc.problems)
+    if doc.data is None:
+        if not doc.problems:
+            problems.append(
+                Problem(path, 1, 1, "segments.yaml is empty; it needs a `segments:` block")
+            )
+        return {}, problems
+    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("segments"), dict):
+        problems.append(
+            Problem(path, 1, 1, "segments.yaml needs a `segments:` block of named rules")
+        )
+        return {}, problems
+    problems += unknown_fields(doc, (), doc.data, ("segments",), "segments.yaml")
+    raw_segments: dict[str, Any] = doc.data["segments"]
+    segments: dict[str, Segment] = {}
+    for name, rule in raw_segments.items():
+        key_path = ("segments", str(name))
+        if not isinstance(rule, dict):
+            problems.append(doc.problem(key_path, f"segment `{name}` must be a block of rules"))
+            continue
+        lists = _as_tuple(rule.get("lists"))
+        for index, list_name in enumerate(lists):
+            if list_name not in list_names:
+                problems.append(
+                    doc.problem(
+                        (*key_path, "lists", index),
+                        f"segment `{name}` uses the list `{list_name}`, but there is no "
+                        f"recipients/lists/{list_name}.csv{did_you_mean(list_name, list_names)}",
+                    )
+                )
+        union = _as_tuple(rule.get("union"))
+        for index, other in enumerate(union):
+            if other not in raw_segments:
+                problems.append(
+                    doc.problem(
+                        (*key_path, "union", index),
+                        f"segment `{other}` is not defined{did_you_mean(other, map(str, raw_segments))}",
+                    )
+                )
+        conditions = {
+            str(k): tuple(v.lower() for v in _as_tuple(value))
+            for k, value in rule.items()
+            if k not in _SEGMENT_KEYWORDS
+        }
+        if "agency" in conditions:
+            for value in conditions["agency"]:
+                if value not in AGENCIES:
+                    problems.append(
+                        doc.problem(
+                            (*key_path, "agency"),
+                            f"`{value}` is not an agency{did_you_mean(value, AGENCIES)} "
+                            f"(agencies: {', '.join(AGENCIES)})",
+                        )
+                    )
+        if not lists and not union and not conditions:
+            problems.append(
+                doc.problem(key_path, f"segment `{name}` has no rule: it would match nobody")
+            )
+        segments[str(name)] = Segment(
+            name=str(name),
+            description=str(rule.get("description") or ""),
+            lists=lists,
+            union=union,
+            conditions=conditions,
+        )
+    for name in segments:
+        if _cycle(name, segments):
+            problems.append(
+                doc.problem(("segments", name), f"segment `{name}` includes itself through `union`")
+            )
+    return segments, problems
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, list | tuple):
+        return tuple(str(v) for v in value)
+    return (str(value),)
+
+
+def _cycle(start: str, segments: Mapping[str, Segment]) -> bool:
+    stack, seen = list(segments[start].union), set()
+    while stack:
+        name = stack.pop()
+        if name == start:
+            return True
+        if name in seen or name not in segments:
+            continue
+        seen.add(name)
+        stack.extend(segments[name].union)
+    return False
+
+
+def read_suppressed(path: Path) -> tuple[dict[str, Suppression], list[Problem]]:
+    """Parse suppressed.csv (a missing file means nobody is suppressed)."""
+    problems: list[Problem] = []
+    suppressed: dict[str, Suppression] = {}
+    if not path.exists():
+        return suppressed, problems
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in SUPPRESSED_COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            problems.append(
+                Problem(path, 1, 1, f"the header is missing the column(s): {', '.join(missing)}")
+            )
+            return suppressed, problems
+        for row in reader:
+            line = reader.line_num
+            address = (row.get("email") or "").strip()
+            if check_email(address) is None:
+                problems.append(Problem(path, line, 1, f"invalid email `{address}` on row {line}"))
+                continue
+            reason = (row.get("reason") or "").strip()
+            if reason not in SUPPRESSION_REASONS:
+                problems.append(
+                    Problem(
+                        path,
+                        line,
+                        1,
+                        f"reason `{reason}` on row {line} is not one of {', '.join(SUPPRESSION_REASONS)}",
+                        "warning",
+                    )
+                )
+            suppressed[address.lower()] = Suppression(
+                address, (row.get("date") or "").strip(), reason
+            )
+    return suppressed, problems
+
+
+def check_list(path: Path) -> Iterator[Problem]:
+    """Every problem in one recipients CSV: header, invalid addresses, unknown agencies."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            yield Problem(path, 1, 1, f"the header is missing the column(s): {', '.join(missing)}")
+            return
+        email_column = header.index("email") + 1
+        agency_column = header.index("agency") + 1
+        for row in reader:
+            line = reader.line_num
+            address = (row.get("email") or "").strip()
+            if check_email(address) is None:
+                yield Problem(
+                    path,
+                    line,
+                    email_column,
+                    f"invalid email `{address}` on row {line} (field `email`)",
+                )
+            agency = (row.get("agency") or "").strip().lower()
+            if agency and agency not in AGENCIES:
+                yield Problem(
+                    path,
+                    line,
+                    agency_column,
+                    f"`{agency}` on row {line} is not an agency{did_you_mean(agency, AGENCIES)} "
+                    "(field `agency`)",
+                )
+
+
+def read_audience_source(recipients_dir: Path) -> tuple[AudienceSource, list[Problem]]:
+    """Read segments and suppressions (not the lists themselves, which are streamed)."""
+    lists_dir = recipients_dir / "lists"
+    list_names = tuple(p.stem for p in sorted(lists_dir.glob("*.csv")))
+    segments, problems = read_segments(recipients_dir / "segments.yaml", list_names)
+    suppressed, suppressed_problems = read_suppressed(recipients_dir / "suppressed.csv")
+    return AudienceSource(recipients_dir, segments, suppressed), problems + suppressed_problems
+
+
+def load_audience_source(recipients_dir: Path) -> AudienceSource:
+    source, problems = read_audience_source(recipients_dir)
+    if any(p.is_error for p in problems):
+        raise ContentError(problems)
+    return source
+
+
+# --- resolving -------------------------------------------------------------
+
+
+def _iter_rows(source: AudienceSource) -> Iterator[tuple[str, dict[str, str]]]:
+    for path in source.list_paths():
+        with path.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                yield path.stem, row
+
+
+def _segment_matcher(
+    source: AudienceSource,
+) -> Callable[[str, Mapping[str, str], frozenset[str]], bool]:
+    segments = source.segments
+
+    def matches(name: str, row: Mapping[str, str], lists: frozenset[str]) -> bool:
+        segment = segments[name]
+        if segment.union and any(matches(other, row, lists) for other in segment.union):
+            return True
+        if not segment.lists and not segment.conditions:
+            return False
+        if segment.lists and not lists.intersection(segment.lists):
+            return False
+        return all(
+            (row.get(column) or "").strip().lower() in allowed
+            for column, allowed in segment.conditions.items()
+        )
+
+    return matches
+
+
+def variant_for(issue: Issue, section_ids: tuple[str, ...]) -> Variant:
+    """The variant made of these sections, with a stable key and a label a person can read."""
+    excluded = [s for s in issue.sections if s.id not in section_ids]
+    if not excluded:
+        return Variant("all-sections", section_ids, "All sections")
+    if len(excluded) <= 2:
+        key = "without-" + "-and-".join(s.id for s in excluded)
+    else:
+        key = "variant-" + hashlib.sha256("|".join(section_ids).encode()).hexdigest()[:8]
+    return Variant(key, section_ids, "Without: " + "; ".join(s.title for s in excluded))
+
+
+def iter_audience(
+    source: AudienceSource,
+    issue: Issue,
+    counts: AudienceCounts | None = None,
+    on_suppressed: Callable[[Recipient, Suppression], None] | None = None,
+) -> Iterator[tuple[Recipient, Variant]]:
+    """Stream (recipient, variant) for everyone the issue goes to, once each.
+
+    Two passes over the lists: the first notes which lists each address is on
+    (needed by `lists:` rules), the second yields people as it meets them and
+    forgets their entry, so memory holds addresses, never recipient objects.
+    """
+    counts = counts if counts is not None else AudienceCounts()
+    memberships: dict[str, frozenset[str]] = {}
+    interned: dict[frozenset[str], frozenset[str]] = {}
+    for list_name, row in _iter_rows(source):
+        key = (row.get("email") or "").strip().lower()
+        if not key:
+            continue
+        joined = memberships.get(key, frozenset()) | {list_name}
+        memberships[key] = interned.setdefault(joined, joined)
+
+    matches = _segment_matcher(source)
+    named = sorted(set(issue.audience).union(*(s.audience for s in issue.sections)))
+    variants: dict[tuple[str, ...], Variant] = {}
+    handled: set[str] = set()
+    for _list_name, row in _iter_rows(source):
+        counts.rows_read += 1
+        address = (row.get("email") or "").strip()
+        key = address.lower()
+        if key in handled:
+            counts.duplicates_merged += 1
+            continue
+        lists = memberships.get(key)
+        if lists is None:  # blank address
+            counts.invalid += 1
+            continue
+        in_segments = [
+            name for name in named if name in source.segments and matches(name, row, lists)
+        ]
+        if not any(name in issue.audience for name in in_segments):
+            counts.not_in_audience += 1
+            continue
+        handled.add(key)
+        del memberships[key]
+        if check_email(address) is None:
+            counts.invalid += 1
+            continue
+        if key in source.suppressed:
+            counts.suppressed += 1
+            if on_suppressed is not None:
+                on_suppressed(_recipient(row, address, lists), source.suppressed[key])
+            continue
+        section_ids = tuple(
+            s.id
+            for s in issue.sections
+            if not s.audience or set(s.audience).intersection(in_segments)
+        )
+        variant = variants.get(section_ids)
+        if variant is None:
+            variant = variants[section_ids] = variant_for(issue, section_ids)
+        counts.recipients += 1
+        counts.per_variant[variant.key] += 1
+        counts.variants[variant.key] = variant
+        for name in in_segments:
+            counts.per_segment[name] += 1
+        yield _recipient(row, address, lists), variant
+
+
+def _recipient(row: Mapping[str, str], address: str, lists: frozenset[str]) -> Recipient:
+    return Recipient(
+        email=address,
+        name=(row.get("name") or "").strip(),
+        organisation=(row.get("organisation") or "").strip(),
+        agency=(row.get("agency") or "").strip().lower(),
+        role=(row.get("role") or "").strip().lower(),
+        lists=tuple(sorted(lists)),
+        extra={k: v or "" for k, v in row.items() if k not in REQUIRED_COLUMNS and k is not None},
+    )
+
+
+def count_audience(source: AudienceSource, issue: Issue) -> AudienceCounts:
+    """Consume the audience stream and return only the counts."""
+    counts = AudienceCounts()
+    for _ in iter_audience(source, issue, counts):
+        pass
+    return counts
+
+
+def sample_recipients(
+    source: AudienceSource, issue: Issue
+) -> tuple[dict[str, tuple[Recipient, Variant]], AudienceCounts]:
+    """One sample recipient per variant (the first met), for previews and test copies."""
+    counts = AudienceCounts()
+    samples: dict[str, tuple[Recipient, Variant]] = {}
+    for recipient, variant in iter_audience(source, issue, counts):
+        samples.setdefault(variant.key, (recipient, variant))
+    return samples, counts

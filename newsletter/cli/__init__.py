@@ -1,0 +1,84 @@
+"""The `newsletter` command: a thin click layer over the library.
+
+Each command parses its arguments, calls one library function and prints the
+result. Errors from the library (`NewsletterError`) are caught here, in one
+place, and printed as plain messages with the exit codes DESIGN.md promises:
+0 success, 1 content invalid or deliveries failed, 2 usage, 3 lock held.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from newsletter import __version__
+from newsletter.cli import (
+    archive_commands,
+    content_commands,
+    delivery_commands,
+    render_commands,
+    schedule_commands,
+)
+from newsletter.cli.common import AppContext
+from newsletter.errors import ContentError, LockHeldError, NewsletterError
+
+EXIT_LOCK_HELD = 3
+
+
+class NewsletterGroup(click.Group):
+    """Turns library errors into messages and exit codes instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LockHeldError as error:
+            click.echo(f"newsletter: {error}", err=True)
+            ctx.exit(EXIT_LOCK_HELD)
+        except ContentError as error:
+            for problem in error.problems:
+                click.echo(str(problem), err=True)
+            errors = sum(1 for p in error.problems if p.is_error)
+            click.echo(f"newsletter: {errors} error(s) in the content; nothing was sent", err=True)
+            ctx.exit(1)
+        except NewsletterError as error:
+            click.echo(f"newsletter: {error}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=NewsletterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--root",
+    "root_dir",
+    type=click.Path(file_okay=False, path_type=str),
+    envvar="NEWSLETTER_ROOT",
+    default=".",
+    show_default="current directory",
+    help="The project directory (holds newsletter.yaml, issues/, templates/, recipients/).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Say more about what is happening.")
+@click.version_option(__version__, prog_name="newsletter")
+@click.pass_context
+def cli(ctx: click.Context, root_dir: str, verbose: bool) -> None:
+    """Write, check, preview, send and archive the partnership's News Update."""
+    ctx.obj = AppContext.create(root_dir, verbose)
+
+
+for module in (
+    content_commands,
+    render_commands,
+    delivery_commands,
+    schedule_commands,
+    archive_commands,
+):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    cli(prog_name="newsletter")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,93 @@
+"""Commands about content and audience: validate, audience, init."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from newsletter.audience import count_audience
+from newsletter.cli.common import (
+    AppContext,
+    csv_text,
+    echo_json,
+    format_option,
+    issue_argument,
+    pass_app,
+    table_text,
+)
+from newsletter.project import init_project, validate_project
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="Print errors only, not warnings.")
+@pass_app
+def validate(app: AppContext, paths: tuple[Path, ...], quiet: bool) -> None:
+    """Check settings, catalogue, recipients, segments and issues.
+
+    Every problem is printed as path:line:column: message. Exits 0 when there
+    are no errors (warnings allowed) and 1 when there is any error. With PATHS,
+    only those issue files are checked, with what they depend on.
+    """
+    problems = validate_project(app.root_dir, paths)
+    errors = [p for p in problems if p.is_error]
+    warnings = [p for p in problems if not p.is_error]
+    for problem in problems:
+        if problem.is_error or not quiet:
+            click.echo(str(problem), err=problem.is_error)
+    summary = f"{len(errors)} error(s), {len(warnings)} warning(s)"
+    if errors:
+        click.echo(f"newsletter: {summary}; fix the errors before sending", err=True)
+        raise SystemExit(1)
+    click.echo(f"OK: {summary}")
+
+
+@click.command()
+@issue_argument
+@format_option("table", "json", "csv")
+@pass_app
+def audience(app: AppContext, issue: str, output_format: str) -> None:
+    """Show who would get ISSUE: totals, per segment, per variant, merged and suppressed.
+
+    ISSUE is a path to an issue file or its id (the file name in issues/).
+    """
+    project = app.project()
+    loaded = project.load_issue(issue)
+    counts = count_audience(project.audience_source(), loaded)
+    data = {"issue": loaded.id, **counts.as_dict()}
+    if output_format == "json":
+        echo_json(data)
+        return
+    rows: list[tuple[str, str, object]] = [
+        ("total", "recipients", counts.recipients),
+        ("total", "duplicates merged", counts.duplicates_merged),
+        ("total", "suppressed", counts.suppressed),
+        ("total", "invalid addresses skipped", counts.invalid),
+    ]
+    rows += [("segment", name, n) for name, n in sorted(counts.per_segment.items())]
+    rows += [("variant", v["label"], v["recipients"]) for v in data["per_variant"]]
+    if output_format == "csv":
+        click.echo(csv_text(("kind", "name", "count"), rows), nl=False)
+        return
+    click.echo(f"Audience for {loaded.id}: {loaded.title}\n")
+    click.echo(table_text(("kind", "name", "count"), rows))
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Create a working project in DIRECTORY from the bundled sample.
+
+    The sample is the May 2023 Panel reports issue with its catalogue, sample
+    recipient lists and the default templates; it passes `newsletter validate`.
+    """
+    created = init_project(directory)
+    for path in created:
+        click.echo(f"created {path}")
+    click.echo(
+        f"\nNext: cd {directory} && newsletter validate && newsletter audience 2023-05-panel-reports"
+    )
+
+
+COMMANDS: list[click.Command] = [validate, audience, init]

@@ -1,0 +1,60 @@
+"""The one exception hierarchy. Messages are written for a comms officer.
+
+The CLI catches `NewsletterError` in one place and prints its message; every
+subclass names the file, line, field or recipient it concerns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (or worth a warning) in a file, located for editors and CI."""
+
+    path: Path
+    line: int
+    column: int
+    message: str
+    severity: str = "error"  # "error" or "warning"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def __str__(self) -> str:
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{self.path}:{self.line}:{self.column}: {prefix}{self.message}"
+
+
+class NewsletterError(Exception):
+    """Base of every error the newsletter reports to its user."""
+
+
+class ContentError(NewsletterError):
+    """The content (issue, catalogue, settings, recipients) has one or more errors."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = tuple(problems)
+        errors = [p for p in self.problems if p.is_error]
+        lines = [str(p) for p in errors] or ["the content has errors"]
+        super().__init__("\n".join(lines))
+
+
+class ConfigError(NewsletterError):
+    """A setting or environment variable is missing or wrong."""
+
+
+class HeaderInjectionError(NewsletterError):
+    """A value meant for an email header contains a line break."""
+
+
+class DeliveryError(NewsletterError):
+    """A transport could not hand a message over."""
+
+
+class LockHeldError(NewsletterError):
+    """Another dispatch holds the process lock."""

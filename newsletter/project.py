@@ -1,0 +1,171 @@
+"""A project directory: settings, content, templates and recipients, loaded together.
+
+The CLI works on a project directory (`--root DIR`, `NEWSLETTER_ROOT`, or the
+current directory). `open_project` loads the settings once; `load_issue`
+loads an issue with everything it is checked against, and refuses it (raising
+`ContentError`) if anything is wrong, so broken content never reaches a
+renderer or a transport.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from newsletter.audience import (
+    AudienceSource,
+    check_list,
+    load_audience_source,
+    read_audience_source,
+)
+from newsletter.content import (
+    Catalogue,
+    Issue,
+    is_issue_file,
+    load_catalogue,
+    read_catalogue,
+    read_issue,
+)
+from newsletter.errors import ContentError, NewsletterError, Problem
+from newsletter.settings import DEFAULT_TIMEZONE, Settings, load_settings, read_settings
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def bundled_project_dir() -> Path:
+    """The sample project and default templates shipped with the package.
+
+    In a wheel they live in `newsletter/_project/`; in a source checkout they
+    are the checkout's own top-level project files.
+    """
+    installed = PACKAGE_DIR / "_project"
+    return installed if installed.is_dir() else PACKAGE_DIR.parent
+
+
+@dataclass(frozen=True)
+class Project:
+    root_dir: Path
+    settings: Settings
+
+    @property
+    def issues_dir(self) -> Path:
+        return self.root_dir / "issues"
+
+    @property
+    def catalogue_path(self) -> Path:
+        return self.issues_dir / "publications.yaml"
+
+    @property
+    def recipients_dir(self) -> Path:
+        return self.root_dir / "recipients"
+
+    @property
+    def template_dirs(self) -> tuple[Path, ...]:
+        """Where templates are looked up: the project's own first, then the defaults."""
+        own = self.root_dir / "templates"
+        default = bundled_project_dir() / "templates"
+        return (own, default) if own.resolve() != default.resolve() else (own,)
+
+    def issue_paths(self) -> list[Path]:
+        return sorted(p for p in self.issues_dir.glob("*.y*ml") if is_issue_file(p))
+
+    def resolve_issue_path(self, issue: str | Path) -> Path:
+        """An issue given as a path, or as an id/file stem inside issues/."""
+        path = Path(issue)
+        if path.exists():
+            return path.resolve()
+        for candidate in (self.issues_dir / f"{issue}.yaml", self.issues_dir / f"{issue}.yml"):
+            if candidate.exists():
+                return candidate
+        raise NewsletterError(f"{issue}: no such issue file (looked in {self.issues_dir})")
+
+    def catalogue(self) -> Catalogue:
+        return load_catalogue(self.catalogue_path)
+
+    def audience_source(self) -> AudienceSource:
+        return load_audience_source(self.recipients_dir)
+
+    def load_issue(self, issue: str | Path) -> Issue:
+        """Load one issue, checked against the catalogue and the segments; raise on any error."""
+        path = self.resolve_issue_path(issue)
+        catalogue, catalogue_problems = read_catalogue(self.catalogue_path)
+        source, source_problems = read_audience_source(self.recipients_dir)
+        parsed, problems = read_issue(path, catalogue, source.segments.keys(), self.settings.zone)
+        every = catalogue_problems + source_problems + problems
+        if parsed is None or any(p.is_error for p in every):
+            raise ContentError(every)
+        return parsed
+
+
+def open_project(root_dir: Path, environ: Mapping[str, str] | None = None) -> Project:
+    """Open a project directory, loading its settings (raising ContentError on problems)."""
+    root_dir = root_dir.resolve()
+    if not (root_dir / "newsletter.yaml").exists():
+        raise NewsletterError(
+            f"{root_dir} is not a newsletter project (no newsletter.yaml); "
+            "run `newsletter init DIR` to create one, or pass --root"
+        )
+    return Project(root_dir, load_settings(root_dir, environ))
+
+
+def validate_project(
+    root_dir: Path, paths: Iterable[Path] = (), environ: Mapping[str, str] | None = None
+) -> list[Problem]:
+    """Check settings, catalogue, recipients, segments and issues; return every problem.
+
+    With `paths`, only those issue files are checked (plus what they depend on).
+    """
+    root_dir = root_dir.resolve()
+    problems: list[Problem] = []
+    settings, settings_problems = read_settings(root_dir, environ)
+    problems += settings_problems
+    catalogue, catalogue_problems = read_catalogue(root_dir / "issues" / "publications.yaml")
+    problems += catalogue_problems
+    recipients_dir = root_dir / "recipients"
+    source, source_problems = read_audience_source(recipients_dir)
+    problems += source_problems
+    for list_path in source.list_paths():
+        problems += check_list(list_path)
+    if not source.list_paths():
+        problems.append(
+            Problem(recipients_dir / "lists", 1, 1, "there are no recipient lists (lists/*.csv)")
+        )
+    chosen = [Path(p).resolve() for p in paths]
+    issue_files = chosen or sorted(
+        p for p in (root_dir / "issues").glob("*.y*ml") if is_issue_file(p)
+    )
+    zone = settings.zone if settings is not None else ZoneInfo(DEFAULT_TIMEZONE)
+    for issue_path in issue_files:
+        if not is_issue_file(issue_path):
+            continue
+        _, issue_problems = read_issue(issue_path, catalogue, source.segments.keys(), zone)
+        problems += issue_problems
+    return problems
+
+
+PROJECT_FILES = ("newsletter.yaml", "issues", "templates", "recipients")
+
+
+def init_project(target_dir: Path) -> list[Path]:
+    """Create a working project directory from the bundled sample; refuse to overwrite."""
+    source = bundled_project_dir()
+    target_dir = target_dir.resolve()
+    clashes = [name for name in PROJECT_FILES if (target_dir / name).exists()]
+    if clashes:
+        raise NewsletterError(
+            f"{target_dir} already has {', '.join(clashes)}; choose an empty directory"
+        )
+    target_dir.mkdir(parents=True, exist_ok=True)
+    created = []
+    for name in PROJECT_FILES:
+        origin = source / name
+        if origin.is_dir():
+            shutil.copytree(origin, target_dir / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(origin, target_dir / name)
+        created.append(target_dir / name)
+    (target_dir / ".gitignore").write_text("var/\nout/\noutbox/\nsite/\n", encoding="utf-8")
+    return created

@@ -1,0 +1,7 @@
+"""Shared fixtures live in tests/support/, one module per real component."""
+
+pytest_plugins = [
+    "tests.support.project",
+    "tests.support.smtp",
+    "tests.support.browser",
+]

@@ -1,0 +1,1 @@
+"""The real headless Chromium (Playwright) used by browser tests: see its change."""
