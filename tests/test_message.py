@@ -1,0 +1,198 @@
+"""The message each practitioner receives: headers, parts, DKIM, and no header injection."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import email
+from email import policy
+from pathlib import Path
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from newsletter.audience import Recipient
+from newsletter.content import Issue
+from newsletter.errors import HeaderInjectionError
+from newsletter.message import (
+    PersonalisedEmail,
+    build_message,
+    message_bytes,
+    message_id_for,
+)
+from newsletter.project import Project
+from newsletter.settings import DkimSettings, Secret, Settings
+
+JO = Recipient("jo.bloggs@example.org", "Zoë O'Neill-Ünal, Named Nurse")
+EMAIL = PersonalisedEmail(
+    "Panel reports: what they mean for us – May 2023", "<p>Hello</p>", "Hello"
+)
+
+
+@pytest.fixture
+def issue(project: Project) -> Issue:
+    return project.load_issue("2023-05-panel-reports")
+
+
+def parse(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]
+
+
+def test_multipart_alternative_with_text_first_then_html(project: Project, issue: Issue) -> None:
+    parsed = parse(message_bytes(build_message(project.settings, issue, JO, EMAIL)))
+    assert parsed.get_content_type() == "multipart/alternative"
+    parts = list(parsed.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert parts[0].get_content().strip() == "Hello"
+    assert parts[1].get_content().strip() == "<p>Hello</p>"
+
+
+def test_headers_encode_names_and_subject(project: Project, issue: Issue) -> None:
+    raw = message_bytes(build_message(project.settings, issue, JO, EMAIL))
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert head.isascii(), "non-ASCII must be RFC 2047 encoded in headers"
+    parsed = parse(raw)
+    assert parsed["To"].addresses[0].display_name == JO.name
+    assert parsed["To"].addresses[0].addr_spec == JO.email
+    assert str(parsed["Subject"]) == EMAIL.subject
+    assert parsed["From"].addresses[0].addr_spec == project.settings.from_address
+    assert parsed["Reply-To"] == issue.reply_to
+    assert "news-update.childrens-mars.example.org" in parsed["List-Id"]
+    assert parsed["Date"]
+
+
+def test_list_unsubscribe_has_mailto_and_one_click_https(project: Project, issue: Issue) -> None:
+    parsed = parse(message_bytes(build_message(project.settings, issue, JO, EMAIL)))
+    value = parsed["List-Unsubscribe"]
+    targets = [t.strip().strip("<>") for t in value.split(",")]
+    assert targets[0].startswith("mailto:unsubscribe@example.org?subject=")
+    assert targets[1].startswith("https://news.example.org/unsubscribe?")
+    assert "jo.bloggs%40example.org" in targets[1]
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_no_one_click_header_without_an_https_url(project: Project, issue: Issue) -> None:
+    settings = dataclasses.replace(project.settings, unsubscribe_url=None)
+    parsed = parse(message_bytes(build_message(settings, issue, JO, EMAIL)))
+    assert parsed["List-Unsubscribe"].startswith("<mailto:")
+    assert "https:" not in parsed["List-Unsubscribe"]
+    assert parsed["List-Unsubscribe-Post"] is None
+
+
+def test_message_id_is_deterministic_per_issue_and_recipient(
+    project: Project, issue: Issue
+) -> None:
+    first = build_message(project.settings, issue, JO, EMAIL)["Message-ID"]
+    retry = build_message(project.settings, issue, JO, EMAIL)["Message-ID"]
+    assert first == retry == message_id_for(issue.id, "JO.Bloggs@Example.org", "example.org")
+    other = build_message(
+        project.settings, issue, dataclasses.replace(JO, email="sam@example.org"), EMAIL
+    )["Message-ID"]
+    assert other != first
+    assert message_id_for("2023-08-news", JO.email, "example.org") != first
+
+
+def test_test_copy_is_marked_and_has_its_own_message_id(project: Project, issue: Issue) -> None:
+    real = build_message(project.settings, issue, JO, EMAIL)
+    test = build_message(project.settings, issue, JO, EMAIL, test=True)
+    assert str(test["Subject"]).startswith("[TEST] ")
+    assert test["Message-ID"] != real["Message-ID"]
+
+
+@pytest.mark.parametrize(
+    ("field", "change"),
+    [
+        (
+            "recipient name",
+            lambda r, e, s: (dataclasses.replace(r, name="Jo\r\nBcc: x@example.com"), e, s),
+        ),
+        (
+            "subject",
+            lambda r, e, s: (r, dataclasses.replace(e, subject="Hi\nBcc: x@example.com"), s),
+        ),
+        (
+            "organisation",
+            lambda r, e, s: (r, e, dataclasses.replace(s, organisation="MARS\r\nX-Evil: 1")),
+        ),
+        (
+            "sender name",
+            lambda r, e, s: (r, e, dataclasses.replace(s, from_name="MARS\nBcc: x@example.com")),
+        ),
+    ],
+)
+def test_line_breaks_in_header_values_are_refused(
+    project: Project, issue: Issue, field: str, change: object
+) -> None:
+    recipient, personalised, settings = change(JO, EMAIL, project.settings)  # type: ignore[operator]
+    with pytest.raises(HeaderInjectionError, match=field):
+        build_message(settings, issue, recipient, personalised)
+
+
+def test_no_line_exceeds_998_octets_even_for_one_line_html(project: Project, issue: Issue) -> None:
+    huge = PersonalisedEmail("Subject", "<p>" + "word " * 20000 + "</p>", "x" * 5000)
+    raw = message_bytes(build_message(project.settings, issue, JO, huge))
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    parsed = parse(raw)
+    html = list(parsed.iter_parts())[1].get_content()
+    assert html.count("word") == 20000
+
+
+def _dkim_settings(settings: Settings) -> tuple[Settings, bytes]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    return dataclasses.replace(
+        settings, dkim=DkimSettings("example.org", "news", Secret(pem))
+    ), record
+
+
+def test_dkim_signature_verifies_and_covers_one_click_headers(
+    project: Project, issue: Issue
+) -> None:
+    settings, record = _dkim_settings(project.settings)
+    raw = message_bytes(build_message(settings, issue, JO, EMAIL))
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"news._domainkey.example.org."
+        return record
+
+    assert dkim.verify(raw, dnsfunc=dns)
+    signature = parse(raw)["DKIM-Signature"]
+    signed = {h.strip().lower() for h in signature.split("h=")[1].split(";")[0].split(":")}
+    assert {
+        "from",
+        "subject",
+        "date",
+        "message-id",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+    } <= signed
+
+    # Changing a signed header (here the one-click marker) breaks the signature.
+    tampered = raw.replace(b"List-Unsubscribe=One-Click", b"List-Unsubscribe=One-Clack")
+    assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_dkim_key_never_appears_in_the_message(project: Project, issue: Issue) -> None:
+    settings, _ = _dkim_settings(project.settings)
+    assert settings.dkim is not None
+    key_body = settings.dkim.private_key.reveal().splitlines()[1]
+    raw = message_bytes(build_message(settings, issue, JO, EMAIL))
+    assert key_body.encode() not in raw
+    assert key_body not in repr(settings)
+
+
+def test_message_round_trips_through_a_file(tmp_path: Path, project: Project, issue: Issue) -> None:
+    path = tmp_path / "sample.eml"
+    path.write_bytes(message_bytes(build_message(project.settings, issue, JO, EMAIL)))
+    parsed = parse(path.read_bytes())
+    assert parsed["Message-ID"].startswith("<2023-05-panel-reports.")
