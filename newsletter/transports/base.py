@@ -1,0 +1,63 @@
+"""The one small interface every delivery back-end implements.
+
+A transport takes complete messages and says, per message, what happened:
+`sent`, `temporary` (try again later) or `permanent` (give up on this
+address). It never raises for a delivery failure, so one bad address cannot
+stop a run; only a misconfiguration it cannot work around (no credentials, a
+rejected API key) raises `DeliveryError`, which stops the run with a clear
+message instead of marking everyone as failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Literal, Protocol
+
+from newsletter.message import message_bytes
+
+DeliveryStatus = Literal["sent", "temporary", "permanent"]
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A complete message for one envelope recipient."""
+
+    recipient: str
+    message_id: str
+    message: EmailMessage
+
+    def as_bytes(self) -> bytes:
+        return message_bytes(self.message)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What happened to one message. `detail` is safe to show and store: no secrets."""
+
+    recipient: str
+    message_id: str
+    status: DeliveryStatus
+    detail: str = ""
+    provider_id: str | None = None
+    retry_after: float | None = None  # seconds the provider asked us to wait
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "sent"
+
+
+class Transport(Protocol):
+    """A delivery back-end. One instance per worker: instances are not shared by threads."""
+
+    name: str
+    batch_size: int
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        """Deliver each message; one result per message, in the same order."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; safe to call twice."""
+        ...
