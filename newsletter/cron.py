@@ -1,0 +1,150 @@
+"""Ready-to-paste set-ups that run `newsletter dispatch` every few minutes.
+
+Two ways a server can do it: a crontab line, or a systemd service + timer
+pair. Both use absolute paths (cron and systemd start in a bare environment),
+run in the project directory, and read secrets from an environment file that
+lives outside the project, so passwords never sit beside the content in git.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.project import Project
+
+UNIT_NAME = "newsletter-dispatch"
+DEFAULT_ENV_FILE = Path("~/.config/newsletter/newsletter.env")
+
+
+@dataclass(frozen=True)
+class CronSetup:
+    """The crontab line and the systemd unit files for one project directory."""
+
+    crontab_line: str
+    service_name: str
+    service_text: str
+    timer_name: str
+    timer_text: str
+    env_file: Path
+    output_log: Path
+
+    def as_text(self) -> str:
+        """Everything, with short instructions, as `newsletter cron` prints it."""
+        return "\n".join(
+            [
+                "# --- Option 1: cron ------------------------------------------------",
+                "# Add this line with `crontab -e` (it runs every 5 minutes):",
+                self.crontab_line,
+                "",
+                "# --- Option 2: systemd timer -----------------------------------------",
+                f"# Save as ~/.config/systemd/user/{self.service_name}:",
+                self.service_text,
+                f"# Save as ~/.config/systemd/user/{self.timer_name}:",
+                self.timer_text,
+                "# Then: systemctl --user daemon-reload",
+                f"#       systemctl --user enable --now {self.timer_name}",
+                "#       loginctl enable-linger   (keeps it running when you log out)",
+                "",
+                f"# Secrets (e.g. NEWSLETTER_SMTP_PASSWORD=...) go in {self.env_file},",
+                "# one NAME=value per line, readable only by you (chmod 600). It may be absent",
+                "# when the transport needs no secrets.",
+            ]
+        )
+
+
+def newsletter_command() -> list[str]:
+    """The absolute command that runs this installation of `newsletter`."""
+    # Prefer the console script beside the running interpreter (the same virtualenv),
+    # then one on PATH; fall back to the interpreter itself, which always works.
+    beside = Path(sys.executable).parent / "newsletter"
+    if beside.is_file():
+        return [str(beside.absolute())]
+    found = shutil.which("newsletter")
+    if found:
+        return [str(Path(found).absolute())]
+    return [str(Path(sys.executable).absolute()), "-m", "newsletter"]
+
+
+def _systemd_quote(word: str) -> str:
+    if not word or any(c in word for c in " \t\"'\\;$%"):
+        escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+        return f'"{escaped}"'
+    return word
+
+
+def _cron_escape(text: str) -> str:
+    # cron turns an unescaped % into a newline: escape it in the command part.
+    return text.replace("%", "\\%")
+
+
+def cron_setup(
+    project: Project,
+    *,
+    env_file: Path | None = None,
+    command: list[str] | None = None,
+    every_minutes: int = 5,
+) -> CronSetup:
+    """Build the crontab line and systemd units for `project`."""
+    root = project.root_dir.resolve()
+    env_path = (env_file or DEFAULT_ENV_FILE).expanduser().absolute()
+    argv = [*(command or newsletter_command()), "dispatch"]
+    output_log = project.settings.dispatch_log_path.parent.absolute() / "cron.log"
+    quoted_env = shlex.quote(str(env_path))
+    shell = (
+        f"cd {shlex.quote(str(root))}"
+        f" && if [ -r {quoted_env} ]; then set -a; . {quoted_env}; set +a; fi"
+        f" && mkdir -p {shlex.quote(str(output_log.parent))}"
+        f" && {shlex.join(argv)} >> {shlex.quote(str(output_log))} 2>&1"
+    )
+    crontab_line = f"*/{every_minutes} * * * * {_cron_escape(shell)}"
+
+    service_name = f"{UNIT_NAME}.service"
+    timer_name = f"{UNIT_NAME}.timer"
+    service_text = "\n".join(
+        [
+            "[Unit]",
+            f"Description=Send {project.settings.organisation} newsletter issues that are due",
+            "Wants=network-online.target",
+            "After=network-online.target",
+            "",
+            "[Service]",
+            "Type=oneshot",
+            f"WorkingDirectory={root}",
+            # The leading '-' lets the service run when there is no environment file.
+            f"EnvironmentFile=-{env_path}",
+            f"Environment={_systemd_quote(f'NEWSLETTER_ROOT={root}')}",
+            f"ExecStart={' '.join(_systemd_quote(w) for w in argv)}",
+            # Exit 3 means the previous run still holds the lock: not a failure.
+            "SuccessExitStatus=3",
+            "",
+        ]
+    )
+    timer_text = "\n".join(
+        [
+            "[Unit]",
+            f"Description=Run {service_name} every {every_minutes} minutes",
+            "",
+            "[Timer]",
+            f"OnCalendar=*:0/{every_minutes}",
+            # Persistent: a tick missed while the machine was off runs at boot.
+            "Persistent=true",
+            f"Unit={service_name}",
+            "",
+            "[Install]",
+            "WantedBy=timers.target",
+            "",
+        ]
+    )
+    return CronSetup(
+        crontab_line=crontab_line,
+        service_name=service_name,
+        service_text=service_text,
+        timer_name=timer_name,
+        timer_text=timer_text,
+        env_file=env_path,
+        output_log=output_log,
+    )
