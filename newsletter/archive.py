@@ -12,16 +12,20 @@ byte-identical files and a deploy by rsync or git shows only real changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+import shutil
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment
 from markupsafe import Markup
 
-from newsletter.content import Catalogue, Issue, Link, Publication, Section
+from newsletter.content import PUBLICATION_TYPES, Catalogue, Issue, Link, Publication, Section
 from newsletter.links import issue_page_path, share_ideas_mailto
+from newsletter.markup import markdown_plain
 from newsletter.project import Project
 from newsletter.templating import make_environment
 
@@ -208,3 +212,232 @@ def _render_issue(site: _Site, issue: Issue, *, standalone: bool) -> str:
     return site.render(
         "web/issue.html.j2", issue_page(issue.id), {"issue": issue}, standalone=standalone
     )
+
+
+# --- the whole site --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    url: str
+    title: str
+    updated: str
+    summary: str
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Feed:
+    id: str
+    title: str
+    updated: str
+    self_url: str
+    home_url: str
+    entries: tuple[FeedEntry, ...]
+
+
+def archive_issues(project: Project, *, drafts: bool = False) -> list[Issue]:
+    """The issues the archive shows, newest first: approved ones, and drafts if asked.
+
+    Every issue file is loaded (and so checked): the site is never built from
+    broken content, as nothing is sent from it.
+    """
+    issues = [project.load_issue(path) for path in project.issue_paths()]
+    shown = [issue for issue in issues if issue.approved or drafts]
+    return sorted(shown, key=lambda issue: (issue.date, issue.id), reverse=True)
+
+
+def _mentions(issues: Iterable[Issue]) -> list[Mention]:
+    return [Mention(issue, section) for issue in issues for section in issue.sections]
+
+
+def _discusses(section: Section, publication_id: str) -> bool:
+    return section.publication_id == publication_id or any(
+        link.publication_id == publication_id for link in section.links
+    )
+
+
+def publication_groups(catalogue: Catalogue, issues: Iterable[Issue]) -> list[PublicationGroup]:
+    """The catalogue grouped by type (in the catalogue's type order), newest first in each."""
+    mentions = _mentions(issues)
+    known = list(PUBLICATION_TYPES)
+    types = known + sorted({p.type for p in catalogue.publications} - set(known))
+    groups = []
+    for pub_type in types:
+        publications = sorted(
+            (p for p in catalogue.publications if p.type == pub_type),
+            key=lambda p: (p.published, p.title),
+            reverse=True,
+        )
+        entries = tuple(
+            PublicationEntry(p, tuple(m for m in mentions if _discusses(m.section, p.id)))
+            for p in publications
+        )
+        if entries:
+            groups.append(PublicationGroup(pub_type, entries))
+    return groups
+
+
+def themes(issues: Iterable[Issue]) -> list[Theme]:
+    """Every theme the sections are tagged with, alphabetically, with its sections."""
+    mentions = _mentions(issues)
+    ids = sorted({theme for m in mentions for theme in m.section.themes})
+    return [
+        Theme(theme, theme_label(theme), tuple(m for m in mentions if theme in m.section.themes))
+        for theme in ids
+    ]
+
+
+def _atom_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _feed(project: Project, issues: list[Issue], catalogue: Catalogue) -> Feed:
+    base_url = project.settings.archive_base_url
+    entries = tuple(
+        FeedEntry(
+            url=base_url + issue_page_path(issue.id),
+            title=f"{issue.title} ({month_year(issue.date)})",
+            updated=_atom_time(issue.send_at),
+            summary=issue.preheader,
+            categories=tuple(sorted({t for s in issue.sections for t in s.themes})),
+        )
+        for issue in issues
+    )
+    if entries:
+        updated = max(entry.updated for entry in entries)
+    else:
+        # Still a valid feed with nothing in it: dated by the newest publication.
+        newest = max((p.published for p in catalogue.publications), default="2000-01")
+        updated = f"{newest}-01T00:00:00Z"
+    return Feed(
+        id=base_url,
+        title=f"{project.settings.organisation} News Update",
+        updated=updated,
+        self_url=base_url + FEED,
+        home_url=base_url,
+        entries=entries,
+    )
+
+
+def _words(*texts: str) -> str:
+    return " ".join(" ".join(texts).lower().split())
+
+
+def _points_text(section: Section) -> list[str]:
+    texts: list[str] = []
+    stack = list(section.points)
+    while stack:
+        point = stack.pop(0)
+        texts.append(markdown_plain(point.text))
+        stack[:0] = point.points
+    return texts
+
+
+def search_index(issues: Iterable[Issue], catalogue: Catalogue) -> dict[str, Any]:
+    """The words each home-page entry can be found by: more than the page shows."""
+    items: list[dict[str, str]] = []
+    for issue in issues:
+        texts = [issue.title, long_date(issue.date), markdown_plain(issue.intro)]
+        for section in issue.sections:
+            texts += [section.title, markdown_plain(section.lead_in), *_points_text(section)]
+            texts += [markdown_plain(p) for p in section.prompts]
+            texts += [link.text for link in section.links]
+            texts += [theme_label(t) for t in section.themes]
+        items.append(
+            {
+                "id": f"issue:{issue.id}",
+                "title": issue.title,
+                "url": issue_page(issue.id),
+                "text": _words(*texts),
+            }
+        )
+    for publication in catalogue.publications:
+        texts = [publication.title, publication.type, publication.published_label]
+        texts += [a.title for a in publication.attachments]
+        items.append(
+            {
+                "id": f"publication:{publication.id}",
+                "title": publication.title,
+                "url": f"{PUBLICATIONS_PAGE}#{publication.id}",
+                "text": _words(*texts),
+            }
+        )
+    return {"items": items}
+
+
+def _type_anchor(pub_type: str) -> str:
+    return "-".join(pub_type.lower().split())
+
+
+def build_archive(project: Project, out_dir: Path, *, drafts: bool = False) -> list[Path]:
+    """Write the archive site into `out_dir`; return every file of the site, sorted.
+
+    Files whose bytes would not change are left alone. Issue and theme pages
+    from an earlier build that no longer belong (a draft built with --drafts,
+    a renamed issue) are removed, so a draft never lingers on the public site.
+    """
+    catalogue = project.catalogue()
+    issues = archive_issues(project, drafts=drafts)
+    site = _Site(project, catalogue)
+    site.env.filters["type_anchor"] = _type_anchor
+    all_themes = themes(issues)
+    newest_publications = sorted(
+        catalogue.publications, key=lambda p: (p.published, p.title), reverse=True
+    )
+
+    files: dict[str, str] = {}
+
+    def page(path: str, template: str, **context: Any) -> None:
+        files[path] = site.render(f"web/{template}", path, context, standalone=False)
+
+    page(
+        HOME_PAGE,
+        "home.html.j2",
+        issues=issues,
+        newest_publications=newest_publications,
+        issue_page=issue_page,
+    )
+    for issue in issues:
+        files[issue_page(issue.id)] = _render_issue(site, issue, standalone=False)
+    page(PUBLICATIONS_PAGE, "publications.html.j2", groups=publication_groups(catalogue, issues))
+    page(THEMES_PAGE, "themes.html.j2", themes=all_themes)
+    for theme in all_themes:
+        page(theme.page, "theme.html.j2", theme=theme)
+    files[FEED] = site.env.get_template("web/feed.xml.j2").render(
+        site=site.info, feed=_feed(project, issues, catalogue)
+    )
+    index = search_index(issues, catalogue)
+    files[SEARCH_INDEX] = json.dumps(index, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
+    for name in STATIC_FILES:
+        files[name] = site.static_text(name)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_pages(out_dir, set(files))
+    written = []
+    for relative, text in sorted(files.items()):
+        path = out_dir / relative
+        data = text.encode("utf-8")
+        if not path.is_file() or path.read_bytes() != data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        written.append(path)
+    return written
+
+
+def _remove_stale_pages(out_dir: Path, keep: set[str]) -> None:
+    """Remove issue and theme folders of an earlier build that this build does not have.
+
+    Only folders holding nothing but an index.html are touched: anything else
+    there was not made by this command.
+    """
+    for area in ("issues", "themes"):
+        for folder in sorted((out_dir / area).glob("*/")):
+            page = folder / "index.html"
+            relative = page.relative_to(out_dir).as_posix()
+            if relative in keep or not folder.is_dir():
+                continue
+            if [p.name for p in folder.iterdir()] == ["index.html"]:
+                shutil.rmtree(folder)
+        if (out_dir / area).is_dir() and not any((out_dir / area).iterdir()):
+            (out_dir / area).rmdir()
