@@ -264,7 +264,7 @@ def test_every_link_inside_the_site_resolves(site: tuple[Project, Path]) -> None
         for element in page.xpath("//a[@href] | //link[@href] | //script[@src]"):
             target = element.get("href") or element.get("src")
             parts = urlsplit(target)
-            if parts.scheme in ("https", "mailto"):
+            if parts.scheme in ("https", "mailto", "data"):
                 continue
             assert not parts.scheme and not target.startswith("/"), (page_path, target)
             file = (page_path.parent / unquote(parts.path)).resolve() if parts.path else page_path

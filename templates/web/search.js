@@ -48,12 +48,14 @@
   });
 
   // The index holds more than the page shows (bullets, prompts, themes); if it
-  // cannot be loaded (e.g. opened from disk) the visible text is used instead.
-  if (window.fetch) {
+  // cannot be loaded the visible text is used instead. Browsers refuse fetch()
+  // from file://, so a site opened from disk does not try.
+  if (window.fetch && window.location.protocol !== "file:") {
     fetch(holder.getAttribute("data-index"))
       .then(function (response) { return response.ok ? response.json() : { items: [] }; })
       .then(function (index) {
         index.items.forEach(function (entry) { words[entry.id] = entry.text; });
+        holder.setAttribute("data-index-loaded", "");
         apply();
       })
       .catch(function () {});
