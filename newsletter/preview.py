@@ -203,6 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
                 query.get("variant", [None])[0], query.get("width", ["desktop"])[0]
             )
             self._send(HTTPStatus.OK, "text/html; charset=utf-8", body, head)
+        elif route == "/favicon.ico":
+            self._send(HTTPStatus.NO_CONTENT, "text/plain", "", head)
         elif route == "/state":
             body = json.dumps({"version": self.server.current_version()})
             self._send(HTTPStatus.OK, "application/json", body, head)
