@@ -155,7 +155,10 @@ class PreviewServer(ThreadingHTTPServer):
 
     def start(self) -> PreviewServer:
         """Serve in a background thread (for tests and embedding)."""
-        self._thread = threading.Thread(target=self.serve_forever, name="preview", daemon=True)
+        # A short poll interval lets stop() return promptly.
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="preview", daemon=True
+        )
         self._thread.start()
         return self
 
