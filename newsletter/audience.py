@@ -143,6 +143,28 @@ class AudienceCounts:
 
 # --- reading ---------------------------------------------------------------
 
+# Excel's "CSV UTF-8" starts the file with a byte-order mark; reading it as
+# plain utf-8 would turn the first column name into "\ufeffemail".
+CSV_ENCODING = "utf-8-sig"
+
+
+def encoding_problem(path: Path) -> Problem | None:
+    """Where a CSV file stops being UTF-8 (e.g. saved by Excel as "CSV (Comma delimited)")."""
+    data = path.read_bytes()
+    try:
+        data.decode(CSV_ENCODING)
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        return Problem(
+            path,
+            line,
+            column,
+            "this file is not saved as UTF-8 text; in Excel use Save As > "
+            '"CSV UTF-8 (Comma delimited)"',
+        )
+    return None
+
 
 def read_segments(
     path: Path, list_names: Collection[str]
@@ -249,7 +271,9 @@ def read_suppressed(path: Path) -> tuple[dict[str, Suppression], list[Problem]]:
     suppressed: dict[str, Suppression] = {}
     if not path.exists():
         return suppressed, problems
-    with path.open(newline="", encoding="utf-8") as handle:
+    if (problem := encoding_problem(path)) is not None:
+        return suppressed, [problem]
+    with path.open(newline="", encoding=CSV_ENCODING) as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in SUPPRESSED_COLUMNS if c not in (reader.fieldnames or ())]
         if missing:
@@ -282,7 +306,10 @@ def read_suppressed(path: Path) -> tuple[dict[str, Suppression], list[Problem]]:
 
 def check_list(path: Path) -> Iterator[Problem]:
     """Every problem in one recipients CSV: header, invalid addresses, unknown agencies."""
-    with path.open(newline="", encoding="utf-8") as handle:
+    if (problem := encoding_problem(path)) is not None:
+        yield problem
+        return
+    with path.open(newline="", encoding=CSV_ENCODING) as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -333,9 +360,31 @@ def load_audience_source(recipients_dir: Path) -> AudienceSource:
 
 def _iter_rows(source: AudienceSource) -> Iterator[tuple[str, dict[str, str]]]:
     for path in source.list_paths():
-        with path.open(newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                yield path.stem, row
+        with path.open(newline="", encoding=CSV_ENCODING) as handle:
+            try:
+                for row in csv.DictReader(handle):
+                    yield path.stem, row
+            except UnicodeDecodeError:
+                problem = encoding_problem(path)
+                raise ContentError([problem] if problem else []) from None
+
+
+def _iter_addresses(source: AudienceSource) -> Iterator[tuple[str, str]]:
+    """(list name, lower-cased address) for every row: the cheap first pass of `iter_audience`."""
+    for path in source.list_paths():
+        with path.open(newline="", encoding=CSV_ENCODING) as handle:
+            try:
+                reader = csv.reader(handle)
+                header = next(reader, [])
+                if "email" not in header:
+                    continue
+                column = header.index("email")
+                for row in reader:
+                    if column < len(row):
+                        yield path.stem, row[column].strip().lower()
+            except UnicodeDecodeError:
+                problem = encoding_problem(path)
+                raise ContentError([problem] if problem else []) from None
 
 
 def _segment_matcher(
@@ -386,11 +435,13 @@ def iter_audience(
     counts = counts if counts is not None else AudienceCounts()
     memberships: dict[str, frozenset[str]] = {}
     interned: dict[frozenset[str], frozenset[str]] = {}
-    for list_name, row in _iter_rows(source):
-        key = (row.get("email") or "").strip().lower()
+    for list_name, key in _iter_addresses(source):
         if not key:
             continue
-        joined = memberships.get(key, frozenset()) | {list_name}
+        known = memberships.get(key)
+        if known is not None and list_name in known:
+            continue
+        joined = (known or frozenset()) | {list_name}
         memberships[key] = interned.setdefault(joined, joined)
 
     matches = _segment_matcher(source)
