@@ -77,6 +77,9 @@ class Project:
         path = Path(issue)
         if path.exists():
             return path.resolve()
+        # `--root DIR audience issues/x.yaml` from elsewhere: the path is the project's.
+        if not path.is_absolute() and (self.root_dir / path).exists():
+            return (self.root_dir / path).resolve()
         for candidate in (self.issues_dir / f"{issue}.yaml", self.issues_dir / f"{issue}.yml"):
             if candidate.exists():
                 return candidate
