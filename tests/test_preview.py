@@ -150,3 +150,31 @@ def test_a_broken_template_is_shown_on_the_page_not_a_crash(server, project_dir:
     status, _, body = get(server, "/")
     assert status == 200
     assert f"{template}:1:1: template error" in lxml.html.document_fromstring(body).text_content()
+
+
+def test_preview_command_prints_its_url_and_serves_until_stopped(project_dir: Path):
+    import subprocess
+    import sys
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "--root", str(project_dir), "preview", ISSUE_ID,
+         "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:  # fmt: skip
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert line.startswith(f"Previewing {ISSUE_ID} at http://127.0.0.1:"), line
+            url = line.split(" at ", 1)[1].split()[0]
+            port = int(url.rstrip("/").rsplit(":", 1)[1])
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", "/")
+            response = connection.getresponse()
+            assert response.status == 200
+            assert b"News Update, May 2023" in response.read()
+            connection.close()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
