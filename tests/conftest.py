@@ -3,5 +3,6 @@
 pytest_plugins = [
     "tests.support.project",
     "tests.support.smtp",
+    "tests.support.providers",
     "tests.support.browser",
 ]

@@ -1,0 +1,267 @@
+"""What the HTTP API providers share: one requests Session, retries, and safe errors.
+
+Retry rule (both providers): 429 and 5xx, and a connection that fails, are
+retried a bounded number of times. The wait is what the provider asked for
+(`Retry-After` in seconds or as an HTTP date, else a rate-limit reset
+header), else exponential backoff; a wait longer than `max_wait` is not
+slept here but handed back as `retry_after` on `temporary` results, so the
+dispatcher decides. 401/403 mean the key is wrong: `DeliveryError`, which
+stops the run instead of failing everyone. Other 4xx are for the provider
+module to map, usually `permanent` for the request's messages.
+
+Secrets travel only in request headers. Error text never includes request
+headers, and `scrub` removes every secret (and its base64 form) from any
+text we build from a response or exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import AddressHeader
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from newsletter.errors import DeliveryError
+from newsletter.transports.base import DeliveryResult, OutgoingMessage
+
+Sleep = Callable[[float], None]
+
+# Headers a provider must carry through unchanged: one-click unsubscribe
+# (RFC 2369, RFC 8058), the list identity and our deterministic Message-ID.
+PASS_THROUGH_HEADERS = (
+    "Message-ID",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "X-Newsletter-Issue",
+)
+# Reset headers seen on rate-limited APIs, used when Retry-After is absent.
+RESET_HEADERS = ("RateLimit-Reset", "X-RateLimit-Reset", "X-RateLimit-Reset-After")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry 429/5xx before giving the batch back as temporary."""
+
+    attempts: int = 4
+    base_delay: float = 1.0
+    max_wait: float = 60.0
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.base_delay * 2.0 ** (attempt - 1), self.max_wait)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A final HTTP answer that is not 429, 5xx or 401/403."""
+
+    status: int
+    body: Any  # parsed JSON, or None when the body was not JSON
+    text: str
+
+
+@dataclass(frozen=True)
+class GaveUp:
+    """Retries ran out (or the provider asked for a longer wait than we sleep)."""
+
+    detail: str
+    retry_after: float | None
+
+
+@dataclass(frozen=True)
+class MessageParts:
+    """The pieces of a built message that a JSON email API asks for."""
+
+    from_name: str
+    from_address: str
+    to_name: str
+    to_address: str
+    reply_to: str | None
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def message_parts(message: EmailMessage) -> MessageParts:
+    """Take a message from `build_message` apart for an API: addresses, subject, bodies, headers."""
+    sender = _first_address(message, "From")
+    to = _first_address(message, "To")
+    reply_to = message.get("Reply-To")
+    text_part = message.get_body(preferencelist=("plain",))
+    html_part = message.get_body(preferencelist=("html",))
+    headers = {
+        name: str(message[name]) for name in PASS_THROUGH_HEADERS if message.get(name) is not None
+    }
+    return MessageParts(
+        from_name=sender[0],
+        from_address=sender[1],
+        to_name=to[0],
+        to_address=to[1],
+        reply_to=str(reply_to) if reply_to is not None else None,
+        subject=str(message.get("Subject", "")),
+        text=text_part.get_content() if isinstance(text_part, EmailMessage) else "",
+        html=html_part.get_content() if isinstance(html_part, EmailMessage) else "",
+        headers=headers,
+    )
+
+
+def _first_address(message: EmailMessage, name: str) -> tuple[str, str]:
+    header = message.get(name)
+    if isinstance(header, AddressHeader) and header.addresses:
+        address = header.addresses[0]
+        return address.display_name, address.addr_spec
+    return "", str(header or "")
+
+
+def retry_after_seconds(
+    headers: Mapping[str, str], now: datetime | None = None, reset_headers: Iterable[str] = ()
+) -> float | None:
+    """Seconds to wait from `Retry-After` (seconds or HTTP date) or a reset header; None if absent."""
+    value = headers.get("Retry-After")
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    for name in (*reset_headers, *RESET_HEADERS):
+        raw = headers.get(name)
+        if not raw:
+            continue
+        try:
+            number = float(raw.strip())
+        except ValueError:
+            continue
+        # Some APIs give seconds left, others the Unix time of the reset.
+        if number > 1_000_000_000:
+            number -= (now or datetime.now(UTC)).timestamp()
+        return max(0.0, number)
+    return None
+
+
+class ApiClient:
+    """POSTs JSON to one provider with retries; never lets a secret into an error."""
+
+    def __init__(
+        self,
+        provider_name: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str],
+        auth: tuple[str, str] | None = None,
+        secrets: Sequence[str] = (),
+        retry: RetryPolicy | None = None,
+        sleep: Sleep = time.sleep,
+        timeout: float = 30.0,
+        key_hint: str = "",
+        reset_headers: Iterable[str] = (),
+    ) -> None:
+        self.provider_name = provider_name
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.timeout = timeout
+        self.key_hint = key_hint
+        self.reset_headers = tuple(reset_headers)
+        self._secrets = _secret_forms(secrets, auth)
+        self.session = requests.Session()
+        self.session.headers.update({"Accept": "application/json", "User-Agent": "newsletter"})
+        self.session.headers.update(headers)
+        if auth is not None:
+            self.session.auth = auth
+
+    def scrub(self, text: str) -> str:
+        """`text` with every secret (and its base64 forms) replaced by asterisks."""
+        for form in self._secrets:
+            text = text.replace(form, "********")
+        return text
+
+    def post_json(self, path: str, payload: Any) -> Answer | GaveUp:
+        """POST `payload`, retrying 429/5xx/connection failures; raise DeliveryError on 401/403."""
+        url = f"{self.base_url}{path}"
+        detail = ""
+        wait: float | None = None
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                response = self.session.post(url, json=payload, timeout=self.timeout)
+            except requests.RequestException as error:
+                detail = self.scrub(
+                    f"{self.provider_name} could not be reached ({type(error).__name__})"
+                )
+                wait = self.retry.backoff(attempt)
+            else:
+                status = response.status_code
+                if status in (401, 403):
+                    raise DeliveryError(
+                        self.scrub(
+                            f"{self.provider_name} refused our credentials (HTTP {status}: "
+                            f"{_short(response.text)}); check {self.key_hint}"
+                        )
+                    )
+                if status != 429 and status < 500:
+                    return Answer(status, _json(response), self.scrub(_short(response.text)))
+                asked = retry_after_seconds(response.headers, reset_headers=self.reset_headers)
+                wait = asked if asked is not None else self.retry.backoff(attempt)
+                detail = self.scrub(
+                    f"{self.provider_name} answered HTTP {status} ({_short(response.text)})"
+                )
+            if attempt == self.retry.attempts or wait > self.retry.max_wait:
+                break
+            self.sleep(wait)
+        return GaveUp(detail, wait)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def temporary_for_all(messages: Sequence[OutgoingMessage], gave_up: GaveUp) -> list[DeliveryResult]:
+    """Every message back as temporary, carrying the provider's requested wait."""
+    return [
+        DeliveryResult(
+            m.recipient, m.message_id, "temporary", gave_up.detail, None, gave_up.retry_after
+        )
+        for m in messages
+    ]
+
+
+def chunks(messages: Sequence[OutgoingMessage], size: int) -> list[Sequence[OutgoingMessage]]:
+    """Split into the provider's batch size."""
+    return [messages[i : i + size] for i in range(0, len(messages), size)]
+
+
+def _secret_forms(secrets: Sequence[str], auth: tuple[str, str] | None) -> tuple[str, ...]:
+    values = [s for s in secrets if s]
+    forms = set(values)
+    for value in values:
+        forms.add(base64.b64encode(value.encode()).decode())
+    if auth is not None:
+        forms.add(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+        forms.update(part for part in auth if part)
+    # Longest first, so a secret that contains another is replaced whole.
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,167 @@
+"""Mailjet's Send API v3.1: up to 50 messages per API call.
+
+The contract relied on (Mailjet docs: "Send API v3.1",
+dev.mailjet.com/email/guides/send-api-v31 and
+dev.mailjet.com/email/reference/send-emails; "API status codes",
+dev.mailjet.com/docs/email-api/email_api_overview/status_codes):
+- `POST {base}/v3.1/send` with HTTP Basic auth (API key : secret key) and
+  a JSON body `{"Messages": [...]}` of at most 50 messages, each
+  `{From: {Email, Name}, To: [{Email, Name}], Subject, TextPart, HTMLPart,
+  ReplyTo: {Email, Name}, Headers: {name: value}, CustomID}`.
+- The answer lists the messages in the order sent: `{"Messages": [{"Status":
+  "success"|"error", "CustomID", "To": [{"Email", "MessageUUID",
+  "MessageID", "MessageHref"}], "Errors": [{"ErrorIdentifier",
+  "ErrorCode", "StatusCode", "ErrorMessage", "ErrorRelatedTo"}]}]}`.
+  "In case of errors on one or several of the messages, the API will not
+  stop the processing of other successful messages": the call then answers
+  HTTP 400, but the per-message list still says which went out, so we read
+  it rather than failing the whole batch.
+- 401 wrong key pair; 429 too many calls per minute; 500 server trouble.
+
+Our mapping: a message `success` is sent; an error whose StatusCode is 429
+or 5xx is temporary, any other error permanent. A 400 without a per-message
+list is permanent for the whole request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from email.utils import parseaddr
+from typing import Any
+
+from newsletter.errors import ConfigError, DeliveryError
+from newsletter.settings import ProviderSettings
+from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
+from newsletter.transports.halt import Halt
+from newsletter.transports.http import (
+    ApiClient,
+    GaveUp,
+    RetryPolicy,
+    Sleep,
+    chunks,
+    message_parts,
+    temporary_for_all,
+)
+
+MAX_BATCH = 50
+KEY_ENV = "NEWSLETTER_MAILJET_API_KEY"
+SECRET_ENV = "NEWSLETTER_MAILJET_SECRET_KEY"
+
+
+class MailjetTransport:
+    """Sends through Mailjet's `/v3.1/send`, splitting into batches of at most 50."""
+
+    name = "mailjet"
+
+    def __init__(
+        self,
+        provider: ProviderSettings,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep = time.sleep,
+        timeout: float = 30.0,
+    ) -> None:
+        if provider.api_key is None or provider.api_secret is None:
+            raise ConfigError(
+                f"the mailjet transport needs an API key and secret key: set {KEY_ENV} and "
+                f"{SECRET_ENV} in the environment (never in newsletter.yaml)"
+            )
+        auth = (provider.api_key.reveal(), provider.api_secret.reveal())
+        self.batch_size = max(1, min(int(provider.options.get("batch_size", MAX_BATCH)), MAX_BATCH))
+        self._client = ApiClient(
+            "Mailjet",
+            provider.base_url,
+            headers={},
+            auth=auth,
+            secrets=auth,
+            retry=retry,
+            sleep=sleep,
+            timeout=timeout,
+            key_hint=f"{KEY_ENV} and {SECRET_ENV}",
+        )
+        self._halt = Halt()
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        """Send in batches of `batch_size`; one result per message, in order."""
+        self._halt.check()
+        results: list[DeliveryResult] = []
+        for chunk in chunks(messages, self.batch_size):
+            try:
+                results += self._send_chunk(chunk)
+            except DeliveryError as error:
+                return self._halt.stop(error, results, messages[len(results) :])
+        return results
+
+    def close(self) -> None:
+        self._client.close()
+
+    def payload(self, outgoing: OutgoingMessage) -> dict[str, Any]:
+        """One message in Mailjet's v3.1 JSON shape."""
+        parts = message_parts(outgoing.message)
+        to_name = parts.to_name if parts.to_address.lower() == outgoing.recipient.lower() else ""
+        item: dict[str, Any] = {
+            "From": _contact(parts.from_name, parts.from_address),
+            "To": [_contact(to_name, outgoing.recipient)],
+            "Subject": parts.subject,
+            "TextPart": parts.text,
+            "HTMLPart": parts.html,
+            "Headers": dict(parts.headers),
+            "CustomID": outgoing.message_id.strip("<>"),
+        }
+        if parts.reply_to:
+            name, address = parseaddr(parts.reply_to)
+            item["ReplyTo"] = _contact(name, address)
+        return item
+
+    def _send_chunk(self, chunk: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        answer = self._client.post_json(
+            "/v3.1/send", {"Messages": [self.payload(m) for m in chunk]}
+        )
+        if isinstance(answer, GaveUp):
+            return temporary_for_all(chunk, answer)
+        body = answer.body if isinstance(answer.body, dict) else {}
+        per_message = body.get("Messages")
+        if isinstance(per_message, list) and per_message:
+            return self._per_message(chunk, per_message)
+        text = self._client.scrub(str(body.get("ErrorMessage") or answer.text))
+        status: DeliveryStatus = "permanent" if 400 <= answer.status < 500 else "temporary"
+        detail = f"Mailjet refused the request (HTTP {answer.status}: {text})"
+        return [DeliveryResult(m.recipient, m.message_id, status, detail) for m in chunk]
+
+    def _per_message(
+        self, chunk: Sequence[OutgoingMessage], answers: list[Any]
+    ) -> list[DeliveryResult]:
+        results: list[DeliveryResult] = []
+        for index, outgoing in enumerate(chunk):
+            item = (
+                answers[index] if index < len(answers) and isinstance(answers[index], dict) else {}
+            )
+            if item.get("Status") == "success":
+                to = item.get("To") or [{}]
+                provider_id = to[0].get("MessageUUID") if isinstance(to[0], dict) else None
+                results.append(
+                    DeliveryResult(outgoing.recipient, outgoing.message_id, "sent", "", provider_id)
+                )
+                continue
+            errors = [e for e in item.get("Errors") or [] if isinstance(e, dict)]
+            codes = [e.get("StatusCode") for e in errors]
+            temporary = not errors or any(
+                isinstance(c, int) and (c == 429 or c >= 500) for c in codes
+            )
+            text = "; ".join(
+                f"{e.get('ErrorCode', '')} {e.get('ErrorMessage', '')}".strip() for e in errors
+            )
+            results.append(
+                DeliveryResult(
+                    outgoing.recipient,
+                    outgoing.message_id,
+                    "temporary" if temporary else "permanent",
+                    self._client.scrub(f"Mailjet error: {text or 'no reason given'}"),
+                )
+            )
+        return results
+
+
+def _contact(name: str, address: str) -> dict[str, str]:
+    return {"Email": address, "Name": name} if name else {"Email": address}

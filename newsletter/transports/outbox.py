@@ -1,0 +1,68 @@
+"""The default transport: every message written into a Maildir on disk.
+
+It needs no account, so a new user can run a real `send --send` at once and
+open the result in a mail client (Thunderbird, mutt, Evolution all read a
+Maildir). Maildir writes each message into `tmp/` and then links it into
+`new/`, so a reader never sees half a message.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from newsletter.errors import DeliveryError
+from newsletter.transports.base import DeliveryResult, OutgoingMessage
+from newsletter.transports.halt import Halt
+
+# mailbox.Maildir names files with a per-process counter that it increments
+# without a lock; two worker threads could otherwise pick the same name.
+_ADD_LOCK = threading.Lock()
+
+
+class OutboxTransport:
+    """Writes messages into the Maildir at `outbox_dir` (created if missing)."""
+
+    name = "outbox"
+
+    def __init__(self, outbox_dir: Path, batch_size: int = 100) -> None:
+        self.outbox_dir = Path(outbox_dir)
+        self.batch_size = batch_size
+        self._maildir: mailbox.Maildir | None = None
+        self._halt = Halt()
+
+    def _open(self) -> mailbox.Maildir:
+        if self._maildir is None:
+            try:
+                self.outbox_dir.parent.mkdir(parents=True, exist_ok=True)
+                self._maildir = mailbox.Maildir(self.outbox_dir, factory=None, create=True)
+            except OSError as error:
+                raise DeliveryError(
+                    f"the outbox folder {self.outbox_dir} cannot be created ({error.strerror})"
+                ) from None
+        return self._maildir
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        """Write each message to the outbox; `provider_id` is its Maildir key."""
+        self._halt.check()
+        maildir = self._open()
+        results: list[DeliveryResult] = []
+        for index, outgoing in enumerate(messages):
+            # Maildir files use the local line ending, as mail clients expect.
+            data = outgoing.as_bytes().replace(b"\r\n", b"\n")
+            try:
+                with _ADD_LOCK:
+                    key = maildir.add(data)
+            except OSError as error:
+                # A full or read-only disk fails every later message too: stop the run.
+                problem = DeliveryError(
+                    f"cannot write to the outbox folder {self.outbox_dir} ({error.strerror})"
+                )
+                return self._halt.stop(problem, results, messages[index:])
+            results.append(DeliveryResult(outgoing.recipient, outgoing.message_id, "sent", "", key))
+        return results
+
+    def close(self) -> None:
+        self._maildir = None
