@@ -149,6 +149,10 @@ _RATE_FIELDS = ("per_second", "per_minute", "per_hour")
 _RETRY_FIELDS = ("max_attempts", "base_delay_seconds", "max_delay_seconds", "hard_bounce_after")
 _DKIM_FIELDS = ("domain", "selector", "private_key_path")
 _SECRET_LOOKING = ("password", "api_key", "token", "secret", "private_key")
+_SECRET_ENV = {
+    "smtp.password": "NEWSLETTER_SMTP_PASSWORD",
+    "dkim.private_key": "NEWSLETTER_DKIM_PRIVATE_KEY",
+}
 
 
 class _Reader:
@@ -165,19 +169,27 @@ class _Reader:
         if not isinstance(value, dict):
             self.problems.append(self.doc.problem((key,), f"`{key}` must be a block of settings"))
             return {}
-        self.problems += unknown_fields(self.doc, (key,), value, known, f"the `{key}` settings")
-        for name in value:
-            if any(word in str(name).lower() for word in _SECRET_LOOKING) and not str(
-                name
-            ).endswith("_path"):
-                self.problems.append(
-                    self.doc.problem(
-                        (key, str(name)),
-                        f"`{key}.{name}` looks like a secret; secrets come only from "
-                        "environment variables, never from newsletter.yaml",
-                        at_key=True,
-                    )
+        secrets = [
+            name
+            for name in value
+            if any(word in str(name).lower() for word in _SECRET_LOOKING)
+            and not str(name).endswith("_path")
+        ]
+        # A secret-looking key gets one clear message, not also "is not a field".
+        ordinary = {k: v for k, v in value.items() if k not in secrets}
+        self.problems += unknown_fields(self.doc, (key,), ordinary, known, f"the `{key}` settings")
+        for name in secrets:
+            env_name = _SECRET_ENV.get(f"{key}.{name}")
+            where = (
+                f"set {env_name} in the environment instead"
+                if env_name
+                else ("secrets come only from environment variables, never from newsletter.yaml")
+            )
+            self.problems.append(
+                self.doc.problem(
+                    (key, str(name)), f"`{key}.{name}` looks like a secret; {where}", at_key=True
                 )
+            )
         return value
 
     def text(
@@ -273,23 +285,26 @@ def read_settings(
             doc.problem(("timezone",), f"`{timezone}` is not a known time zone, e.g. Europe/London")
         )
 
-    transport = _env(env, "NEWSLETTER_TRANSPORT") or reader.text(data, ("transport",), "outbox")
+    transport_env = _env(env, "NEWSLETTER_TRANSPORT")
+    transport = transport_env or reader.text(data, ("transport",), "outbox")
     if transport not in TRANSPORTS:
+        message = f"`{transport}` is not a transport; choose one of {', '.join(TRANSPORTS)}"
+        # A bad value from the environment must not be blamed on a line of the file.
         reader.problems.append(
-            doc.problem(
-                ("transport",),
-                f"`{transport}` is not a transport; choose one of {', '.join(TRANSPORTS)}",
-            )
+            Problem(path, 1, 1, f"NEWSLETTER_TRANSPORT {message}")
+            if transport_env
+            else doc.problem(("transport",), message)
         )
 
     smtp_block = reader.block("smtp", _SMTP_FIELDS)
-    security = _env(env, "NEWSLETTER_SMTP_SECURITY") or str(smtp_block.get("security", "starttls"))
+    security_env = _env(env, "NEWSLETTER_SMTP_SECURITY")
+    security = security_env or str(smtp_block.get("security", "starttls"))
     if security not in SMTP_SECURITY:
+        message = f"`{security}` is not an SMTP security mode; use starttls, ssl or none"
         reader.problems.append(
-            doc.problem(
-                ("smtp", "security"),
-                f"`{security}` is not an SMTP security mode; use starttls, ssl or none",
-            )
+            Problem(path, 1, 1, f"NEWSLETTER_SMTP_SECURITY {message}")
+            if security_env
+            else doc.problem(("smtp", "security"), message)
         )
     port_text = _env(env, "NEWSLETTER_SMTP_PORT")
     port: float | None
