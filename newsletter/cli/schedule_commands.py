@@ -1,7 +1,162 @@
-"""CLI commands for schedule: filled in by its own change."""
+"""Commands for sending on a schedule: dispatch, schedule, cron, unsubscribe, resubscribe."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from newsletter.audience import SUPPRESSION_REASONS
+from newsletter.checks import email_problem
+from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, table_text
+from newsletter.cron import DEFAULT_ENV_FILE, cron_setup
+from newsletter.schedule import issue_schedule, parse_now, run_dispatch
+from newsletter.suppression import add_suppression, remove_suppression
+
+NOW_HELP = "Pretend it is this time (ISO 8601, e.g. 2023-05-15T09:00:00+01:00); for testing."
+
+
+def _now(app: AppContext, text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    return parse_now(text, app.project().settings.zone)
+
+
+@click.command()
+@click.option("--now", "now_text", metavar="ISO8601", help=NOW_HELP)
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; send and write nothing.")
+@click.option(
+    "--wait", is_flag=True, help="If another dispatch is running, wait for it instead of exiting."
+)
+@click.option(
+    "--catch-up",
+    is_flag=True,
+    help="Also send issues more overdue than the catch-up window (dispatch.catch_up_days).",
+)
+@click.option(
+    "--transport",
+    "transport_name",
+    type=click.Choice(["outbox", "smtp", "postmark", "mailjet"]),
+    help="Send through this transport instead of the one in newsletter.yaml.",
+)
+@pass_app
+def dispatch(
+    app: AppContext,
+    now_text: str | None,
+    dry_run: bool,
+    wait: bool,
+    catch_up: bool,
+    transport_name: str | None,
+) -> None:
+    """Send every approved issue whose send_at has passed: the command cron runs.
+
+    Finished issues are left alone and an interrupted run is carried on, so
+    it is safe to run every few minutes. Exits 0 when all is well, 1 on
+    content errors or failed deliveries, and 3 when another dispatch is
+    already running. Each issue acted on gets a JSON line in var/dispatch.log.
+    """
+    project = app.project()
+    run = run_dispatch(
+        project,
+        now=_now(app, now_text),
+        dry_run=dry_run,
+        catch_up=catch_up,
+        wait=wait,
+        transport_name=transport_name,
+    )
+    for line in run.summary_lines():
+        click.echo(line)
+    for outcome in run.outcomes:
+        for error in outcome.errors:
+            click.echo(error, err=True)
+    if run.exit_code:
+        raise SystemExit(run.exit_code)
+
+
+@click.command()
+@format_option("table", "json")
+@click.option("--now", "now_text", metavar="ISO8601", help=NOW_HELP)
+@pass_app
+def schedule(app: AppContext, output_format: str, now_text: str | None) -> None:
+    """List every issue with its state: draft, waiting, due, sending, sent, failed or overdue."""
+    project = app.project()
+    now = _now(app, now_text)
+    entries = issue_schedule(project, now)
+    if output_format == "json":
+        echo_json({"now": now.isoformat(), "issues": [e.as_dict(now) for e in entries]})
+        return
+    zone = project.settings.zone
+    rows = [
+        (
+            e.issue_id,
+            e.send_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if e.send_at else "?",
+            e.state,
+            e.detail,
+        )
+        for e in entries
+    ]
+    click.echo(table_text(("issue", "send at", "state", "detail"), rows))
+
+
+@click.command()
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=str(DEFAULT_ENV_FILE),
+    show_default=True,
+    help="File of NAME=value lines holding secrets such as NEWSLETTER_SMTP_PASSWORD.",
+)
+@pass_app
+def cron(app: AppContext, env_file: Path) -> None:
+    """Print a crontab line and a systemd service + timer that run dispatch every 5 minutes."""
+    click.echo(cron_setup(app.project(), env_file=env_file).as_text())
+
+
+def _address(value: str) -> str:
+    problem = email_problem(value)
+    if problem:
+        raise click.BadParameter(problem, param_hint="ADDRESS")
+    return value.strip()
+
+
+@click.command()
+@click.argument("address")
+@click.option(
+    "--reason",
+    type=click.Choice(SUPPRESSION_REASONS),
+    default="unsubscribed",
+    show_default=True,
+    help="Why they are leaving the list (kept in recipients/suppressed.csv).",
+)
+@pass_app
+def unsubscribe(app: AppContext, address: str, reason: str) -> None:
+    """Stop sending to ADDRESS: add it to recipients/suppressed.csv.
+
+    The next dispatch leaves them out, including an issue already part-sent.
+    """
+    address = _address(address)
+    path = app.project().recipients_dir / "suppressed.csv"
+    if add_suppression(path, address, reason, date.today()):
+        click.echo(f"{address} is unsubscribed ({reason}); no further issue will be sent to them")
+    else:
+        click.echo(f"{address} was already on the suppression list; nothing changed")
+
+
+@click.command()
+@click.argument("address")
+@pass_app
+def resubscribe(app: AppContext, address: str) -> None:
+    """Send to ADDRESS again: take it off recipients/suppressed.csv.
+
+    They get future issues if they are on one of the recipient lists.
+    """
+    address = _address(address)
+    path = app.project().recipients_dir / "suppressed.csv"
+    if remove_suppression(path, address):
+        click.echo(f"{address} is back on the mailing list from the next issue")
+    else:
+        click.echo(f"{address} was not on the suppression list; nothing changed")
+
+
+COMMANDS: list[click.Command] = [dispatch, schedule, cron, unsubscribe, resubscribe]

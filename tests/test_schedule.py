@@ -1,0 +1,268 @@
+"""Which issues are due and when, across daylight saving; the dispatch lock and log."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from newsletter.errors import LockHeldError, NewsletterError
+from newsletter.project import open_project
+from newsletter.schedule import (
+    ScheduleEntry,
+    append_log,
+    describe_duration,
+    dispatch_lock,
+    issue_schedule,
+    last_logged,
+    parse_now,
+    run_dispatch,
+)
+
+ISSUE = "2023-05-panel-reports"
+LONDON = ZoneInfo("Europe/London")
+
+
+def edit_issue(
+    project_dir: Path, *, approved: bool | None = None, send_at: str | None = None
+) -> None:
+    """Change the sample issue as the comms officer would: approve it, or reschedule it."""
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    text = path.read_text(encoding="utf-8")
+    if approved is not None:
+        text, n = re.subn(r"(?m)^approved: .*$", f"approved: {str(approved).lower()}", text)
+        assert n == 1
+    if send_at is not None:
+        text, n = re.subn(r"(?m)^send_at: .*$", f'send_at: "{send_at}"', text)
+        assert n == 1
+    path.write_text(text, encoding="utf-8")
+
+
+def speed_up(project_dir: Path, per_second: int | None = None) -> None:
+    """Lift the sample's rate limit (10 a second) and retry delays, so tests run quickly."""
+    path = project_dir / "newsletter.yaml"
+    text = path.read_text(encoding="utf-8")
+    text, n = re.subn(r"(?m)^  per_second: .*$", f"  per_second: {per_second or 'null'}", text)
+    assert n == 1
+    text, n = re.subn(r"(?m)^  base_delay_seconds: .*$", "  base_delay_seconds: 0.01", text)
+    assert n == 1
+    path.write_text(text, encoding="utf-8")
+
+
+def entry_at(project_dir: Path, now: datetime) -> ScheduleEntry:
+    (entry,) = issue_schedule(open_project(project_dir), now)
+    return entry
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+# --- states ------------------------------------------------------------------
+
+
+def test_a_draft_stays_a_draft_whatever_the_time(project_dir: Path) -> None:
+    entry = entry_at(project_dir, utc(2024, 1, 1))
+    assert entry.state == "draft"
+    assert not entry.needs_sending
+
+
+def test_an_approved_issue_waits_then_is_due(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=True)  # send_at 2023-05-15T09:00:00+01:00
+    waiting = entry_at(project_dir, utc(2023, 5, 13, 5, 0))
+    assert waiting.state == "waiting"
+    assert waiting.detail == "sends in 2 days 3 hours"
+    assert not waiting.needs_sending
+    due = entry_at(project_dir, utc(2023, 5, 15, 8, 0))
+    assert due.state == "due"
+    assert due.needs_sending
+
+
+def test_more_overdue_than_the_catch_up_window_is_overdue(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=True)
+    within = entry_at(project_dir, utc(2023, 5, 22, 8, 0))  # exactly 7 days late
+    assert within.state == "due"
+    beyond = entry_at(project_dir, utc(2023, 5, 22, 8, 1))
+    assert beyond.state == "overdue"
+    assert "7-day catch-up window" in beyond.detail
+    assert "--catch-up" in beyond.detail
+
+
+def test_overdue_issue_is_skipped_and_logged_without_catch_up(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=True)
+    project = open_project(project_dir)
+    run = run_dispatch(project, now=utc(2023, 8, 1))
+    (outcome,) = run.outcomes
+    assert outcome.action == "skipped"
+    assert run.exit_code == 0
+    assert not project.settings.ledger_path.exists()  # nothing was even planned
+    logged = last_logged(project.settings.dispatch_log_path)[ISSUE]
+    assert logged["action"] == "skipped"
+    assert "catch-up window" in logged["message"]
+
+
+def test_an_approved_issue_with_errors_is_not_sent_and_the_error_logged(
+    project_dir: Path,
+) -> None:
+    edit_issue(project_dir, approved=True)
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("reply_to: ideas@example.org", "reply_to: ideas@"),
+        encoding="utf-8",
+    )
+    project = open_project(project_dir)
+    assert entry_at(project_dir, utc(2023, 5, 1)).state == "invalid"  # shown before it is due
+
+    run = run_dispatch(project, now=utc(2023, 5, 15, 8, 0))
+
+    assert run.exit_code == 1
+    (outcome,) = run.outcomes
+    assert outcome.action == "invalid"
+    assert any("ideas@" in e and f"{ISSUE}.yaml:" in e for e in outcome.errors)
+    assert not project.settings.ledger_path.exists()
+    logged = last_logged(project.settings.dispatch_log_path)[ISSUE]
+    assert logged["action"] == "invalid"
+    assert logged["errors"] == list(outcome.errors)
+
+
+def test_an_invalid_draft_does_not_fail_dispatch(project_dir: Path) -> None:
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + "\nnonsense_field: 1\n", encoding="utf-8")
+    run = run_dispatch(open_project(project_dir), now=utc(2023, 5, 15, 8, 0))
+    assert run.exit_code == 0
+    assert run.outcomes == ()
+    assert run.summary_lines() == ["nothing to send (1 draft)"]
+
+
+# --- daylight saving (Europe/London) -------------------------------------------
+
+
+def test_spring_forward_local_time_is_due_at_the_right_utc_moment(project_dir: Path) -> None:
+    # 2023-03-26: clocks go forward at 01:00 GMT, so 09:00 local is 08:00 UTC.
+    edit_issue(project_dir, approved=True, send_at="2023-03-26T09:00:00")
+    assert entry_at(project_dir, utc(2023, 3, 26, 7, 59)).state == "waiting"
+    assert entry_at(project_dir, utc(2023, 3, 26, 8, 0)).state == "due"
+
+
+def test_fall_back_local_time_is_due_at_the_right_utc_moment(project_dir: Path) -> None:
+    # 2023-10-29: clocks go back at 02:00 BST, so 09:00 local is 09:00 UTC (not 08:00).
+    edit_issue(project_dir, approved=True, send_at="2023-10-29T09:00:00")
+    assert entry_at(project_dir, utc(2023, 10, 29, 8, 30)).state == "waiting"
+    assert entry_at(project_dir, utc(2023, 10, 29, 9, 0)).state == "due"
+
+
+def test_a_time_that_does_not_exist_in_spring_is_never_sent(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=True, send_at="2023-03-26T01:30:00")
+    project = open_project(project_dir)
+    run = run_dispatch(project, now=utc(2023, 3, 26, 12, 0))
+    assert run.exit_code == 1
+    (outcome,) = run.outcomes
+    assert outcome.action == "invalid"
+    text = "\n".join(outcome.errors)
+    assert "does not exist" in text
+    assert "2023-03-26T01:30:00+00:00" in text and "2023-03-26T01:30:00+01:00" in text
+    assert not project.settings.ledger_path.exists()
+
+
+def test_a_time_that_happens_twice_in_autumn_is_never_sent(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=True, send_at="2023-10-29T01:30:00")
+    run = run_dispatch(open_project(project_dir), now=utc(2023, 10, 29, 12, 0))
+    assert run.exit_code == 1
+    text = "\n".join(run.outcomes[0].errors)
+    assert "happens twice" in text
+    assert "2023-10-29T01:30:00+01:00" in text and "2023-10-29T01:30:00+00:00" in text
+
+
+def test_an_explicit_offset_is_taken_as_written(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=True, send_at="2023-10-29T01:30:00+00:00")
+    assert entry_at(project_dir, utc(2023, 10, 29, 1, 29)).state == "waiting"
+    assert entry_at(project_dir, utc(2023, 10, 29, 1, 30)).state == "due"
+
+
+# --- --now -------------------------------------------------------------------------
+
+
+def test_now_reads_offsets_and_local_times() -> None:
+    assert parse_now("2023-05-15T09:00:00+01:00", LONDON) == utc(2023, 5, 15, 8, 0)
+    assert parse_now("2023-05-15T09:00:00Z", LONDON) == utc(2023, 5, 15, 9, 0)
+    assert parse_now("2023-05-15T09:00", LONDON) == utc(2023, 5, 15, 8, 0)  # BST
+    assert parse_now("2023-12-15T09:00", LONDON) == utc(2023, 12, 15, 9, 0)  # GMT
+    with pytest.raises(NewsletterError, match="--now `tomorrow` is not an ISO 8601"):
+        parse_now("tomorrow", LONDON)
+    with pytest.raises(NewsletterError, match=r"--now 2023-03-26T01:30:00 .* does not exist"):
+        parse_now("2023-03-26T01:30", LONDON)
+
+
+def test_durations_read_naturally() -> None:
+    assert describe_duration(timedelta(seconds=20)) == "less than a minute"
+    assert describe_duration(timedelta(minutes=1)) == "1 minute"
+    assert describe_duration(timedelta(hours=2, minutes=5)) == "2 hours 5 minutes"
+    assert describe_duration(timedelta(days=1, hours=1, minutes=9)) == "1 day 1 hour"
+    assert describe_duration(timedelta(days=-3)) == "3 days"
+
+
+# --- the lock ----------------------------------------------------------------------
+
+
+def test_a_second_holder_of_the_lock_is_refused_naming_the_first(tmp_path: Path) -> None:
+    lock_path = tmp_path / "var" / "dispatch.lock"
+    held = r"another dispatch is already running \(process \d+\)"
+    with dispatch_lock(lock_path):
+        second = dispatch_lock(lock_path)
+        with pytest.raises(LockHeldError, match=held):
+            second.__enter__()
+    with dispatch_lock(lock_path):  # released when the first block ended
+        pass
+
+
+def test_waiting_for_the_lock_gets_it_once_released(tmp_path: Path) -> None:
+    lock_path = tmp_path / "dispatch.lock"
+    order: list[str] = []
+    first_has_it = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with dispatch_lock(lock_path):
+            order.append("first in")
+            first_has_it.set()
+            release.wait(10)
+            order.append("first out")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    first_has_it.wait(10)
+    threading.Timer(0.2, release.set).start()
+    with dispatch_lock(lock_path, wait=True):
+        order.append("second in")
+    thread.join(10)
+    assert order == ["first in", "first out", "second in"]
+
+
+def test_dispatch_refuses_while_another_holds_the_lock(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=True)
+    project = open_project(project_dir)
+    with dispatch_lock(project.settings.lock_path), pytest.raises(LockHeldError):
+        run_dispatch(project, now=utc(2023, 8, 1))
+    assert not project.settings.dispatch_log_path.exists()
+
+
+# --- the log ---------------------------------------------------------------------
+
+
+def test_log_lines_append_and_a_torn_line_is_ignored(tmp_path: Path) -> None:
+    log_path = tmp_path / "var" / "dispatch.log"
+    append_log(log_path, {"issue": "a", "action": "sent"})
+    with log_path.open("a", encoding="utf-8") as handle:
+        handle.write('{"issue": "a", "act')  # a crash mid-write
+    append_log(log_path, {"issue": "b", "action": "skipped"})
+    append_log(log_path, {"issue": "a", "action": "failed", "error": "refused"})
+    lines = log_path.read_text(encoding="utf-8").splitlines()
+    assert json.loads(lines[0]) == {"issue": "a", "action": "sent"}
+    latest = last_logged(log_path)
+    assert latest["a"]["action"] == "failed"
+    assert latest["b"]["action"] == "skipped"
