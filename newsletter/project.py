@@ -156,10 +156,19 @@ def init_project(target_dir: Path) -> list[Path]:
     """Create a working project directory from the bundled sample; refuse to overwrite."""
     source = bundled_project_dir()
     target_dir = target_dir.resolve()
-    clashes = [name for name in PROJECT_FILES if (target_dir / name).exists()]
-    if clashes:
+    if target_dir.exists() and not target_dir.is_dir():
+        raise NewsletterError(f"{target_dir} is a file; choose an empty or new directory")
+    # Anything already there (even a .gitignore, which init writes) could be
+    # overwritten or mixed up with the sample; a fresh `git init` is fine.
+    present = (
+        sorted(p.name for p in target_dir.iterdir() if p.name != ".git")
+        if target_dir.exists()
+        else []
+    )
+    if present:
+        shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
         raise NewsletterError(
-            f"{target_dir} already has {', '.join(clashes)}; choose an empty directory"
+            f"{target_dir} is not empty (it has {shown}); choose an empty or new directory"
         )
     target_dir.mkdir(parents=True, exist_ok=True)
     created = []
