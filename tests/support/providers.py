@@ -88,7 +88,9 @@ class FakeProvider:
                 pass  # keep test output clean
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -137,11 +139,14 @@ class FakeProvider:
         valid = status not in (401, 404) and len(self.violations) == before
         scripted = self._next_scripted() if valid else None
         if scripted is not None:
+            if scripted.status != 200 or scripted.body is not None:
+                body = (
+                    scripted.body if scripted.body is not None else self.error_body(scripted.status)
+                )
             status = scripted.status
-            body = scripted.body if scripted.body is not None else self.error_body(status)
             extra = scripted.headers
-            if 200 <= status < 300:
-                self._commit(payload)
+            if status == 200:
+                self._commit(payload, body)
         elif status == 200 or (status == 400 and isinstance(body, dict) and "Messages" in body):
             self._commit(payload, body)
         data = json.dumps(body).encode()
@@ -478,11 +483,21 @@ def make_outgoing(project: Project) -> Callable[..., list[OutgoingMessage]]:
     """
     issue = project.load_issue("2023-05-panel-reports")
 
-    def make(addresses: list[str] | int, *, subject: str | None = None) -> list[OutgoingMessage]:
+    def make(
+        addresses: list[str] | int, *, subject: str | None = None, shared: bool = False
+    ) -> list[OutgoingMessage]:
+        """`shared=True` builds one message and reuses it under each envelope address,
+        which is quick for batch-size tests (build_message costs a few ms each)."""
         if isinstance(addresses, int):
             addresses = [f"reader{n}@example.org" for n in range(1, addresses + 1)]
-        outgoing = []
+        outgoing: list[OutgoingMessage] = []
         for n, address in enumerate(addresses, 1):
+            if shared and outgoing:
+                first = outgoing[0]
+                outgoing.append(
+                    OutgoingMessage(address, f"<{n}.{first.message_id[1:]}", first.message)
+                )
+                continue
             recipient = Recipient(email=address, name=f"Reader Nº{n}")
             email = PersonalisedEmail(
                 subject=subject or issue.subject,
