@@ -31,6 +31,10 @@ PUBLICATION_TYPES = (
 DEFAULT_PROMPTS_HEADING = "For information and consideration"
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# Link targets inside Markdown text: [text](target) and <scheme:target> autolinks.
+MARKDOWN_LINK = re.compile(
+    r"\]\(\s*<?((?:[^()\s<>]|\([^()\s]*\))+)|<([a-zA-Z][a-zA-Z0-9+.-]*:[^>\s]*)>"
+)
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,16 @@ PUBLICATION_FIELDS = ("id", "type", "title", "published", "url", "attachments")
 ATTACHMENT_FIELDS = ("id", "title", "url")
 
 
+def markdown_link_problems(text: str) -> list[str]:
+    """Why each link written inside Markdown text is unsafe (the renderer would drop it)."""
+    problems = []
+    for match in MARKDOWN_LINK.finditer(text):
+        target = match.group(1) or match.group(2)
+        if why := link_problem(target):
+            problems.append(why)
+    return problems
+
+
 class _Fields:
     """Typed reads from one YAML document, collecting located problems."""
 
@@ -151,6 +165,12 @@ class _Fields:
 
     def error(self, key_path: KeyPath, message: str, *, at_key: bool = False) -> None:
         self.problems.append(self.doc.problem(key_path, message, at_key=at_key))
+
+    def markdown(self, key_path: KeyPath, text: str) -> str:
+        """Check the links written inside a piece of Markdown; return the text."""
+        for why in markdown_link_problems(text):
+            self.error(key_path, why)
+        return text
 
     def warning(self, key_path: KeyPath, message: str) -> None:
         self.problems.append(self.doc.problem(key_path, message, "warning"))
@@ -432,7 +452,7 @@ def read_issue(
     reply_to = fields.text(top, ("reply_to",), one_line=True)
     if reply_to and (why := email_problem(reply_to)):
         fields.error(("reply_to",), why)
-    intro = fields.text(top, ("intro",), required=False)
+    intro = fields.markdown(("intro",), fields.text(top, ("intro",), required=False))
 
     sections: list[Section] = []
     section_ids: dict[str, int] = {}
@@ -498,13 +518,13 @@ def _read_points(fields: _Fields, mapping: dict[str, Any], key_path: KeyPath) ->
         point_path: KeyPath = (*key_path, index)
         if isinstance(raw, str | int | float) and not isinstance(raw, bool):
             if str(raw).strip():
-                points.append(Point(str(raw).strip()))
+                points.append(Point(fields.markdown(point_path, str(raw).strip())))
             else:
                 fields.error(point_path, "this bullet is empty")
             continue
         raw = fields.mapping(raw, point_path, POINT_FIELDS, "a bullet with nested bullets")
         if raw:
-            text = fields.text(raw, (*point_path, "text"))
+            text = fields.markdown((*point_path, "text"), fields.text(raw, (*point_path, "text")))
             points.append(Point(text, _read_points(fields, raw, (*point_path, "points"))))
     return tuple(points)
 
@@ -533,12 +553,16 @@ def _read_section(
                 (*key_path, "themes", t_index),
                 f"theme `{theme}` must be lower-case words joined by hyphens, e.g. `domestic-abuse`",
             )
-    lead_in = fields.text(raw, (*key_path, "lead_in"), required=False)
+    lead_in = fields.markdown(
+        (*key_path, "lead_in"), fields.text(raw, (*key_path, "lead_in"), required=False)
+    )
     points = _read_points(fields, raw, (*key_path, "points"))
     prompts_heading = (
         fields.text(raw, (*key_path, "prompts_heading"), required=False) or DEFAULT_PROMPTS_HEADING
     )
     prompts = fields.text_list(raw, (*key_path, "prompts"))
+    for p_index, prompt in enumerate(prompts):
+        fields.markdown((*key_path, "prompts", p_index), prompt)
     links = []
     for l_index, link_raw in fields.items(raw, (*key_path, "links")):
         link = _read_link(fields, link_raw, (*key_path, "links", l_index), catalogue)

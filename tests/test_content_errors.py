@@ -120,6 +120,28 @@ CASES = [
         ),
     ),
     Case(
+        "markdown-links.yaml",
+        "issues/fixture-issue.yaml",
+        (
+            (
+                14,
+                14,
+                "the link `http://www.gov.uk/government/publications/out-of-routine` "
+                "uses http:, which is not secure; use https:",
+            ),
+            (
+                16,
+                9,
+                "the link `javascript:alert(1)` uses javascript:, which is never allowed in an email",
+            ),
+            (
+                19,
+                13,
+                "the link `http://example.org/safer-sleep` uses http:, which is not secure; use https:",
+            ),
+        ),
+    ),
+    Case(
         "duplicate-section-ids.yaml",
         "issues/fixture-issue.yaml",
         ((17, 9, "the section id `out-of-routine` is used twice (first on line 11)"),),
