@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -128,8 +129,13 @@ def _read_ledger(settings: Settings, issue_id: str) -> LedgerSummary | None:
     # `schedule` must not create a ledger just by looking, so a missing file means "nothing sent".
     if not settings.ledger_path.exists():
         return None
-    with Ledger(settings.ledger_path, create=False) as ledger:
-        state = ledger.issue_state(issue_id)
+    try:
+        with Ledger(settings.ledger_path, create=False) as ledger:
+            state = ledger.issue_state(issue_id)
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):
+            return None  # a first dispatch has created the file but not yet its tables
+        raise NewsletterError(f"{settings.ledger_path}: cannot read the ledger ({error})") from error
     counts = {str(k): int(v) for k, v in state.counts.items() if v}
     return LedgerSummary(
         counts=counts,
