@@ -1,7 +1,290 @@
-"""CLI commands for delivery: filled in by its own change."""
+"""Commands that deliver an issue and say what happened: send, report, retry."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from newsletter.cli.common import (
+    AppContext,
+    csv_text,
+    echo_json,
+    format_option,
+    issue_argument,
+    pass_app,
+    table_text,
+)
+from newsletter.dispatch import (
+    DispatchProgress,
+    DispatchResult,
+    SendPlan,
+    delivery_report,
+    plan_send,
+    retry_issue,
+    send_issue,
+    send_test_copies,
+)
+
+LOG_EVERY = 500
+
+
+def _transport_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--transport",
+            "transport_name",
+            type=click.Choice(["outbox", "smtp", "postmark", "mailjet"]),
+            help="How to deliver (default: `transport` in newsletter.yaml).",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1),
+            help="Connections in parallel (default: smtp.connections for SMTP, else 1).",
+        ),
+        click.option(
+            "--rate",
+            type=click.FloatRange(min=0),
+            help="Messages per second; 0 for no limit (default: rate.per_second in newsletter.yaml).",
+        ),
+        click.option(
+            "--limit", type=click.IntRange(min=0), help="Send at most N messages in this run."
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@contextmanager
+def _progress_reporter() -> Iterator[Callable[[DispatchProgress], None]]:
+    """A progress bar on a terminal; otherwise a plain line every LOG_EVERY messages."""
+    interactive = sys.stderr.isatty()
+    bar: Any = None
+    last_logged = 0
+
+    def report(progress: DispatchProgress) -> None:
+        nonlocal bar, last_logged
+        if interactive:
+            if bar is None:
+                bar = click.progressbar(length=progress.total, label="Sending", file=sys.stderr)
+                bar.__enter__()
+            bar.update(progress.done - bar.pos)
+        elif progress.done - last_logged >= LOG_EVERY or progress.done == progress.total:
+            last_logged = progress.done
+            click.echo(
+                f"sent {progress.sent}, failed {progress.failed} ({progress.done}/{progress.total})",
+                err=True,
+            )
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def _echo_plan(plan: SendPlan) -> None:
+    click.echo(f"Issue:      {plan.issue_id}")
+    click.echo(f"Subject:    {plan.subject}")
+    click.echo(f"Transport:  {plan.transport} ({plan.concurrency} connection(s))")
+    click.echo(f"Rate:       {plan.rate}")
+    click.echo(f"Recipients: {plan.recipients}")
+    for variant in plan.variants:
+        click.echo(f"  {variant.recipients:>6}  {variant.label} ({variant.key})")
+    click.echo(f"Suppressed: {plan.suppressed}")
+    click.echo(f"Duplicates merged: {plan.duplicates_merged}")
+    if plan.invalid:
+        click.echo(f"Invalid addresses skipped: {plan.invalid}")
+    click.echo(f"Already sent (ledger): {plan.already_sent}")
+    limit = f" (limited to {plan.limit})" if plan.limit is not None else ""
+    click.echo(f"Would send now: {plan.to_send}{limit}")
+
+
+def _finish(result: DispatchResult, output_format: str, command: str) -> None:
+    if output_format == "json":
+        echo_json(result.as_dict())
+    else:
+        click.echo(
+            f"Sent {result.sent}; failed permanently {result.failed_permanent}; "
+            f"waiting to retry {result.failed_temporary}; suppressed {result.suppressed}; "
+            f"already sent before {result.skipped_already_sent}."
+        )
+        if result.recovered:
+            click.echo(
+                f"{result.recovered} message(s) interrupted by an earlier run were sent again "
+                "with the same Message-ID."
+            )
+        for failure in result.failures:
+            click.echo(f"  {failure.state}: {failure.email}: {failure.detail}", err=True)
+        for address in result.hard_bounced:
+            click.echo(f"  added to suppressed.csv (hard bounce): {address}", err=True)
+        if result.failed_temporary:
+            click.echo(
+                f"Run `newsletter retry {result.issue_id}` later to try the temporary failures again.",
+                err=True,
+            )
+    if not result.ok:
+        raise SystemExit(1)
+
+
+@click.command()
+@issue_argument
+@click.option("--send", "really_send", is_flag=True, help="Really send (default: a dry run).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation before sending.")
+@click.option(
+    "--test-to",
+    metavar="ADDRESS",
+    help="Send one [TEST] copy of each variant to ADDRESS only; nothing is recorded.",
+)
+@_transport_options
+@format_option("table", "json")
+@pass_app
+def send(
+    app: AppContext,
+    issue: str,
+    really_send: bool,
+    yes: bool,
+    test_to: str | None,
+    transport_name: str | None,
+    concurrency: int | None,
+    rate: float | None,
+    limit: int | None,
+    output_format: str,
+) -> None:
+    """Send ISSUE to its audience, exactly once per person (a dry run unless --send).
+
+    The dry run prints the plan: recipients per variant, suppressed people,
+    duplicates merged, the transport and the rate; it writes nothing. With
+    --send, every delivery is recorded in the ledger, so running it again
+    (after a crash, or Ctrl-C) only sends to the people not yet sent to.
+    Exits 1 if any delivery failed.
+    """
+    project = app.project()
+    loaded = project.load_issue(issue)
+    if test_to:
+        results = send_test_copies(project, loaded, test_to, transport_name=transport_name)
+        failed = False
+        for variant_key, outcome in results:
+            click.echo(
+                f"{outcome.status}: test copy of {variant_key} to {test_to} {outcome.detail}"
+            )
+            failed = failed or not outcome.ok
+        if failed:
+            raise SystemExit(1)
+        return
+    if not really_send or not yes:
+        plan = plan_send(
+            project,
+            loaded,
+            transport_name=transport_name,
+            limit=limit,
+            concurrency=concurrency,
+            rate=rate,
+        )
+        if output_format == "json" and not really_send:
+            echo_json(plan.as_dict())
+            return
+        _echo_plan(plan)
+        if not really_send:
+            click.echo("\nThis was a dry run: nothing was sent. Add --send to send it.")
+            return
+        click.confirm(f"\nSend {loaded.id} to {plan.to_send} people now?", abort=True)
+    with _progress_reporter() as progress:
+        result = send_issue(
+            project,
+            loaded,
+            transport_name=transport_name,
+            limit=limit,
+            concurrency=concurrency,
+            rate=rate,
+            progress=progress,
+        )
+    _finish(result, output_format, "send")
+
+
+@click.command()
+@issue_argument
+@_transport_options
+@format_option("table", "json")
+@pass_app
+def retry(
+    app: AppContext,
+    issue: str,
+    transport_name: str | None,
+    concurrency: int | None,
+    rate: float | None,
+    limit: int | None,
+    output_format: str,
+) -> None:
+    """Send ISSUE again to the people whose delivery failed temporarily.
+
+    Only the ledger's failed-temporary rows are tried; people already sent to,
+    and permanent failures, are left alone. Exits 1 if any delivery still failed.
+    """
+    project = app.project()
+    loaded = project.load_issue(issue)
+    with _progress_reporter() as progress:
+        result = retry_issue(
+            project,
+            loaded,
+            transport_name=transport_name,
+            limit=limit,
+            concurrency=concurrency,
+            rate=rate,
+            progress=progress,
+        )
+    _finish(result, output_format, "retry")
+
+
+@click.command()
+@issue_argument
+@format_option("table", "json", "csv")
+@pass_app
+def report(app: AppContext, issue: str, output_format: str) -> None:
+    """Say who got ISSUE: counts per state and per segment, and every failure with its error.
+
+    Read from the delivery ledger; ISSUE is the issue's id or file.
+    """
+    data = delivery_report(app.project(), issue)
+    if output_format == "json":
+        echo_json(data.as_dict())
+        return
+    if output_format == "csv":
+        rows: list[tuple[str, str, str, object]] = [
+            ("state", "", state, n) for state, n in data.counts.items()
+        ]
+        rows += [
+            ("segment", segment, state, n)
+            for segment, counts in data.per_segment.items()
+            for state, n in counts.items()
+        ]
+        rows += [("failure", f.email, f.state, f.detail) for f in data.failures]
+        click.echo(csv_text(("kind", "name", "state", "value"), rows), nl=False)
+        return
+    click.echo(f"Delivery of {data.issue_id}")
+    click.echo(f"Started: {data.started_at or '-'}   Finished: {data.finished_at or '-'}\n")
+    click.echo(table_text(("state", "recipients"), list(data.counts.items())))
+    if data.per_segment:
+        states = list(data.counts)
+        click.echo("")
+        click.echo(
+            table_text(
+                ("segment", *states),
+                [(name, *(c[s] for s in states)) for name, c in data.per_segment.items()],
+            )
+        )
+    if data.failures:
+        click.echo("")
+        click.echo(
+            table_text(
+                ("recipient", "state", "attempts", "error"),
+                [(f.email, f.state, f.attempts, f.detail) for f in data.failures],
+            )
+        )
+
+
+COMMANDS: list[click.Command] = [send, retry, report]

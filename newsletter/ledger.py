@@ -1,0 +1,625 @@
+"""The delivery ledger: one SQLite row per (issue, recipient), the single source of truth.
+
+A row moves pending -> sending -> sent (or failed-temporary / failed-permanent);
+people on the suppression list get a `suppressed` row so the report can say
+why they were not mailed. A row is claimed (`sending`, committed) *before* a
+transport is called, and marked after, so a run killed at any moment leaves
+the ledger saying exactly who might have been mailed: `sending` rows are sent
+again, with the same Message-ID, and `sent` rows never are.
+
+Claims and results are written in batches, one transaction each, so the
+ledger costs a few commits per hundred messages. Two processes may share a
+ledger: a claim is `BEGIN IMMEDIATE` + `UPDATE ... WHERE state IN (...)`, so a
+row is only ever claimed by one of them.
+
+Each row keeps what is needed to rebuild the message (the person's details,
+their variant) so a resumed run or `retry` never re-reads the lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from newsletter.audience import Recipient, Variant
+from newsletter.errors import NewsletterError
+
+State = Literal["pending", "sending", "sent", "failed-temporary", "failed-permanent", "suppressed"]
+STATES: tuple[State, ...] = (
+    "pending",
+    "sending",
+    "sent",
+    "failed-temporary",
+    "failed-permanent",
+    "suppressed",
+)
+# States a run may (re)claim; `sending` rows are only taken back by `recover_interrupted`.
+CLAIMABLE: tuple[State, ...] = ("pending", "failed-temporary")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    issue_id TEXT NOT NULL,
+    address_key TEXT NOT NULL,
+    email TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    organisation TEXT NOT NULL DEFAULT '',
+    agency TEXT NOT NULL DEFAULT '',
+    role TEXT NOT NULL DEFAULT '',
+    lists TEXT NOT NULL DEFAULT '[]',
+    segments TEXT NOT NULL DEFAULT '[]',
+    extra TEXT NOT NULL DEFAULT '{}',
+    variant_key TEXT NOT NULL DEFAULT '',
+    variant_label TEXT NOT NULL DEFAULT '',
+    section_ids TEXT NOT NULL DEFAULT '[]',
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    run_id TEXT,
+    run_attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    claimed_host TEXT,
+    claimed_pid INTEGER,
+    last_error TEXT NOT NULL DEFAULT '',
+    message_id TEXT,
+    provider_message_id TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    sent_at TEXT,
+    UNIQUE (issue_id, address_key)
+);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (issue_id, state, seq);
+CREATE INDEX IF NOT EXISTS deliveries_address ON deliveries (address_key, state);
+CREATE TABLE IF NOT EXISTS issue_runs (
+    issue_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    updated_at TEXT NOT NULL
+);
+"""
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """One recipient of one issue, as the ledger knows them."""
+
+    issue_id: str
+    address_key: str
+    email: str
+    name: str
+    organisation: str
+    agency: str
+    role: str
+    lists: tuple[str, ...]
+    segments: tuple[str, ...]
+    extra: dict[str, str]
+    variant_key: str
+    variant_label: str
+    section_ids: tuple[str, ...]
+    state: State
+    attempts: int
+    run_attempts: int
+    last_error: str
+    message_id: str | None
+    provider_message_id: str | None
+    created_at: str
+    updated_at: str
+    sent_at: str | None
+
+    def recipient(self) -> Recipient:
+        """The person, rebuilt without re-reading the lists."""
+        return Recipient(
+            email=self.email,
+            name=self.name,
+            organisation=self.organisation,
+            agency=self.agency,
+            role=self.role,
+            lists=self.lists,
+            extra=self.extra,
+        )
+
+    def variant(self) -> Variant:
+        return Variant(self.variant_key, self.section_ids, self.variant_label)
+
+
+_ROW_COLUMNS = (
+    "issue_id, address_key, email, name, organisation, agency, role, lists, segments, extra, "
+    "variant_key, variant_label, section_ids, state, attempts, run_attempts, last_error, "
+    "message_id, provider_message_id, created_at, updated_at, sent_at"
+)
+
+
+def _row(values: Sequence[object]) -> DeliveryRow:
+    (
+        issue_id, address_key, email, name, organisation, agency, role, lists, segments, extra,
+        variant_key, variant_label, section_ids, state, attempts, run_attempts, last_error,
+        message_id, provider_message_id, created_at, updated_at, sent_at,
+    ) = values  # fmt: skip
+    return DeliveryRow(
+        issue_id=str(issue_id),
+        address_key=str(address_key),
+        email=str(email),
+        name=str(name),
+        organisation=str(organisation),
+        agency=str(agency),
+        role=str(role),
+        lists=tuple(json.loads(str(lists))),
+        segments=tuple(json.loads(str(segments))),
+        extra=dict(json.loads(str(extra))),
+        variant_key=str(variant_key),
+        variant_label=str(variant_label),
+        section_ids=tuple(json.loads(str(section_ids))),
+        state=str(state),  # type: ignore[arg-type]
+        attempts=int(str(attempts)),
+        run_attempts=int(str(run_attempts)),
+        last_error=str(last_error),
+        message_id=None if message_id is None else str(message_id),
+        provider_message_id=None if provider_message_id is None else str(provider_message_id),
+        created_at=str(created_at),
+        updated_at=str(updated_at),
+        sent_at=None if sent_at is None else str(sent_at),
+    )
+
+
+@dataclass(frozen=True)
+class NewRecipient:
+    """A person to add to an issue's ledger (as pending, or as suppressed)."""
+
+    recipient: Recipient
+    variant: Variant | None
+    segments: tuple[str, ...] = ()
+    message_id: str | None = None
+    suppressed_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one claimed row, to be recorded."""
+
+    address_key: str
+    state: State
+    detail: str = ""
+    provider_message_id: str | None = None
+    next_attempt_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class IssueLedgerState:
+    """How far an issue's delivery has got."""
+
+    issue_id: str
+    counts: dict[str, int] = field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def complete(self) -> bool:
+        """True once a run has finished and nobody is left to send to (now or later)."""
+        unfinished = sum(self.counts.get(s, 0) for s in ("pending", "sending", "failed-temporary"))
+        return self.finished_at is not None and unfinished == 0
+
+
+class Ledger:
+    """The delivery ledger at `path` (created with its parent directories on first use).
+
+    One `Ledger` may be used from several threads: each thread gets its own
+    SQLite connection.
+    """
+
+    def __init__(self, path: Path, *, create: bool = True, busy_timeout_ms: int = 30_000) -> None:
+        self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        if not create and not self.path.exists():
+            raise NewsletterError(f"{self.path}: there is no delivery ledger yet (nothing sent)")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._create = create
+        conn = self._conn()
+        if create:
+            with self._transaction(conn):
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+
+    # -- connections --------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                if self._create:
+                    # Each thread has its own connection; check_same_thread is off only
+                    # so that `close` (after the threads are done) can close them all.
+                    conn = sqlite3.connect(
+                        self.path, isolation_level=None, timeout=60, check_same_thread=False
+                    )
+                else:
+                    conn = sqlite3.connect(
+                        f"{self.path.resolve().as_uri()}?mode=ro",
+                        uri=True,
+                        isolation_level=None,
+                        timeout=60,
+                        check_same_thread=False,
+                    )
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+                if self._create:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    # WAL + NORMAL survives a process crash (only a power cut can lose
+                    # the last commits), and keeps commits cheap.
+                    conn.execute("PRAGMA synchronous = NORMAL")
+            except sqlite3.DatabaseError as error:
+                raise NewsletterError(
+                    f"{self.path}: cannot open the delivery ledger ({error})"
+                ) from error
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken at once (BEGIN IMMEDIATE), so claims never race."""
+        conn = conn or self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ------------------------------------------------------------
+
+    def start_issue(self, issue_id: str) -> None:
+        """Note that a run of this issue has begun (the first start is kept)."""
+        now = _now_text()
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO issue_runs (issue_id, started_at, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (issue_id) DO UPDATE SET finished_at = NULL, updated_at = ?",
+                (issue_id, now, now, now),
+            )
+
+    def finish_issue(self, issue_id: str) -> None:
+        now = _now_text()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE issue_runs SET finished_at = ?, updated_at = ? WHERE issue_id = ?",
+                (now, now, issue_id),
+            )
+
+    def add_recipients(self, issue_id: str, people: Iterable[NewRecipient]) -> int:
+        """Add people in one transaction; return how many rows were new.
+
+        Someone already in the ledger keeps their row (a re-run never resets a
+        `sent`); someone suppressed since an earlier run, and not yet sent to,
+        is marked `suppressed`.
+        """
+        now = _now_text()
+        added = 0
+        with self._transaction() as conn:
+            for person in people:
+                r, v = person.recipient, person.variant
+                state = "suppressed" if person.suppressed_reason is not None else "pending"
+                cursor = conn.execute(
+                    "INSERT INTO deliveries (issue_id, address_key, email, name, organisation, "
+                    "agency, role, lists, segments, extra, variant_key, variant_label, "
+                    "section_ids, state, last_error, message_id, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (issue_id, address_key) DO UPDATE SET "
+                    "state = 'suppressed', last_error = excluded.last_error, updated_at = ? "
+                    "WHERE excluded.state = 'suppressed' AND state IN ('pending', 'failed-temporary')",
+                    (
+                        issue_id,
+                        r.key,
+                        r.email,
+                        r.name,
+                        r.organisation,
+                        r.agency,
+                        r.role,
+                        json.dumps(list(r.lists)),
+                        json.dumps(list(person.segments)),
+                        json.dumps(dict(r.extra)),
+                        v.key if v else "",
+                        v.label if v else "",
+                        json.dumps(list(v.section_ids) if v else []),
+                        state,
+                        f"suppressed: {person.suppressed_reason}"
+                        if person.suppressed_reason
+                        else "",
+                        person.message_id,
+                        now,
+                        now,
+                        now,
+                    ),
+                )
+                added += cursor.rowcount if cursor.rowcount > 0 else 0
+        return added
+
+    def recover_interrupted(self, issue_id: str, *, stale_after_seconds: float = 3600) -> int:
+        """Put rows left `sending` by a process that is gone back to `pending`; return how many.
+
+        A row is taken back when the process that claimed it (on this host) is no
+        longer running, or when its claim is older than `stale_after_seconds`
+        (the claimer is on another host, or its pid was reused). Its stored
+        Message-ID is kept, so the copy sent again carries the same id.
+        """
+        conn = self._conn()
+        claimers = conn.execute(
+            "SELECT DISTINCT claimed_host, claimed_pid FROM deliveries "
+            "WHERE issue_id = ? AND state = 'sending'",
+            (issue_id,),
+        ).fetchall()
+        cutoff = datetime.fromtimestamp(
+            datetime.now(UTC).timestamp() - stale_after_seconds, UTC
+        ).isoformat(timespec="seconds")
+        recovered = 0
+        note = "interrupted while sending; sent again with the same Message-ID"
+        with self._transaction() as conn:
+            for host, pid in claimers:
+                gone = host == self.host and pid != self.pid and not _pid_alive(int(pid))
+                if gone:
+                    cursor = conn.execute(
+                        "UPDATE deliveries SET state = 'pending', last_error = ?, updated_at = ? "
+                        "WHERE issue_id = ? AND state = 'sending' AND claimed_host IS ? "
+                        "AND claimed_pid IS ?",
+                        (note, _now_text(), issue_id, host, pid),
+                    )
+                    recovered += cursor.rowcount
+            cursor = conn.execute(
+                "UPDATE deliveries SET state = 'pending', last_error = ?, updated_at = ? "
+                "WHERE issue_id = ? AND state = 'sending' AND updated_at < ? "
+                "AND NOT (claimed_host IS ? AND claimed_pid IS ?)",
+                (note, _now_text(), issue_id, cutoff, self.host, self.pid),
+            )
+            recovered += cursor.rowcount
+        return recovered
+
+    def claim(
+        self,
+        issue_id: str,
+        run_id: str,
+        limit: int,
+        *,
+        now: float,
+        max_run_attempts: int,
+        states: Sequence[State] = CLAIMABLE,
+    ) -> list[DeliveryRow]:
+        """Mark up to `limit` rows `sending` for this run, committed before anything is sent.
+
+        Pending rows come first, in the order they were added; failed-temporary
+        rows are taken when their back-off has passed and this run has tried
+        them fewer than `max_run_attempts` times (a new run starts afresh).
+        """
+        placeholders = ", ".join("?" for _ in states)
+        stamp = _now_text()
+        with self._transaction() as conn:
+            rows = conn.execute(
+                f"UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
+                "run_attempts = CASE WHEN run_id IS ? THEN run_attempts + 1 ELSE 1 END, "
+                "run_id = ?, claimed_host = ?, claimed_pid = ?, updated_at = ? "
+                "WHERE seq IN (SELECT seq FROM deliveries WHERE issue_id = ? "
+                f"AND state IN ({placeholders}) AND (state = 'pending' OR run_id IS NOT ? "
+                "OR (run_attempts < ? AND next_attempt_at <= ?)) ORDER BY seq LIMIT ?) "
+                f"RETURNING {_ROW_COLUMNS}",
+                (
+                    run_id,
+                    run_id,
+                    self.host,
+                    self.pid,
+                    stamp,
+                    issue_id,
+                    *states,
+                    run_id,
+                    max_run_attempts,
+                    now,
+                    limit,
+                ),
+            ).fetchall()
+        return [_row(values) for values in rows]
+
+    def release(self, issue_id: str, address_keys: Iterable[str]) -> None:
+        """Give back claimed rows that were never handed to a transport (e.g. on Ctrl-C)."""
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE deliveries SET state = 'pending', attempts = attempts - 1, "
+                "run_attempts = run_attempts - 1 "
+                "WHERE issue_id = ? AND address_key = ? AND state = 'sending'",
+                [(issue_id, key) for key in address_keys],
+            )
+
+    def record(self, issue_id: str, outcomes: Iterable[tuple[Outcome, str | None]]) -> None:
+        """Record what happened to claimed rows, in one transaction.
+
+        Each item is (outcome, Message-ID used). Only rows still `sending` are
+        changed, so a late result can never undo a later state.
+        """
+        stamp = _now_text()
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE deliveries SET state = ?, last_error = ?, "
+                "provider_message_id = COALESCE(?, provider_message_id), "
+                "message_id = COALESCE(?, message_id), next_attempt_at = ?, updated_at = ?, "
+                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+                "WHERE issue_id = ? AND address_key = ? AND state = 'sending'",
+                [
+                    (
+                        o.state,
+                        o.detail,
+                        o.provider_message_id,
+                        message_id,
+                        o.next_attempt_at,
+                        stamp,
+                        o.state,
+                        stamp,
+                        issue_id,
+                        o.address_key,
+                    )
+                    for o, message_id in outcomes
+                ],
+            )
+
+    # -- reading ------------------------------------------------------------
+
+    def lookup(self, issue_id: str, address: str) -> DeliveryRow | None:
+        """Did this person get this issue? Their row, or None if they were never in its audience."""
+        values = (
+            self._conn()
+            .execute(
+                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE issue_id = ? AND address_key = ?",
+                (issue_id, address.strip().lower()),
+            )
+            .fetchone()
+        )
+        return None if values is None else _row(values)
+
+    def rows(self, issue_id: str, states: Sequence[State] | None = None) -> Iterator[DeliveryRow]:
+        """Every row of an issue (optionally only some states), in the order they were added."""
+        conn = self._conn()
+        if states is None:
+            cursor = conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE issue_id = ? ORDER BY seq",
+                (issue_id,),
+            )
+        else:
+            marks = ", ".join("?" for _ in states)
+            cursor = conn.execute(
+                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE issue_id = ? "
+                f"AND state IN ({marks}) ORDER BY seq",
+                (issue_id, *states),
+            )
+        for values in cursor:
+            yield _row(values)
+
+    def count_states(self, issue_id: str) -> dict[str, int]:
+        """How many rows of the issue are in each state (every state listed)."""
+        counts: dict[str, int] = dict.fromkeys(STATES, 0)
+        for state, count in self._conn().execute(
+            "SELECT state, COUNT(*) FROM deliveries WHERE issue_id = ? GROUP BY state",
+            (issue_id,),
+        ):
+            counts[str(state)] = int(count)
+        return counts
+
+    def count_segments(self, issue_id: str) -> dict[str, dict[str, int]]:
+        """Per segment, how many of its people are in each state."""
+        per: dict[str, dict[str, int]] = {}
+        for segment, state, count in self._conn().execute(
+            "SELECT j.value, d.state, COUNT(*) FROM deliveries AS d, json_each(d.segments) AS j "
+            "WHERE d.issue_id = ? GROUP BY j.value, d.state",
+            (issue_id,),
+        ):
+            per.setdefault(str(segment), dict[str, int].fromkeys(STATES, 0))[str(state)] = int(
+                count
+            )
+        return dict(sorted(per.items()))
+
+    def waiting_retry_at(self, issue_id: str, run_id: str, max_run_attempts: int) -> float | None:
+        """When the next failed-temporary row of this run may be tried again (None: none left)."""
+        value = (
+            self._conn()
+            .execute(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE issue_id = ? "
+                "AND state = 'failed-temporary' AND run_id IS ? AND run_attempts < ?",
+                (issue_id, run_id, max_run_attempts),
+            )
+            .fetchone()[0]
+        )
+        return None if value is None else float(value)
+
+    def unsent_variants(self, issue_id: str) -> list[Variant]:
+        """The variants of the rows still to send (to render them before claiming anything)."""
+        return [
+            Variant(str(key), tuple(json.loads(str(ids))), str(label))
+            for key, ids, label in self._conn().execute(
+                "SELECT DISTINCT variant_key, section_ids, variant_label FROM deliveries "
+                "WHERE issue_id = ? AND variant_key != '' "
+                "AND state IN ('pending', 'sending', 'failed-temporary')",
+                (issue_id,),
+            )
+        ]
+
+    def permanent_failures(self, address: str) -> int:
+        """How many issues have failed permanently for this address (for hard-bounce suppression)."""
+        value = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*) FROM deliveries WHERE address_key = ? AND state = 'failed-permanent'",
+                (address.strip().lower(),),
+            )
+            .fetchone()[0]
+        )
+        return int(value)
+
+    def issue_state(self, issue_id: str) -> IssueLedgerState:
+        """Counts per state, and when delivery of the issue started and finished."""
+        run = (
+            self._conn()
+            .execute(
+                "SELECT started_at, finished_at FROM issue_runs WHERE issue_id = ?", (issue_id,)
+            )
+            .fetchone()
+        )
+        return IssueLedgerState(
+            issue_id=issue_id,
+            counts=self.count_states(issue_id),
+            started_at=None if run is None else run[0],
+            finished_at=None if run is None else run[1],
+        )
+
+    def issue_ids(self) -> list[str]:
+        return [
+            str(v[0])
+            for v in self._conn().execute("SELECT DISTINCT issue_id FROM deliveries ORDER BY 1")
+        ]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_ledger_if_exists(path: Path) -> Ledger | None:
+    """The ledger read-only if it exists (a dry run must not create one), else None."""
+    return Ledger(path, create=False) if path.exists() else None

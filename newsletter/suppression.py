@@ -1,0 +1,113 @@
+"""Changes to `recipients/suppressed.csv`: the people who must never be mailed.
+
+Every change rewrites the file through a temporary file and `os.replace`, so a
+reader (or a crash) never sees half a file, and takes an exclusive lock on a
+`.lock` file beside it, so two processes adding bounces at once cannot lose
+each other's rows. Addresses are compared case-insensitively; an address is
+never listed twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+from newsletter.audience import SUPPRESSED_COLUMNS, SUPPRESSION_REASONS
+from newsletter.errors import NewsletterError
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.exists():
+        return list(SUPPRESSED_COLUMNS), []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or SUPPRESSED_COLUMNS)
+        missing = [c for c in SUPPRESSED_COLUMNS if c not in header]
+        if missing:
+            raise NewsletterError(
+                f"{path}: the header is missing the column(s) {', '.join(missing)}; "
+                "fix it before addresses can be added or removed"
+            )
+        return header, [{k: v or "" for k, v in row.items() if k is not None} for row in reader]
+
+
+def _write_rows(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            os.chmod(temp_name, path.stat().st_mode & 0o777)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def add_suppression(path: Path, address: str, reason: str, when: date | str) -> bool:
+    """Add `address` to the suppression list; return False if it was already there.
+
+    `reason` is one of unsubscribed, hard-bounce, complaint, manual. An address
+    already listed keeps its first row (and its reason).
+    """
+    if reason not in SUPPRESSION_REASONS:
+        raise NewsletterError(
+            f"`{reason}` is not a suppression reason; use one of {', '.join(SUPPRESSION_REASONS)}"
+        )
+    address = address.strip()
+    if not address or "\n" in address or "\r" in address or "," in address:
+        raise NewsletterError(f"`{address}` is not an email address that can be suppressed")
+    key = address.lower()
+    with _locked(path):
+        header, rows = _read_rows(path)
+        if any((row.get("email") or "").strip().lower() == key for row in rows):
+            return False
+        stamp = when.isoformat() if isinstance(when, date) else str(when)
+        rows.append({"email": address, "date": stamp, "reason": reason})
+        _write_rows(path, header, rows)
+    return True
+
+
+def remove_suppression(path: Path, address: str) -> bool:
+    """Take `address` off the suppression list (every spelling); return False if absent."""
+    key = address.strip().lower()
+    with _locked(path):
+        if not path.exists():
+            return False
+        header, rows = _read_rows(path)
+        kept = [row for row in rows if (row.get("email") or "").strip().lower() != key]
+        if len(kept) == len(rows):
+            return False
+        _write_rows(path, header, kept)
+    return True
+
+
+def is_suppressed(path: Path, address: str) -> bool:
+    """Whether `address` is on the suppression list now."""
+    key = address.strip().lower()
+    _, rows = _read_rows(path)
+    return any((row.get("email") or "").strip().lower() == key for row in rows)

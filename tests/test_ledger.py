@@ -1,0 +1,196 @@
+"""The delivery ledger on real SQLite files: states, claims, crash recovery, lookups."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from newsletter.audience import Recipient, Variant
+from newsletter.ledger import Ledger, NewRecipient, Outcome, open_ledger_if_exists
+
+ISSUE = "2023-05-panel-reports"
+VARIANT = Variant("all-sections", ("a", "b"), "All sections")
+
+
+def people(n: int, start: int = 0) -> list[NewRecipient]:
+    return [
+        NewRecipient(
+            Recipient(
+                f"Person{i}@Example.org", f"Person {i}", "Org", "health", "nurse", ("comms",)
+            ),
+            VARIANT,
+            ("all-practitioners", "health"),
+            f"<{ISSUE}.{i}@example.org>",
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def claim(ledger: Ledger, n: int, run_id: str = "run-1") -> list[str]:
+    rows = ledger.claim(ISSUE, run_id, n, now=0.0, max_run_attempts=5)
+    return [r.address_key for r in rows]
+
+
+def test_creates_its_directory_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "deep" / "ledger.sqlite3"
+    with Ledger(path) as ledger:
+        ledger.add_recipients(ISSUE, people(3))
+    assert path.exists()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 3
+    conn.close()
+
+
+def test_open_if_exists_never_creates_a_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "ledger.sqlite3"
+    assert open_ledger_if_exists(path) is None
+    assert not path.parent.exists()
+
+
+def test_adding_people_again_keeps_their_rows(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as ledger:
+        assert ledger.add_recipients(ISSUE, people(5)) == 5
+        keys = claim(ledger, 2)
+        ledger.record(ISSUE, [(Outcome(k, "sent", "", "p-1"), None) for k in keys])
+        assert ledger.add_recipients(ISSUE, people(6)) == 1
+        counts = ledger.count_states(ISSUE)
+    assert counts["sent"] == 2
+    assert counts["pending"] == 4
+
+
+def test_someone_suppressed_since_is_not_sent_but_a_sent_row_stays_sent(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.add_recipients(ISSUE, people(2))
+        first = claim(ledger, 1)
+        ledger.record(ISSUE, [(Outcome(first[0], "sent"), None)])
+        unsubscribed = [
+            NewRecipient(p.recipient, None, p.segments, None, "unsubscribed") for p in people(2)
+        ]
+        ledger.add_recipients(ISSUE, unsubscribed)
+        assert ledger.count_states(ISSUE)["sent"] == 1
+        assert ledger.count_states(ISSUE)["suppressed"] == 1
+        row = ledger.lookup(ISSUE, "person1@example.org")
+    assert row is not None and row.state == "suppressed"
+    assert "unsubscribed" in row.last_error
+
+
+def test_a_claim_is_committed_before_anything_is_sent(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with Ledger(path) as ledger:
+        ledger.add_recipients(ISSUE, people(3))
+        claim(ledger, 2)
+        # Another connection (as another process would) sees the claim at once.
+        other = sqlite3.connect(path)
+        states = dict(other.execute("SELECT address_key, state FROM deliveries").fetchall())
+        other.close()
+    assert sorted(states.values()) == ["pending", "sending", "sending"]
+
+
+def test_two_ledgers_never_claim_the_same_row(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with Ledger(path) as ledger:
+        ledger.add_recipients(ISSUE, people(400))
+    claimed: list[list[str]] = [[] for _ in range(4)]
+
+    def worker(index: int) -> None:
+        with Ledger(path) as mine:
+            while keys := claim(mine, 7, run_id=f"run-{index}"):
+                claimed[index].extend(keys)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [k for keys in claimed for k in keys]
+    assert len(every) == 400
+    assert len(set(every)) == 400
+    assert sum(1 for keys in claimed if keys) > 1  # they really did share the work
+
+
+def test_rows_of_a_dead_process_are_recovered_with_their_message_id(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with Ledger(path) as ledger:
+        ledger.add_recipients(ISSUE, people(4))
+        keys = claim(ledger, 3)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_pid = int(dead.stdout)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE deliveries SET claimed_pid = ? WHERE address_key = ?", (dead_pid, keys[0]))
+    conn.commit()
+    conn.close()
+    with Ledger(path) as ledger:
+        # The two rows claimed by this (living) process are not taken back.
+        assert ledger.recover_interrupted(ISSUE) == 1
+        row = ledger.lookup(ISSUE, keys[0])
+        assert row is not None and row.state == "pending"
+        assert row.message_id == f"<{ISSUE}.0@example.org>"
+        assert "same Message-ID" in row.last_error
+        assert ledger.count_states(ISSUE)["sending"] == 2
+
+
+def test_failed_temporary_rows_wait_for_their_backoff_and_attempt_limit(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.add_recipients(ISSUE, people(1))
+        (key,) = claim(ledger, 5)
+        ledger.record(ISSUE, [(Outcome(key, "failed-temporary", "451 busy", None, 100.0), None)])
+        assert ledger.claim(ISSUE, "run-1", 5, now=99.0, max_run_attempts=5) == []
+        assert ledger.waiting_retry_at(ISSUE, "run-1", 5) == 100.0
+        (row,) = ledger.claim(ISSUE, "run-1", 5, now=100.0, max_run_attempts=5)
+        assert (row.attempts, row.run_attempts) == (2, 2)
+        ledger.record(ISSUE, [(Outcome(key, "failed-temporary", "451 busy", None, 0.0), None)])
+        assert ledger.claim(ISSUE, "run-1", 5, now=1e9, max_run_attempts=2) == []
+        # A new run starts its own count of attempts.
+        (row,) = ledger.claim(ISSUE, "run-2", 5, now=0.0, max_run_attempts=2)
+        assert (row.attempts, row.run_attempts) == (3, 1)
+
+
+def test_a_late_result_never_undoes_a_later_state(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.add_recipients(ISSUE, people(1))
+        (key,) = claim(ledger, 1)
+        ledger.record(ISSUE, [(Outcome(key, "sent", "", "pm-1"), "<id@x>")])
+        ledger.record(ISSUE, [(Outcome(key, "failed-permanent", "550"), None)])
+        row = ledger.lookup(ISSUE, key)
+    assert row is not None
+    assert (row.state, row.provider_message_id, row.message_id) == ("sent", "pm-1", "<id@x>")
+    assert row.sent_at is not None
+
+
+def test_lookup_answers_did_jo_get_the_may_issue(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.add_recipients(ISSUE, people(2))
+        keys = claim(ledger, 1)
+        ledger.record(ISSUE, [(Outcome(keys[0], "sent", "", "pm-9"), None)])
+        jo = ledger.lookup(ISSUE, "  PERSON0@example.ORG ")
+        assert ledger.lookup(ISSUE, "nobody@example.org") is None
+        assert ledger.lookup("2023-08-other", "person0@example.org") is None
+    assert jo is not None
+    assert jo.state == "sent" and jo.email == "Person0@Example.org"
+    assert jo.recipient().name == "Person 0"
+    assert jo.variant() == VARIANT
+
+
+def test_issue_state_counts_and_completion(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.start_issue(ISSUE)
+        ledger.add_recipients(ISSUE, people(3))
+        keys = claim(ledger, 3)
+        ledger.record(ISSUE, [(Outcome(k, "sent"), None) for k in keys[:2]])
+        ledger.record(ISSUE, [(Outcome(keys[2], "failed-permanent", "550 no such user"), None)])
+        ledger.finish_issue(ISSUE)
+        state = ledger.issue_state(ISSUE)
+        per_segment = ledger.count_segments(ISSUE)
+        assert ledger.permanent_failures(keys[2]) == 1
+    assert state.counts["sent"] == 2 and state.counts["failed-permanent"] == 1
+    assert state.complete and state.started_at and state.finished_at
+    assert per_segment["health"]["sent"] == 2
