@@ -10,14 +10,12 @@ renderer or a transport.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from newsletter.audience import (
     AudienceSource,
-    check_list,
     load_audience_source,
     read_audience_source,
 )
@@ -29,8 +27,8 @@ from newsletter.content import (
     read_catalogue,
     read_issue,
 )
-from newsletter.errors import ContentError, NewsletterError, Problem
-from newsletter.settings import DEFAULT_TIMEZONE, Settings, load_settings, read_settings
+from newsletter.errors import ContentError, NewsletterError
+from newsletter.settings import Settings, load_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -112,41 +110,6 @@ def open_project(root_dir: Path, environ: Mapping[str, str] | None = None) -> Pr
             "run `newsletter init DIR` to create one, or pass --root"
         )
     return Project(root_dir, load_settings(root_dir, environ))
-
-
-def validate_project(
-    root_dir: Path, paths: Iterable[Path] = (), environ: Mapping[str, str] | None = None
-) -> list[Problem]:
-    """Check settings, catalogue, recipients, segments and issues; return every problem.
-
-    With `paths`, only those issue files are checked (plus what they depend on).
-    """
-    root_dir = root_dir.resolve()
-    problems: list[Problem] = []
-    settings, settings_problems = read_settings(root_dir, environ)
-    problems += settings_problems
-    catalogue, catalogue_problems = read_catalogue(root_dir / "issues" / "publications.yaml")
-    problems += catalogue_problems
-    recipients_dir = root_dir / "recipients"
-    source, source_problems = read_audience_source(recipients_dir)
-    problems += source_problems
-    for list_path in source.list_paths():
-        problems += check_list(list_path)
-    if not source.list_paths():
-        problems.append(
-            Problem(recipients_dir / "lists", 1, 1, "there are no recipient lists (lists/*.csv)")
-        )
-    chosen = [Path(p).resolve() for p in paths]
-    issue_files = chosen or sorted(
-        p for p in (root_dir / "issues").glob("*.y*ml") if is_issue_file(p)
-    )
-    zone = settings.zone if settings is not None else ZoneInfo(DEFAULT_TIMEZONE)
-    for issue_path in issue_files:
-        if not is_issue_file(issue_path):
-            continue
-        _, issue_problems = read_issue(issue_path, catalogue, source.segments.keys(), zone)
-        problems += issue_problems
-    return problems
 
 
 PROJECT_FILES = ("newsletter.yaml", "issues", "templates", "recipients")

@@ -394,4 +394,17 @@ def render_error_problems(error: Exception, fallback: Path) -> list[Problem]:
         return [Problem(path, error.lineno or 1, 1, f"template error: {error.message}")]
     if isinstance(error, NewsletterError):
         return [Problem(fallback, 1, 1, str(error))]
-    return [Problem(fallback, 1, 1, f"{type(error).__name__}: {error}")]
+    path, line = _template_frame(error) or (fallback, 1)
+    return [Problem(path, line, 1, f"template error: {error}")]
+
+
+def _template_frame(error: Exception) -> tuple[Path, int] | None:
+    """The innermost template file and line in the traceback (Jinja rewrites frames to them)."""
+    found = None
+    tb = error.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            found = (Path(filename), tb.tb_lineno)
+        tb = tb.tb_next
+    return found

@@ -16,7 +16,8 @@ from newsletter.cli.common import (
     pass_app,
     table_text,
 )
-from newsletter.project import init_project, validate_project
+from newsletter.project import init_project
+from newsletter.validate import validate_project
 
 
 @click.command()

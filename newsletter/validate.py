@@ -1,0 +1,74 @@
+"""`newsletter validate`: every check on a project, every problem located.
+
+Content checks (settings, catalogue, recipients, segments, issues) come first;
+an issue whose content is sound is then rendered, variant by variant, and its
+emails held to the size, safety and accessibility budget, so a problem that
+would only show at send time shows here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from jinja2 import TemplateError
+
+from newsletter.audience import check_list, read_audience_source
+from newsletter.content import Issue, is_issue_file, read_catalogue, read_issue
+from newsletter.errors import NewsletterError, Problem
+from newsletter.project import Project
+from newsletter.render import Renderer, budget_problems, render_error_problems, sample_variants
+from newsletter.settings import DEFAULT_TIMEZONE, read_settings
+
+
+def validate_project(
+    root_dir: Path, paths: Iterable[Path] = (), environ: Mapping[str, str] | None = None
+) -> list[Problem]:
+    """Check settings, catalogue, recipients, segments, issues and their emails.
+
+    With `paths`, only those issue files are checked (plus what they depend on).
+    """
+    root_dir = root_dir.resolve()
+    problems: list[Problem] = []
+    settings, settings_problems = read_settings(root_dir, environ)
+    problems += settings_problems
+    catalogue, catalogue_problems = read_catalogue(root_dir / "issues" / "publications.yaml")
+    problems += catalogue_problems
+    recipients_dir = root_dir / "recipients"
+    source, source_problems = read_audience_source(recipients_dir)
+    problems += source_problems
+    for list_path in source.list_paths():
+        problems += check_list(list_path)
+    if not source.list_paths():
+        problems.append(
+            Problem(recipients_dir / "lists", 1, 1, "there are no recipient lists (lists/*.csv)")
+        )
+    chosen = [Path(p).resolve() for p in paths]
+    issue_files = chosen or sorted(
+        p for p in (root_dir / "issues").glob("*.y*ml") if is_issue_file(p)
+    )
+    zone = settings.zone if settings is not None else ZoneInfo(DEFAULT_TIMEZONE)
+    sound_so_far = not any(p.is_error for p in problems) and settings is not None
+    for issue_path in issue_files:
+        if not is_issue_file(issue_path):
+            continue
+        issue, issue_problems = read_issue(issue_path, catalogue, source.segments.keys(), zone)
+        problems += issue_problems
+        issue_sound = issue is not None and not any(p.is_error for p in issue_problems)
+        if sound_so_far and settings is not None and issue is not None and issue_sound:
+            problems += email_problems(Project(root_dir, settings), issue)
+    return problems
+
+
+def email_problems(project: Project, issue: Issue) -> list[Problem]:
+    """Render each variant of a sound issue and hold it to the email budget."""
+    problems: list[Problem] = []
+    try:
+        renderer = Renderer(project, issue)
+        for variant, recipient, _count in sample_variants(project, issue):
+            html = renderer.personalise(variant, recipient).html
+            problems += budget_problems(issue, variant, html)
+    except (NewsletterError, TemplateError) as error:
+        problems += render_error_problems(error, issue.path)
+    return problems
