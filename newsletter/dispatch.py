@@ -233,6 +233,26 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return delay / 2 + rng.uniform(0, delay / 2)
 
 
+def describe_transport(settings: Settings, name: str | None = None) -> str:
+    """Where messages would go, in words, for `--verbose`; secrets are named, never shown."""
+    chosen = name or settings.transport
+    if chosen == "outbox":
+        return f"outbox: a Maildir at {settings.outbox_dir}"
+    if chosen == "smtp":
+        smtp = settings.smtp
+        login = (
+            f"login as {smtp.username} with the password from NEWSLETTER_SMTP_PASSWORD"
+            if smtp.username and smtp.password
+            else "no login"
+        )
+        return f"smtp: {smtp.host}:{smtp.port}, security {smtp.security}, {login}"
+    provider = settings.providers.get(chosen)
+    if provider is None:
+        return chosen
+    key = "an API key from the environment" if provider.api_key else "NO API key set"
+    return f"{chosen}: {provider.base_url}, {key}"
+
+
 # --- the plan (dry run) -----------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from newsletter.dispatch import (
     DispatchResult,
     SendPlan,
     delivery_report,
+    describe_transport,
     plan_send,
     retry_issue,
     send_issue,
@@ -165,6 +166,9 @@ def send(
     """
     project = app.project()
     loaded = project.load_issue(issue)
+    if app.verbose:
+        click.echo(f"Ledger: {project.settings.ledger_path}", err=True)
+        click.echo(f"Delivery: {describe_transport(project.settings, transport_name)}", err=True)
     if test_to:
         results = send_test_copies(project, loaded, test_to, transport_name=transport_name)
         failed = False
@@ -227,6 +231,8 @@ def retry(
     """
     project = app.project()
     loaded = project.load_issue(issue)
+    if app.verbose:
+        click.echo(f"Delivery: {describe_transport(project.settings, transport_name)}", err=True)
     with _progress_reporter() as progress:
         result = retry_issue(
             project,
