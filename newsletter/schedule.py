@@ -135,7 +135,9 @@ def _read_ledger(settings: Settings, issue_id: str) -> LedgerSummary | None:
     except sqlite3.OperationalError as error:
         if "no such table" in str(error):
             return None  # a first dispatch has created the file but not yet its tables
-        raise NewsletterError(f"{settings.ledger_path}: cannot read the ledger ({error})") from error
+        raise NewsletterError(
+            f"{settings.ledger_path}: cannot read the ledger ({error})"
+        ) from error
     counts = {str(k): int(v) for k, v in state.counts.items() if v}
     return LedgerSummary(
         counts=counts,
