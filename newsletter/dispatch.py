@@ -57,7 +57,9 @@ from newsletter.settings import Settings
 from newsletter.suppression import add_suppression
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport
 
-CLAIM_BATCH = 50
+# Rows claimed per transaction. Each claimed row becomes a built message held in
+# memory until sent (~200 KB for the sample issue), so claims stay small.
+CLAIM_BATCH = 20
 INSERT_BATCH = 500
 TransportFactory = Callable[[], Transport]
 
@@ -482,7 +484,7 @@ def send_issue(
 
         run_id = uuid.uuid4().hex
         run = _Run()
-        jobs: queue.Queue[Any] = queue.Queue(maxsize=workers * 2)
+        jobs: queue.Queue[Any] = queue.Queue(maxsize=workers + 1)
         results: queue.Queue[Any] = queue.Queue()
         stop = threading.Event()
         # Transports are opened here, so a misconfiguration stops the run before any claim.
@@ -509,7 +511,9 @@ def send_issue(
             )
             for i, transport in enumerate(transports)
         ]
-        claim_size = max(CLAIM_BATCH, *(t.batch_size for t in transports))
+        claim_size = max(
+            [CLAIM_BATCH, *(t.batch_size for t in transports if t.name in BATCH_API_TRANSPORTS)]
+        )
         for thread in threads:
             thread.start()
 
@@ -605,7 +609,8 @@ def _drive(
     progress: Callable[[DispatchProgress], None] | None,
     suppressed_path: Any,
 ) -> None:
-    capacity = workers * 2
+    # One batch being sent per worker and one built, ready for whichever finishes first.
+    capacity = workers + 1
     exhausted = False
     while True:
         # Keep every worker busy (and one batch queued behind each) before waiting.

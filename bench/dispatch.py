@@ -1,0 +1,199 @@
+"""Benchmark: `newsletter` dispatch (ledger on) against a bare smtplib loop, and peak memory.
+
+    python bench/dispatch.py                      # 10,000 messages; memory with 100,000
+    python bench/dispatch.py --messages 2000 --memory-recipients 20000
+
+Starts Postfix's `smtp-sink` on 127.0.0.1 (aiosmtpd in a subprocess where
+Postfix is absent) and, in one run:
+
+1. sends N messages through `send_issue` with the smtp transport, 1 connection;
+2. the same with 4 connections;
+3. sends the same messages, built beforehand, with a bare smtplib loop over one
+   connection (the floor any sender pays for SMTP on this machine);
+4. in a child process, sends to M recipients and reports its peak RSS
+   (`ru_maxrss` of the child), so memory is measured for a whole send.
+
+Each newsletter run starts from an empty ledger and includes everything a real
+run does: streaming the lists into the ledger, rendering, building each
+personal message, sending, recording.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from newsletter.audience import iter_audience
+from newsletter.dispatch import send_issue
+from newsletter.message import build_message, message_bytes
+from newsletter.project import Project, init_project, open_project
+from newsletter.render import Renderer
+
+ISSUE = "2023-05-panel-reports"
+AGENCIES = ("health", "police", "education", "childrens-social-care", "adults-social-care")
+SMTP_SINK = ("/usr/sbin/smtp-sink", "/usr/lib/postfix/sbin/smtp-sink")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_sink() -> tuple[subprocess.Popen[bytes], int, str]:
+    port = free_port()
+    sink = next((p for p in SMTP_SINK if Path(p).exists()), None)
+    if sink is not None:
+        command = [sink]
+        if os.geteuid() == 0:
+            command += ["-u", "nobody"]
+        command += [f"127.0.0.1:{port}", "1024"]
+        name = "postfix smtp-sink"
+    else:
+        command = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}"]
+        name = "aiosmtpd (Postfix not installed)"
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process, port, name
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit(f"{name} did not start")
+
+
+def make_project(root: Path, recipients: int, port: int) -> Project:
+    """The sample project with one list of `recipients` people, pointing at the sink."""
+    init_project(root)
+    lists = root / "recipients" / "lists"
+    header = "email,name,organisation,agency,role,district\n"
+    for other in lists.glob("*.csv"):
+        other.write_text(header, encoding="utf-8")
+    with (lists / "comms.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header.strip().split(","))
+        for i in range(recipients):
+            agency = AGENCIES[i % len(AGENCIES)]
+            writer.writerow(
+                [
+                    f"person{i}@example.org",
+                    f"Person {i}",
+                    "Example Org",
+                    agency,
+                    "practitioner",
+                    "North",
+                ]
+            )
+    environ = {
+        **os.environ,
+        "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+        "NEWSLETTER_SMTP_PORT": str(port),
+        "NEWSLETTER_SMTP_SECURITY": "none",
+    }
+    return open_project(root, environ)
+
+
+def newsletter_run(project: Project, connections: int) -> tuple[float, int]:
+    shutil.rmtree(project.settings.ledger_path.parent, ignore_errors=True)
+    issue = project.load_issue(ISSUE)
+    start = time.perf_counter()
+    result = send_issue(project, issue, transport_name="smtp", concurrency=connections, rate=0)
+    elapsed = time.perf_counter() - start
+    if not result.ok:
+        raise SystemExit(f"the newsletter run failed: {result.as_dict()}")
+    return elapsed, result.sent
+
+
+def bare_loop(project: Project, port: int) -> tuple[float, int]:
+    """The same messages, built first (not timed), sent by smtplib over one connection."""
+    issue = project.load_issue(ISSUE)
+    renderer = Renderer(project, issue)
+    prepared = []
+    for recipient, variant in iter_audience(project.audience_source(), issue):
+        email = renderer.personalise(variant, recipient)
+        prepared.append(
+            (
+                recipient.email,
+                message_bytes(build_message(project.settings, issue, recipient, email)),
+            )
+        )
+    sender = project.settings.from_address
+    start = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as connection:
+        for address, data in prepared:
+            connection.sendmail(sender, [address], data)
+    return time.perf_counter() - start, len(prepared)
+
+
+def memory_child(root: str, port: str) -> None:
+    project = make_project(Path(root), int(os.environ["BENCH_RECIPIENTS"]), int(port))
+    elapsed, sent = newsletter_run(project, 2)
+    print(f"child: sent {sent} in {elapsed:.1f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--memory-recipients", type=int, default=100_000)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        memory_child(*args.child)
+        return
+
+    sink, port, sink_name = start_sink()
+    work = Path(tempfile.mkdtemp(prefix="newsletter-bench-"))
+    try:
+        print(
+            f"sink: {sink_name} on 127.0.0.1:{port}; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
+        )
+        project = make_project(work / "project", args.messages, port)
+        one, sent = newsletter_run(project, 1)
+        four, _ = newsletter_run(project, 4)
+        bare, bare_sent = bare_loop(project, port)
+        rate = {name: sent / seconds for name, seconds in (("one", one), ("four", four))}
+        bare_rate = bare_sent / bare
+        print(
+            f"newsletter, 1 connection:  {sent} messages in {one:.1f} s = {rate['one']:.0f} msg/s"
+        )
+        print(
+            f"newsletter, 4 connections: {sent} messages in {four:.1f} s = {rate['four']:.0f} msg/s"
+        )
+        print(
+            f"bare smtplib loop:         {bare_sent} messages in {bare:.1f} s = {bare_rate:.0f} msg/s"
+        )
+        print(f"ratio 1 connection / bare:  {rate['one'] / bare_rate:.2f}x (target >= 0.8x)")
+        print(f"ratio 4 connections / bare: {rate['four'] / bare_rate:.2f}x (target > 1x)")
+
+        if args.memory_recipients:
+            child = subprocess.run(
+                [sys.executable, __file__, "--child", str(work / "memory"), str(port)],
+                env={**os.environ, "BENCH_RECIPIENTS": str(args.memory_recipients)},
+                check=True,
+            )
+            del child
+            peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            print(
+                f"peak RSS of a {args.memory_recipients}-recipient send: {peak_kb / 1024:.0f} MB "
+                "(target <= 100 MB)"
+            )
+    finally:
+        sink.terminate()
+        sink.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
