@@ -541,6 +541,7 @@ def send_issue(
                 suppressed_path=suppressed_path,
             )
         finally:
+            stop.set()  # on Ctrl-C, workers finish (and record) their chunk, then stop
             _shutdown(threads, jobs, results, ledger, issue.id)
         if run.error is not None:
             raise run.error
