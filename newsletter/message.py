@@ -8,14 +8,16 @@ quoted-printable, so no line exceeds 998 characters whatever the HTML.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
-import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
-from email.headerregistry import Address
+from email.header import Header
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.parser import BytesParser
+from email.utils import format_datetime, formataddr, make_msgid
 
 import dkim
 
@@ -49,11 +51,19 @@ _SMTP_POLICY = policy.SMTP.clone(max_line_length=998)
 
 @dataclass(frozen=True)
 class PersonalisedEmail:
-    """One recipient's subject and both bodies, ready to wrap in a message."""
+    """One recipient's subject and both bodies, ready to wrap in a message.
+
+    When the renderer knows them, `html_pieces`/`text_pieces` hold the same
+    bodies as alternating shared and personal pieces (shared, personal,
+    shared, ...): the message builder then encodes the shared pieces once per
+    variant instead of once per recipient.
+    """
 
     subject: str
     html: str
     text: str
+    html_pieces: tuple[str, ...] = ()
+    text_pieces: tuple[str, ...] = ()
 
 
 def header_value(field: str, value: str) -> str:
@@ -66,13 +76,6 @@ def header_value(field: str, value: str) -> str:
     return value
 
 
-def _address(field: str, name: str, email: str) -> Address:
-    header_value(f"{field} name", name)
-    header_value(f"{field} address", email)
-    local, _, domain = email.strip().rpartition("@")
-    return Address(display_name=name.strip(), username=local, domain=domain)
-
-
 def message_id_for(issue_id: str, address: str, domain: str) -> str:
     """The same Message-ID every time this issue goes to this address, so a retry is recognisable."""
     digest = hashlib.sha256(f"{issue_id}\0{address.strip().lower()}".encode()).hexdigest()[:32]
@@ -81,6 +84,178 @@ def message_id_for(issue_id: str, address: str, domain: str) -> str:
 
 def sender_domain(settings: Settings) -> str:
     return settings.from_address.rpartition("@")[2]
+
+
+class MessageBuilder:
+    """Builds the wire bytes of one issue's messages, recipient after recipient.
+
+    Everything that is the same for every recipient (sender, subject, date,
+    list headers, MIME skeleton) is encoded once. Per recipient, only the To,
+    Message-ID and unsubscribe headers are encoded, and the two bodies are
+    quoted-printable encoded by `binascii.b2a_qp` (C). The stdlib's generator
+    took ~6 ms a message, the whole cost of a send; this takes a fraction of a
+    millisecond. Every piece is still produced by a stdlib encoder
+    (`email.header`, `email.utils`, `binascii`), and tests parse the result
+    back with the stdlib parser.
+    """
+
+    def __init__(self, settings: Settings, issue: Issue, *, date: datetime | None = None) -> None:
+        self.settings = settings
+        self.issue = issue
+        self.domain = sender_domain(settings)
+        # `=_` cannot occur in quoted-printable text, so the boundary never collides.
+        self._boundary = "=_newsletter_" + secrets.token_hex(12)
+        list_name = header_value("organisation", f"{settings.organisation} News Update")
+        self._from = _header("From", _address("sender", settings.from_name, settings.from_address))
+        self._date = _header("Date", format_datetime(date or datetime.now(UTC)))
+        self._list_headers = b"".join(
+            (
+                _header("Reply-To", header_value("reply-to address", issue.reply_to)),
+                _header(
+                    "List-Id",
+                    f"{_phrase(list_name)} <{header_value('list id', settings.list_id)}>",
+                ),
+            )
+        )
+        self._trailer_headers = _header("X-Newsletter-Issue", issue.id) + (
+            b"MIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/alternative; boundary="'
+            + self._boundary.encode()
+            + b'"\r\n\r\n'
+        )
+        part_head = '--{b}\r\nContent-Type: text/{sub}; charset="utf-8"\r\n' + (
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        self._text_head = part_head.format(b=self._boundary, sub="plain").encode()
+        self._html_head = ("\r\n" + part_head.format(b=self._boundary, sub="html")).encode()
+        self._end = f"\r\n--{self._boundary}--\r\n".encode()
+        self._subjects: dict[tuple[str, bool], bytes] = {}
+        self._shared: dict[tuple[str, bool], bytes] = {}
+
+    def message_id(self, recipient: Recipient) -> str:
+        return message_id_for(self.issue.id, recipient.email, self.domain)
+
+    def _subject(self, subject: str, test: bool) -> bytes:
+        cached = self._subjects.get((subject, test))
+        if cached is None:
+            text = header_value("subject", subject)
+            cached = _header("Subject", TEST_PREFIX + text if test else text)
+            self._subjects[(subject, test)] = cached
+        return cached
+
+    def build(self, recipient: Recipient, email: PersonalisedEmail, *, test: bool = False) -> bytes:
+        """The complete message for one recipient, CRLF line endings, DKIM-signed if set up.
+
+        A test copy (`test=True`) gets `[TEST]` in its subject and a fresh
+        Message-ID, so it can never be mistaken for, or deduplicated with, the
+        real send.
+        """
+        settings, issue = self.settings, self.issue
+        message_id = (
+            make_msgid(idstring="test", domain=self.domain) if test else self.message_id(recipient)
+        )
+        unsubscribe = [unsubscribe_mailto(settings, issue, recipient.email)]
+        https_url = unsubscribe_https_url(settings, issue, recipient.email)
+        if https_url:
+            unsubscribe.append(https_url)
+        raw = b"".join(
+            (
+                self._from,
+                _header("To", _address("recipient", recipient.name, recipient.email)),
+                self._subject(email.subject, test),
+                self._date,
+                _header("Message-ID", message_id),
+                self._list_headers,
+                _header(
+                    "List-Unsubscribe",
+                    ", ".join(f"<{header_value('unsubscribe link', u)}>" for u in unsubscribe),
+                ),
+                b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" if https_url else b"",
+                self._trailer_headers,
+                self._text_head,
+                self._body(email.text, email.text_pieces),
+                self._html_head,
+                self._body(email.html, email.html_pieces),
+                self._end,
+            )
+        )
+        if settings.dkim is not None:
+            raw = dkim_signature(raw, settings.dkim) + raw
+        return raw
+
+    def _body(self, whole: str, pieces: tuple[str, ...]) -> bytes:
+        """A body as quoted-printable; shared pieces come from the per-variant cache."""
+        if not pieces:
+            return _quoted_printable(whole)
+        last = len(pieces) - 1
+        encoded = []
+        for index, piece in enumerate(pieces):
+            key = (piece, index == last)
+            if index % 2 == 0 and key in self._shared:
+                encoded.append(self._shared[key])
+                continue
+            chunk = _quoted_printable(piece)
+            if index != last and not piece.endswith("\n"):
+                chunk = _soft_break(chunk)
+            if index % 2 == 0:
+                self._shared[key] = chunk
+            encoded.append(chunk)
+        return b"".join(encoded)
+
+
+def _soft_break(encoded: bytes) -> bytes:
+    """`encoded` then a quoted-printable soft line break, no line over 76 octets.
+
+    Pieces encoded separately are joined by soft breaks (invisible once
+    decoded), so a personal value never lengthens a shared piece's line.
+    """
+    last_line_start = encoded.rfind(b"\n") + 1
+    if len(encoded) - last_line_start <= 75:
+        return encoded + b"=\r\n"
+    cut = last_line_start + 75
+    while b"=" in encoded[cut - 2 : cut]:  # never split an =XX escape
+        cut -= 1
+    return encoded[:cut] + b"=\r\n" + encoded[cut:] + b"=\r\n"
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header line; non-ASCII values become RFC 2047 encoded words, folded with CRLF."""
+    if value.isascii():
+        return f"{name}: {value}\r\n".encode("ascii")
+    encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n".encode("ascii")
+
+
+def _address(field: str, name: str, address: str) -> str:
+    header_value(f"{field} name", name)
+    header_value(f"{field} address", address)
+    return formataddr((name.strip(), address.strip()), charset="utf-8")
+
+
+def _phrase(phrase: str) -> str:
+    """A display phrase, quoted (ASCII) or encoded (non-ASCII)."""
+    if phrase.isascii():
+        return '"' + phrase.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return Header(phrase, "utf-8").encode()
+
+
+def _quoted_printable(text: str) -> bytes:
+    """A body as quoted-printable with CRLF line breaks: no line over 76 octets."""
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def build_message_bytes(
+    settings: Settings,
+    issue: Issue,
+    recipient: Recipient,
+    email: PersonalisedEmail,
+    *,
+    test: bool = False,
+    date: datetime | None = None,
+) -> bytes:
+    """One message's wire bytes; for many recipients, keep one `MessageBuilder` instead."""
+    return MessageBuilder(settings, issue, date=date).build(recipient, email, test=test)
 
 
 def build_message(
@@ -92,45 +267,15 @@ def build_message(
     test: bool = False,
     date: datetime | None = None,
 ) -> EmailMessage:
-    """A complete multipart/alternative message (text first, then HTML) for one recipient.
-
-    A test copy (`test=True`) gets `[TEST]` in its subject and a fresh Message-ID,
-    so it can never be mistaken for, or deduplicated with, the real send.
-    """
-    msg = EmailMessage(policy=policy.default)
-    msg["From"] = _address("sender", settings.from_name, settings.from_address)
-    msg["To"] = _address("recipient", recipient.name, recipient.email)
-    subject = header_value("subject", email.subject)
-    msg["Subject"] = TEST_PREFIX + subject if test else subject
-    msg["Date"] = format_datetime(date or datetime.now(UTC))
-    domain = sender_domain(settings)
-    msg["Message-ID"] = (
-        make_msgid(idstring="test", domain=domain)
-        if test
-        else message_id_for(issue.id, recipient.email, domain)
-    )
-    msg["Reply-To"] = header_value("reply-to address", issue.reply_to)
-    list_name = header_value("organisation", f"{settings.organisation} News Update")
-    msg["List-Id"] = f'"{_quote(list_name)}" <{header_value("list id", settings.list_id)}>'
-    unsubscribe = [unsubscribe_mailto(settings, issue, recipient.email)]
-    https_url = unsubscribe_https_url(settings, issue, recipient.email)
-    if https_url:
-        unsubscribe.append(https_url)
-    msg["List-Unsubscribe"] = ", ".join(
-        f"<{header_value('unsubscribe link', u)}>" for u in unsubscribe
-    )
-    if https_url:
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg["X-Newsletter-Issue"] = issue.id
-    msg.set_content(email.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
-    if settings.dkim is not None:
-        sign_message(msg, settings.dkim)
-    return msg
+    """The same message as an `EmailMessage`, for writing .eml files and reading headers."""
+    raw = build_message_bytes(settings, issue, recipient, email, test=test, date=date)
+    return parse_message(raw)
 
 
-def _quote(phrase: str) -> str:
-    return phrase.replace("\\", "\\\\").replace('"', '\\"')
+def parse_message(raw: bytes) -> EmailMessage:
+    parsed = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
 
 
 def message_bytes(msg: EmailMessage) -> bytes:
@@ -138,21 +283,21 @@ def message_bytes(msg: EmailMessage) -> bytes:
     return msg.as_bytes(policy=_SMTP_POLICY)
 
 
-def sign_message(msg: EmailMessage, settings: DkimSettings) -> None:
-    """Add a DKIM-Signature covering the headers Gmail, Yahoo and RFC 8058 need."""
-    present = [h for h in DKIM_SIGNED_HEADERS if msg.get(h.decode()) is not None]
+def dkim_signature(raw: bytes, settings: DkimSettings) -> bytes:
+    """A DKIM-Signature header line for `raw`, covering the headers Gmail, Yahoo and RFC 8058 need."""
+    head = raw.split(b"\r\n\r\n", 1)[0].lower()
+    present = [h for h in DKIM_SIGNED_HEADERS if h.lower() + b":" in head]
     try:
-        signature = dkim.sign(
-            message_bytes(msg),
+        signature: bytes = dkim.sign(
+            raw,
             settings.selector.encode(),
             settings.domain.encode(),
             settings.private_key.reveal().encode(),
             include_headers=present,
             canonicalize=(b"relaxed", b"relaxed"),
+            linesep=b"\r\n",
         )
     except dkim.DKIMException as error:
         # dkimpy's messages name the key problem, never the key itself.
         raise ConfigError(f"the message could not be DKIM-signed: {error}") from None
-    name, _, value = signature.decode("ascii").partition(":")
-    unfolded = re.sub(r"\r?\n[ \t]+", " ", value).strip()
-    msg[name] = unfolded
+    return signature

@@ -77,12 +77,16 @@ class _Template:
     parts: tuple[str, ...]
     slots: tuple[str, ...]
 
-    def fill(self, values: Mapping[str, str]) -> str:
+    def pieces(self, values: Mapping[str, str]) -> tuple[str, ...]:
+        """The shared parts with the slot values between them: shared, value, shared, ..."""
         pieces = [self.parts[0]]
         for slot, part in zip(self.slots, self.parts[1:], strict=True):
             pieces.append(values[slot])
             pieces.append(part)
-        return "".join(pieces)
+        return tuple(pieces)
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        return "".join(self.pieces(values))
 
 
 @dataclass(frozen=True)
@@ -260,8 +264,14 @@ class Renderer:
         rendered = self.variant(variant)
         values = self.personal_values(recipient)
         escaped = {k: html.escape(v, quote=True) for k, v in values.items()}
+        html_pieces = rendered._html.pieces(escaped)
+        text_pieces = rendered._text.pieces(values)
         return PersonalisedEmail(
-            rendered.subject, rendered._html.fill(escaped), rendered._text.fill(values)
+            rendered.subject,
+            "".join(html_pieces),
+            "".join(text_pieces),
+            html_pieces,
+            text_pieces,
         )
 
 

@@ -17,6 +17,7 @@ from newsletter.audience import Recipient
 from newsletter.content import Issue
 from newsletter.errors import HeaderInjectionError
 from newsletter.message import (
+    MessageBuilder,
     PersonalisedEmail,
     build_message,
     message_bytes,
@@ -196,3 +197,46 @@ def test_message_round_trips_through_a_file(tmp_path: Path, project: Project, is
     path.write_bytes(message_bytes(build_message(project.settings, issue, JO, EMAIL)))
     parsed = parse(path.read_bytes())
     assert parsed["Message-ID"].startswith("<2023-05-panel-reports.")
+
+
+TRICKY_VALUES = [
+    "",
+    "Dear Zoë Ünal-O'Neill,",
+    "a=b=c==",
+    "trailing space ",
+    "tab\tinside\t",
+    "x" * 200,
+    "é" * 60,
+    "line one\nline two\n",
+    "https://news.example.org/unsubscribe?address=jo%40example.org&issue=2023-05-panel-reports",
+]
+
+
+@pytest.mark.parametrize("value", TRICKY_VALUES)
+@pytest.mark.parametrize("shared_line_length", [0, 40, 74, 75, 76, 77, 150])
+def test_bodies_built_from_shared_and_personal_pieces_decode_exactly(
+    project: Project, issue: Issue, value: str, shared_line_length: int
+) -> None:
+    # Shared pieces whose last line is close to the 76-octet limit, with a
+    # personal value between them, must decode to exactly the joined text.
+    shared = "<p>" + "s" * shared_line_length
+    pieces = (shared, value, "=tail é " + "t" * shared_line_length, value, "\nend")
+    text_pieces = (shared + "\n", value, " done")
+    email = PersonalisedEmail("Subject", "".join(pieces), "".join(text_pieces), pieces, text_pieces)
+    builder = MessageBuilder(project.settings, issue)
+    for _ in range(2):  # the second build uses the cached shared pieces
+        raw = builder.build(JO, email)
+        body = raw.split(b"\r\n\r\n", 1)[1]
+        assert max(len(line) for line in body.split(b"\r\n")) <= 76
+        text_part, html_part = parse(raw).iter_parts()
+        # Text travels with CRLF line breaks (RFC 2046's canonical form).
+        assert html_part.get_content().replace("\r\n", "\n") == email.html
+        assert text_part.get_content().replace("\r\n", "\n") == email.text
+
+
+def test_builder_and_single_message_agree(project: Project, issue: Issue) -> None:
+    builder = MessageBuilder(project.settings, issue)
+    via_builder = parse(builder.build(JO, EMAIL))
+    single = build_message(project.settings, issue, JO, EMAIL)
+    for name in ("From", "To", "Subject", "Message-ID", "Reply-To", "List-Id", "List-Unsubscribe"):
+        assert str(via_builder[name]) == str(single[name]), name
