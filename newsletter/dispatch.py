@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,13 @@ from newsletter.ledger import (
     State,
     open_ledger_if_exists,
 )
-from newsletter.message import build_message, message_bytes, message_id_for, sender_domain
+from newsletter.message import (
+    MessageBuilder,
+    build_message,
+    message_id_for,
+    parse_message,
+    sender_domain,
+)
 from newsletter.project import Project
 from newsletter.ratelimit import Clock, RateLimiter, SystemClock
 from newsletter.render import Renderer
@@ -64,11 +71,30 @@ INSERT_BATCH = 500
 TransportFactory = Callable[[], Transport]
 
 
-@dataclass(frozen=True)
 class PreparedMessage(OutgoingMessage):
-    """An outgoing message serialised once, by the builder, not in the sending thread."""
+    """An outgoing message kept as its wire bytes, built once by `MessageBuilder`.
 
-    data: bytes = b""
+    SMTP and the outbox only need the bytes; the `EmailMessage` (for API
+    providers, which send parts and headers) is parsed from them on first use,
+    so a plain SMTP send never pays for the stdlib parser.
+    """
+
+    def __init__(self, recipient: str, message_id: str, data: bytes) -> None:
+        object.__setattr__(self, "recipient", recipient)
+        object.__setattr__(self, "message_id", message_id)
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "_parsed", None)
+
+    data: bytes
+    _parsed: EmailMessage | None
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = self._parsed
+        if parsed is None:
+            parsed = parse_message(self.data)
+            object.__setattr__(self, "_parsed", parsed)
+        return parsed
 
     def as_bytes(self) -> bytes:
         return self.data
@@ -577,13 +603,16 @@ def _build(
     rows: list[DeliveryRow],
     now: datetime | None,
 ) -> list[OutgoingMessage]:
+    # A builder per batch: the Date header is the time the batch was built.
+    builder = MessageBuilder(settings, issue, date=now or datetime.now(UTC))
+    domain = sender_domain(settings)
     messages: list[OutgoingMessage] = []
     for row in rows:
         recipient = row.recipient()
         email = renderer.personalise(row.variant(), recipient)
-        msg = build_message(settings, issue, recipient, email, date=now or datetime.now(UTC))
-        message_id = str(msg["Message-ID"])
-        messages.append(PreparedMessage(recipient.email, message_id, msg, message_bytes(msg)))
+        data = builder.build(recipient, email)
+        message_id = message_id_for(issue.id, recipient.email, domain)
+        messages.append(PreparedMessage(recipient.email, message_id, data))
     return messages
 
 
