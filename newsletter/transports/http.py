@@ -1,4 +1,4 @@
-"""What the HTTP API providers share: one requests Session, retries, and safe errors.
+"""What the HTTP API providers share: one requests Session, retries, batching and safe errors.
 
 Retry rule (both providers): 429 and 5xx, and a connection that fails, are
 retried a bounded number of times. The wait is what the provider asked for
@@ -29,7 +29,9 @@ from typing import Any
 import requests
 
 from newsletter.errors import DeliveryError
+from newsletter.settings import ProviderSettings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
+from newsletter.transports.halt import Halt
 
 Sleep = Callable[[float], None]
 
@@ -226,6 +228,43 @@ class ApiClient:
 
     def close(self) -> None:
         self.session.close()
+
+
+class BatchApiTransport:
+    """A provider's batch endpoint: splits into batches and stops the run on a fatal error.
+
+    A subclass sets `name` and implements `_send_chunk` for one batch of at
+    most `batch_size` messages, posting it through `_client`.
+    """
+
+    name: str
+
+    def __init__(self, provider: ProviderSettings, max_batch: int, client: ApiClient) -> None:
+        self.batch_size = max(1, min(int(provider.options.get("batch_size", max_batch)), max_batch))
+        self._client = client
+        self._halt = Halt()
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        """Send in batches of `batch_size`; one result per message, in order."""
+        self._halt.check()
+        results: list[DeliveryResult] = []
+        for chunk in chunks(messages, self.batch_size):
+            try:
+                results += self._send_chunk(chunk)
+            except DeliveryError as error:
+                return self._halt.stop(error, results, messages[len(results) :])
+        return results
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _send_chunk(self, chunk: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        raise NotImplementedError
+
+
+def to_name_for(parts: MessageParts, recipient: str) -> str:
+    """The To display name, only when the envelope recipient is the To address."""
+    return parts.to_name if parts.to_address.lower() == recipient.lower() else ""
 
 
 def temporary_for_all(messages: Sequence[OutgoingMessage], gave_up: GaveUp) -> list[DeliveryResult]:

@@ -30,18 +30,18 @@ from collections.abc import Sequence
 from email.utils import parseaddr
 from typing import Any
 
-from newsletter.errors import ConfigError, DeliveryError
+from newsletter.errors import ConfigError
 from newsletter.settings import ProviderSettings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
-from newsletter.transports.halt import Halt
 from newsletter.transports.http import (
     ApiClient,
+    BatchApiTransport,
     GaveUp,
     RetryPolicy,
     Sleep,
-    chunks,
     message_parts,
     temporary_for_all,
+    to_name_for,
 )
 
 MAX_BATCH = 50
@@ -49,7 +49,7 @@ KEY_ENV = "NEWSLETTER_MAILJET_API_KEY"
 SECRET_ENV = "NEWSLETTER_MAILJET_SECRET_KEY"
 
 
-class MailjetTransport:
+class MailjetTransport(BatchApiTransport):
     """Sends through Mailjet's `/v3.1/send`, splitting into batches of at most 50."""
 
     name = "mailjet"
@@ -68,8 +68,7 @@ class MailjetTransport:
                 f"{SECRET_ENV} in the environment (never in newsletter.yaml)"
             )
         auth = (provider.api_key.reveal(), provider.api_secret.reveal())
-        self.batch_size = max(1, min(int(provider.options.get("batch_size", MAX_BATCH)), MAX_BATCH))
-        self._client = ApiClient(
+        client = ApiClient(
             "Mailjet",
             provider.base_url,
             headers={},
@@ -80,26 +79,12 @@ class MailjetTransport:
             timeout=timeout,
             key_hint=f"{KEY_ENV} and {SECRET_ENV}",
         )
-        self._halt = Halt()
-
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
-        """Send in batches of `batch_size`; one result per message, in order."""
-        self._halt.check()
-        results: list[DeliveryResult] = []
-        for chunk in chunks(messages, self.batch_size):
-            try:
-                results += self._send_chunk(chunk)
-            except DeliveryError as error:
-                return self._halt.stop(error, results, messages[len(results) :])
-        return results
-
-    def close(self) -> None:
-        self._client.close()
+        super().__init__(provider, MAX_BATCH, client)
 
     def payload(self, outgoing: OutgoingMessage) -> dict[str, Any]:
         """One message in Mailjet's v3.1 JSON shape."""
         parts = message_parts(outgoing.message)
-        to_name = parts.to_name if parts.to_address.lower() == outgoing.recipient.lower() else ""
+        to_name = to_name_for(parts, outgoing.recipient)
         item: dict[str, Any] = {
             "From": _contact(parts.from_name, parts.from_address),
             "To": [_contact(to_name, outgoing.recipient)],

@@ -36,15 +36,15 @@ from typing import Any
 from newsletter.errors import ConfigError, DeliveryError
 from newsletter.settings import ProviderSettings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
-from newsletter.transports.halt import Halt
 from newsletter.transports.http import (
     ApiClient,
+    BatchApiTransport,
     GaveUp,
     RetryPolicy,
     Sleep,
-    chunks,
     message_parts,
     temporary_for_all,
+    to_name_for,
 )
 
 MAX_BATCH = 500
@@ -53,7 +53,7 @@ ACCOUNT_CODES = frozenset({10, 400, 401, 405, 412, 413})
 TOKEN_ENV = "NEWSLETTER_POSTMARK_TOKEN"
 
 
-class PostmarkTransport:
+class PostmarkTransport(BatchApiTransport):
     """Sends through Postmark's `/email/batch`, splitting into batches of at most 500."""
 
     name = "postmark"
@@ -72,9 +72,8 @@ class PostmarkTransport:
                 "environment (never in newsletter.yaml)"
             )
         token = provider.api_key.reveal()
-        self.batch_size = max(1, min(int(provider.options.get("batch_size", MAX_BATCH)), MAX_BATCH))
         self.message_stream = provider.options.get("message_stream", "broadcast")
-        self._client = ApiClient(
+        client = ApiClient(
             "Postmark",
             provider.base_url,
             headers={"X-Postmark-Server-Token": token},
@@ -84,26 +83,12 @@ class PostmarkTransport:
             timeout=timeout,
             key_hint=TOKEN_ENV,
         )
-        self._halt = Halt()
-
-    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
-        """Send in batches of `batch_size`; one result per message, in order."""
-        self._halt.check()
-        results: list[DeliveryResult] = []
-        for chunk in chunks(messages, self.batch_size):
-            try:
-                results += self._send_chunk(chunk)
-            except DeliveryError as error:
-                return self._halt.stop(error, results, messages[len(results) :])
-        return results
-
-    def close(self) -> None:
-        self._client.close()
+        super().__init__(provider, MAX_BATCH, client)
 
     def payload(self, outgoing: OutgoingMessage) -> dict[str, Any]:
         """One message in Postmark's JSON shape."""
         parts = message_parts(outgoing.message)
-        to_name = parts.to_name if parts.to_address.lower() == outgoing.recipient.lower() else ""
+        to_name = to_name_for(parts, outgoing.recipient)
         item: dict[str, Any] = {
             "From": formataddr((parts.from_name, parts.from_address)),
             "To": formataddr((to_name, outgoing.recipient)),
