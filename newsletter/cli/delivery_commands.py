@@ -18,6 +18,7 @@ from newsletter.cli.common import (
     pass_app,
     table_text,
 )
+from newsletter.content import Issue
 from newsletter.dispatch import (
     DispatchProgress,
     DispatchResult,
@@ -29,6 +30,7 @@ from newsletter.dispatch import (
     send_issue,
     send_test_copies,
 )
+from newsletter.project import Project
 
 LOG_EVERY = 500
 
@@ -105,7 +107,19 @@ def _echo_plan(plan: SendPlan) -> None:
     click.echo(f"Would send now: {plan.to_send}{limit}")
 
 
-def _finish(result: DispatchResult, output_format: str, command: str) -> None:
+def _deliver(
+    deliver: Callable[..., DispatchResult],
+    project: Project,
+    issue: Issue,
+    output_format: str,
+    **options: Any,
+) -> None:
+    """Run `send_issue` or `retry_issue` with progress shown, then say what happened.
+
+    Exits 1 if any delivery failed.
+    """
+    with _progress_reporter() as progress:
+        result = deliver(project, issue, progress=progress, **options)
     if output_format == "json":
         echo_json(result.as_dict())
     else:
@@ -197,17 +211,16 @@ def send(
             click.echo("\nThis was a dry run: nothing was sent. Add --send to send it.")
             return
         click.confirm(f"\nSend {loaded.id} to {plan.to_send} people now?", abort=True)
-    with _progress_reporter() as progress:
-        result = send_issue(
-            project,
-            loaded,
-            transport_name=transport_name,
-            limit=limit,
-            concurrency=concurrency,
-            rate=rate,
-            progress=progress,
-        )
-    _finish(result, output_format, "send")
+    _deliver(
+        send_issue,
+        project,
+        loaded,
+        output_format,
+        transport_name=transport_name,
+        limit=limit,
+        concurrency=concurrency,
+        rate=rate,
+    )
 
 
 @click.command()
@@ -233,17 +246,16 @@ def retry(
     loaded = project.load_issue(issue)
     if app.verbose:
         click.echo(f"Delivery: {describe_transport(project.settings, transport_name)}", err=True)
-    with _progress_reporter() as progress:
-        result = retry_issue(
-            project,
-            loaded,
-            transport_name=transport_name,
-            limit=limit,
-            concurrency=concurrency,
-            rate=rate,
-            progress=progress,
-        )
-    _finish(result, output_format, "retry")
+    _deliver(
+        retry_issue,
+        project,
+        loaded,
+        output_format,
+        transport_name=transport_name,
+        limit=limit,
+        concurrency=concurrency,
+        rate=rate,
+    )
 
 
 @click.command()
