@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from newsletter.audience import Recipient, Variant
@@ -95,17 +96,25 @@ def test_two_ledgers_never_claim_the_same_row(tmp_path: Path) -> None:
     with Ledger(path) as ledger:
         ledger.add_recipients(ISSUE, people(400))
     claimed: list[list[str]] = [[] for _ in range(4)]
+    errors: list[BaseException] = []
+    start_together = threading.Barrier(4)
 
     def worker(index: int) -> None:
-        with Ledger(path) as mine:
-            while keys := claim(mine, 7, run_id=f"run-{index}"):
-                claimed[index].extend(keys)
+        try:
+            with Ledger(path) as mine:
+                start_together.wait()
+                while keys := claim(mine, 7, run_id=f"run-{index}"):
+                    claimed[index].extend(keys)
+                    time.sleep(0.001)  # let the others at the ledger between claims
+        except BaseException as error:
+            errors.append(error)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert errors == []
     every = [k for keys in claimed for k in keys]
     assert len(every) == 400
     assert len(set(every)) == 400
