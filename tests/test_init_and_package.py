@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -140,10 +141,24 @@ def test_the_wheel_ships_the_sample_project_and_works_installed(tmp_path: Path) 
     assert repo_templates, "the checkout has no templates to ship"
     assert repo_templates <= names, sorted(repo_templates - names)
 
-    # --system-site-packages: the dependencies are already installed; only our wheel is new.
+    # A fresh venv that borrows this environment's dependencies through a .pth
+    # line (not --system-site-packages: in CI this environment is itself a venv,
+    # and the base interpreter has none of them). Only plain paths in a .pth are
+    # followed, so this environment's editable install of the checkout is not.
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path)
+    run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
     bin_dir = venv / "bin"
+    venv_site = run(
+        [
+            str(bin_dir / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
+        cwd=tmp_path,
+    ).stdout.strip()
+    (Path(venv_site) / "borrowed-dependencies.pth").write_text(
+        sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8"
+    )
     run(
         [
             str(bin_dir / "python"),
