@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from jinja2 import Environment
 from markupsafe import Markup
 
 from newsletter.content import PUBLICATION_TYPES, Catalogue, Issue, Link, Publication, Section
+from newsletter.ledger import read_summary
 from newsletter.links import issue_page_path, share_ideas_mailto
 from newsletter.markup import markdown_plain
 from newsletter.project import Project
@@ -237,14 +238,26 @@ class Feed:
 
 
 def archive_issues(project: Project, *, drafts: bool = False) -> list[Issue]:
-    """The issues the archive shows, newest first: approved ones, and drafts if asked.
+    """The issues the archive shows, newest first: approved or sent ones, and drafts if asked.
 
+    An issue sent by hand (`send --send`) without being approved still has
+    readers whose "View in browser" link points here, so the ledger counts too.
     Every issue file is loaded (and so checked): the site is never built from
     broken content, as nothing is sent from it.
     """
     issues = [project.load_issue(path) for path in project.issue_paths()]
-    shown = [issue for issue in issues if issue.approved or drafts]
+    # A sent issue is published whatever its flag says: shown, and not marked "Draft".
+    issues = [
+        replace(issue, approved=True) if not issue.approved and _was_sent(project, issue) else issue
+        for issue in issues
+    ]
+    shown = [issue for issue in issues if drafts or issue.approved]
     return sorted(shown, key=lambda issue: (issue.date, issue.id), reverse=True)
+
+
+def _was_sent(project: Project, issue: Issue) -> bool:
+    summary = read_summary(project.settings.ledger_path, issue.id)
+    return summary is not None and summary.counts.get("sent", 0) > 0
 
 
 def _mentions(issues: Iterable[Issue]) -> list[Mention]:

@@ -23,7 +23,7 @@ import os
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -623,3 +623,40 @@ def _pid_alive(pid: int) -> bool:
 def open_ledger_if_exists(path: Path) -> Ledger | None:
     """The ledger read-only if it exists (a dry run must not create one), else None."""
     return Ledger(path, create=False) if path.exists() else None
+
+
+@dataclass(frozen=True)
+class LedgerSummary:
+    """What the delivery ledger says about one issue."""
+
+    counts: Mapping[str, int]
+    complete: bool
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def started(self) -> bool:
+        return sum(self.counts.values()) > 0
+
+
+def read_summary(ledger_path: Path, issue_id: str) -> LedgerSummary | None:
+    """What the ledger says about an issue, without creating a ledger just by looking.
+
+    None when nothing has been recorded (no ledger file, or no tables yet).
+    """
+    if not ledger_path.exists():
+        return None
+    try:
+        with Ledger(ledger_path, create=False) as ledger:
+            state = ledger.issue_state(issue_id)
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):
+            return None  # a first dispatch has created the file but not yet its tables
+        raise NewsletterError(f"{ledger_path}: cannot read the ledger ({error})") from error
+    counts = {str(k): int(v) for k, v in state.counts.items() if v}
+    return LedgerSummary(
+        counts=counts,
+        complete=bool(state.complete) and bool(counts),
+        started_at=state.started_at,
+        finished_at=state.finished_at,
+    )

@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,9 +28,8 @@ from zoneinfo import ZoneInfo
 from newsletter import dispatch
 from newsletter.content import Issue, resolve_send_at
 from newsletter.errors import ContentError, LockHeldError, NewsletterError, Problem
-from newsletter.ledger import Ledger
+from newsletter.ledger import LedgerSummary, read_summary
 from newsletter.project import Project
-from newsletter.settings import Settings
 from newsletter.yamlfile import load_yaml
 
 IssueState = Literal["draft", "invalid", "waiting", "due", "sending", "sent", "failed", "overdue"]
@@ -72,20 +70,6 @@ def describe_duration(span: timedelta) -> str:
 
 
 @dataclass(frozen=True)
-class LedgerSummary:
-    """What the delivery ledger says about one issue."""
-
-    counts: Mapping[str, int]
-    complete: bool
-    started_at: str | None = None
-    finished_at: str | None = None
-
-    @property
-    def started(self) -> bool:
-        return sum(self.counts.values()) > 0
-
-
-@dataclass(frozen=True)
 class ScheduleEntry:
     """One issue file and where it stands: the rows of `newsletter schedule`."""
 
@@ -123,28 +107,6 @@ class ScheduleEntry:
             "complete": self.ledger.complete if self.ledger else False,
             "errors": [str(p) for p in self.problems if p.is_error],
         }
-
-
-def _read_ledger(settings: Settings, issue_id: str) -> LedgerSummary | None:
-    # `schedule` must not create a ledger just by looking, so a missing file means "nothing sent".
-    if not settings.ledger_path.exists():
-        return None
-    try:
-        with Ledger(settings.ledger_path, create=False) as ledger:
-            state = ledger.issue_state(issue_id)
-    except sqlite3.OperationalError as error:
-        if "no such table" in str(error):
-            return None  # a first dispatch has created the file but not yet its tables
-        raise NewsletterError(
-            f"{settings.ledger_path}: cannot read the ledger ({error})"
-        ) from error
-    counts = {str(k): int(v) for k, v in state.counts.items() if v}
-    return LedgerSummary(
-        counts=counts,
-        complete=bool(state.complete) and bool(counts),
-        started_at=state.started_at,
-        finished_at=state.finished_at,
-    )
 
 
 def _counts_text(counts: Mapping[str, int]) -> str:
@@ -203,7 +165,7 @@ def schedule_entry(
         )
 
     errors = [p for p in problems if p.is_error]
-    ledger = _read_ledger(settings, issue_id)
+    ledger = read_summary(settings.ledger_path, issue_id)
     if ledger is not None and ledger.complete:
         failed = _failed_permanently(ledger.counts)
         delivered = ledger.counts.get("sent", 0)
@@ -460,7 +422,7 @@ def _decide_and_send(
         # A refused connection or rejected key: say so, keep going with other issues.
         return IssueOutcome(issue_id, "failed", f"not sent: {error}", errors=(str(error),))
     counts = _result_counts(result)
-    finished = _read_ledger(project.settings, issue_id)
+    finished = read_summary(project.settings.ledger_path, issue_id)
     done = finished is not None and finished.complete
     message = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items() if n)
     if done:

@@ -15,9 +15,11 @@ from click.testing import CliRunner
 from newsletter.archive import build_archive, render_web_issue
 from newsletter.cli import cli
 from newsletter.content import PUBLICATION_TYPES
+from newsletter.dispatch import send_issue
 from newsletter.errors import ContentError
 from newsletter.links import share_ideas_mailto, web_version_url
 from newsletter.project import Project, open_project
+from newsletter.transports.memory import MemoryTransport
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ISSUE_ID = "2023-05-panel-reports"
@@ -242,6 +244,20 @@ def test_drafts_are_left_out_unless_asked_for(project: Project, tmp_path: Path) 
     # Building for the public again takes the draft back off the site.
     build_archive(project, out)
     assert not page.exists()
+
+
+def test_an_issue_sent_without_approval_is_published(project: Project, tmp_path: Path) -> None:
+    # Sent by hand with `send --send` while still `approved: false`: its readers'
+    # "View in browser" links point at the archive, so the page must be there.
+    issue = project.load_issue(ISSUE_ID)
+    result = send_issue(project, issue, rate=0, transport_factory=MemoryTransport)
+    assert result.sent > 0
+    out = tmp_path / "site"
+    build_archive(project, out)
+    page = out / "issues" / ISSUE_ID / "index.html"
+    assert page.exists()
+    assert "Draft" not in text_of(parse(page).xpath("//main")[0])
+    assert len(ET.parse(out / "feed.xml").getroot().findall(f"{ATOM}entry")) == 1
 
 
 def test_building_twice_gives_identical_files(project_dir: Path, tmp_path: Path) -> None:
