@@ -35,6 +35,7 @@ AGENCIES = (
     "voluntary-sector",
 )
 SUPPRESSED_COLUMNS = ("email", "date", "reason")
+# The usual reasons; any short text is allowed ("asked by phone, 3 March").
 SUPPRESSION_REASONS = ("unsubscribed", "hard-bounce", "complaint", "manual")
 _SEGMENT_KEYWORDS = ("description", "lists", "union")
 
@@ -288,16 +289,6 @@ def read_suppressed(path: Path) -> tuple[dict[str, Suppression], list[Problem]]:
                 problems.append(Problem(path, line, 1, f"invalid email `{address}` on row {line}"))
                 continue
             reason = (row.get("reason") or "").strip()
-            if reason not in SUPPRESSION_REASONS:
-                problems.append(
-                    Problem(
-                        path,
-                        line,
-                        1,
-                        f"reason `{reason}` on row {line} is not one of {', '.join(SUPPRESSION_REASONS)}",
-                        "warning",
-                    )
-                )
             suppressed[address.lower()] = Suppression(
                 address, (row.get("date") or "").strip(), reason
             )

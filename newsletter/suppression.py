@@ -71,12 +71,15 @@ def _write_rows(path: Path, header: list[str], rows: list[dict[str, str]]) -> No
 def add_suppression(path: Path, address: str, reason: str, when: date | str) -> bool:
     """Add `address` to the suppression list; return False if it was already there.
 
-    `reason` is one of unsubscribed, hard-bounce, complaint, manual. An address
-    already listed keeps its first row (and its reason).
+    `reason` is short text: usually one of unsubscribed, hard-bounce, complaint
+    or manual, or the team's own words. An address already listed keeps its
+    first row (and its reason).
     """
-    if reason not in SUPPRESSION_REASONS:
+    reason = reason.strip()
+    if not reason or "\n" in reason or "\r" in reason or len(reason) > 200:
         raise NewsletterError(
-            f"`{reason}` is not a suppression reason; use one of {', '.join(SUPPRESSION_REASONS)}"
+            "the reason must be one line of text (up to 200 characters), "
+            f"e.g. {', '.join(SUPPRESSION_REASONS)}"
         )
     address = address.strip()
     if not address or "\n" in address or "\r" in address or "," in address:

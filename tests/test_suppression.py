@@ -78,7 +78,12 @@ def test_concurrent_additions_are_all_kept(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("address", "reason"),
-    [("a@example.org", "bored"), ("a@example.org\nevil@example.org", "manual"), ("", "manual")],
+    [
+        ("a@example.org", "asked\nX-Evil: 1"),
+        ("a@example.org", " "),
+        ("a@example.org\nevil@example.org", "manual"),
+        ("", "manual"),
+    ],
 )
 def test_refuses_bad_reasons_and_addresses(tmp_path: Path, address: str, reason: str) -> None:
     with pytest.raises(NewsletterError):

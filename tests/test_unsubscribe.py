@@ -91,7 +91,11 @@ def test_an_invalid_address_is_refused_and_the_file_left_alone(project_dir: Path
     assert path.read_bytes() == before
 
 
-def test_an_unknown_reason_is_a_usage_error(project_dir: Path) -> None:
-    result = _run(project_dir, "unsubscribe", "someone@example.org", "--reason", "bored")
-    assert result.exit_code == 2
-    assert "unsubscribed" in result.output  # the choices are listed
+def test_a_reason_in_the_teams_own_words_is_kept(project_dir: Path) -> None:
+    reason = "asked by phone, 3 March"
+    result = _run(project_dir, "unsubscribe", "someone@example.org", "--reason", reason)
+    assert result.exit_code == 0, result.output
+    with (project_dir / "recipients" / "suppressed.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[-1] == {"email": "someone@example.org", "date": rows[-1]["date"], "reason": reason}
+    assert _run(project_dir, "validate").exit_code == 0

@@ -124,10 +124,11 @@ def _address(value: str) -> str:
 @click.argument("address")
 @click.option(
     "--reason",
-    type=click.Choice(SUPPRESSION_REASONS),
+    metavar="TEXT",
     default="unsubscribed",
     show_default=True,
-    help="Why they are leaving the list (kept in recipients/suppressed.csv).",
+    help=f"Why they are leaving the list, kept in recipients/suppressed.csv "
+    f"(usually one of: {', '.join(SUPPRESSION_REASONS)}).",
 )
 @pass_app
 def unsubscribe(app: AppContext, address: str, reason: str) -> None:
