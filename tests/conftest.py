@@ -1,6 +1,7 @@
 """Shared fixtures live in tests/support/, one module per real component."""
 
 pytest_plugins = [
+    "tests.support.network",
     "tests.support.project",
     "tests.support.smtp",
     "tests.support.providers",
