@@ -399,6 +399,26 @@ def _segment_matcher(
     return matches
 
 
+def segments_of(source: AudienceSource) -> Callable[[Recipient], tuple[str, ...]]:
+    """A function naming every segment a recipient is in (for the report's per-segment counts)."""
+    matches = _segment_matcher(source)
+    names = sorted(source.segments)
+
+    def of(recipient: Recipient) -> tuple[str, ...]:
+        row = {
+            **recipient.extra,
+            "email": recipient.email,
+            "name": recipient.name,
+            "organisation": recipient.organisation,
+            "agency": recipient.agency,
+            "role": recipient.role,
+        }
+        lists = frozenset(recipient.lists)
+        return tuple(name for name in names if matches(name, row, lists))
+
+    return of
+
+
 def variant_for(issue: Issue, section_ids: tuple[str, ...]) -> Variant:
     """The variant made of these sections, with a stable key and a label a person can read."""
     excluded = [s for s in issue.sections if s.id not in section_ids]

@@ -32,12 +32,11 @@ from typing import Any
 
 from newsletter.audience import (
     AudienceCounts,
-    AudienceSource,
     Recipient,
     Suppression,
-    _segment_matcher,
     iter_audience,
     sample_recipients,
+    segments_of,
 )
 from newsletter.content import Issue
 from newsletter.errors import NewsletterError
@@ -233,26 +232,6 @@ def make_rate_limiter(settings: Settings, rate: float | None, clock: Clock) -> R
         raise NewsletterError("--rate must be 0 (no limit) or more")
     per_second = settings.rate.per_second if rate is None else (rate or None)
     return RateLimiter(clock, per_second, settings.rate.per_minute, settings.rate.per_hour)
-
-
-def segments_of(source: AudienceSource) -> Callable[[Recipient], tuple[str, ...]]:
-    """A function naming every segment a recipient is in (for the report's per-segment counts)."""
-    matches = _segment_matcher(source)
-    names = sorted(source.segments)
-
-    def of(recipient: Recipient) -> tuple[str, ...]:
-        row = {
-            **recipient.extra,
-            "email": recipient.email,
-            "name": recipient.name,
-            "organisation": recipient.organisation,
-            "agency": recipient.agency,
-            "role": recipient.role,
-        }
-        lists = frozenset(recipient.lists)
-        return tuple(name for name in names if matches(name, row, lists))
-
-    return of
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
