@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from newsletter.checks import did_you_mean, email_problem, link_problem, unknown_fields
 from newsletter.errors import ContentError, Problem
+from newsletter.markup import markdown_links
 from newsletter.yamlfile import KeyPath, YamlDocument, load_yaml
 
 PUBLICATION_TYPES = (
@@ -31,10 +32,6 @@ PUBLICATION_TYPES = (
 DEFAULT_PROMPTS_HEADING = "For information and consideration"
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-# Link targets inside Markdown text: [text](target) and <scheme:target> autolinks.
-MARKDOWN_LINK = re.compile(
-    r"\]\(\s*<?((?:[^()\s<>]|\([^()\s]*\))+)|<([a-zA-Z][a-zA-Z0-9+.-]*:[^>\s]*)>"
-)
 
 
 @dataclass(frozen=True)
@@ -148,12 +145,11 @@ ATTACHMENT_FIELDS = ("id", "title", "url")
 
 def markdown_link_problems(text: str) -> list[str]:
     """Why each link written inside Markdown text is unsafe (the renderer would drop it)."""
-    problems = []
-    for match in MARKDOWN_LINK.finditer(text):
-        target = match.group(1) or match.group(2)
-        if why := link_problem(target):
-            problems.append(why)
-    return problems
+    # A template chooses whether a field is read inline or as blocks (a
+    # project's own templates may choose either), and only blocks define
+    # `[words][ref]` references, so check the links of both readings.
+    targets = dict.fromkeys([*markdown_links(text), *markdown_links(text, block=True)])
+    return [why for target in targets if (why := link_problem(target))]
 
 
 class _Fields:
