@@ -18,7 +18,6 @@ import secrets
 import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment
@@ -27,7 +26,7 @@ from premailer import Premailer
 from newsletter.audience import Recipient, Variant, sample_recipients, variant_for
 from newsletter.budget import check_email_html
 from newsletter.content import Issue, Link, Section
-from newsletter.errors import ContentError, NewsletterError, Problem
+from newsletter.errors import Problem
 from newsletter.links import share_ideas_mailto, unsubscribe_link, web_version_url
 from newsletter.message import PersonalisedEmail
 from newsletter.project import Project
@@ -301,30 +300,3 @@ def budget_problems(issue: Issue, variant: Variant, document: str) -> list[Probl
         Problem(issue.path, 1, 1, f"the email for variant `{variant.key}`: {message}")
         for message in check_email_html(document, preheader=issue.preheader)
     ]
-
-
-def render_error_problems(error: Exception, fallback: Path) -> list[Problem]:
-    """A template or content error as located problems, for the preview page."""
-    from jinja2 import TemplateSyntaxError
-
-    if isinstance(error, ContentError):
-        return [p for p in error.problems if p.is_error]
-    if isinstance(error, TemplateSyntaxError):
-        path = Path(error.filename) if error.filename else fallback
-        return [Problem(path, error.lineno or 1, 1, f"template error: {error.message}")]
-    if isinstance(error, NewsletterError):
-        return [Problem(fallback, 1, 1, str(error))]
-    path, line = _template_frame(error) or (fallback, 1)
-    return [Problem(path, line, 1, f"template error: {error}")]
-
-
-def _template_frame(error: Exception) -> tuple[Path, int] | None:
-    """The innermost template file and line in the traceback (Jinja rewrites frames to them)."""
-    found = None
-    tb = error.__traceback__
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename.endswith(".j2"):
-            found = (Path(filename), tb.tb_lineno)
-        tb = tb.tb_next
-    return found
