@@ -28,7 +28,8 @@ from newsletter.content import Issue
 from newsletter.errors import Problem
 from newsletter.message import PersonalisedEmail, build_message
 from newsletter.project import Project, open_project
-from newsletter.render import Renderer, render_error_problems, sample_variants
+from newsletter.render import Renderer, sample_variants
+from newsletter.render_errors import render_error_problems
 from newsletter.templating import make_environment
 
 HOST = "127.0.0.1"

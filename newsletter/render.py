@@ -16,30 +16,31 @@ import logging
 import re
 import secrets
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment
 from premailer import Premailer
 
 from newsletter.audience import Recipient, Variant, sample_recipients, variant_for
+from newsletter.budget import check_email_html
 from newsletter.content import Issue, Link, Section
-from newsletter.errors import ContentError, NewsletterError, Problem
+from newsletter.errors import Problem
 from newsletter.links import share_ideas_mailto, unsubscribe_link, web_version_url
 from newsletter.message import PersonalisedEmail
 from newsletter.project import Project
 from newsletter.templating import make_environment
 
 __all__ = [
+    "SAMPLE_RECIPIENT",
     "PersonalisedEmail",
-    "RenderedFiles",
     "RenderedVariant",
     "Renderer",
+    "budget_problems",
     "inline_css",
+    "sample_variants",
     "wrap_text",
-    "write_rendered_issue",
 ]
 
 HTML_TEMPLATE = "email/newsletter.html.j2"
@@ -275,37 +276,9 @@ class Renderer:
         )
 
 
-# --- writing the files of `newsletter render` --------------------------------
+# --- one sample email per variant (for `render`, `preview` and `validate`) ----
 
 SAMPLE_RECIPIENT = Recipient("practitioner@example.org", "Sample Practitioner")
-
-
-@dataclass(frozen=True)
-class RenderedFile:
-    variant: Variant
-    recipients: int
-    html_path: Path
-    text_path: Path
-    eml_path: Path
-    sample_address: str
-    html_bytes: int
-
-
-@dataclass(frozen=True)
-class RenderedFiles:
-    """What `write_rendered_issue` wrote."""
-
-    out_dir: Path
-    index_path: Path
-    web_path: Path
-    variants: tuple[RenderedFile, ...]
-
-    @property
-    def paths(self) -> list[Path]:
-        paths = [self.index_path, self.web_path]
-        for v in self.variants:
-            paths += [v.html_path, v.text_path, v.eml_path]
-        return paths
 
 
 def sample_variants(project: Project, issue: Issue) -> list[tuple[Variant, Recipient, int]]:
@@ -323,98 +296,7 @@ def sample_variants(project: Project, issue: Issue) -> list[tuple[Variant, Recip
 
 def budget_problems(issue: Issue, variant: Variant, document: str) -> list[Problem]:
     """The budget check's findings for one variant, located at the issue file."""
-    from newsletter.budget import check_email_html
-
     return [
         Problem(issue.path, 1, 1, f"the email for variant `{variant.key}`: {message}")
         for message in check_email_html(document, preheader=issue.preheader)
     ]
-
-
-def write_rendered_issue(
-    project: Project,
-    issue: Issue,
-    out_dir: Path,
-    *,
-    web_page: Callable[[Project, Issue], str] | None = None,
-) -> RenderedFiles:
-    """Write every variant's HTML, text and sample .eml, the web version and an index.
-
-    Raises ContentError, writing nothing, if any variant breaks the size,
-    safety or accessibility budget.
-    """
-    from newsletter.message import build_message, message_bytes
-
-    renderer = Renderer(project, issue)
-    emails = []
-    problems: list[Problem] = []
-    for variant, recipient, count in sample_variants(project, issue):
-        email = renderer.personalise(variant, recipient)
-        problems += budget_problems(issue, variant, email.html)
-        emails.append((variant, recipient, count, email))
-    if problems:
-        raise ContentError(problems)
-    if web_page is None:
-        from newsletter.archive import render_web_issue
-
-        web_page = render_web_issue
-    web_html = web_page(project, issue)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for variant, recipient, count, email in emails:
-        html_path = out_dir / f"{variant.key}.html"
-        text_path = out_dir / f"{variant.key}.txt"
-        eml_path = out_dir / f"{variant.key}.eml"
-        html_path.write_text(email.html, encoding="utf-8")
-        text_path.write_text(email.text, encoding="utf-8")
-        message = build_message(project.settings, issue, recipient, email)
-        eml_path.write_bytes(message_bytes(message))
-        written.append(
-            RenderedFile(
-                variant,
-                count,
-                html_path,
-                text_path,
-                eml_path,
-                recipient.email,
-                len(email.html.encode("utf-8")),
-            )
-        )
-    web_path = out_dir / "web.html"
-    web_path.write_text(web_html, encoding="utf-8")
-    index_path = out_dir / "index.html"
-    index_path.write_text(
-        make_environment(project.template_dirs)
-        .get_template("web/preview/render-index.html.j2")
-        .render(issue=issue, files=written, settings=project.settings),
-        encoding="utf-8",
-    )
-    return RenderedFiles(out_dir, index_path, web_path, tuple(written))
-
-
-def render_error_problems(error: Exception, fallback: Path) -> list[Problem]:
-    """A template or content error as located problems, for the preview page."""
-    from jinja2 import TemplateSyntaxError
-
-    if isinstance(error, ContentError):
-        return [p for p in error.problems if p.is_error]
-    if isinstance(error, TemplateSyntaxError):
-        path = Path(error.filename) if error.filename else fallback
-        return [Problem(path, error.lineno or 1, 1, f"template error: {error.message}")]
-    if isinstance(error, NewsletterError):
-        return [Problem(fallback, 1, 1, str(error))]
-    path, line = _template_frame(error) or (fallback, 1)
-    return [Problem(path, line, 1, f"template error: {error}")]
-
-
-def _template_frame(error: Exception) -> tuple[Path, int] | None:
-    """The innermost template file and line in the traceback (Jinja rewrites frames to them)."""
-    found = None
-    tb = error.__traceback__
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename.endswith(".j2"):
-            found = (Path(filename), tb.tb_lineno)
-        tb = tb.tb_next
-    return found

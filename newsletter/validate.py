@@ -18,7 +18,8 @@ from newsletter.audience import check_list, read_audience_source
 from newsletter.content import Issue, is_issue_file, read_catalogue, read_issue
 from newsletter.errors import NewsletterError, Problem
 from newsletter.project import Project
-from newsletter.render import Renderer, budget_problems, render_error_problems, sample_variants
+from newsletter.render import Renderer, budget_problems, sample_variants
+from newsletter.render_errors import render_error_problems
 from newsletter.settings import DEFAULT_TIMEZONE, read_settings
 
 

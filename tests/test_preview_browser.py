@@ -92,6 +92,31 @@ def test_at_phone_width_no_horizontal_scroll_and_buttons_are_44px(page, server, 
         page.screenshot(path=str(SCREENSHOTS_DIR / "email-phone-full.png"), full_page=True)
 
 
+def test_dark_mode_darkens_the_email_and_keeps_buttons_white_on_their_colour(page, server):
+    look = (
+        "['.content', 'h2', 'a.button-a'].map(s => {"
+        " const style = getComputedStyle(document.querySelector(s));"
+        " return [style.backgroundColor, style.color]; })"
+    )
+    page.set_viewport_size({"width": 375, "height": 800})
+    seen = {}
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        page.goto(f"{server.url}email/all-sections.html")
+        seen[scheme] = page.evaluate(look)
+    white, blue = "rgb(255, 255, 255)", "rgb(29, 112, 184)"
+    assert seen["light"] == [
+        [white, "rgb(11, 12, 12)"],
+        ["rgba(0, 0, 0, 0)", "rgb(11, 12, 12)"],
+        [blue, white],
+    ]
+    assert seen["dark"] == [
+        ["rgb(30, 30, 30)", "rgb(243, 242, 241)"],
+        ["rgba(0, 0, 0, 0)", "rgb(243, 242, 241)"],
+        [blue, white],
+    ]
+
+
 def test_at_desktop_width_the_column_is_capped_at_600px(page, server):
     page.set_viewport_size({"width": 800, "height": 900})
     page.goto(f"{server.url}email/all-sections.html")

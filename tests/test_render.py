@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import cssutils
 import lxml.html
 import pytest
 from click.testing import CliRunner
@@ -175,6 +176,38 @@ def test_styles_are_inlined_and_the_responsive_rules_keep_important(renderer, sa
         declarations = [d for d in re.findall(r"[a-z-]+:\s*[^;{}]+", block)]
         assert declarations
         assert all(d.rstrip().endswith("!important") for d in declarations), declarations
+
+
+# Selectors every client family that reads <style> at all understands (caniemail):
+# a single type or class. Pseudo-classes, attribute and universal selectors,
+# combinators and chained compounds are dropped by Gmail's or Outlook's apps,
+# and the properties below are ignored by most clients.
+SIMPLE_SELECTOR = re.compile(r"^(?::root|[a-z][a-z0-9]*|\.[a-z][a-z0-9-]*)$")
+UNSUPPORTED_PROPERTIES = {"overflow-wrap", "word-wrap", "word-break", "outline"}
+
+
+def style_rules(sheet: object) -> list[object]:
+    found = []
+    for rule in sheet.cssRules:  # type: ignore[attr-defined]
+        if rule.type == rule.MEDIA_RULE:
+            found += style_rules(rule)
+        elif rule.type == rule.STYLE_RULE:
+            found.append(rule)
+    return found
+
+
+def test_kept_style_rules_use_only_features_every_client_family_reads(renderer, samples):
+    recipient, variant = everyone(samples)
+    doc = parse(renderer.personalise(variant, recipient).html)
+    # Only <style> outside conditional comments: those inside are for Outlook alone.
+    sheets = [cssutils.parseString(s.text_content()) for s in doc.xpath("//style")]
+    rules = [rule for sheet in sheets for rule in style_rules(sheet)]
+    assert len(rules) > 10
+    selectors = {sel.selectorText for rule in rules for sel in rule.selectorList}
+    assert [s for s in selectors if not SIMPLE_SELECTOR.match(s)] == []
+    properties = {prop.name for rule in rules for prop in rule.style}
+    assert properties & UNSUPPORTED_PROPERTIES == set()
+    assert "background-color" in properties  # the dark-mode rules are among them
 
 
 def test_inlining_keeps_important_and_conditional_comments_unchanged():

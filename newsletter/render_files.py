@@ -1,0 +1,104 @@
+"""The files `newsletter render` writes: each variant's email, the web version, an index.
+
+For every variant, a sample recipient's personalised HTML and text parts and
+the whole message as a `.eml`; then the issue's web version and an
+`index.html` linking them all. This module sits above both the renderer and
+the archive (it needs the email and the web page), so neither has to know
+about the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter.archive import render_web_issue
+from newsletter.audience import Variant
+from newsletter.content import Issue
+from newsletter.errors import ContentError, Problem
+from newsletter.message import build_message, message_bytes
+from newsletter.project import Project
+from newsletter.render import Renderer, budget_problems, sample_variants
+from newsletter.templating import make_environment
+
+INDEX_TEMPLATE = "web/preview/render-index.html.j2"
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """One variant's files and what the command reports about them."""
+
+    variant: Variant
+    recipients: int
+    html_path: Path
+    text_path: Path
+    eml_path: Path
+    sample_address: str
+    html_bytes: int
+
+
+@dataclass(frozen=True)
+class RenderedFiles:
+    """What `write_rendered_issue` wrote."""
+
+    out_dir: Path
+    index_path: Path
+    web_path: Path
+    variants: tuple[RenderedFile, ...]
+
+    @property
+    def paths(self) -> list[Path]:
+        paths = [self.index_path, self.web_path]
+        for v in self.variants:
+            paths += [v.html_path, v.text_path, v.eml_path]
+        return paths
+
+
+def write_rendered_issue(project: Project, issue: Issue, out_dir: Path) -> RenderedFiles:
+    """Write every variant's HTML, text and sample .eml, the web version and an index.
+
+    Raises ContentError, writing nothing, if any variant breaks the size,
+    safety or accessibility budget.
+    """
+    renderer = Renderer(project, issue)
+    emails = []
+    problems: list[Problem] = []
+    for variant, recipient, count in sample_variants(project, issue):
+        email = renderer.personalise(variant, recipient)
+        problems += budget_problems(issue, variant, email.html)
+        emails.append((variant, recipient, count, email))
+    if problems:
+        raise ContentError(problems)
+    web_html = render_web_issue(project, issue)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for variant, recipient, count, email in emails:
+        html_path = out_dir / f"{variant.key}.html"
+        text_path = out_dir / f"{variant.key}.txt"
+        eml_path = out_dir / f"{variant.key}.eml"
+        html_path.write_text(email.html, encoding="utf-8")
+        text_path.write_text(email.text, encoding="utf-8")
+        message = build_message(project.settings, issue, recipient, email)
+        eml_path.write_bytes(message_bytes(message))
+        written.append(
+            RenderedFile(
+                variant,
+                count,
+                html_path,
+                text_path,
+                eml_path,
+                recipient.email,
+                len(email.html.encode("utf-8")),
+            )
+        )
+    web_path = out_dir / "web.html"
+    web_path.write_text(web_html, encoding="utf-8")
+    index_path = out_dir / "index.html"
+    index_path.write_text(
+        make_environment(project.template_dirs)
+        .get_template(INDEX_TEMPLATE)
+        .render(issue=issue, files=written, settings=project.settings),
+        encoding="utf-8",
+    )
+    return RenderedFiles(out_dir, index_path, web_path, tuple(written))
