@@ -14,6 +14,7 @@ import click
 
 from newsletter import __version__
 from newsletter.cli import (
+    approval_commands,
     archive_commands,
     content_commands,
     delivery_commands,
@@ -66,6 +67,7 @@ def cli(ctx: click.Context, root_dir: str, verbose: bool) -> None:
 
 for module in (
     content_commands,
+    approval_commands,
     render_commands,
     delivery_commands,
     schedule_commands,
