@@ -17,6 +17,7 @@ from newsletter.cli import (
     archive_commands,
     content_commands,
     delivery_commands,
+    inbox_commands,
     render_commands,
     schedule_commands,
 )
@@ -70,6 +71,7 @@ for module in (
     delivery_commands,
     schedule_commands,
     archive_commands,
+    inbox_commands,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)
