@@ -176,7 +176,7 @@ class ImapSource:
             return
         target = _quoted(self.settings.processed_folder)
         if not self._processed_ready:
-            self._imap.create(target)  # "already exists" is fine
+            self._ensure_folder(target)
             self._processed_ready = True
         if "MOVE" in self._capabilities():
             status, data = self._imap.uid("MOVE", item.ref, target)
@@ -189,6 +189,17 @@ class ImapSource:
             raise NewsletterError(
                 f"the IMAP server could not move message {item.ref} to "
                 f"`{self.settings.processed_folder}` ({_said(data)})"
+            )
+
+    def _ensure_folder(self, target: str) -> None:
+        status, listed = self._imap.list('""', target)
+        if status == "OK" and any(entry for entry in listed):
+            return
+        status, data = self._imap.create(target)
+        if status != "OK":
+            raise ConfigError(
+                f"the IMAP server could not create the folder `{self.settings.processed_folder}` "
+                f"({_said(data)}); check `inbox.imap.processed_folder`"
             )
 
     def close(self) -> None:
