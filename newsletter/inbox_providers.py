@@ -95,7 +95,9 @@ def poll_provider(
     sleep: Sleep = time.sleep,
     retry: RetryPolicy | None = None,
 ) -> Iterator[ProviderRecord]:
-    """The provider's records not yet processed (by `is_known`), newest first where it sorts."""
+    """The provider's records, newest first where it sorts; `is_known` (already processed?)
+    lets paging stop at the first page with nothing new. Known records are still yielded,
+    so the report can count them as skipped."""
     if provider.name == "postmark":
         yield from _poll_postmark(provider, is_known, sleep=sleep, retry=retry)
     elif provider.name == "mailjet":
@@ -139,9 +141,9 @@ def _poll_postmark(
             new = 0
             for bounce in bounces:
                 record = _postmark_record(bounce)
-                if record is None or is_known(record.key):
+                if record is None:
                     continue
-                new += 1
+                new += 0 if is_known(record.key) else 1
                 yield record
             offset += len(bounces)
             if not bounces or offset >= total or new == 0:
@@ -207,7 +209,7 @@ def _poll_mailjet(
                     raise NewsletterError("Mailjet's message list came back without Data")
                 for item in data:
                     record = _mailjet_record(item, status, kind, message_id_domain)
-                    if record is not None and not is_known(record.key):
+                    if record is not None:
                         yield record
                 if len(data) < MAILJET_PAGE:
                     break
