@@ -11,7 +11,6 @@ import subprocess
 from datetime import date
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner, Result
 
 from newsletter.audience import Recipient
@@ -138,9 +137,15 @@ def test_a_dry_run_says_what_it_would_do_and_changes_nothing(
 
 def test_an_address_already_on_the_list_keeps_its_row(project_dir: Path, tmp_path: Path) -> None:
     maildir = make_maildir(tmp_path / "returned", ["postfix-dsn-user-unknown.eml"])
-    assert CliRunner().invoke(
-        cli, ["--root", str(project_dir), "unsubscribe", "Gone@Example.com", "--reason", "manual"]
-    ).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(
+            cli,
+            ["--root", str(project_dir), "unsubscribe", "Gone@Example.com", "--reason", "manual"],
+        )
+        .exit_code
+        == 0
+    )
     before = suppressed_rows(project_dir)
 
     result = run(project_dir, "--maildir", str(maildir))
@@ -173,7 +178,9 @@ def test_json_output_is_only_json_with_counts_and_each_item(
         "MAILER-DAEMON@mail.example.org",
         "feedback@arf.isp.example.com",
     }
-    gmail = next(i for i in data["items"] if i["subject"] == "Delivery Status Notification (Failure)")
+    gmail = next(
+        i for i in data["items"] if i["subject"] == "Delivery Status Notification (Failure)"
+    )
     assert gmail["events"][0]["issue"] == ISSUE
     assert gmail["suppressed"] == ["nobody@example.com"]
 
@@ -185,7 +192,8 @@ def test_a_hidden_complainant_is_found_in_the_delivery_ledger(
     message_id = message_id_for(ISSUE, "hidden@example.org", "example.org")
     with Ledger(settings.ledger_path) as ledger:
         ledger.add_recipients(
-            ISSUE, [NewRecipient(Recipient("hidden@example.org", "Hidden"), None, message_id=message_id)]
+            ISSUE,
+            [NewRecipient(Recipient("hidden@example.org", "Hidden"), None, message_id=message_id)],
         )
     maildir = make_maildir(tmp_path / "returned", ["redacted-complaint.eml"])
 
@@ -209,7 +217,9 @@ def test_an_mbox_file_is_read_too(project_dir: Path, tmp_path: Path) -> None:
     assert "auto-replies (ignored): 1" in result.output
 
 
-def test_a_folder_that_is_not_a_maildir_is_refused_by_name(project_dir: Path, tmp_path: Path) -> None:
+def test_a_folder_that_is_not_a_maildir_is_refused_by_name(
+    project_dir: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "Downloads"
     folder.mkdir()
     result = run(project_dir, "--maildir", str(folder))

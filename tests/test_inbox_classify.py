@@ -17,7 +17,9 @@ from newsletter.message import message_id_for
 
 FIXTURES = Path(__file__).parent / "fixtures" / "inbox"
 ISSUE = "2023-05-panel-reports"
-CONTEXT = InboxContext(unsubscribe_address="unsubscribe@example.org", message_id_domain="example.org")
+CONTEXT = InboxContext(
+    unsubscribe_address="unsubscribe@example.org", message_id_domain="example.org"
+)
 
 # fixture -> (class, [(event kind, address, status)]) with every event naming the issue
 # when the returned message carried one of our Message-IDs.
@@ -40,7 +42,10 @@ EXPECTED: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         "auto-reply",
         [("auto-reply", "sam.practitioner@example.com", "")],
     ),
-    "auto-reply-gmail-vacation.eml": ("auto-reply", [("auto-reply", "alex.health@example.net", "")]),
+    "auto-reply-gmail-vacation.eml": (
+        "auto-reply",
+        [("auto-reply", "alex.health@example.net", "")],
+    ),
     "auto-reply-domino-subject.eml": (
         "auto-reply",
         [("auto-reply", "chris.education@example.org", "")],
@@ -112,11 +117,7 @@ def test_a_dsn_with_several_recipients_gives_one_event_each_hard_and_soft_apart(
 
 
 def test_only_hard_bounces_complaints_and_unsubscribes_carry_a_suppression_reason() -> None:
-    reasons = {
-        e.kind: e.suppression_reason
-        for name in EXPECTED
-        for e in _classify(name).events
-    }
+    reasons = {e.kind: e.suppression_reason for name in EXPECTED for e in _classify(name).events}
     assert reasons == {
         "hard-bounce": "hard-bounce",
         "soft-bounce": None,
@@ -151,9 +152,7 @@ def test_an_out_of_office_reply_to_the_unsubscribe_address_is_not_an_unsubscribe
 
 def test_an_unsubscribe_is_only_read_from_mail_addressed_to_the_unsubscribe_address() -> None:
     raw = (FIXTURES / "unsubscribe-plain-request.eml").read_bytes()
-    to_comms = raw.replace(
-        b'To: "Unsubscribe" <unsubscribe@example.org>', b"To: comms@example.org"
-    )
+    to_comms = raw.replace(b'To: "Unsubscribe" <unsubscribe@example.org>', b"To: comms@example.org")
     assert classify(parse_bytes(to_comms), CONTEXT).message_class == "unclassified"
 
 

@@ -44,7 +44,11 @@ def test_postmark_bounces_are_read_and_acted_on_once(
     added = suppressed(project_dir)
     assert {("gone@example.com", "hard-bounce"), ("typo@example", "hard-bounce"),
             ("annoyed@example.com", "complaint")} <= added  # fmt: skip
-    assert not {a for a, _ in added} & {"busy@example.com", "away@example.com", "blocked@example.com"}
+    assert not {a for a, _ in added} & {
+        "busy@example.com",
+        "away@example.com",
+        "blocked@example.com",
+    }
     assert "hard bounces: 2 (2 added" in first.output
     assert "not recognised, left in place: 1" in first.output
     assert "a Postmark bounce of type Blocked: ISP block" in first.output
@@ -132,7 +136,9 @@ def test_mailjet_hard_bounces_and_spam_reports_are_suppressed_and_matched_to_the
     added = suppressed(project_dir)
     assert {("gone@example.com", "hard-bounce"), ("annoyed@example.com", "complaint")} <= added
     assert not {a for a, _ in added} & {"full@example.com", "happy@example.com"}
-    statuses = sorted(r.path.split("MessageStatus=")[1].split("&")[0] for r in mailjet_messages.requests)
+    statuses = sorted(
+        r.path.split("MessageStatus=")[1].split("&")[0] for r in mailjet_messages.requests
+    )
     assert statuses == ["10", "6", "9"]
     assert all("ShowContactAlt=true" in r.path for r in mailjet_messages.requests)
     assert all(r.headers["Authorization"].startswith("Basic ") for r in mailjet_messages.requests)
