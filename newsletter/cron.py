@@ -31,6 +31,8 @@ class CronSetup:
     timer_text: str
     env_file: Path
     output_log: Path
+    # Reads bounces, complaints and mailed unsubscribes (`newsletter inbox`).
+    inbox_crontab_line: str = ""
 
     def as_text(self) -> str:
         """Everything, with short instructions, as `newsletter cron` prints it."""
@@ -39,6 +41,9 @@ class CronSetup:
                 "# --- Option 1: cron ------------------------------------------------",
                 "# Add this line with `crontab -e` (it runs every 5 minutes):",
                 self.crontab_line,
+                "# And this one reads bounces, complaints and unsubscribe requests every 15",
+                "# minutes (`newsletter inbox`; needs inbox.imap and NEWSLETTER_IMAP_* set):",
+                self.inbox_crontab_line,
                 "",
                 "# --- Option 2: systemd timer -----------------------------------------",
                 f"# Save as ~/.config/systemd/user/{self.service_name}:",
@@ -94,13 +99,17 @@ def cron_setup(
     argv = [*(command or newsletter_command()), "dispatch"]
     output_log = project.settings.dispatch_log_path.parent.absolute() / "cron.log"
     quoted_env = shlex.quote(str(env_path))
-    shell = (
-        f"cd {shlex.quote(str(root))}"
-        f" && if [ -r {quoted_env} ]; then set -a; . {quoted_env}; set +a; fi"
-        f" && mkdir -p {shlex.quote(str(output_log.parent))}"
-        f" && {shlex.join(argv)} >> {shlex.quote(str(output_log))} 2>&1"
-    )
-    crontab_line = f"*/{every_minutes} * * * * {_cron_escape(shell)}"
+
+    def shell(words: list[str]) -> str:
+        return _cron_escape(
+            f"cd {shlex.quote(str(root))}"
+            f" && if [ -r {quoted_env} ]; then set -a; . {quoted_env}; set +a; fi"
+            f" && mkdir -p {shlex.quote(str(output_log.parent))}"
+            f" && {shlex.join(words)} >> {shlex.quote(str(output_log))} 2>&1"
+        )
+
+    crontab_line = f"*/{every_minutes} * * * * {shell(argv)}"
+    inbox_crontab_line = f"*/15 * * * * {shell([*argv[:-1], 'inbox'])}"
 
     service_name = f"{UNIT_NAME}.service"
     timer_name = f"{UNIT_NAME}.timer"
@@ -147,4 +156,5 @@ def cron_setup(
         timer_text=timer_text,
         env_file=env_path,
         output_log=output_log,
+        inbox_crontab_line=inbox_crontab_line,
     )

@@ -18,6 +18,7 @@ from newsletter.cli import (
     archive_commands,
     content_commands,
     delivery_commands,
+    inbox_commands,
     render_commands,
     schedule_commands,
 )
@@ -72,6 +73,7 @@ for module in (
     delivery_commands,
     schedule_commands,
     archive_commands,
+    inbox_commands,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -194,12 +194,19 @@ class ApiClient:
 
     def post_json(self, path: str, payload: Any) -> Answer | GaveUp:
         """POST `payload`, retrying 429/5xx/connection failures; raise DeliveryError on 401/403."""
+        return self._request("POST", path, json=payload)
+
+    def get_json(self, path: str, params: Mapping[str, str | int]) -> Answer | GaveUp:
+        """GET with query `params`, with the same retries and errors as `post_json`."""
+        return self._request("GET", path, params=dict(params))
+
+    def _request(self, method: str, path: str, **arguments: Any) -> Answer | GaveUp:
         url = f"{self.base_url}{path}"
         detail = ""
         wait: float | None = None
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                response = self.session.post(url, json=payload, timeout=self.timeout)
+                response = self.session.request(method, url, timeout=self.timeout, **arguments)
             except requests.RequestException as error:
                 detail = self.scrub(
                     f"{self.provider_name} could not be reached ({type(error).__name__})"
