@@ -284,6 +284,8 @@ def read_settings(
         reader.problems.append(
             doc.problem(("timezone",), f"`{timezone}` is not a known time zone, e.g. Europe/London")
         )
+        # `validate` still reads the issues' times with these settings; it must not crash.
+        timezone = DEFAULT_TIMEZONE
 
     transport_env = _env(env, "NEWSLETTER_TRANSPORT")
     transport = transport_env or reader.text(data, ("transport",), "outbox")

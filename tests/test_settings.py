@@ -191,3 +191,13 @@ def test_broken_settings_yaml_is_located_not_a_traceback(project_dir: Path) -> N
     assert f"{path}:28:1: a tab character is used for indenting; indent with spaces only" in (
         result.stderr.splitlines()
     )
+
+
+def test_validate_reports_an_unknown_timezone_instead_of_crashing(project_dir: Path) -> None:
+    path = edit(project_dir, "timezone: Europe/London", "timezone: Europe/Lundon")
+    result = validate(project_dir)
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:19:11: `Europe/Lundon` is not a known time zone, e.g. Europe/London"
+    )
