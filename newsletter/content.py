@@ -579,14 +579,6 @@ def load_issue_file(
     return issue
 
 
-def is_issue_file(path: Path) -> bool:
-    """Issue files are the YAML files in issues/ other than the catalogue."""
-    return path.suffix in {".yaml", ".yml"} and path.name not in {
-        "publications.yaml",
-        "publications.yml",
-    }
-
-
 def overdue_by(issue: Issue, now: datetime) -> timedelta:
     """How long ago the issue was due (negative when it is still in the future)."""
     return now - issue.send_at

@@ -31,6 +31,7 @@ from newsletter.fields import (
     text,
     whole_number,
 )
+from newsletter.paths import ProjectPaths
 from newsletter.yamlfile import load_yaml
 
 DEFAULT_TIMEZONE = "Europe/London"
@@ -218,9 +219,9 @@ def _one_of(choices: tuple[str, ...], what: str, hint: str) -> Callable[[str], s
 # --- the settings, as written in newsletter.yaml -----------------------------
 
 
-def _settings_fields(root_dir: Path) -> tuple[Field, ...]:
+def _settings_fields(paths: ProjectPaths) -> tuple[Field, ...]:
     """The fields of `Settings` itself (the blocks below fill its smtp, rate and retry)."""
-    in_project = partial(_in_project, root_dir)
+    in_project = partial(_in_project, paths.root_dir)
     return (
         Field("organisation", text),
         Field("from.name", text, attr="from_name"),
@@ -247,15 +248,10 @@ def _settings_fields(root_dir: Path) -> tuple[Field, ...]:
             check=_one_of(TRANSPORTS, "a transport", f"choose one of {', '.join(TRANSPORTS)}"),
             env="NEWSLETTER_TRANSPORT",
         ),
-        Field(
-            "ledger_path",
-            in_project,
-            default=root_dir / "var/ledger.sqlite3",
-            env="NEWSLETTER_LEDGER_PATH",
-        ),
-        Field("outbox_dir", in_project, default=root_dir / "outbox", env="NEWSLETTER_OUTBOX_DIR"),
-        Field("lock_path", in_project, default=root_dir / "var/dispatch.lock"),
-        Field("dispatch_log_path", in_project, default=root_dir / "var/dispatch.log"),
+        Field("ledger_path", in_project, default=paths.ledger_path, env="NEWSLETTER_LEDGER_PATH"),
+        Field("outbox_dir", in_project, default=paths.outbox_dir, env="NEWSLETTER_OUTBOX_DIR"),
+        Field("lock_path", in_project, default=paths.lock_path),
+        Field("dispatch_log_path", in_project, default=paths.dispatch_log_path),
         Field("dispatch.catch_up_days", whole_number(), default=7, attr="catch_up_days"),
     )
 
@@ -366,24 +362,23 @@ def read_settings(
     by its default, so `validate` can go on to check the issues with them.
     """
     env = os.environ if environ is None else environ
-    root_dir = root_dir.resolve()
-    path = root_dir / "newsletter.yaml"
-    doc = load_yaml(path)
+    paths = ProjectPaths(root_dir.resolve())
+    doc = load_yaml(paths.settings_path)
     if doc.problems and doc.data is None:
         return None, list(doc.problems)
     if not isinstance(doc.data, dict):
-        return None, [Problem(path, 1, 1, "newsletter.yaml must be a block of settings")]
-    fields = _settings_fields(root_dir)
+        return None, [Problem(doc.path, 1, 1, "newsletter.yaml must be a block of settings")]
+    fields = _settings_fields(paths)
     reader = FieldReader(doc)
     _check_blocks(reader, (*fields, *SMTP_FIELDS, *RATE_FIELDS, *RETRY_FIELDS, *DKIM_KEY_FIELDS))
     settings = Settings(
-        root_dir=root_dir,
-        settings_path=path,
+        root_dir=paths.root_dir,
+        settings_path=paths.settings_path,
         **reader.read(fields, env),
         smtp=SmtpSettings(**reader.read(SMTP_FIELDS, env)),
         rate=RateSettings(**reader.read(RATE_FIELDS, env)),
         retry=RetrySettings(**reader.read(RETRY_FIELDS, env)),
-        dkim=_read_dkim(reader, root_dir, env),
+        dkim=_read_dkim(reader, paths.root_dir, env),
         providers=_read_providers(reader, env),
     )
     return settings, reader.problems

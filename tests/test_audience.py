@@ -23,6 +23,7 @@ from newsletter.audience import (
 from newsletter.checks import check_email
 from newsletter.cli import cli
 from newsletter.errors import ContentError
+from newsletter.paths import ProjectPaths
 from newsletter.project import Project, open_project
 
 HEADER = ("email", "name", "organisation", "agency", "role", "district")
@@ -201,7 +202,7 @@ def test_segment_rules_are_checked_with_locations(project_dir: Path) -> None:
         "    agency: helth\n",
         encoding="utf-8",
     )
-    source, problems = read_audience_source(project_dir / "recipients")
+    source, problems = read_audience_source(ProjectPaths(project_dir))
     shown = [str(p).removeprefix(f"{segments.resolve()}:") for p in problems]
     assert shown == [
         "3:20: segment `all-practitioners` uses the list `lead-oficers`, but there is no "
