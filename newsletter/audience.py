@@ -339,13 +339,6 @@ def read_audience_source(paths: ProjectPaths) -> tuple[AudienceSource, list[Prob
     return AudienceSource(paths, segments, suppressed), problems + suppressed_problems
 
 
-def load_audience_source(paths: ProjectPaths) -> AudienceSource:
-    source, problems = read_audience_source(paths)
-    if any(p.is_error for p in problems):
-        raise ContentError(problems)
-    return source
-
-
 # --- resolving -------------------------------------------------------------
 
 

@@ -262,14 +262,6 @@ def _optional_url(fields: _Fields, mapping: dict[str, Any], key_path: KeyPath) -
     return str(value).strip()
 
 
-def load_catalogue(path: Path) -> Catalogue:
-    """Parse the catalogue; raise ContentError if it has any error."""
-    catalogue, problems = read_catalogue(path)
-    if any(p.is_error for p in problems):
-        raise ContentError(problems)
-    return catalogue
-
-
 # --- send_at ---------------------------------------------------------------
 
 

@@ -5,6 +5,12 @@ current directory). `open_project` loads the settings once; `load_issue`
 loads an issue with everything it is checked against, and refuses it (raising
 `ContentError`) if anything is wrong, so broken content never reaches a
 renderer or a transport.
+
+A `Project` lives for one command. The catalogue and the segments are read
+the first time they are needed and kept, so a command that loads every issue
+(archive, schedule, dispatch) reads them once. The suppression list is read
+again each time an audience is wanted: a run adds hard bounces to it as it
+goes, and the next issue in the same run must not mail them.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from pathlib import Path
 
 from newsletter.audience import (
     AudienceSource,
-    load_audience_source,
-    read_audience_source,
+    Segment,
+    read_project_segments,
+    read_suppressed,
 )
-from newsletter.content import Catalogue, Issue, load_catalogue, read_catalogue, read_issue
-from newsletter.errors import ContentError, NewsletterError
+from newsletter.content import Catalogue, Issue, read_catalogue, read_issue
+from newsletter.errors import ContentError, NewsletterError, Problem
 from newsletter.paths import PACKAGE_DIR, ProjectPaths, bundled_project_dir
 from newsletter.settings import Settings, load_settings
 
@@ -79,22 +86,50 @@ class Project:
                 return candidate
         raise NewsletterError(f"{issue}: no such issue file (looked in {issues_dir})")
 
+    @cached_property
+    def _catalogue(self) -> tuple[Catalogue, list[Problem]]:
+        return read_catalogue(self.paths.catalogue_path)
+
+    @cached_property
+    def _segments(self) -> tuple[dict[str, Segment], list[Problem]]:
+        return read_project_segments(self.paths)
+
+    @cached_property
+    def _suppressed_problems(self) -> list[Problem]:
+        """What is wrong with suppressed.csv as the command found it (nothing is sent meanwhile)."""
+        return read_suppressed(self.paths.suppressed_path)[1]
+
     def catalogue(self) -> Catalogue:
-        return load_catalogue(self.paths.catalogue_path)
+        catalogue, problems = self._catalogue
+        _refuse(problems)
+        return catalogue
 
     def audience_source(self) -> AudienceSource:
-        return load_audience_source(self.paths)
+        """The segments (read once) and the suppressions as they are now."""
+        segments, segment_problems = self._segments
+        suppressed, suppressed_problems = read_suppressed(self.paths.suppressed_path)
+        _refuse(segment_problems + suppressed_problems)
+        return AudienceSource(self.paths, segments, suppressed)
 
     def load_issue(self, issue: str | Path) -> Issue:
-        """Load one issue, checked against the catalogue and the segments; raise on any error."""
+        """Load one issue, checked against the catalogue and the segments; raise on any error.
+
+        A broken suppression list refuses every issue too, as it would stop the send.
+        """
         path = self.resolve_issue_path(issue)
-        catalogue, catalogue_problems = read_catalogue(self.paths.catalogue_path)
-        source, source_problems = read_audience_source(self.paths)
-        parsed, problems = read_issue(path, catalogue, source.segments.keys(), self.settings.zone)
-        every = catalogue_problems + source_problems + problems
-        if parsed is None or any(p.is_error for p in every):
+        catalogue, catalogue_problems = self._catalogue
+        segments, segment_problems = self._segments
+        parsed, problems = read_issue(path, catalogue, segments.keys(), self.settings.zone)
+        every = catalogue_problems + segment_problems + self._suppressed_problems + problems
+        if parsed is None:
             raise ContentError(every)
+        _refuse(every)
         return parsed
+
+
+def _refuse(problems: list[Problem]) -> None:
+    if any(p.is_error for p in problems):
+        raise ContentError(problems)
 
 
 def open_project(root_dir: Path, environ: Mapping[str, str] | None = None) -> Project:
