@@ -1,7 +1,8 @@
 """The team's settings (`newsletter.yaml`), with environment overrides.
 
 Settings are loaded once into one frozen `Settings` object. Secrets (SMTP
-password, API keys, DKIM key) come only from the environment, and are held in
+password, API keys, DKIM key, the unsubscribe secret) come only from the
+environment, and are held in
 `Secret` so that printing or logging a settings object never shows them.
 
 Each setting is declared once below as a `fields.Field`: where it is written,
@@ -139,6 +140,8 @@ class Settings:
     retry: RetrySettings
     dkim: DkimSettings | None
     providers: Mapping[str, ProviderSettings]
+    # Signs unsubscribe links so nobody can unsubscribe someone else.
+    unsubscribe_secret: Secret | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -238,6 +241,14 @@ def _settings_fields(paths: ProjectPaths) -> tuple[Field, ...]:
             "unsubscribe.mailto", _mailto_address, check=_address_problem, attr="unsubscribe_mailto"
         ),
         Field("unsubscribe.url", _link, default=None, check=_https_problem, attr="unsubscribe_url"),
+        Field(
+            "unsubscribe.secret",
+            _secret,
+            default=None,
+            env="NEWSLETTER_UNSUBSCRIBE_SECRET",
+            in_file=False,
+            attr="unsubscribe_secret",
+        ),
         Field("archive_base_url", _base_url),
         Field("list_id", text),
         Field("timezone", _time_zone, default=DEFAULT_TIMEZONE),

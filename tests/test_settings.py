@@ -100,6 +100,31 @@ def test_the_password_never_shows_in_repr_or_str(project_dir: Path) -> None:
     assert postmark_key is not None and postmark_key.reveal() == PASSWORD + "-postmark"
 
 
+def test_the_unsubscribe_secret_comes_from_the_environment_and_never_shows(
+    project_dir: Path,
+) -> None:
+    settings = load_settings(project_dir, environ={"NEWSLETTER_UNSUBSCRIBE_SECRET": PASSWORD})
+    assert settings.unsubscribe_secret is not None
+    assert settings.unsubscribe_secret.reveal() == PASSWORD
+    assert PASSWORD not in repr(settings) and PASSWORD not in str(settings)
+    assert load_settings(project_dir, environ={}).unsubscribe_secret is None
+
+
+def test_an_unsubscribe_secret_in_the_settings_file_is_refused(project_dir: Path) -> None:
+    path = edit(
+        project_dir,
+        "  mailto: unsubscribe@example.org\n",
+        f"  mailto: unsubscribe@example.org\n  secret: {PASSWORD}\n",
+    )
+    result = validate(project_dir)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:16:3: `unsubscribe.secret` looks like a secret; "
+        "set NEWSLETTER_UNSUBSCRIBE_SECRET in the environment instead"
+    )
+    assert PASSWORD not in result.output
+
+
 def test_secret_compares_by_value_and_is_false_when_empty() -> None:
     assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
     assert not Secret("") and Secret("x")
