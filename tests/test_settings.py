@@ -226,3 +226,20 @@ def test_validate_reports_an_unknown_timezone_instead_of_crashing(project_dir: P
     assert result.stderr.splitlines()[0] == (
         f"{path}:19:11: `Europe/Lundon` is not a known time zone, e.g. Europe/London"
     )
+
+
+def test_a_setting_left_empty_takes_its_default(project_dir: Path) -> None:
+    text = (project_dir / "newsletter.yaml").read_text(encoding="utf-8")
+    footer = text[text.index("footer: >-") : text.index("unsubscribe:")]
+    edit(project_dir, footer, "footer:\n")
+    edit(project_dir, "  connections: 2\n", "  connections:\n")
+    settings, problems = read_settings(project_dir, environ={})
+    assert problems == []
+    assert settings is not None
+    assert (settings.footer, settings.smtp.connections) == ("", 1)
+
+
+def test_a_list_where_text_belongs_is_located(project_dir: Path) -> None:
+    path = edit(project_dir, "  host: smtp.example.org", "  host: [smtp.example.org]")
+    _, problems = read_settings(project_dir, environ={})
+    assert [str(p) for p in problems] == [f"{path}:26:9: `smtp.host` must be text"]
