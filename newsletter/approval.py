@@ -264,7 +264,7 @@ def fingerprint(project: Project, issue_path: Path) -> Fingerprint:
     publication_ids, segment_names = _issue_references(raw)
     parts = {"issue": _sha256(issue_bytes)}
     parts.update(_catalogue_parts(project.catalogue_path, publication_ids))
-    parts.update(_segment_parts(project.recipients_dir / "segments.yaml", segment_names))
+    parts.update(_segment_parts(project.paths.segments_path, segment_names))
     parts.update(_setting_parts(project.root_dir / "newsletter.yaml"))
     parts.update(_template_parts(project.template_dirs))
     return Fingerprint(dict(sorted(parts.items())))

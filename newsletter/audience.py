@@ -23,6 +23,7 @@ from typing import Any
 from newsletter.checks import check_email, did_you_mean, unknown_fields
 from newsletter.content import Issue
 from newsletter.errors import ContentError, Problem
+from newsletter.paths import ProjectPaths
 from newsletter.yamlfile import load_yaml
 
 REQUIRED_COLUMNS = ("email", "name", "organisation", "agency", "role")
@@ -92,16 +93,12 @@ class Variant:
 class AudienceSource:
     """Where the recipients live, and the segment rules and suppressions read from it."""
 
-    recipients_dir: Path
+    paths: ProjectPaths
     segments: Mapping[str, Segment]
     suppressed: Mapping[str, Suppression]
 
-    @property
-    def lists_dir(self) -> Path:
-        return self.recipients_dir / "lists"
-
     def list_paths(self) -> list[Path]:
-        return sorted(self.lists_dir.glob("*.csv"))
+        return self.paths.list_paths()
 
     @property
     def list_names(self) -> tuple[str, ...]:
@@ -330,20 +327,16 @@ def check_list(path: Path) -> Iterator[Problem]:
                 )
 
 
-def read_audience_source(recipients_dir: Path) -> tuple[AudienceSource, list[Problem]]:
+def read_project_segments(paths: ProjectPaths) -> tuple[dict[str, Segment], list[Problem]]:
+    """The project's segments.yaml, checked against the lists it has."""
+    return read_segments(paths.segments_path, [p.stem for p in paths.list_paths()])
+
+
+def read_audience_source(paths: ProjectPaths) -> tuple[AudienceSource, list[Problem]]:
     """Read segments and suppressions (not the lists themselves, which are streamed)."""
-    lists_dir = recipients_dir / "lists"
-    list_names = tuple(p.stem for p in sorted(lists_dir.glob("*.csv")))
-    segments, problems = read_segments(recipients_dir / "segments.yaml", list_names)
-    suppressed, suppressed_problems = read_suppressed(recipients_dir / "suppressed.csv")
-    return AudienceSource(recipients_dir, segments, suppressed), problems + suppressed_problems
-
-
-def load_audience_source(recipients_dir: Path) -> AudienceSource:
-    source, problems = read_audience_source(recipients_dir)
-    if any(p.is_error for p in problems):
-        raise ContentError(problems)
-    return source
+    segments, problems = read_project_segments(paths)
+    suppressed, suppressed_problems = read_suppressed(paths.suppressed_path)
+    return AudienceSource(paths, segments, suppressed), problems + suppressed_problems
 
 
 # --- resolving -------------------------------------------------------------

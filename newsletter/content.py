@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from newsletter.checks import did_you_mean, email_problem, link_problem, unknown_fields
+from newsletter.checks import did_you_mean, email_problem, link_problem
 from newsletter.errors import ContentError, Problem
+from newsletter.fields import FieldReader
 from newsletter.markup import markdown_links
-from newsletter.yamlfile import KeyPath, YamlDocument, load_yaml
+from newsletter.yamlfile import KeyPath, load_yaml
 
 PUBLICATION_TYPES = (
     "Guidance",
@@ -152,55 +153,13 @@ def markdown_link_problems(text: str) -> list[str]:
     return [why for target in targets if (why := link_problem(target))]
 
 
-class _Fields:
-    """Typed reads from one YAML document, collecting located problems."""
-
-    def __init__(self, doc: YamlDocument) -> None:
-        self.doc = doc
-        self.problems: list[Problem] = list(doc.problems)
-
-    def error(self, key_path: KeyPath, message: str, *, at_key: bool = False) -> None:
-        self.problems.append(self.doc.problem(key_path, message, at_key=at_key))
+class _Fields(FieldReader):
+    """The shared field reader, plus what only content has: ids and Markdown with links."""
 
     def markdown(self, key_path: KeyPath, text: str) -> str:
         """Check the links written inside a piece of Markdown; return the text."""
         for why in markdown_link_problems(text):
             self.error(key_path, why)
-        return text
-
-    def warning(self, key_path: KeyPath, message: str) -> None:
-        self.problems.append(self.doc.problem(key_path, message, "warning"))
-
-    def mapping(
-        self, value: Any, key_path: KeyPath, known: tuple[str, ...], what: str
-    ) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.error(key_path, f"{what} must be a block of fields (`name: value` lines)")
-            return {}
-        self.problems += unknown_fields(self.doc, key_path, value, known, what)
-        return value
-
-    def text(
-        self,
-        mapping: dict[str, Any],
-        key_path: KeyPath,
-        *,
-        required: bool = True,
-        one_line: bool = False,
-    ) -> str:
-        name = str(key_path[-1])
-        value = mapping.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            if required:
-                where = key_path if name in mapping else key_path[:-1]
-                self.error(where, f"`{name}` is required and must not be empty")
-            return ""
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            self.error(key_path, f"`{name}` must be text")
-            return ""
-        text = str(value).strip()
-        if one_line and ("\n" in text or "\r" in text):
-            self.error(key_path, f"`{name}` must be on one line (it is used in an email header)")
         return text
 
     def slug(self, mapping: dict[str, Any], key_path: KeyPath) -> str:
@@ -212,38 +171,6 @@ class _Fields:
                 "e.g. `out-of-routine`",
             )
         return value
-
-    def text_list(self, mapping: dict[str, Any], key_path: KeyPath) -> list[str]:
-        name = str(key_path[-1])
-        value = mapping.get(name)
-        if value is None:
-            return []
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            self.error(key_path, f"`{name}` must be a list")
-            return []
-        result = []
-        for index, item in enumerate(value):
-            if (
-                not isinstance(item, str | int | float)
-                or isinstance(item, bool)
-                or not str(item).strip()
-            ):
-                self.error((*key_path, index), f"each entry of `{name}` must be non-empty text")
-                continue
-            result.append(str(item).strip())
-        return result
-
-    def items(self, mapping: dict[str, Any], key_path: KeyPath) -> Iterator[tuple[int, Any]]:
-        name = str(key_path[-1])
-        value = mapping.get(name)
-        if value is None:
-            return
-        if not isinstance(value, list):
-            self.error(key_path, f"`{name}` must be a list (each entry starting with `- `)")
-            return
-        yield from enumerate(value)
 
 
 # --- catalogue -------------------------------------------------------------
@@ -329,14 +256,6 @@ def _optional_url(fields: _Fields, mapping: dict[str, Any], key_path: KeyPath) -
         fields.error(key_path, why)
         return None
     return str(value).strip()
-
-
-def load_catalogue(path: Path) -> Catalogue:
-    """Parse the catalogue; raise ContentError if it has any error."""
-    catalogue, problems = read_catalogue(path)
-    if any(p.is_error for p in problems):
-        raise ContentError(problems)
-    return catalogue
 
 
 # --- send_at ---------------------------------------------------------------
@@ -646,14 +565,6 @@ def load_issue_file(
     if issue is None or any(p.is_error for p in problems):
         raise ContentError(problems)
     return issue
-
-
-def is_issue_file(path: Path) -> bool:
-    """Issue files are the YAML files in issues/ other than the catalogue."""
-    return path.suffix in {".yaml", ".yml"} and path.name not in {
-        "publications.yaml",
-        "publications.yml",
-    }
 
 
 def overdue_by(issue: Issue, now: datetime) -> timedelta:

@@ -156,7 +156,7 @@ class _Processor:
     def __init__(
         self, project: Project, store: InboxStore, source: str, dry_run: bool, today: date
     ) -> None:
-        self.suppressed_path = project.recipients_dir / "suppressed.csv"
+        self.suppressed_path = project.paths.suppressed_path
         self.store = store
         self.report = InboxReport(source, dry_run)
         self.dry_run = dry_run

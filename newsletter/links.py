@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from urllib.parse import quote, urlencode
 
 from newsletter.content import Issue, Section
-from newsletter.settings import Settings
-
-UNSUBSCRIBE_SECRET_ENV = "NEWSLETTER_UNSUBSCRIBE_SECRET"
+from newsletter.settings import Secret, Settings
 
 
 def issue_page_path(issue_id: str) -> str:
@@ -44,14 +41,15 @@ def share_ideas_mailto(issue: Issue, section: Section) -> str:
     return mailto(issue.reply_to, share_ideas_subject(issue, section))
 
 
-def unsubscribe_token(address: str) -> str | None:
-    """An HMAC of the address when NEWSLETTER_UNSUBSCRIBE_SECRET is set, so links can't be forged."""
-    secret = os.environ.get(UNSUBSCRIBE_SECRET_ENV)
+def unsubscribe_token(address: str, secret: Secret | None) -> str | None:
+    """An HMAC of the address, so an unsubscribe link can't be forged; None without a secret.
+
+    The secret is `Settings.unsubscribe_secret` (NEWSLETTER_UNSUBSCRIBE_SECRET).
+    """
     if not secret:
         return None
-    return hmac.new(secret.encode(), address.strip().lower().encode(), hashlib.sha256).hexdigest()[
-        :32
-    ]
+    digest = hmac.new(secret.reveal().encode(), address.strip().lower().encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
 
 
 def unsubscribe_https_url(settings: Settings, issue: Issue, address: str) -> str | None:
@@ -59,7 +57,7 @@ def unsubscribe_https_url(settings: Settings, issue: Issue, address: str) -> str
     if not settings.unsubscribe_url:
         return None
     params = {"address": address, "issue": issue.id}
-    token = unsubscribe_token(address)
+    token = unsubscribe_token(address, settings.unsubscribe_secret)
     if token:
         params["token"] = token
     separator = "&" if "?" in settings.unsubscribe_url else "?"

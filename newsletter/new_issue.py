@@ -103,10 +103,7 @@ def _dumped(values: dict[str, Any]) -> str:
 
 def _skeleton(project: Project, today: date) -> str:
     """A fresh issue that passes `newsletter validate`, with words that say what to write."""
-    from newsletter.audience import read_audience_source
-
-    source, _ = read_audience_source(project.recipients_dir)
-    names = list(source.segments)
+    names = list(project.audience_source().segments)
     audience = "all-practitioners" if "all-practitioners" in names else (names or ["everyone"])[0]
     month = today.strftime("%B %Y")
     return (

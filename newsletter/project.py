@@ -5,6 +5,12 @@ current directory). `open_project` loads the settings once; `load_issue`
 loads an issue with everything it is checked against, and refuses it (raising
 `ContentError`) if anything is wrong, so broken content never reaches a
 renderer or a transport.
+
+A `Project` lives for one command. The catalogue and the segments are read
+the first time they are needed and kept, so a command that loads every issue
+(archive, schedule, dispatch) reads them once. The suppression list is read
+again each time an audience is wanted: a run adds hard bounces to it as it
+goes, and the next issue in the same run must not mail them.
 """
 
 from __future__ import annotations
@@ -12,35 +18,28 @@ from __future__ import annotations
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from newsletter.audience import (
     AudienceSource,
-    load_audience_source,
-    read_audience_source,
+    Segment,
+    read_project_segments,
+    read_suppressed,
 )
-from newsletter.content import (
-    Catalogue,
-    Issue,
-    is_issue_file,
-    load_catalogue,
-    read_catalogue,
-    read_issue,
-)
-from newsletter.errors import ContentError, NewsletterError
+from newsletter.content import Catalogue, Issue, read_catalogue, read_issue
+from newsletter.errors import ContentError, NewsletterError, Problem
+from newsletter.paths import PACKAGE_DIR, ProjectPaths, bundled_project_dir
 from newsletter.settings import Settings, load_settings
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def bundled_project_dir() -> Path:
-    """The sample project and default templates shipped with the package.
-
-    In a wheel they live in `newsletter/_project/`; in a source checkout they
-    are the checkout's own top-level project files.
-    """
-    installed = PACKAGE_DIR / "_project"
-    return installed if installed.is_dir() else PACKAGE_DIR.parent
+__all__ = [
+    "PACKAGE_DIR",
+    "Project",
+    "ProjectPaths",
+    "bundled_project_dir",
+    "init_project",
+    "open_project",
+]
 
 
 @dataclass(frozen=True)
@@ -48,27 +47,30 @@ class Project:
     root_dir: Path
     settings: Settings
 
+    @cached_property
+    def paths(self) -> ProjectPaths:
+        return ProjectPaths(self.root_dir)
+
+    # The project's own paths, as callers asked for them before `paths`
+    # existed; new code asks `project.paths`.
     @property
     def issues_dir(self) -> Path:
-        return self.root_dir / "issues"
+        return self.paths.issues_dir
 
     @property
     def catalogue_path(self) -> Path:
-        return self.issues_dir / "publications.yaml"
+        return self.paths.catalogue_path
 
     @property
     def recipients_dir(self) -> Path:
-        return self.root_dir / "recipients"
+        return self.paths.recipients_dir
 
     @property
     def template_dirs(self) -> tuple[Path, ...]:
-        """Where templates are looked up: the project's own first, then the defaults."""
-        own = self.root_dir / "templates"
-        default = bundled_project_dir() / "templates"
-        return (own, default) if own.resolve() != default.resolve() else (own,)
+        return self.paths.template_dirs
 
     def issue_paths(self) -> list[Path]:
-        return sorted(p for p in self.issues_dir.glob("*.y*ml") if is_issue_file(p))
+        return self.paths.issue_paths()
 
     def resolve_issue_path(self, issue: str | Path) -> Path:
         """An issue given as a path, or as an id/file stem inside issues/."""
@@ -78,41 +80,67 @@ class Project:
         # `--root DIR audience issues/x.yaml` from elsewhere: the path is the project's.
         if not path.is_absolute() and (self.root_dir / path).exists():
             return (self.root_dir / path).resolve()
-        for candidate in (self.issues_dir / f"{issue}.yaml", self.issues_dir / f"{issue}.yml"):
+        issues_dir = self.paths.issues_dir
+        for candidate in (issues_dir / f"{issue}.yaml", issues_dir / f"{issue}.yml"):
             if candidate.exists():
                 return candidate
-        raise NewsletterError(f"{issue}: no such issue file (looked in {self.issues_dir})")
+        raise NewsletterError(f"{issue}: no such issue file (looked in {issues_dir})")
+
+    @cached_property
+    def _catalogue(self) -> tuple[Catalogue, list[Problem]]:
+        return read_catalogue(self.paths.catalogue_path)
+
+    @cached_property
+    def _segments(self) -> tuple[dict[str, Segment], list[Problem]]:
+        return read_project_segments(self.paths)
+
+    @cached_property
+    def _suppressed_problems(self) -> list[Problem]:
+        """What is wrong with suppressed.csv as the command found it (nothing is sent meanwhile)."""
+        return read_suppressed(self.paths.suppressed_path)[1]
 
     def catalogue(self) -> Catalogue:
-        return load_catalogue(self.catalogue_path)
+        catalogue, problems = self._catalogue
+        _refuse(problems)
+        return catalogue
 
     def audience_source(self) -> AudienceSource:
-        return load_audience_source(self.recipients_dir)
+        """The segments (read once) and the suppressions as they are now."""
+        segments, segment_problems = self._segments
+        suppressed, suppressed_problems = read_suppressed(self.paths.suppressed_path)
+        _refuse(segment_problems + suppressed_problems)
+        return AudienceSource(self.paths, segments, suppressed)
 
     def load_issue(self, issue: str | Path) -> Issue:
-        """Load one issue, checked against the catalogue and the segments; raise on any error."""
+        """Load one issue, checked against the catalogue and the segments; raise on any error.
+
+        A broken suppression list refuses every issue too, as it would stop the send.
+        """
         path = self.resolve_issue_path(issue)
-        catalogue, catalogue_problems = read_catalogue(self.catalogue_path)
-        source, source_problems = read_audience_source(self.recipients_dir)
-        parsed, problems = read_issue(path, catalogue, source.segments.keys(), self.settings.zone)
-        every = catalogue_problems + source_problems + problems
-        if parsed is None or any(p.is_error for p in every):
+        catalogue, catalogue_problems = self._catalogue
+        segments, segment_problems = self._segments
+        parsed, problems = read_issue(path, catalogue, segments.keys(), self.settings.zone)
+        every = catalogue_problems + segment_problems + self._suppressed_problems + problems
+        if parsed is None:
             raise ContentError(every)
+        _refuse(every)
         return parsed
+
+
+def _refuse(problems: list[Problem]) -> None:
+    if any(p.is_error for p in problems):
+        raise ContentError(problems)
 
 
 def open_project(root_dir: Path, environ: Mapping[str, str] | None = None) -> Project:
     """Open a project directory, loading its settings (raising ContentError on problems)."""
     root_dir = root_dir.resolve()
-    if not (root_dir / "newsletter.yaml").exists():
+    if not ProjectPaths(root_dir).settings_path.exists():
         raise NewsletterError(
             f"{root_dir} is not a newsletter project (no newsletter.yaml); "
             "run `newsletter init DIR` to create one, or pass --root"
         )
     return Project(root_dir, load_settings(root_dir, environ))
-
-
-PROJECT_FILES = ("newsletter.yaml", "issues", "templates", "recipients")
 
 
 def init_project(target_dir: Path) -> list[Path]:
@@ -134,13 +162,14 @@ def init_project(target_dir: Path) -> list[Path]:
             f"{target_dir} is not empty (it has {shown}); choose an empty or new directory"
         )
     target_dir.mkdir(parents=True, exist_ok=True)
+    target = ProjectPaths(target_dir)
     created = []
-    for name in PROJECT_FILES:
-        origin = source / name
+    for origin, copy in zip(ProjectPaths(source).sources, target.sources, strict=True):
         if origin.is_dir():
-            shutil.copytree(origin, target_dir / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(origin, copy, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            shutil.copy2(origin, target_dir / name)
-        created.append(target_dir / name)
-    (target_dir / ".gitignore").write_text("var/\nout/\noutbox/\nsite/\n", encoding="utf-8")
+            shutil.copy2(origin, copy)
+        created.append(copy)
+    ignored = "".join(f"{path.relative_to(target_dir)}/\n" for path in target.generated)
+    (target_dir / ".gitignore").write_text(ignored, encoding="utf-8")
     return created

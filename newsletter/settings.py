@@ -1,22 +1,39 @@
 """The team's settings (`newsletter.yaml`), with environment overrides.
 
 Settings are loaded once into one frozen `Settings` object. Secrets (SMTP
-password, API keys, DKIM key) come only from the environment, and are held in
+password, API keys, DKIM key, the unsubscribe secret) come only from the
+environment, and are held in
 `Secret` so that printing or logging a settings object never shows them.
+
+Each setting is declared once below as a `fields.Field`: where it is written,
+how it is read and checked, its default, and the variable that overrides it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from newsletter.checks import email_problem, link_problem, unknown_fields
+from newsletter.checks import email_problem, link_problem
 from newsletter.errors import ContentError, Problem
-from newsletter.yamlfile import YamlDocument, load_yaml
+from newsletter.fields import (
+    REQUIRED,
+    Field,
+    FieldReader,
+    Invalid,
+    cap,
+    known_keys,
+    number,
+    seconds,
+    text,
+    whole_number,
+)
+from newsletter.paths import ProjectPaths
+from newsletter.yamlfile import load_yaml
 
 DEFAULT_TIMEZONE = "Europe/London"
 SMTP_SECURITY = ("starttls", "ssl", "none")
@@ -123,6 +140,8 @@ class Settings:
     retry: RetrySettings
     dkim: DkimSettings | None
     providers: Mapping[str, ProviderSettings]
+    # Signs unsubscribe links so nobody can unsubscribe someone else.
+    unsubscribe_secret: Secret | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -139,85 +158,196 @@ PROVIDER_KEY_ENV = {
     "mailjet": ("NEWSLETTER_MAILJET_API_KEY", "NEWSLETTER_MAILJET_SECRET_KEY"),
 }
 
-_TOP_FIELDS = (
-    "organisation", "from", "reply_to", "postal_address", "footer", "unsubscribe",
-    "archive_base_url", "list_id", "timezone", "transport", "ledger_path", "outbox_dir",
-    "lock_path", "dispatch_log_path", "smtp", "rate", "retry", "dispatch", "dkim", "providers",
-)  # fmt: skip
-_SMTP_FIELDS = ("host", "port", "security", "connections", "timeout_seconds")
-_RATE_FIELDS = ("per_second", "per_minute", "per_hour")
-_RETRY_FIELDS = ("max_attempts", "base_delay_seconds", "max_delay_seconds", "hard_bounce_after")
-_DKIM_FIELDS = ("domain", "selector", "private_key_path")
+
+# --- how each kind of setting is read and checked ----------------------------
+
+
+def _secret(value: str, name: str) -> Secret:
+    return Secret(value)
+
+
+def _time_zone(value: object, name: str) -> str:
+    zone = text(value, name)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid(f"`{zone}` is not a known time zone, e.g. Europe/London") from None
+    return zone
+
+
+def _in_project(root_dir: Path, value: object, name: str) -> Path:
+    """A path as written, relative to the project directory unless absolute (`~` allowed)."""
+    return root_dir / Path(text(value, name)).expanduser()
+
+
+def _mailto_address(value: object, name: str) -> str:
+    return text(value, name).removeprefix("mailto:")
+
+
+def _link(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise Invalid(link_problem(value) or f"`{name}` must be a link")
+    return value
+
+
+def _base_url(value: object, name: str) -> str:
+    """The archive site's address, ending in `/` so page paths can be added to it."""
+    url = text(value, name)
+    if url and (why := link_problem(url)):
+        raise Invalid(why)
+    return url if not url or url.endswith("/") else url + "/"
+
+
+def _port_text(value: str, name: str) -> int:
+    try:
+        return int(value) or 587
+    except ValueError:
+        raise Invalid(f"`{value}` is not a port number") from None
+
+
+def _address_problem(address: str) -> str | None:
+    return email_problem(address) if address else None
+
+
+def _https_problem(url: str) -> str | None:
+    if why := link_problem(url):
+        return why
+    return "`unsubscribe.url` must be an https: address" if url.startswith("mailto:") else None
+
+
+def _one_of(choices: tuple[str, ...], what: str, hint: str) -> Callable[[str], str | None]:
+    return lambda value: None if value in choices else f"`{value}` is not {what}; {hint}"
+
+
+# --- the settings, as written in newsletter.yaml -----------------------------
+
+
+def _settings_fields(paths: ProjectPaths) -> tuple[Field, ...]:
+    """The fields of `Settings` itself (the blocks below fill its smtp, rate and retry)."""
+    in_project = partial(_in_project, paths.root_dir)
+    return (
+        Field("organisation", text),
+        Field("from.name", text, attr="from_name"),
+        Field("from.address", text, check=_address_problem, attr="from_address"),
+        Field(
+            "reply_to",
+            text,
+            default_from=lambda read: read["from_address"] or REQUIRED,
+            check=_address_problem,
+        ),
+        Field("postal_address", text),
+        Field("footer", text, default=""),
+        Field(
+            "unsubscribe.mailto", _mailto_address, check=_address_problem, attr="unsubscribe_mailto"
+        ),
+        Field("unsubscribe.url", _link, default=None, check=_https_problem, attr="unsubscribe_url"),
+        Field(
+            "unsubscribe.secret",
+            _secret,
+            default=None,
+            env="NEWSLETTER_UNSUBSCRIBE_SECRET",
+            in_file=False,
+            attr="unsubscribe_secret",
+        ),
+        Field("archive_base_url", _base_url),
+        Field("list_id", text),
+        Field("timezone", _time_zone, default=DEFAULT_TIMEZONE),
+        Field(
+            "transport",
+            text,
+            default="outbox",
+            check=_one_of(TRANSPORTS, "a transport", f"choose one of {', '.join(TRANSPORTS)}"),
+            env="NEWSLETTER_TRANSPORT",
+        ),
+        Field("ledger_path", in_project, default=paths.ledger_path, env="NEWSLETTER_LEDGER_PATH"),
+        Field("outbox_dir", in_project, default=paths.outbox_dir, env="NEWSLETTER_OUTBOX_DIR"),
+        Field("lock_path", in_project, default=paths.lock_path),
+        Field("dispatch_log_path", in_project, default=paths.dispatch_log_path),
+        Field("dispatch.catch_up_days", whole_number(), default=7, attr="catch_up_days"),
+    )
+
+
+SMTP_FIELDS = (
+    Field("smtp.host", text, default="localhost", env="NEWSLETTER_SMTP_HOST"),
+    Field(
+        "smtp.security",
+        text,
+        default="starttls",
+        check=_one_of(SMTP_SECURITY, "an SMTP security mode", "use starttls, ssl or none"),
+        env="NEWSLETTER_SMTP_SECURITY",
+    ),
+    Field(
+        "smtp.port",
+        whole_number(zero_means=587),
+        default_from=lambda read: 465 if read["security"] == "ssl" else 587,
+        env="NEWSLETTER_SMTP_PORT",
+        env_parse=_port_text,
+    ),
+    Field("smtp.username", text, default=None, env="NEWSLETTER_SMTP_USERNAME", in_file=False),
+    Field("smtp.password", _secret, default=None, env="NEWSLETTER_SMTP_PASSWORD", in_file=False),
+    Field("smtp.connections", whole_number(zero_means=1), default=1),
+    Field("smtp.timeout_seconds", seconds(zero_means=30.0), default=30.0),
+)
+RATE_FIELDS = (
+    Field("rate.per_second", number, default=None),
+    Field("rate.per_minute", cap, default=None),
+    Field("rate.per_hour", cap, default=None),
+)
+RETRY_FIELDS = (
+    Field("retry.max_attempts", whole_number(zero_means=1), default=5),
+    Field("retry.base_delay_seconds", seconds(), default=2.0),
+    Field("retry.max_delay_seconds", seconds(), default=300.0),
+    Field("retry.hard_bounce_after", whole_number(zero_means=1), default=1),
+)
+# DKIM is read only when it is set up; its domain and selector may come from
+# the environment when the file leaves them out.
+DKIM_KEY_FIELDS = (
+    Field(
+        "dkim.private_key", _secret, default=None, env="NEWSLETTER_DKIM_PRIVATE_KEY", in_file=False
+    ),
+    Field("dkim.private_key_path", text, default=None, env="NEWSLETTER_DKIM_PRIVATE_KEY_PATH"),
+)
+DKIM_KEYS = ("domain", "selector", "private_key_path")
+
 _SECRET_LOOKING = ("password", "api_key", "token", "secret", "private_key")
-_SECRET_ENV = {
-    "smtp.password": "NEWSLETTER_SMTP_PASSWORD",
-    "dkim.private_key": "NEWSLETTER_DKIM_PRIVATE_KEY",
-}
 
 
-class _Reader:
-    """Reads typed fields from the settings document, collecting located problems."""
+def _secret_refusal(block: str, env_name: str | None, key: str) -> str | None:
+    """Why `key` may not be written in the settings file, when it looks like a secret."""
+    if not any(word in key.lower() for word in _SECRET_LOOKING):
+        return None
+    where = (
+        f"set {env_name} in the environment instead"
+        if env_name
+        else "secrets come only from environment variables, never from newsletter.yaml"
+    )
+    return f"`{block}.{key}` looks like a secret; {where}"
 
-    def __init__(self, doc: YamlDocument) -> None:
-        self.doc = doc
-        self.problems: list[Problem] = []
 
-    def block(self, key: str, known: tuple[str, ...]) -> dict[str, Any]:
-        value = self.doc.data.get(key) if isinstance(self.doc.data, dict) else None
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.problems.append(self.doc.problem((key,), f"`{key}` must be a block of settings"))
-            return {}
-        secrets = [
-            name
-            for name in value
-            if any(word in str(name).lower() for word in _SECRET_LOOKING)
-            and not str(name).endswith("_path")
-        ]
-        # A secret-looking key gets one clear message, not also "is not a field".
-        ordinary = {k: v for k, v in value.items() if k not in secrets}
-        self.problems += unknown_fields(self.doc, (key,), ordinary, known, f"the `{key}` settings")
-        for name in secrets:
-            env_name = _SECRET_ENV.get(f"{key}.{name}")
-            where = (
-                f"set {env_name} in the environment instead"
-                if env_name
-                else ("secrets come only from environment variables, never from newsletter.yaml")
+def _block_refusal(block: str, secret_env: Mapping[str, str | None], key: str) -> str | None:
+    if key.endswith("_path"):  # where a secret is kept is not itself a secret
+        return None
+    return _secret_refusal(block, secret_env.get(f"{block}.{key}"), key)
+
+
+def _check_blocks(reader: FieldReader, fields: tuple[Field, ...]) -> None:
+    """Unknown keys (with a did-you-mean), blocks that are not blocks, secrets written down."""
+    blocks = {block: known_keys(fields, (block,)) for block in known_keys(fields)}
+    blocks = {block: known for block, known in blocks.items() if known}
+    blocks.update(dkim=list(DKIM_KEYS), providers=list(DEFAULT_PROVIDER_URLS))
+    secret_env = {f.key: f.env for f in fields if not f.in_file}
+    reader.mapping(reader.doc.data, (), [*known_keys(fields), *blocks], "the settings")
+    for block, known in blocks.items():
+        value = reader.value_at((block,))
+        if value is not None:
+            reader.mapping(
+                value,
+                (block,),
+                known,
+                f"the `{block}` settings",
+                not_a_mapping=f"`{block}` must be a block of settings",
+                refuse=partial(_block_refusal, block, secret_env),
             )
-            self.problems.append(
-                self.doc.problem(
-                    (key, str(name)), f"`{key}.{name}` looks like a secret; {where}", at_key=True
-                )
-            )
-        return value
-
-    def text(
-        self, mapping: Mapping[str, Any], key_path: tuple[str, ...], default: str | None
-    ) -> str:
-        value = mapping.get(key_path[-1], default)
-        if value is None:
-            self.problems.append(
-                self.doc.problem(key_path, f"`{'.'.join(key_path)}` is required", at_key=True)
-            )
-            return ""
-        if not isinstance(value, str | int | float):
-            self.problems.append(self.doc.problem(key_path, f"`{'.'.join(key_path)}` must be text"))
-            return ""
-        return str(value)
-
-    def number(
-        self, mapping: Mapping[str, Any], key_path: tuple[str, ...], default: float | None
-    ) -> float | None:
-        value = mapping.get(key_path[-1], default)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            self.problems.append(
-                self.doc.problem(key_path, f"`{'.'.join(key_path)}` must be a number of 0 or more")
-            )
-            return default
-        return value
 
 
 def _env(environ: Mapping[str, str], name: str) -> str | None:
@@ -237,223 +367,105 @@ def load_settings(root_dir: Path, environ: Mapping[str, str] | None = None) -> S
 def read_settings(
     root_dir: Path, environ: Mapping[str, str] | None = None
 ) -> tuple[Settings | None, list[Problem]]:
-    """Load settings, returning them (None if unusable) with every problem found."""
+    """Load settings, returning them (None if unusable) with every problem found.
+
+    Settings that have problems are still returned, each bad value replaced
+    by its default, so `validate` can go on to check the issues with them.
+    """
     env = os.environ if environ is None else environ
-    root_dir = root_dir.resolve()
-    path = root_dir / "newsletter.yaml"
-    doc = load_yaml(path)
+    paths = ProjectPaths(root_dir.resolve())
+    doc = load_yaml(paths.settings_path)
     if doc.problems and doc.data is None:
         return None, list(doc.problems)
-    reader = _Reader(doc)
-    reader.problems += doc.problems
-    data = doc.data
-    if not isinstance(data, dict):
-        return None, [Problem(path, 1, 1, "newsletter.yaml must be a block of settings")]
-    reader.problems += unknown_fields(doc, (), data, _TOP_FIELDS, "the settings")
-
-    sender = reader.block("from", ("name", "address"))
-    from_name = reader.text(sender, ("from", "name"), None)
-    from_address = reader.text(sender, ("from", "address"), None)
-    reply_to = reader.text(data, ("reply_to",), from_address or None)
-    for key_path, address in ((("from", "address"), from_address), (("reply_to",), reply_to)):
-        if address and (why := email_problem(address)):
-            reader.problems.append(doc.problem(key_path, why))
-
-    unsubscribe = reader.block("unsubscribe", ("mailto", "url"))
-    unsubscribe_mailto = reader.text(unsubscribe, ("unsubscribe", "mailto"), None)
-    if unsubscribe_mailto and (why := email_problem(unsubscribe_mailto.removeprefix("mailto:"))):
-        reader.problems.append(doc.problem(("unsubscribe", "mailto"), why))
-    unsubscribe_url = unsubscribe.get("url")
-    if unsubscribe_url is not None and (why := link_problem(unsubscribe_url)):
-        reader.problems.append(doc.problem(("unsubscribe", "url"), why))
-    if isinstance(unsubscribe_url, str) and unsubscribe_url.startswith("mailto:"):
-        reader.problems.append(
-            doc.problem(("unsubscribe", "url"), "`unsubscribe.url` must be an https: address")
-        )
-
-    archive_base_url = reader.text(data, ("archive_base_url",), None)
-    if archive_base_url and (why := link_problem(archive_base_url)):
-        reader.problems.append(doc.problem(("archive_base_url",), why))
-    if archive_base_url and not archive_base_url.endswith("/"):
-        archive_base_url += "/"
-
-    timezone = reader.text(data, ("timezone",), DEFAULT_TIMEZONE)
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        reader.problems.append(
-            doc.problem(("timezone",), f"`{timezone}` is not a known time zone, e.g. Europe/London")
-        )
-
-    transport_env = _env(env, "NEWSLETTER_TRANSPORT")
-    transport = transport_env or reader.text(data, ("transport",), "outbox")
-    if transport not in TRANSPORTS:
-        message = f"`{transport}` is not a transport; choose one of {', '.join(TRANSPORTS)}"
-        # A bad value from the environment must not be blamed on a line of the file.
-        reader.problems.append(
-            Problem(path, 1, 1, f"NEWSLETTER_TRANSPORT {message}")
-            if transport_env
-            else doc.problem(("transport",), message)
-        )
-
-    smtp_block = reader.block("smtp", _SMTP_FIELDS)
-    security_env = _env(env, "NEWSLETTER_SMTP_SECURITY")
-    security = security_env or str(smtp_block.get("security", "starttls"))
-    if security not in SMTP_SECURITY:
-        message = f"`{security}` is not an SMTP security mode; use starttls, ssl or none"
-        reader.problems.append(
-            Problem(path, 1, 1, f"NEWSLETTER_SMTP_SECURITY {message}")
-            if security_env
-            else doc.problem(("smtp", "security"), message)
-        )
-    port_text = _env(env, "NEWSLETTER_SMTP_PORT")
-    port: float | None
-    if port_text is not None:
-        try:
-            port = int(port_text)
-        except ValueError:
-            reader.problems.append(
-                Problem(path, 1, 1, f"NEWSLETTER_SMTP_PORT `{port_text}` is not a port number")
-            )
-            port = 587
-    else:
-        port = reader.number(smtp_block, ("smtp", "port"), 465 if security == "ssl" else 587)
-    password = _env(env, "NEWSLETTER_SMTP_PASSWORD")
-    smtp = SmtpSettings(
-        host=_env(env, "NEWSLETTER_SMTP_HOST") or str(smtp_block.get("host", "localhost")),
-        port=int(port or 587),
-        security=security,
-        username=_env(env, "NEWSLETTER_SMTP_USERNAME"),
-        password=Secret(password) if password else None,
-        connections=int(reader.number(smtp_block, ("smtp", "connections"), 1) or 1),
-        timeout_seconds=float(reader.number(smtp_block, ("smtp", "timeout_seconds"), 30.0) or 30),
-    )
-
-    rate_block = reader.block("rate", _RATE_FIELDS)
-    per_minute = reader.number(rate_block, ("rate", "per_minute"), None)
-    per_hour = reader.number(rate_block, ("rate", "per_hour"), None)
-    rate = RateSettings(
-        per_second=reader.number(rate_block, ("rate", "per_second"), None),
-        per_minute=int(per_minute) if per_minute else None,
-        per_hour=int(per_hour) if per_hour else None,
-    )
-
-    retry_block = reader.block("retry", _RETRY_FIELDS)
-    retry = RetrySettings(
-        max_attempts=int(reader.number(retry_block, ("retry", "max_attempts"), 5) or 1),
-        base_delay_seconds=float(
-            reader.number(retry_block, ("retry", "base_delay_seconds"), 2.0) or 0
-        ),
-        max_delay_seconds=float(
-            reader.number(retry_block, ("retry", "max_delay_seconds"), 300.0) or 0
-        ),
-        hard_bounce_after=int(reader.number(retry_block, ("retry", "hard_bounce_after"), 1) or 1),
-    )
-
-    dispatch_block = reader.block("dispatch", ("catch_up_days",))
-    catch_up_days = int(reader.number(dispatch_block, ("dispatch", "catch_up_days"), 7) or 0)
-
-    dkim = _read_dkim(reader, root_dir, env)
-    providers = _read_providers(reader, env)
-
-    def project_path(key: str, default: str, env_name: str | None = None) -> Path:
-        value = (_env(env, env_name) if env_name else None) or reader.text(data, (key,), default)
-        candidate = Path(value).expanduser()
-        return candidate if candidate.is_absolute() else root_dir / candidate
-
+    if not isinstance(doc.data, dict):
+        return None, [Problem(doc.path, 1, 1, "newsletter.yaml must be a block of settings")]
+    fields = _settings_fields(paths)
+    reader = FieldReader(doc)
+    _check_blocks(reader, (*fields, *SMTP_FIELDS, *RATE_FIELDS, *RETRY_FIELDS, *DKIM_KEY_FIELDS))
     settings = Settings(
-        root_dir=root_dir,
-        settings_path=path,
-        organisation=reader.text(data, ("organisation",), None),
-        from_name=from_name,
-        from_address=from_address,
-        reply_to=reply_to,
-        postal_address=reader.text(data, ("postal_address",), None),
-        footer=reader.text(data, ("footer",), ""),
-        unsubscribe_mailto=unsubscribe_mailto.removeprefix("mailto:"),
-        unsubscribe_url=unsubscribe_url if isinstance(unsubscribe_url, str) else None,
-        archive_base_url=archive_base_url,
-        list_id=reader.text(data, ("list_id",), None),
-        timezone=timezone,
-        transport=transport,
-        ledger_path=project_path("ledger_path", "var/ledger.sqlite3", "NEWSLETTER_LEDGER_PATH"),
-        outbox_dir=project_path("outbox_dir", "outbox", "NEWSLETTER_OUTBOX_DIR"),
-        lock_path=project_path("lock_path", "var/dispatch.lock"),
-        dispatch_log_path=project_path("dispatch_log_path", "var/dispatch.log"),
-        catch_up_days=catch_up_days,
-        smtp=smtp,
-        rate=rate,
-        retry=retry,
-        dkim=dkim,
-        providers=providers,
+        root_dir=paths.root_dir,
+        settings_path=paths.settings_path,
+        **reader.read(fields, env),
+        smtp=SmtpSettings(**reader.read(SMTP_FIELDS, env)),
+        rate=RateSettings(**reader.read(RATE_FIELDS, env)),
+        retry=RetrySettings(**reader.read(RETRY_FIELDS, env)),
+        dkim=_read_dkim(reader, paths.root_dir, env),
+        providers=_read_providers(reader, env),
     )
     return settings, reader.problems
 
 
-def _read_dkim(reader: _Reader, root_dir: Path, env: Mapping[str, str]) -> DkimSettings | None:
-    block = reader.block("dkim", _DKIM_FIELDS)
-    key_text = _env(env, "NEWSLETTER_DKIM_PRIVATE_KEY")
-    key_path_text = _env(env, "NEWSLETTER_DKIM_PRIVATE_KEY_PATH") or block.get("private_key_path")
-    if not block and not key_text:
+def _read_dkim(reader: FieldReader, root_dir: Path, env: Mapping[str, str]) -> DkimSettings | None:
+    key = reader.read(DKIM_KEY_FIELDS, env)
+    private_key: Secret | None = key["private_key"]
+    if not isinstance(block := reader.value_at(("dkim",)), dict):
+        block = {}
+    if not block and not private_key:
         return None
-    if key_text is None and key_path_text:
-        key_path = Path(str(key_path_text)).expanduser()
-        key_path = key_path if key_path.is_absolute() else root_dir / key_path
+    if private_key is None and key["private_key_path"]:
         try:
-            key_text = key_path.read_text(encoding="ascii")
+            key_text = (root_dir / Path(key["private_key_path"]).expanduser()).read_text(
+                encoding="ascii"
+            )
         except OSError as error:
-            reader.problems.append(
-                reader.doc.problem(
-                    ("dkim", "private_key_path"),
-                    f"the DKIM key file cannot be read ({error.strerror})",
-                )
+            reader.error(
+                ("dkim", "private_key_path"), f"the DKIM key file cannot be read ({error.strerror})"
             )
             return None
-    if not key_text:
-        reader.problems.append(
-            reader.doc.problem(
-                ("dkim",),
-                "DKIM is set up but has no key: set NEWSLETTER_DKIM_PRIVATE_KEY "
-                "or dkim.private_key_path",
-            )
+        private_key = Secret(key_text)
+    if not private_key:
+        reader.error(
+            ("dkim",),
+            "DKIM is set up but has no key: set NEWSLETTER_DKIM_PRIVATE_KEY "
+            "or dkim.private_key_path",
         )
         return None
-    domain = reader.text(block, ("dkim", "domain"), _env(env, "NEWSLETTER_DKIM_DOMAIN"))
-    selector = reader.text(block, ("dkim", "selector"), _env(env, "NEWSLETTER_DKIM_SELECTOR"))
-    return DkimSettings(domain=domain, selector=selector, private_key=Secret(key_text))
+    names = reader.read(
+        (
+            Field("dkim.domain", text, default=_env(env, "NEWSLETTER_DKIM_DOMAIN") or REQUIRED),
+            Field("dkim.selector", text, default=_env(env, "NEWSLETTER_DKIM_SELECTOR") or REQUIRED),
+        ),
+        env,
+    )
+    return DkimSettings(**names, private_key=private_key)
 
 
-def _read_providers(reader: _Reader, env: Mapping[str, str]) -> dict[str, ProviderSettings]:
-    block = reader.block("providers", tuple(DEFAULT_PROVIDER_URLS))
+def _provider_fields(name: str, default_url: str) -> tuple[Field, ...]:
+    key_env, secret_env = PROVIDER_KEY_ENV[name]
+    return (
+        Field(
+            f"providers.{name}.base_url",
+            text,
+            default=default_url,
+            env=f"NEWSLETTER_{name.upper()}_URL",
+        ),
+        Field(f"providers.{name}.api_key", _secret, default=None, env=key_env, in_file=False),
+        Field(f"providers.{name}.api_secret", _secret, default=None, env=secret_env, in_file=False),
+    )
+
+
+def _read_providers(reader: FieldReader, env: Mapping[str, str]) -> dict[str, ProviderSettings]:
     providers: dict[str, ProviderSettings] = {}
     for name, default_url in DEFAULT_PROVIDER_URLS.items():
-        options = block.get(name) or {}
-        if not isinstance(options, dict):
-            reader.problems.append(
-                reader.doc.problem(("providers", name), f"`providers.{name}` must be a block")
+        written = reader.value_at(("providers", name))
+        options = (
+            reader.mapping(
+                written,
+                ("providers", name),
+                None,  # any option the provider's API takes
+                f"`providers.{name}`",
+                not_a_mapping=f"`providers.{name}` must be a block",
+                refuse=partial(_secret_refusal, f"providers.{name}", PROVIDER_KEY_ENV[name][0]),
             )
-            options = {}
-        for option in options:
-            if any(word in str(option).lower() for word in _SECRET_LOOKING):
-                reader.problems.append(
-                    reader.doc.problem(
-                        ("providers", name, str(option)),
-                        f"`providers.{name}.{option}` looks like a secret; set "
-                        f"{PROVIDER_KEY_ENV[name][0]} in the environment instead",
-                        at_key=True,
-                    )
-                )
-        base_url = (
-            _env(env, f"NEWSLETTER_{name.upper()}_URL") or options.get("base_url") or default_url
+            if written
+            else {}
         )
-        key_env, secret_env = PROVIDER_KEY_ENV[name]
-        key = _env(env, key_env)
-        secret = _env(env, secret_env) if secret_env else None
+        values = reader.read(_provider_fields(name, default_url), env)
         providers[name] = ProviderSettings(
             name=name,
-            base_url=str(base_url).rstrip("/"),
-            api_key=Secret(key) if key else None,
-            api_secret=Secret(secret) if secret else None,
+            base_url=values["base_url"].rstrip("/") or default_url,
+            api_key=values["api_key"],
+            api_secret=values["api_secret"],
             options={str(k): str(v) for k, v in options.items() if k != "base_url"},
         )
     return providers

@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 from jinja2 import TemplateError
 
 from newsletter.audience import check_list, read_audience_source
-from newsletter.content import Issue, is_issue_file, read_catalogue, read_issue
+from newsletter.content import Issue, read_catalogue, read_issue
 from newsletter.errors import NewsletterError, Problem
+from newsletter.paths import ProjectPaths, is_issue_file
 from newsletter.project import Project
 from newsletter.render import Renderer, budget_problems, sample_variants
 from newsletter.render_errors import render_error_problems
@@ -30,35 +31,32 @@ def validate_project(
 
     With `paths`, only those issue files are checked (plus what they depend on).
     """
-    root_dir = root_dir.resolve()
+    project_paths = ProjectPaths(root_dir.resolve())
     problems: list[Problem] = []
-    settings, settings_problems = read_settings(root_dir, environ)
+    settings, settings_problems = read_settings(project_paths.root_dir, environ)
     problems += settings_problems
-    catalogue, catalogue_problems = read_catalogue(root_dir / "issues" / "publications.yaml")
+    catalogue, catalogue_problems = read_catalogue(project_paths.catalogue_path)
     problems += catalogue_problems
-    recipients_dir = root_dir / "recipients"
-    source, source_problems = read_audience_source(recipients_dir)
+    source, source_problems = read_audience_source(project_paths)
     problems += source_problems
     for list_path in source.list_paths():
         problems += check_list(list_path)
     if not source.list_paths():
         problems.append(
-            Problem(recipients_dir / "lists", 1, 1, "there are no recipient lists (lists/*.csv)")
+            Problem(project_paths.lists_dir, 1, 1, "there are no recipient lists (lists/*.csv)")
         )
-    chosen = [Path(p).resolve() for p in paths]
-    issue_files = chosen or sorted(
-        p for p in (root_dir / "issues").glob("*.y*ml") if is_issue_file(p)
-    )
+    issue_files = [Path(p).resolve() for p in paths] or project_paths.issue_paths()
     zone = settings.zone if settings is not None else ZoneInfo(DEFAULT_TIMEZONE)
     sound_so_far = not any(p.is_error for p in problems) and settings is not None
+    project = Project(project_paths.root_dir, settings) if settings is not None else None
     for issue_path in issue_files:
         if not is_issue_file(issue_path):
             continue
         issue, issue_problems = read_issue(issue_path, catalogue, source.segments.keys(), zone)
         problems += issue_problems
         issue_sound = issue is not None and not any(p.is_error for p in issue_problems)
-        if sound_so_far and settings is not None and issue is not None and issue_sound:
-            problems += email_problems(Project(root_dir, settings), issue)
+        if sound_so_far and project is not None and issue is not None and issue_sound:
+            problems += email_problems(project, issue)
     return problems
 
 

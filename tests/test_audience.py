@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import csv
 import tracemalloc
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from email_validator import EmailNotValidError, validate_email
 
+import newsletter.project
 from newsletter.audience import (
     AudienceCounts,
     Recipient,
@@ -23,7 +25,9 @@ from newsletter.audience import (
 from newsletter.checks import check_email
 from newsletter.cli import cli
 from newsletter.errors import ContentError
+from newsletter.paths import ProjectPaths
 from newsletter.project import Project, open_project
+from newsletter.suppression import add_suppression
 
 HEADER = ("email", "name", "organisation", "agency", "role", "district")
 LIST_NAMES = ("comms", "designated-safeguarding-leads", "lead-officers")
@@ -120,6 +124,47 @@ def test_suppressed_address_in_different_case_is_removed_and_counted(project_dir
     assert [(r.email, s.reason) for r, s in seen] == [("Kim.Lee@example.org", "unsubscribed")]
 
 
+def test_an_address_suppressed_during_a_command_is_left_out_of_the_next_audience(
+    project_dir: Path,
+) -> None:
+    """The project keeps segments for the whole command, never the suppression list."""
+    replace_lists(
+        project_dir, {"comms": [person("kim@example.org", "Kim"), person("b@e.org", "B")]}
+    )
+    project = open_project(project_dir)
+    issue = project.load_issue(ISSUE_ID)
+    assert count_audience(project.audience_source(), issue).recipients == 2
+
+    add_suppression(project.paths.suppressed_path, "kim@example.org", "hard-bounce", "2023-05-15")
+
+    people = [r.email for r, _ in iter_audience(project.audience_source(), issue)]
+    assert people == ["b@e.org"]
+
+
+def test_the_catalogue_and_segments_are_read_once_per_command(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+
+    def counted(name: str) -> Callable[..., Any]:
+        real = getattr(newsletter.project, name)
+
+        def read(*args: Any) -> Any:
+            reads.append(name)
+            return real(*args)
+
+        return read
+
+    for name in ("read_catalogue", "read_project_segments"):
+        monkeypatch.setattr(newsletter.project, name, counted(name))
+    for _ in range(3):
+        issue = project.load_issue(ISSUE_ID)
+        project.audience_source()
+    project.catalogue()
+    assert sorted(reads) == ["read_catalogue", "read_project_segments"]
+    assert issue.id == ISSUE_ID
+
+
 def test_each_person_gets_the_variant_for_their_agency(project_dir: Path) -> None:
     replace_lists(
         project_dir,
@@ -201,7 +246,7 @@ def test_segment_rules_are_checked_with_locations(project_dir: Path) -> None:
         "    agency: helth\n",
         encoding="utf-8",
     )
-    source, problems = read_audience_source(project_dir / "recipients")
+    source, problems = read_audience_source(ProjectPaths(project_dir))
     shown = [str(p).removeprefix(f"{segments.resolve()}:") for p in problems]
     assert shown == [
         "3:20: segment `all-practitioners` uses the list `lead-oficers`, but there is no "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -11,10 +12,12 @@ from newsletter.links import (
     share_ideas_mailto,
     unsubscribe_https_url,
     unsubscribe_link,
+    unsubscribe_token,
     web_version_url,
 )
 from newsletter.markup import markdown_block, markdown_inline, markdown_plain
-from newsletter.project import Project
+from newsletter.project import Project, open_project
+from newsletter.settings import Secret
 
 
 def test_bold_and_italics_become_html() -> None:
@@ -84,12 +87,23 @@ def test_unsubscribe_link_identifies_the_person_and_issue(project: Project, issu
 
 
 def test_unsubscribe_token_is_added_when_a_secret_is_set(
-    project: Project, issue: Issue, monkeypatch: pytest.MonkeyPatch
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "s3cret-value")
+    project = open_project(project_dir)
+    issue = project.load_issue("2023-05-panel-reports")
     url = unsubscribe_link(project.settings, issue, "jo@example.org")
     token = parse_qs(urlsplit(url).query)["token"][0]
     assert len(token) == 32
     assert "s3cret" not in url
     other = unsubscribe_link(project.settings, issue, "sam@example.org")
     assert parse_qs(urlsplit(other).query)["token"][0] != token
+    # Someone who knows the address but not the secret cannot make the token.
+    assert unsubscribe_token("jo@example.org", Secret("a-guess")) != token
+    assert unsubscribe_token("JO@example.org ", project.settings.unsubscribe_secret) == token
+
+
+def test_without_a_secret_the_unsubscribe_link_has_no_token(project: Project, issue: Issue) -> None:
+    assert project.settings.unsubscribe_secret is None
+    url = unsubscribe_link(project.settings, issue, "jo@example.org")
+    assert "token" not in parse_qs(urlsplit(url).query)

@@ -32,10 +32,11 @@ PASSWORD = "Sm7p-S3cret-Pa55word!"
 POSTMARK_TOKEN = "pm-T0ken-7f3c9d2e-secret"
 MAILJET_KEY = "mj-Key-0a1b2c3d-secret"
 MAILJET_SECRET = "mj-Secret-9z8y7x-secret"
+UNSUBSCRIBE_SECRET = "unsub-Hm4c-5ecret-b1t5"
 
 
 def secret_forms() -> list[str]:
-    forms = [PASSWORD, POSTMARK_TOKEN, MAILJET_KEY, MAILJET_SECRET]
+    forms = [PASSWORD, POSTMARK_TOKEN, MAILJET_KEY, MAILJET_SECRET, UNSUBSCRIBE_SECRET]
     forms.append(base64.b64encode(PASSWORD.encode()).decode())
     forms.append(base64.b64encode(f"\0{USERNAME}\0{PASSWORD}".encode()).decode())
     forms.append(base64.b64encode(f"{MAILJET_KEY}:{MAILJET_SECRET}".encode()).decode())
@@ -66,6 +67,7 @@ def secret_env(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("NEWSLETTER_POSTMARK_TOKEN", POSTMARK_TOKEN)
     monkeypatch.setenv("NEWSLETTER_MAILJET_API_KEY", MAILJET_KEY)
     monkeypatch.setenv("NEWSLETTER_MAILJET_SECRET_KEY", MAILJET_SECRET)
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
     return project_dir
 
 

@@ -100,6 +100,31 @@ def test_the_password_never_shows_in_repr_or_str(project_dir: Path) -> None:
     assert postmark_key is not None and postmark_key.reveal() == PASSWORD + "-postmark"
 
 
+def test_the_unsubscribe_secret_comes_from_the_environment_and_never_shows(
+    project_dir: Path,
+) -> None:
+    settings = load_settings(project_dir, environ={"NEWSLETTER_UNSUBSCRIBE_SECRET": PASSWORD})
+    assert settings.unsubscribe_secret is not None
+    assert settings.unsubscribe_secret.reveal() == PASSWORD
+    assert PASSWORD not in repr(settings) and PASSWORD not in str(settings)
+    assert load_settings(project_dir, environ={}).unsubscribe_secret is None
+
+
+def test_an_unsubscribe_secret_in_the_settings_file_is_refused(project_dir: Path) -> None:
+    path = edit(
+        project_dir,
+        "  mailto: unsubscribe@example.org\n",
+        f"  mailto: unsubscribe@example.org\n  secret: {PASSWORD}\n",
+    )
+    result = validate(project_dir)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:16:3: `unsubscribe.secret` looks like a secret; "
+        "set NEWSLETTER_UNSUBSCRIBE_SECRET in the environment instead"
+    )
+    assert PASSWORD not in result.output
+
+
 def test_secret_compares_by_value_and_is_false_when_empty() -> None:
     assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
     assert not Secret("") and Secret("x")
@@ -191,3 +216,30 @@ def test_broken_settings_yaml_is_located_not_a_traceback(project_dir: Path) -> N
     assert f"{path}:28:1: a tab character is used for indenting; indent with spaces only" in (
         result.stderr.splitlines()
     )
+
+
+def test_validate_reports_an_unknown_timezone_instead_of_crashing(project_dir: Path) -> None:
+    path = edit(project_dir, "timezone: Europe/London", "timezone: Europe/Lundon")
+    result = validate(project_dir)
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:19:11: `Europe/Lundon` is not a known time zone, e.g. Europe/London"
+    )
+
+
+def test_a_setting_left_empty_takes_its_default(project_dir: Path) -> None:
+    text = (project_dir / "newsletter.yaml").read_text(encoding="utf-8")
+    footer = text[text.index("footer: >-") : text.index("unsubscribe:")]
+    edit(project_dir, footer, "footer:\n")
+    edit(project_dir, "  connections: 2\n", "  connections:\n")
+    settings, problems = read_settings(project_dir, environ={})
+    assert problems == []
+    assert settings is not None
+    assert (settings.footer, settings.smtp.connections) == ("", 1)
+
+
+def test_a_list_where_text_belongs_is_located(project_dir: Path) -> None:
+    path = edit(project_dir, "  host: smtp.example.org", "  host: [smtp.example.org]")
+    _, problems = read_settings(project_dir, environ={})
+    assert [str(p) for p in problems] == [f"{path}:26:9: `smtp.host` must be text"]

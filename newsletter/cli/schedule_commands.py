@@ -137,7 +137,7 @@ def unsubscribe(app: AppContext, address: str, reason: str) -> None:
     The next dispatch leaves them out, including an issue already part-sent.
     """
     address = _address(address)
-    path = app.project().recipients_dir / "suppressed.csv"
+    path = app.project().paths.suppressed_path
     if add_suppression(path, address, reason, date.today()):
         click.echo(f"{address} is unsubscribed ({reason}); no further issue will be sent to them")
     else:
@@ -153,7 +153,7 @@ def resubscribe(app: AppContext, address: str) -> None:
     They get future issues if they are on one of the recipient lists.
     """
     address = _address(address)
-    path = app.project().recipients_dir / "suppressed.csv"
+    path = app.project().paths.suppressed_path
     if remove_suppression(path, address):
         click.echo(f"{address} is back on the mailing list from the next issue")
     else:
