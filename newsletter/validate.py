@@ -8,6 +8,7 @@ would only show at send time shows here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,9 +18,11 @@ from jinja2 import TemplateError
 from newsletter.audience import check_list, read_audience_source
 from newsletter.content import Issue, is_issue_file, read_catalogue, read_issue
 from newsletter.errors import NewsletterError, Problem
+from newsletter.links import UNSUBSCRIBE_SECRET_ENV
 from newsletter.project import Project
 from newsletter.render import Renderer, budget_problems, render_error_problems, sample_variants
-from newsletter.settings import DEFAULT_TIMEZONE, read_settings
+from newsletter.settings import DEFAULT_TIMEZONE, Settings, read_settings
+from newsletter.yamlfile import load_yaml
 
 
 def validate_project(
@@ -33,6 +36,10 @@ def validate_project(
     problems: list[Problem] = []
     settings, settings_problems = read_settings(root_dir, environ)
     problems += settings_problems
+    if settings is not None:
+        problems += unsubscribe_secret_problems(
+            settings, os.environ if environ is None else environ
+        )
     catalogue, catalogue_problems = read_catalogue(root_dir / "issues" / "publications.yaml")
     problems += catalogue_problems
     recipients_dir = root_dir / "recipients"
@@ -72,3 +79,16 @@ def email_problems(project: Project, issue: Issue) -> list[Problem]:
     except (NewsletterError, TemplateError) as error:
         problems += render_error_problems(error, issue.path)
     return problems
+
+
+def unsubscribe_secret_problems(settings: Settings, environ: Mapping[str, str]) -> list[Problem]:
+    """An https unsubscribe URL needs the secret that signs its links (and that `serve` checks)."""
+    if not settings.unsubscribe_url or environ.get(UNSUBSCRIBE_SECRET_ENV, "").strip():
+        return []
+    doc = load_yaml(settings.settings_path)
+    message = (
+        f"`unsubscribe.url` is set but {UNSUBSCRIBE_SECRET_ENV} is not: set it to a long "
+        "random value wherever send, dispatch and serve run, or remove the url "
+        "(messages then offer only the mailto:)"
+    )
+    return [doc.problem(("unsubscribe", "url"), message)]

@@ -19,6 +19,7 @@ from newsletter.cli import (
     delivery_commands,
     render_commands,
     schedule_commands,
+    serve_commands,
 )
 from newsletter.cli.common import AppContext
 from newsletter.errors import ContentError, LockHeldError, NewsletterError
@@ -70,6 +71,7 @@ for module in (
     delivery_commands,
     schedule_commands,
     archive_commands,
+    serve_commands,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)
