@@ -79,7 +79,7 @@ DEFAULT_PORT = 8080
 DEFAULT_THREADS = 4
 # Webhook bodies can hold a bounce's raw message; form posts are tiny.
 MAX_BODY_BYTES = 4 * 1024 * 1024
-MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_BYTES = 8 * 1024
 TEMPLATE_DIR = "web/unsubscribe"
 # The issue id in a link is not signed: it is only kept in the history, if it looks like one.
 _ISSUE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -212,9 +212,11 @@ class ServeApp:
         endpoint, _ = adapter.match()
         if endpoint == "health":
             return Response("ok\n", content_type="text/plain; charset=utf-8")
-        if endpoint == "unsubscribe":
-            return self._unsubscribe(request)
-        if endpoint == "resubscribe":
+        if endpoint in ("unsubscribe", "resubscribe"):
+            # A form post here is a field or two: refuse anything bigger unread.
+            request.max_content_length = MAX_FORM_BYTES
+            if endpoint == "unsubscribe":
+                return self._unsubscribe(request)
             return self._resubscribe(request)
         provider = str(endpoint).removeprefix("webhook:")
         return self._webhook(request, provider)
@@ -225,7 +227,7 @@ class ServeApp:
         link = self._verified(request, UNSUBSCRIBE)
         if isinstance(link, Response):
             return link
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             return self._page("confirm", address=link.address, action=request.full_path)
         if request.form.get(ONE_CLICK_BODY[0]) != ONE_CLICK_BODY[1]:
             return self._problem(
@@ -249,7 +251,7 @@ class ServeApp:
         link = self._verified(request, RESUBSCRIBE)
         if isinstance(link, Response):
             return link
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):
             return self._page("resubscribe", address=link.address, action=request.full_path)
         if request.form.get("confirm") != "resubscribe":
             return self._problem(400, "This request was not understood", "Nothing was changed.")

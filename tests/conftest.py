@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.smtp",
     "tests.support.providers",
     "tests.support.browser",
+    "tests.support.serve",
 ]
