@@ -190,11 +190,6 @@ def serve_unit(
     root = project.root_dir.resolve()
     env_path = (env_file or DEFAULT_ENV_FILE).expanduser().absolute()
     argv = [*(command or newsletter_command()), "serve", "--host", host, "--port", str(port)]
-    # The only files serve writes: suppressed.csv (with its lock and temporary
-    # files, hence the directory) and the ledger (SQLite adds -wal and -shm).
-    writable = sorted(
-        {str(project.recipients_dir.resolve()), str(project.settings.ledger_path.parent.resolve())}
-    )
     service_name = f"{SERVE_UNIT_NAME}.service"
     service_text = "\n".join(
         [
@@ -212,11 +207,9 @@ def serve_unit(
             f"ExecStart={' '.join(_systemd_quote(w) for w in argv)}",
             "Restart=on-failure",
             "RestartSec=5",
+            # Only what works in a user unit everywhere: ProtectSystem= and friends
+            # need user namespaces there, and fail the start where those are off.
             "NoNewPrivileges=yes",
-            "PrivateTmp=yes",
-            "ProtectSystem=strict",
-            "ProtectHome=read-only",
-            f"ReadWritePaths={' '.join(_systemd_quote(p) for p in writable)}",
             "",
             "[Install]",
             "WantedBy=default.target",
