@@ -258,14 +258,15 @@ class ServeApp:
         now = self.options.clock()
         path = self.suppressed_path
         removed = remove_suppression(path, link.address, only_reason=ONE_CLICK_REASON)
-        if not removed and (reason := suppression_reason(path, link.address)) is not None:
+        if not removed and suppression_reason(path, link.address) is not None:
             # Listed for another reason (a bounce, a complaint, the team's own
             # decision) since the one-click: only the team may undo that.
             return self._problem(
                 409,
                 "This address cannot be resubscribed here",
-                f"{link.address} is on our do-not-send list ({reason}), so it was not "
-                "changed. Email us to rejoin.",
+                # The reason stays private: it may be the team's own words.
+                f"{link.address} is on our do-not-send list for another reason, so it was "
+                "not changed. Email us to rejoin.",
                 unsubscribe_help=False,
             )
         self._record(now, link, "resubscribed", ONE_CLICK_REASON, "web", removed)

@@ -13,18 +13,22 @@ import hmac
 import os
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+from wsgiref.validate import validator
 
 import lxml.html
 import pytest
 
 from newsletter.audience import Recipient
-from newsletter.links import RESUBSCRIBE, UNSUBSCRIBE, address_token
+from newsletter.links import RESUBSCRIBE, UNSUBSCRIBE, address_token, unsubscribe_https_url
 from newsletter.list_events import read_list_events
 from newsletter.message import PersonalisedEmail, build_message
 from newsletter.project import open_project
+from newsletter.serve import app_from_environment
 from newsletter.suppression import add_suppression
 from tests.support.project import UNSUBSCRIBE_SECRET, enable_one_click
 from tests.support.serve import ISSUE_ID, ServeProcess
@@ -338,3 +342,40 @@ def test_a_bad_request_never_shows_a_traceback(serve_server: ServeProcess) -> No
     assert huge.status_code == 413
     assert "Traceback" not in huge.text
     assert row_for(serve_server, "jo@example.org") == []
+
+
+def test_the_app_is_plain_wsgi_under_another_server(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stdlib's reference server with its WSGI conformance checker in front.
+    enable_one_click(project_dir, monkeypatch)
+    monkeypatch.setenv("NEWSLETTER_ROOT", str(project_dir))
+    app = validator(app_from_environment())
+    with make_server("127.0.0.1", 0, app, handler_class=_QuietHandler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            project = open_project(project_dir)
+            issue = project.load_issue(ISSUE_ID)
+            public = unsubscribe_https_url(project.settings, issue, "jo@example.org")
+            assert public is not None
+            local = public.replace(
+                "https://news.example.org", f"http://127.0.0.1:{httpd.server_port}"
+            )
+            client = ServeProcess.session()
+            assert client.get(local, timeout=10).status_code == 200
+            assert client.post(local, data=ONE_CLICK, timeout=10).status_code == 200
+        finally:
+            httpd.shutdown()
+            thread.join(timeout=10)
+    reasons = {r["email"]: r["reason"] for r in csv.DictReader(open_text(project_dir))}
+    assert reasons["jo@example.org"] == "one-click"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def open_text(project_dir: Path) -> list[str]:
+    return (project_dir / "recipients" / "suppressed.csv").read_text(encoding="utf-8").splitlines()
