@@ -158,3 +158,72 @@ def cron_setup(
         output_log=output_log,
         inbox_crontab_line=inbox_crontab_line,
     )
+
+
+SERVE_UNIT_NAME = "newsletter-serve"
+
+
+@dataclass(frozen=True)
+class ServeUnit:
+    """The systemd service that keeps `newsletter serve` running for one project directory."""
+
+    service_name: str
+    service_text: str
+    env_file: Path
+
+    def as_text(self) -> str:
+        """The unit with short instructions, as `newsletter serve --systemd` prints it."""
+        return "\n".join(
+            [
+                f"# Save as ~/.config/systemd/user/{self.service_name}:",
+                self.service_text,
+                "# Then: systemctl --user daemon-reload",
+                f"#       systemctl --user enable --now {self.service_name}",
+                "#       loginctl enable-linger   (keeps it running when you log out)",
+                "",
+                f"# {self.env_file} must hold NEWSLETTER_UNSUBSCRIBE_SECRET=... (the same value",
+                "# `dispatch` uses to sign the links), plus any webhook credentials; chmod 600.",
+                "# Put a reverse proxy (nginx, Caddy) in front for HTTPS: see docs/serve.md.",
+            ]
+        )
+
+
+def serve_unit(
+    project: Project,
+    *,
+    host: str,
+    port: int,
+    env_file: Path | None = None,
+    command: list[str] | None = None,
+) -> ServeUnit:
+    """Build the systemd service that runs `newsletter serve` for `project`."""
+    root = project.root_dir.resolve()
+    env_path = (env_file or DEFAULT_ENV_FILE).expanduser().absolute()
+    argv = [*(command or newsletter_command()), "serve", "--host", host, "--port", str(port)]
+    service_name = f"{SERVE_UNIT_NAME}.service"
+    service_text = "\n".join(
+        [
+            "[Unit]",
+            f"Description=One-click unsubscribe for the {project.settings.organisation} newsletter",
+            "After=network.target",
+            "",
+            "[Service]",
+            # exec: systemd reports a start failure (bad settings, port taken) at once.
+            "Type=exec",
+            f"WorkingDirectory={root}",
+            # Not optional here: without the secret serve refuses to start.
+            f"EnvironmentFile={env_path}",
+            f"Environment={_systemd_quote(f'NEWSLETTER_ROOT={root}')}",
+            f"ExecStart={' '.join(_systemd_quote(w) for w in argv)}",
+            "Restart=on-failure",
+            "RestartSec=5",
+            # Only what works in a user unit everywhere: ProtectSystem= and friends
+            # need user namespaces there, and fail the start where those are off.
+            "NoNewPrivileges=yes",
+            "",
+            "[Install]",
+            "WantedBy=default.target",
+            "",
+        ]
+    )
+    return ServeUnit(service_name=service_name, service_text=service_text, env_file=env_path)

@@ -41,25 +41,49 @@ def share_ideas_mailto(issue: Issue, section: Section) -> str:
     return mailto(issue.reply_to, share_ideas_subject(issue, section))
 
 
-def unsubscribe_token(address: str, secret: Secret | None) -> str | None:
-    """An HMAC of the address, so an unsubscribe link can't be forged; None without a secret.
+# What a token is for: the same address and list give a different token for
+# each purpose, so an unsubscribe link can never be replayed as a resubscribe.
+UNSUBSCRIBE = "unsubscribe"
+RESUBSCRIBE = "resubscribe"
 
-    The secret is `Settings.unsubscribe_secret` (NEWSLETTER_UNSUBSCRIBE_SECRET).
+
+def address_token(secret: str, purpose: str, list_id: str, address: str) -> str:
+    """An HMAC-SHA256 over (purpose, list, address), so links can't be forged or moved.
+
+    The address is compared case-insensitively, as everywhere else; 128 bits
+    of the MAC are kept to keep links short.
     """
+    message = "\0".join((purpose, list_id, address.strip().lower())).encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def address_token_is_valid(
+    secret: str, purpose: str, list_id: str, address: str, token: str
+) -> bool:
+    """Whether `token` is the one `address_token` gives (compared in constant time)."""
+    expected = address_token(secret, purpose, list_id, address)
+    return hmac.compare_digest(expected.encode(), token.encode("utf-8", "replace"))
+
+
+def unsubscribe_token(address: str, list_id: str, secret: Secret | None) -> str | None:
+    """The unsubscribe token, or None without a secret (`Settings.unsubscribe_secret`)."""
     if not secret:
         return None
-    digest = hmac.new(secret.reveal().encode(), address.strip().lower().encode(), hashlib.sha256)
-    return digest.hexdigest()[:32]
+    return address_token(secret.reveal(), UNSUBSCRIBE, list_id, address)
 
 
 def unsubscribe_https_url(settings: Settings, issue: Issue, address: str) -> str | None:
-    """The one-click unsubscribe address for this person, when an https URL is configured."""
+    """The one-click unsubscribe address for this person, when `newsletter serve` can honour it.
+
+    None without an https URL, and None without a secret: `serve` refuses an
+    unsigned link, so a message must never promise one (it keeps the mailto:).
+    """
     if not settings.unsubscribe_url:
         return None
-    params = {"address": address, "issue": issue.id}
-    token = unsubscribe_token(address, settings.unsubscribe_secret)
-    if token:
-        params["token"] = token
+    token = unsubscribe_token(address, settings.list_id, settings.unsubscribe_secret)
+    if not token:
+        return None
+    params = {"address": address, "issue": issue.id, "token": token}
     separator = "&" if "?" in settings.unsubscribe_url else "?"
     return settings.unsubscribe_url + separator + urlencode(params, quote_via=quote)
 

@@ -36,6 +36,7 @@ from newsletter.paths import ProjectPaths
 from newsletter.yamlfile import load_yaml
 
 DEFAULT_TIMEZONE = "Europe/London"
+UNSUBSCRIBE_SECRET_ENV = "NEWSLETTER_UNSUBSCRIBE_SECRET"
 SMTP_SECURITY = ("starttls", "ssl", "none")
 TRANSPORTS = ("outbox", "smtp", "postmark", "mailjet")
 
@@ -245,7 +246,7 @@ def _settings_fields(paths: ProjectPaths) -> tuple[Field, ...]:
             "unsubscribe.secret",
             _secret,
             default=None,
-            env="NEWSLETTER_UNSUBSCRIBE_SECRET",
+            env=UNSUBSCRIBE_SECRET_ENV,
             in_file=False,
             attr="unsubscribe_secret",
         ),

@@ -1,10 +1,13 @@
 """Changes to `recipients/suppressed.csv`: the people who must never be mailed.
 
 Every change rewrites the file through a temporary file and `os.replace`, so a
-reader (or a crash) never sees half a file, and takes an exclusive lock on a
-`.lock` file beside it, so two processes adding bounces at once cannot lose
-each other's rows. Addresses are compared case-insensitively; an address is
-never listed twice.
+reader (or a crash) never sees half a file, and takes an exclusive `flock` on a
+`.lock` file beside it for the whole read-modify-write, so two writers cannot
+lose each other's rows. Each call opens the lock file afresh, and Linux
+`flock` locks belong to the open file, so this serialises threads of one
+process (`newsletter serve` answers requests on several) as well as separate
+processes (`serve`, `dispatch`, `unsubscribe` at the same moment).
+Addresses are compared case-insensitively; an address is never listed twice.
 """
 
 from __future__ import annotations
@@ -66,6 +69,16 @@ def _write_rows(path: Path, header: list[str], rows: list[dict[str, str]]) -> No
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable: a power cut must not bring back the old file."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def add_suppression(path: Path, address: str, reason: str, when: date | str) -> bool:
@@ -87,7 +100,7 @@ def add_suppression(path: Path, address: str, reason: str, when: date | str) -> 
     key = address.lower()
     with _locked(path):
         header, rows = _read_rows(path)
-        if any((row.get("email") or "").strip().lower() == key for row in rows):
+        if any(_key(row) == key for row in rows):
             return False
         stamp = when.isoformat() if isinstance(when, date) else str(when)
         rows.append({"email": address, "date": stamp, "reason": reason})
@@ -95,22 +108,45 @@ def add_suppression(path: Path, address: str, reason: str, when: date | str) -> 
     return True
 
 
-def remove_suppression(path: Path, address: str) -> bool:
-    """Take `address` off the suppression list (every spelling); return False if absent."""
+def remove_suppression(path: Path, address: str, *, only_reason: str | None = None) -> bool:
+    """Take `address` off the suppression list (every spelling); return False if absent.
+
+    With `only_reason`, the address is taken off only if it is listed for that
+    reason (checked under the lock): a web "undo" may reverse its own
+    `one-click` row, never a hard bounce or a complaint recorded meanwhile.
+    """
     key = address.strip().lower()
     with _locked(path):
         if not path.exists():
             return False
         header, rows = _read_rows(path)
-        kept = [row for row in rows if (row.get("email") or "").strip().lower() != key]
-        if len(kept) == len(rows):
+        matching = [row for row in rows if _key(row) == key]
+        if not matching:
             return False
-        _write_rows(path, header, kept)
+        if only_reason is not None and any(
+            (row.get("reason") or "").strip() != only_reason for row in matching
+        ):
+            return False
+        _write_rows(path, header, [row for row in rows if _key(row) != key])
     return True
+
+
+def suppression_reason(path: Path, address: str) -> str | None:
+    """Why `address` is on the suppression list, or None when it is not."""
+    key = address.strip().lower()
+    _, rows = _read_rows(path)
+    for row in rows:
+        if _key(row) == key:
+            return (row.get("reason") or "").strip()
+    return None
+
+
+def _key(row: dict[str, str]) -> str:
+    return (row.get("email") or "").strip().lower()
 
 
 def is_suppressed(path: Path, address: str) -> bool:
     """Whether `address` is on the suppression list now."""
     key = address.strip().lower()
     _, rows = _read_rows(path)
-    return any((row.get("email") or "").strip().lower() == key for row in rows)
+    return any(_key(row) == key for row in rows)

@@ -21,7 +21,8 @@ from newsletter.paths import ProjectPaths, is_issue_file
 from newsletter.project import Project
 from newsletter.render import Renderer, budget_problems, sample_variants
 from newsletter.render_errors import render_error_problems
-from newsletter.settings import DEFAULT_TIMEZONE, read_settings
+from newsletter.settings import DEFAULT_TIMEZONE, UNSUBSCRIBE_SECRET_ENV, Settings, read_settings
+from newsletter.yamlfile import load_yaml
 
 
 def validate_project(
@@ -35,6 +36,8 @@ def validate_project(
     problems: list[Problem] = []
     settings, settings_problems = read_settings(project_paths.root_dir, environ)
     problems += settings_problems
+    if settings is not None:
+        problems += unsubscribe_secret_problems(settings)
     catalogue, catalogue_problems = read_catalogue(project_paths.catalogue_path)
     problems += catalogue_problems
     source, source_problems = read_audience_source(project_paths)
@@ -71,3 +74,16 @@ def email_problems(project: Project, issue: Issue) -> list[Problem]:
     except (NewsletterError, TemplateError) as error:
         problems += render_error_problems(error, issue.path)
     return problems
+
+
+def unsubscribe_secret_problems(settings: Settings) -> list[Problem]:
+    """An https unsubscribe URL needs the secret that signs its links (and that `serve` checks)."""
+    if not settings.unsubscribe_url or settings.unsubscribe_secret:
+        return []
+    doc = load_yaml(settings.settings_path)
+    message = (
+        f"`unsubscribe.url` is set but {UNSUBSCRIBE_SECRET_ENV} is not: set it to a long "
+        "random value wherever send, dispatch and serve run, or remove the url "
+        "(messages then offer only the mailto:)"
+    )
+    return [doc.problem(("unsubscribe", "url"), message)]

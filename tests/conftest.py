@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.support.browser",
     "tests.support.imap",
     "tests.support.bounce_apis",
+    "tests.support.serve",
 ]

@@ -23,8 +23,9 @@ from newsletter.message import (
     message_bytes,
     message_id_for,
 )
-from newsletter.project import Project
+from newsletter.project import Project, open_project
 from newsletter.settings import DkimSettings, Secret, Settings
+from tests.support.project import enable_one_click
 
 JO = Recipient("jo.bloggs@example.org", "Zoë O'Neill-Ünal, Named Nurse")
 EMAIL = PersonalisedEmail(
@@ -64,6 +65,7 @@ def test_headers_encode_names_and_subject(project: Project, issue: Issue) -> Non
     assert parsed["Date"]
 
 
+@pytest.mark.usefixtures("one_click")
 def test_list_unsubscribe_has_mailto_and_one_click_https(project: Project, issue: Issue) -> None:
     parsed = parse(message_bytes(build_message(project.settings, issue, JO, EMAIL)))
     value = parsed["List-Unsubscribe"]
@@ -156,6 +158,7 @@ def _dkim_settings(settings: Settings) -> tuple[Settings, bytes]:
     ), record
 
 
+@pytest.mark.usefixtures("one_click")
 def test_dkim_signature_verifies_and_covers_one_click_headers(
     project: Project, issue: Issue
 ) -> None:
@@ -240,3 +243,17 @@ def test_builder_and_single_message_agree(project: Project, issue: Issue) -> Non
     single = build_message(project.settings, issue, JO, EMAIL)
     for name in ("From", "To", "Subject", "Message-ID", "Reply-To", "List-Id", "List-Unsubscribe"):
         assert str(via_builder[name]) == str(single[name]), name
+
+
+def test_no_one_click_header_when_the_url_has_no_secret_to_sign_it(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `newsletter serve` refuses unsigned links, so an unsigned one is never promised.
+    enable_one_click(project_dir, monkeypatch)
+    monkeypatch.delenv("NEWSLETTER_UNSUBSCRIBE_SECRET")
+    project = open_project(project_dir)
+    issue = project.load_issue("2023-05-panel-reports")
+    parsed = parse(message_bytes(build_message(project.settings, issue, JO, EMAIL)))
+    assert parsed["List-Unsubscribe"].startswith("<mailto:")
+    assert "https:" not in parsed["List-Unsubscribe"]
+    assert parsed["List-Unsubscribe-Post"] is None

@@ -261,6 +261,7 @@ def test_personalise_never_reruns_premailer_or_jinja(renderer, samples, monkeypa
     assert "a@example.org" in one.text and "b@example.org" not in one.text
 
 
+@pytest.mark.usefixtures("one_click")
 def test_personal_values_are_escaped_and_links_are_the_recipients(
     renderer, project, issue, samples
 ):

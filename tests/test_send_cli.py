@@ -85,6 +85,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(project_dir: Path) -> None:
     assert not (project_dir / "var").exists()
 
 
+@pytest.mark.usefixtures("one_click")
 def test_send_delivers_one_message_per_person_with_their_variant(
     smtp_project: Path, smtp_server: SmtpTestServer
 ) -> None:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from newsletter.audience import read_suppressed
 from newsletter.errors import NewsletterError
-from newsletter.suppression import add_suppression, is_suppressed, remove_suppression
+from newsletter.suppression import (
+    add_suppression,
+    is_suppressed,
+    remove_suppression,
+    suppression_reason,
+)
 
 
 def test_add_appends_a_row_the_audience_reader_understands(project_dir: Path) -> None:
@@ -88,3 +95,50 @@ def test_concurrent_additions_are_all_kept(tmp_path: Path) -> None:
 def test_refuses_bad_reasons_and_addresses(tmp_path: Path, address: str, reason: str) -> None:
     with pytest.raises(NewsletterError):
         add_suppression(tmp_path / "suppressed.csv", address, reason, "2023-01-02")
+
+
+def _add_many(path: str, prefix: str, count: int, start: Any, results: Any) -> None:
+    """Run in another process: add `count` addresses, as `serve` or `dispatch` would."""
+    start.wait()  # every process begins at the same moment, so their writes overlap
+    added = 0
+    for n in range(count):
+        added += add_suppression(Path(path), f"{prefix}{n}@example.org", "one-click", "2023-01-02")
+    results.put(added)
+
+
+def test_concurrent_additions_from_several_processes_are_all_kept_once(tmp_path: Path) -> None:
+    path = tmp_path / "suppressed.csv"
+    add_suppression(path, "first@example.org", "manual", "2023-01-01")
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(4), context.Queue()
+    # Two processes race over the same 60 addresses, two over their own.
+    prefixes = ("shared", "shared", "a", "b")
+    processes = [
+        context.Process(target=_add_many, args=(str(path), prefix, 60, start, results))
+        for prefix in prefixes
+    ]
+    for process in processes:
+        process.start()
+    added = sum(results.get(timeout=120) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    assert added == 180
+    suppressed, problems = read_suppressed(path)
+    assert problems == []
+    assert len(suppressed) == 181
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 182 and lines[0] == "email,date,reason"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["suppressed.csv", "suppressed.csv.lock"]
+
+
+def test_removal_limited_to_a_reason_never_undoes_another_reason(tmp_path: Path) -> None:
+    path = tmp_path / "suppressed.csv"
+    add_suppression(path, "click@example.org", "one-click", "2023-01-02")
+    add_suppression(path, "bounce@example.org", "hard-bounce", "2023-01-02")
+
+    assert not remove_suppression(path, "bounce@example.org", only_reason="one-click")
+    assert suppression_reason(path, "BOUNCE@example.org") == "hard-bounce"
+    assert remove_suppression(path, "Click@Example.org", only_reason="one-click")
+    assert suppression_reason(path, "click@example.org") is None
+    assert not remove_suppression(path, "click@example.org", only_reason="one-click")

@@ -30,6 +30,7 @@ def mailjet(mailjet_server, sleeps):
     transport.close()
 
 
+@pytest.mark.usefixtures("one_click")
 def test_messages_are_sent_with_basic_auth_and_the_v31_shape(
     mailjet, mailjet_server, make_outgoing
 ) -> None:

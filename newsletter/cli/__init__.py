@@ -21,6 +21,7 @@ from newsletter.cli import (
     inbox_commands,
     render_commands,
     schedule_commands,
+    serve_commands,
 )
 from newsletter.cli.common import AppContext
 from newsletter.errors import ContentError, LockHeldError, NewsletterError
@@ -74,6 +75,7 @@ for module in (
     schedule_commands,
     archive_commands,
     inbox_commands,
+    serve_commands,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

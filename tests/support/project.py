@@ -29,3 +29,29 @@ def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def project(project_dir: Path) -> Project:
     return open_project(project_dir)
+
+
+ONE_CLICK_URL = "https://news.example.org/unsubscribe"
+UNSUBSCRIBE_SECRET = "test-unsubscribe-secret-4f9a2c71"
+
+
+def enable_one_click(root: Path, monkeypatch: pytest.MonkeyPatch, url: str = ONE_CLICK_URL) -> None:
+    """Turn on one-click unsubscribe in a sample project: an https URL and the signing secret.
+
+    The sample ships without `unsubscribe.url` (nothing serves it until the
+    team runs `newsletter serve`), so tests of the one-click headers ask for it.
+    """
+    path = root / "newsletter.yaml"
+    text = path.read_text(encoding="utf-8")
+    commented = f"  # url: {ONE_CLICK_URL}"
+    assert commented in text, "the sample newsletter.yaml no longer has the commented url line"
+    start = text.index(commented)
+    end = text.index("\n", start)
+    path.write_text(text[:start] + f"  url: {url}" + text[end:], encoding="utf-8")
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", UNSUBSCRIBE_SECRET)
+
+
+@pytest.fixture
+def one_click(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sample project with one-click unsubscribe on; ask for it before `project`."""
+    enable_one_click(project_dir, monkeypatch)

@@ -1,0 +1,159 @@
+"""`newsletter serve` running for real: a subprocess on 127.0.0.1 with a free port.
+
+Fixtures:
+- `serve_server`: the sample project with one-click unsubscribe on (an https
+  `unsubscribe.url` and the signing secret) and both provider webhooks
+  configured, served by `newsletter serve --port 0` in a subprocess. The
+  fixture reads the port the command prints, and at teardown stops it with
+  SIGTERM, as systemd does, and fails the test if it did not exit cleanly or
+  printed a traceback.
+
+`ServeProcess.link(address)` builds the person's link exactly as a message
+does (`links.unsubscribe_https_url`) and points it at the local server.
+`ServeProcess.session()` is an HTTP client that ignores proxy settings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from newsletter.links import unsubscribe_https_url
+from newsletter.project import open_project
+from tests.support.project import ONE_CLICK_URL, enable_one_click
+
+PUBLIC_BASE = ONE_CLICK_URL.rsplit("/", 1)[0]  # https://news.example.org
+ISSUE_ID = "2023-05-panel-reports"
+WEBHOOK_USERS = {
+    "postmark": ("postmark-hook", "pm-hook-password-3c1e9a"),
+    "mailjet": ("mailjet-hook", "mj-hook-password-77b0d2"),
+}
+START_TIMEOUT_SECONDS = 30
+LISTENING = "newsletter serve: listening on "
+
+
+@dataclass
+class ServeProcess:
+    project_dir: Path
+    base_url: str
+    process: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    @property
+    def suppressed_path(self) -> Path:
+        return self.project_dir / "recipients" / "suppressed.csv"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.project_dir / "var" / "ledger.sqlite3"
+
+    def link(self, address: str) -> str:
+        """The person's one-click link as a message carries it, aimed at this server."""
+        project = open_project(self.project_dir)
+        issue = project.load_issue(ISSUE_ID)
+        url = unsubscribe_https_url(project.settings, issue, address)
+        assert url is not None and url.startswith(PUBLIC_BASE)
+        return self.local(url)
+
+    def local(self, public_url: str) -> str:
+        """A public URL (as in a message or a page) aimed at this server instead."""
+        if public_url.startswith("/"):
+            return self.base_url + public_url
+        assert public_url.startswith(PUBLIC_BASE), public_url
+        return self.base_url + public_url[len(PUBLIC_BASE) :]
+
+    @staticmethod
+    def session() -> requests.Session:
+        client = requests.Session()
+        client.trust_env = False  # no proxy: the server is on 127.0.0.1
+        return client
+
+
+def _read_output(server: ServeProcess, ready: threading.Event) -> None:
+    """Collect everything the command prints; note when it says where it listens."""
+    assert server.process.stdout is not None
+    for line in server.process.stdout:
+        server.output.append(line)
+        if line.startswith(LISTENING):
+            server.base_url = line[len(LISTENING) :].strip()
+            ready.set()
+    ready.set()  # the process ended (or closed its output) without listening
+
+
+def start_serve(project_dir: Path, *extra: str) -> ServeProcess:
+    """Start `newsletter serve --port 0` for `project_dir` and wait until it listens."""
+    command = [
+        sys.executable,
+        "-m",
+        "newsletter",
+        "--root",
+        str(project_dir),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        *extra,
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ.copy(),
+    )
+    server = ServeProcess(project_dir, "", process)
+    ready = threading.Event()
+    server.reader = threading.Thread(target=_read_output, args=(server, ready), daemon=True)
+    server.reader.start()
+    if not ready.wait(START_TIMEOUT_SECONDS) or not server.base_url:
+        process.kill()
+        stop_serve_output(server)
+        pytest.fail(f"newsletter serve did not start: {''.join(server.output)}")
+    return server
+
+
+def stop_serve_output(server: ServeProcess) -> None:
+    server.process.wait(timeout=30)
+    if server.reader is not None:
+        server.reader.join(timeout=10)
+    if server.process.stdout is not None:
+        server.process.stdout.close()
+
+
+def stop_serve(server: ServeProcess) -> None:
+    """SIGTERM, as systemd stops it; it must exit 0 without a traceback."""
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        code = server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        stop_serve_output(server)
+        pytest.fail("newsletter serve did not stop on SIGTERM")
+    stop_serve_output(server)
+    printed = "".join(server.output)
+    assert code == 0, printed
+    assert "Traceback" not in printed, printed
+
+
+@pytest.fixture
+def serve_server(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServeProcess]:
+    enable_one_click(project_dir, monkeypatch)
+    for provider, (username, password) in WEBHOOK_USERS.items():
+        monkeypatch.setenv(f"NEWSLETTER_{provider.upper()}_WEBHOOK_USERNAME", username)
+        monkeypatch.setenv(f"NEWSLETTER_{provider.upper()}_WEBHOOK_PASSWORD", password)
+    server = start_serve(project_dir, "--threads", "8")
+    try:
+        yield server
+    finally:
+        stop_serve(server)
