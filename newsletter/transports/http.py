@@ -16,7 +16,6 @@ text we build from a response or exception.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 import requests
 
 from newsletter.errors import DeliveryError
+from newsletter.scrub import SecretScrubber
 from newsletter.settings import ProviderSettings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.halt import Halt
@@ -179,18 +179,13 @@ class ApiClient:
         self.timeout = timeout
         self.key_hint = key_hint
         self.reset_headers = tuple(reset_headers)
-        self._secrets = _secret_forms(secrets, auth)
+        credentials = [f"{auth[0]}:{auth[1]}"] if auth is not None else []
+        self.scrub = SecretScrubber([*secrets, *(auth or ())], credentials=credentials)
         self.session = requests.Session()
         self.session.headers.update({"Accept": "application/json", "User-Agent": "newsletter"})
         self.session.headers.update(headers)
         if auth is not None:
             self.session.auth = auth
-
-    def scrub(self, text: str) -> str:
-        """`text` with every secret (and its base64 forms) replaced by asterisks."""
-        for form in self._secrets:
-            text = text.replace(form, "********")
-        return text
 
     def post_json(self, path: str, payload: Any) -> Answer | GaveUp:
         """POST `payload`, retrying 429/5xx/connection failures; raise DeliveryError on 401/403."""
@@ -280,18 +275,6 @@ def temporary_for_all(messages: Sequence[OutgoingMessage], gave_up: GaveUp) -> l
 def chunks(messages: Sequence[OutgoingMessage], size: int) -> list[Sequence[OutgoingMessage]]:
     """Split into the provider's batch size."""
     return [messages[i : i + size] for i in range(0, len(messages), size)]
-
-
-def _secret_forms(secrets: Sequence[str], auth: tuple[str, str] | None) -> tuple[str, ...]:
-    values = [s for s in secrets if s]
-    forms = set(values)
-    for value in values:
-        forms.add(base64.b64encode(value.encode()).decode())
-    if auth is not None:
-        forms.add(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
-        forms.update(part for part in auth if part)
-    # Longest first, so a secret that contains another is replaced whole.
-    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def _json(response: requests.Response) -> Any:

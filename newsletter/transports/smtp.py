@@ -15,7 +15,6 @@ raise `DeliveryError` so the run stops with a clear message.
 
 from __future__ import annotations
 
-import base64
 import smtplib
 import socket
 import ssl
@@ -23,6 +22,7 @@ from collections.abc import Sequence
 from functools import cache
 
 from newsletter.errors import DeliveryError
+from newsletter.scrub import SecretScrubber
 from newsletter.settings import SmtpSettings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.halt import Halt
@@ -70,6 +70,9 @@ class SmtpTransport:
         self._connection: smtplib.SMTP | None = None
         self._halt = Halt()
         self.connections_opened = 0
+        password = smtp.password.reveal() if smtp.password else ""
+        auth_plain = f"\0{smtp.username or ''}\0{password}" if password else ""
+        self._scrub = SecretScrubber([password], credentials=[auth_plain])
 
     @property
     def where(self) -> str:
@@ -276,21 +279,6 @@ class SmtpTransport:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
-
-    def _scrub(self, text: str) -> str:
-        """Remove the password, in clear or in the base64 forms AUTH uses, from `text`."""
-        password = self.settings.password.reveal() if self.settings.password else ""
-        if not password:
-            return text
-        username = self.settings.username or ""
-        forms = {
-            password,
-            base64.b64encode(password.encode()).decode(),
-            base64.b64encode(f"\0{username}\0{password}".encode()).decode(),
-        }
-        for form in sorted(forms, key=len, reverse=True):
-            text = text.replace(form, "********")
-        return text
 
 
 def _text(value: bytes | str) -> str:
