@@ -57,7 +57,7 @@ from newsletter.message import (
     sender_domain,
 )
 from newsletter.project import Project
-from newsletter.ratelimit import Clock, RateLimiter, SystemClock
+from newsletter.ratelimit import Clock, RateLimiter, SystemClock, backoff_delay
 from newsletter.render import Renderer
 from newsletter.settings import Settings
 from newsletter.suppression import add_suppression
@@ -232,12 +232,6 @@ def make_rate_limiter(settings: Settings, rate: float | None, clock: Clock) -> R
         raise NewsletterError("--rate must be 0 (no limit) or more")
     per_second = settings.rate.per_second if rate is None else (rate or None)
     return RateLimiter(clock, per_second, settings.rate.per_minute, settings.rate.per_hour)
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Seconds to wait before attempt `attempt + 1`: exponential, capped, with 'equal jitter'."""
-    delay = min(cap, base * 2.0 ** max(0, attempt - 1))
-    return delay / 2 + rng.uniform(0, delay / 2)
 
 
 def describe_transport(settings: Settings, name: str | None = None) -> str:

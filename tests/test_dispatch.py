@@ -17,7 +17,6 @@ from newsletter.audience import read_suppressed
 from newsletter.content import Issue
 from newsletter.dispatch import (
     DispatchProgress,
-    backoff_delay,
     delivery_report,
     plan_send,
     retry_issue,
@@ -27,7 +26,7 @@ from newsletter.dispatch import (
 from newsletter.errors import DeliveryError
 from newsletter.ledger import Ledger
 from newsletter.project import Project
-from newsletter.ratelimit import RateLimiter
+from newsletter.ratelimit import RateLimiter, backoff_delay
 from newsletter.settings import RateSettings, RetrySettings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.memory import MemoryTransport

@@ -28,6 +28,7 @@ from typing import Any
 import requests
 
 from newsletter.errors import DeliveryError
+from newsletter.ratelimit import backoff_delay
 from newsletter.scrub import SecretScrubber
 from newsletter.settings import ProviderSettings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
@@ -57,7 +58,7 @@ class RetryPolicy:
     max_wait: float = 60.0
 
     def backoff(self, attempt: int) -> float:
-        return min(self.base_delay * 2.0 ** (attempt - 1), self.max_wait)
+        return backoff_delay(attempt, self.base_delay, self.max_wait)
 
 
 @dataclass(frozen=True)
