@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,6 @@ from newsletter.message import (
     MessageBuilder,
     build_message,
     message_id_for,
-    parse_message,
     sender_domain,
 )
 from newsletter.project import Project
@@ -68,35 +66,6 @@ from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transpor
 CLAIM_BATCH = 20
 INSERT_BATCH = 500
 TransportFactory = Callable[[], Transport]
-
-
-class PreparedMessage(OutgoingMessage):
-    """An outgoing message kept as its wire bytes, built once by `MessageBuilder`.
-
-    SMTP and the outbox only need the bytes; the `EmailMessage` (for API
-    providers, which send parts and headers) is parsed from them on first use,
-    so a plain SMTP send never pays for the stdlib parser.
-    """
-
-    def __init__(self, recipient: str, message_id: str, data: bytes) -> None:
-        object.__setattr__(self, "recipient", recipient)
-        object.__setattr__(self, "message_id", message_id)
-        object.__setattr__(self, "data", data)
-        object.__setattr__(self, "_parsed", None)
-
-    data: bytes
-    _parsed: EmailMessage | None
-
-    @property
-    def message(self) -> EmailMessage:
-        parsed = self._parsed
-        if parsed is None:
-            parsed = parse_message(self.data)
-            object.__setattr__(self, "_parsed", parsed)
-        return parsed
-
-    def as_bytes(self) -> bytes:
-        return self.data
 
 
 @dataclass(frozen=True)
@@ -325,7 +294,7 @@ def send_test_copies(
             recipient = replace(sample, email=address.strip())
             email = renderer.personalise(variant, recipient)
             msg = build_message(settings, issue, recipient, email, test=True)
-            outgoing = OutgoingMessage(recipient.email, str(msg["Message-ID"]), msg)
+            outgoing = OutgoingMessage.of(recipient.email, msg)
             results.append((key, transport.send_batch([outgoing])[0]))
     finally:
         transport.close()
@@ -585,7 +554,7 @@ def _build(
         email = renderer.personalise(row.variant(), recipient)
         data = builder.build(recipient, email)
         message_id = message_id_for(issue.id, recipient.email, domain)
-        messages.append(PreparedMessage(recipient.email, message_id, data))
+        messages.append(OutgoingMessage(recipient.email, message_id, data))
     return messages
 
 

@@ -13,23 +13,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
+from functools import cached_property
 from typing import Literal, Protocol
 
-from newsletter.message import message_bytes
+from newsletter.message import message_bytes, parse_message
 
 DeliveryStatus = Literal["sent", "temporary", "permanent"]
 
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """A complete message for one envelope recipient."""
+    """A complete message for one envelope recipient, kept as the bytes that go on the wire.
+
+    SMTP and the outbox send the bytes as they are. API providers, which send
+    parts and headers, read `message`: parsed from the bytes on first use, so
+    a plain SMTP send never pays for the stdlib parser.
+    """
 
     recipient: str
     message_id: str
-    message: EmailMessage
+    data: bytes
+
+    @classmethod
+    def of(cls, recipient: str, message: EmailMessage) -> OutgoingMessage:
+        """A built message to send to `recipient`, under its own Message-ID."""
+        return cls(recipient, str(message["Message-ID"]), message_bytes(message))
+
+    @cached_property
+    def message(self) -> EmailMessage:
+        return parse_message(self.data)
 
     def as_bytes(self) -> bytes:
-        return message_bytes(self.message)
+        return self.data
 
 
 @dataclass(frozen=True)
