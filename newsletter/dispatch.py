@@ -59,6 +59,7 @@ from newsletter.ratelimit import Clock, RateLimiter, SystemClock, backoff_delay
 from newsletter.render import Renderer
 from newsletter.settings import Settings
 from newsletter.suppression import add_suppression
+from newsletter.transports import open_transport, transport_type
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport
 
 # Rows claimed per transaction. Each claimed row becomes a built message held in
@@ -182,8 +183,6 @@ class DispatchResult:
 
 
 def _transport_factory(settings: Settings, name: str | None) -> TransportFactory:
-    from newsletter.transports import open_transport
-
     return lambda: open_transport(settings, name)
 
 
@@ -192,7 +191,7 @@ def _concurrency(settings: Settings, transport_name: str, concurrency: int | Non
         if concurrency < 1:
             raise NewsletterError("--concurrency must be 1 or more")
         return concurrency
-    return max(1, settings.smtp.connections) if transport_name == "smtp" else 1
+    return transport_type(transport_name).default_concurrency(settings)
 
 
 def make_rate_limiter(settings: Settings, rate: float | None, clock: Clock) -> RateLimiter:
@@ -201,26 +200,6 @@ def make_rate_limiter(settings: Settings, rate: float | None, clock: Clock) -> R
         raise NewsletterError("--rate must be 0 (no limit) or more")
     per_second = settings.rate.per_second if rate is None else (rate or None)
     return RateLimiter(clock, per_second, settings.rate.per_minute, settings.rate.per_hour)
-
-
-def describe_transport(settings: Settings, name: str | None = None) -> str:
-    """Where messages would go, in words, for `--verbose`; secrets are named, never shown."""
-    chosen = name or settings.transport
-    if chosen == "outbox":
-        return f"outbox: a Maildir at {settings.outbox_dir}"
-    if chosen == "smtp":
-        smtp = settings.smtp
-        login = (
-            f"login as {smtp.username} with the password from NEWSLETTER_SMTP_PASSWORD"
-            if smtp.username and smtp.password
-            else "no login"
-        )
-        return f"smtp: {smtp.host}:{smtp.port}, security {smtp.security}, {login}"
-    provider = settings.providers.get(chosen)
-    if provider is None:
-        return chosen
-    key = "an API key from the environment" if provider.api_key else "NO API key set"
-    return f"{chosen}: {provider.base_url}, {key}"
 
 
 # --- the plan (dry run) -----------------------------------------------------
@@ -344,11 +323,10 @@ class _Run:
 
 
 _STOP = object()
-# Transports that hand a whole batch to an HTTP API in one request: their
-# results come back together, so they are recorded a batch at a time.
-BATCH_API_TRANSPORTS = ("postmark", "mailjet")
-# Other transports deliver one message at a time; results are recorded every
-# few messages, so a run killed mid-batch re-sends only a handful.
+# A transport that sends a whole batch in one request is handed (and records)
+# a batch at a time. One that delivers messages one by one is handed a few at
+# a time, so results are recorded every few messages and a run killed
+# mid-batch re-sends only a handful.
 RECORD_EVERY = 5
 
 Recorder = Callable[[list[DeliveryRow], list[DeliveryResult]], None]
@@ -356,7 +334,7 @@ Recorder = Callable[[list[DeliveryRow], list[DeliveryResult]], None]
 
 def _chunk_size(transport: Transport) -> int:
     size = max(1, transport.batch_size)
-    return size if transport.name in BATCH_API_TRANSPORTS else min(size, RECORD_EVERY)
+    return size if transport.sends_batch_in_one_request else min(size, RECORD_EVERY)
 
 
 def _worker(
@@ -480,7 +458,7 @@ def send_issue(
             for i, transport in enumerate(transports)
         ]
         claim_size = max(
-            [CLAIM_BATCH, *(t.batch_size for t in transports if t.name in BATCH_API_TRANSPORTS)]
+            [CLAIM_BATCH, *(t.batch_size for t in transports if t.sends_batch_in_one_request)]
         )
         for thread in threads:
             thread.start()

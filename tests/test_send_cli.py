@@ -21,6 +21,8 @@ from click.testing import CliRunner, Result
 from newsletter.audience import read_suppressed
 from newsletter.cli import cli
 from newsletter.dispatch import RECORD_EVERY
+from newsletter.settings import TRANSPORTS
+from newsletter.transports import TRANSPORT_NAMES
 from tests.support.smtp import SmtpTestServer
 
 ISSUE = "2023-05-panel-reports"
@@ -83,6 +85,24 @@ def test_dry_run_prints_the_plan_and_writes_nothing(project_dir: Path) -> None:
     plan = json.loads(run(project_dir, "send", ISSUE, "--format", "json", "--rate", "0").stdout)
     assert plan["to_send"] == 67 and plan["rate"] == "no limit"
     assert not (project_dir / "var").exists()
+
+
+def test_every_transport_in_the_settings_can_be_chosen_by_each_command() -> None:
+    assert TRANSPORT_NAMES == TRANSPORTS
+    for name in ("send", "retry", "dispatch"):
+        command = cli.commands[name]
+        option = next(p for p in command.params if p.name == "transport_name")
+        assert tuple(option.type.choices) == TRANSPORT_NAMES, name  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("transport", TRANSPORT_NAMES)
+def test_verbose_dry_run_says_where_each_transport_would_deliver(
+    project_dir: Path, transport: str
+) -> None:
+    result = run(project_dir, "--verbose", "send", ISSUE, "--transport", transport)
+    assert result.exit_code == 0, result.output
+    assert f"Delivery: {transport}: " in result.stderr
+    assert f"Transport:  {transport} (" in result.stdout
 
 
 def test_send_delivers_one_message_per_person_with_their_variant(

@@ -24,13 +24,13 @@ from newsletter.dispatch import (
     DispatchResult,
     SendPlan,
     delivery_report,
-    describe_transport,
     plan_send,
     retry_issue,
     send_issue,
     send_test_copies,
 )
 from newsletter.project import Project
+from newsletter.transports import TRANSPORT_NAMES, describe_transport
 
 LOG_EVERY = 500
 
@@ -40,7 +40,7 @@ def _transport_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--transport",
             "transport_name",
-            type=click.Choice(["outbox", "smtp", "postmark", "mailjet"]),
+            type=click.Choice(TRANSPORT_NAMES),
             help="How to deliver (default: `transport` in newsletter.yaml).",
         ),
         click.option(

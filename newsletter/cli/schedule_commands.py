@@ -13,6 +13,7 @@ from newsletter.cli.common import AppContext, echo_json, format_option, pass_app
 from newsletter.cron import DEFAULT_ENV_FILE, cron_setup
 from newsletter.schedule import issue_schedule, parse_now, run_dispatch
 from newsletter.suppression import add_suppression, remove_suppression
+from newsletter.transports import TRANSPORT_NAMES
 
 NOW_HELP = "Pretend it is this time (ISO 8601, e.g. 2023-05-15T09:00:00+01:00); for testing."
 
@@ -37,7 +38,7 @@ def _now(app: AppContext, text: str | None) -> datetime:
 @click.option(
     "--transport",
     "transport_name",
-    type=click.Choice(["outbox", "smtp", "postmark", "mailjet"]),
+    type=click.Choice(TRANSPORT_NAMES),
     help="Send through this transport instead of the one in newsletter.yaml.",
 )
 @pass_app

@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import Literal, Protocol
 
 from newsletter.message import message_bytes, parse_message
+from newsletter.settings import Settings
 
 DeliveryStatus = Literal["sent", "temporary", "permanent"]
 
@@ -64,10 +65,18 @@ class DeliveryResult:
 
 
 class Transport(Protocol):
-    """A delivery back-end. One instance per worker: instances are not shared by threads."""
+    """A delivery back-end. One instance per worker: instances are not shared by threads.
+
+    `batch_size` is the most messages one `send_batch` call takes.
+    `sends_batch_in_one_request` is true when a whole batch goes out in one
+    request (an HTTP batch API), so its results all arrive together; a
+    transport that hands messages over one at a time can be given fewer, so
+    each result is recorded soon after it is known.
+    """
 
     name: str
     batch_size: int
+    sends_batch_in_one_request: bool
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Deliver each message; one result per message, in the same order."""
@@ -75,4 +84,24 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release connections; safe to call twice."""
+        ...
+
+
+class TransportType(Protocol):
+    """A transport class: how to open one from the settings, and its defaults.
+
+    Asked instead of comparing transport names, so a new back-end is one
+    class and one entry in `newsletter.transports.TRANSPORTS`.
+    """
+
+    def from_settings(self, settings: Settings) -> Transport:
+        """A new instance configured from the project's settings."""
+        ...
+
+    def default_concurrency(self, settings: Settings) -> int:
+        """Connections to use in parallel when `--concurrency` is not given."""
+        ...
+
+    def describe(self, settings: Settings) -> str:
+        """Where messages would go, in words; secrets are named, never shown."""
         ...

@@ -30,7 +30,7 @@ import requests
 from newsletter.errors import DeliveryError
 from newsletter.ratelimit import backoff_delay
 from newsletter.scrub import SecretScrubber
-from newsletter.settings import ProviderSettings
+from newsletter.settings import ProviderSettings, Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.halt import Halt
 
@@ -229,16 +229,28 @@ class ApiClient:
 class BatchApiTransport:
     """A provider's batch endpoint: splits into batches and stops the run on a fatal error.
 
-    A subclass sets `name` and implements `_send_chunk` for one batch of at
-    most `batch_size` messages, posting it through `_client`.
+    A subclass sets `name`, takes its provider settings in `__init__` and
+    implements `_send_chunk` for one batch of at most `batch_size` messages,
+    posting it through `_client`.
     """
 
     name: str
+    sends_batch_in_one_request = True
 
     def __init__(self, provider: ProviderSettings, max_batch: int, client: ApiClient) -> None:
         self.batch_size = max(1, min(int(provider.options.get("batch_size", max_batch)), max_batch))
         self._client = client
         self._halt = Halt()
+
+    @staticmethod
+    def default_concurrency(settings: Settings) -> int:
+        return 1
+
+    @classmethod
+    def describe(cls, settings: Settings) -> str:
+        provider = settings.providers[cls.name]
+        key = "an API key from the environment" if provider.api_key else "NO API key set"
+        return f"{cls.name}: {provider.base_url}, {key}"
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send in batches of `batch_size`; one result per message, in order."""

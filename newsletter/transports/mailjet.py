@@ -31,7 +31,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from newsletter.errors import ConfigError
-from newsletter.settings import ProviderSettings
+from newsletter.settings import ProviderSettings, Settings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.http import (
     ApiClient,
@@ -80,6 +80,10 @@ class MailjetTransport(BatchApiTransport):
             key_hint=f"{KEY_ENV} and {SECRET_ENV}",
         )
         super().__init__(provider, MAX_BATCH, client)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MailjetTransport:
+        return cls(settings.providers[cls.name])
 
     def payload(self, outgoing: OutgoingMessage) -> dict[str, Any]:
         """One message in Mailjet's v3.1 JSON shape."""

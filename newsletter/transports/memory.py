@@ -20,6 +20,7 @@ class MemoryTransport:
     """
 
     name = "memory"
+    sends_batch_in_one_request = False
 
     def __init__(
         self,

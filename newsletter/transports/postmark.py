@@ -34,7 +34,7 @@ from email.utils import formataddr
 from typing import Any
 
 from newsletter.errors import ConfigError, DeliveryError
-from newsletter.settings import ProviderSettings
+from newsletter.settings import ProviderSettings, Settings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.http import (
     ApiClient,
@@ -84,6 +84,10 @@ class PostmarkTransport(BatchApiTransport):
             key_hint=TOKEN_ENV,
         )
         super().__init__(provider, MAX_BATCH, client)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PostmarkTransport:
+        return cls(settings.providers[cls.name])
 
     def payload(self, outgoing: OutgoingMessage) -> dict[str, Any]:
         """One message in Postmark's JSON shape."""

@@ -23,7 +23,7 @@ from functools import cache
 
 from newsletter.errors import DeliveryError
 from newsletter.scrub import SecretScrubber
-from newsletter.settings import SmtpSettings
+from newsletter.settings import Settings, SmtpSettings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.halt import Halt
 
@@ -54,6 +54,7 @@ class SmtpTransport:
     """Sends each message over one reused SMTP connection."""
 
     name = "smtp"
+    sends_batch_in_one_request = False
 
     def __init__(
         self,
@@ -73,6 +74,24 @@ class SmtpTransport:
         password = smtp.password.reveal() if smtp.password else ""
         auth_plain = f"\0{smtp.username or ''}\0{password}" if password else ""
         self._scrub = SecretScrubber([password], credentials=[auth_plain])
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpTransport:
+        return cls(settings.smtp, settings.from_address)
+
+    @staticmethod
+    def default_concurrency(settings: Settings) -> int:
+        return max(1, settings.smtp.connections)
+
+    @staticmethod
+    def describe(settings: Settings) -> str:
+        smtp = settings.smtp
+        login = (
+            f"login as {smtp.username} with the password from NEWSLETTER_SMTP_PASSWORD"
+            if smtp.username and smtp.password
+            else "no login"
+        )
+        return f"smtp: {smtp.host}:{smtp.port}, security {smtp.security}, {login}"
 
     @property
     def where(self) -> str:
