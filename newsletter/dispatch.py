@@ -132,7 +132,7 @@ class SendPlan:
 @dataclass(frozen=True)
 class Failure:
     email: str
-    state: str
+    state: State
     detail: str
 
 
@@ -634,7 +634,7 @@ def _record(
             if result.status == "sent":
                 run.sent += 1
                 outcome = Outcome(row.address_key, "sent", "", result.provider_id)
-            elif result.status == "temporary":
+            elif result.status == "failed-temporary":
                 if row.run_attempts >= max_attempts:
                     run.gave_up += 1
                     run.failures.append(Failure(row.email, "failed-temporary", result.detail))
@@ -700,7 +700,7 @@ def _shutdown(
 @dataclass(frozen=True)
 class ReportedFailure:
     email: str
-    state: str
+    state: State
     attempts: int
     detail: str
 

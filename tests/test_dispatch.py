@@ -131,7 +131,7 @@ def test_temporary_failure_is_retried_with_backoff_then_delivered(
     clock = FakeClock()
     sent: list[OutgoingMessage] = []
     victim = "j.okafor@example.org"
-    factory = memory(sent, {victim: ["temporary", "temporary"]})
+    factory = memory(sent, {victim: ["failed-temporary", "failed-temporary"]})
     result = send_issue(
         project, issue, transport_factory=factory, rate=0, clock=clock, rng=random.Random(1)
     )
@@ -151,7 +151,7 @@ def test_temporary_failures_stop_at_max_attempts_and_retry_sends_them_later(
     project = with_settings(project, retry=RetrySettings(max_attempts=3, base_delay_seconds=1))
     sent: list[OutgoingMessage] = []
     victim = "j.okafor@example.org"
-    factory = memory(sent, {victim: ["temporary"] * 3})
+    factory = memory(sent, {victim: ["failed-temporary"] * 3})
     result = send_issue(project, issue, transport_factory=factory, rate=0, clock=FakeClock())
     assert result.sent == 66 and result.failed_temporary == 1 and not result.ok
     assert [f.email.lower() for f in result.failures] == [victim]
@@ -172,7 +172,9 @@ def test_retry_after_from_the_provider_is_honoured(project: Project, issue: Issu
             SlowDown.calls += 1
             if SlowDown.calls == 1:
                 return [
-                    DeliveryResult(m.recipient, m.message_id, "temporary", "429", retry_after=90)
+                    DeliveryResult(
+                        m.recipient, m.message_id, "failed-temporary", "429", retry_after=90
+                    )
                     for m in messages
                 ]
             return super().send_batch(messages)
@@ -192,7 +194,7 @@ def test_permanent_failure_is_not_retried_and_the_address_is_suppressed(
     sent: list[OutgoingMessage] = []
     victim = "j.okafor@example.org"
     result = send_issue(
-        project, issue, transport_factory=memory(sent, {victim: ["permanent"]}), rate=0
+        project, issue, transport_factory=memory(sent, {victim: ["failed-permanent"]}), rate=0
     )
     assert (result.sent, result.failed_permanent) == (66, 1) and not result.ok
     assert result.hard_bounced == ("j.okafor@example.org",)
@@ -212,7 +214,7 @@ def test_hard_bounce_needs_the_configured_number_of_failures(
     project = with_settings(project, retry=RetrySettings(hard_bounce_after=2))
     victim = "j.okafor@example.org"
     result = send_issue(
-        project, issue, transport_factory=memory([], {victim: ["permanent"]}), rate=0
+        project, issue, transport_factory=memory([], {victim: ["failed-permanent"]}), rate=0
     )
     assert result.failed_permanent == 1 and result.hard_bounced == ()
     suppressed, _ = read_suppressed(project.recipients_dir / "suppressed.csv")
@@ -347,7 +349,7 @@ def test_report_counts_states_segments_and_failures(project: Project, issue: Iss
     send_issue(
         project,
         issue,
-        transport_factory=memory([], {victim: ["permanent"]}),
+        transport_factory=memory([], {victim: ["failed-permanent"]}),
         rate=0,
         now=datetime(2023, 5, 30, 9, tzinfo=UTC),
     )

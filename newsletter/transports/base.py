@@ -1,7 +1,7 @@
 """The one small interface every delivery back-end implements.
 
 A transport takes complete messages and says, per message, what happened:
-`sent`, `temporary` (try again later) or `permanent` (give up on this
+`sent`, `failed-temporary` (try again later) or `failed-permanent` (give up on this
 address). It never raises for a delivery failure, so one bad address cannot
 stop a run; only a misconfiguration it cannot work around (no credentials, a
 rejected API key) raises `DeliveryError`, which stops the run with a clear
@@ -19,7 +19,9 @@ from typing import Literal, Protocol
 from newsletter.message import message_bytes, parse_message
 from newsletter.settings import Settings
 
-DeliveryStatus = Literal["sent", "temporary", "permanent"]
+# The ledger's own spelling of these states (`newsletter.ledger.State`), so a result
+# is recorded as it is, never translated.
+DeliveryStatus = Literal["sent", "failed-temporary", "failed-permanent"]
 
 
 @dataclass(frozen=True)

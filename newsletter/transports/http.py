@@ -4,10 +4,10 @@ Retry rule (both providers): 429 and 5xx, and a connection that fails, are
 retried a bounded number of times. The wait is what the provider asked for
 (`Retry-After` in seconds or as an HTTP date, else a rate-limit reset
 header), else exponential backoff; a wait longer than `max_wait` is not
-slept here but handed back as `retry_after` on `temporary` results, so the
+slept here but handed back as `retry_after` on `failed-temporary` results, so the
 dispatcher decides. 401/403 mean the key is wrong: `DeliveryError`, which
 stops the run instead of failing everyone. Other 4xx are for the provider
-module to map, usually `permanent` for the request's messages.
+module to map, usually `failed-permanent` for the request's messages.
 
 Secrets travel only in request headers. Error text never includes request
 headers, and `scrub` removes every secret (and its base64 form) from any
@@ -279,7 +279,7 @@ def temporary_for_all(messages: Sequence[OutgoingMessage], gave_up: GaveUp) -> l
     """Every message back as temporary, carrying the provider's requested wait."""
     return [
         DeliveryResult(
-            m.recipient, m.message_id, "temporary", gave_up.detail, None, gave_up.retry_after
+            m.recipient, m.message_id, "failed-temporary", gave_up.detail, None, gave_up.retry_after
         )
         for m in messages
     ]

@@ -109,7 +109,7 @@ class SmtpTransport:
                 # rest back as temporary and let the dispatcher back off.
                 detail = self._scrub(str(error))
                 results += [
-                    DeliveryResult(m.recipient, m.message_id, "temporary", detail)
+                    DeliveryResult(m.recipient, m.message_id, "failed-temporary", detail)
                     for m in messages[index:]
                 ]
                 break
@@ -140,14 +140,16 @@ class SmtpTransport:
                     self._drop()
                     if attempt == 1:
                         continue
-                    return self._result(outgoing, "temporary", reply_error)
+                    return self._result(outgoing, "failed-temporary", reply_error)
                 self._reset()
                 if reply_error.stage == "MAIL" and reply_error.code >= 500:
                     raise DeliveryError(
                         f"the SMTP server {self.where} refused the sender address "
                         f"{self.envelope_from}: {self._describe(reply_error)}"
                     ) from None
-                status: DeliveryStatus = "permanent" if reply_error.code >= 500 else "temporary"
+                status: DeliveryStatus = (
+                    "failed-permanent" if reply_error.code >= 500 else "failed-temporary"
+                )
                 return self._result(outgoing, status, reply_error)
             except (smtplib.SMTPServerDisconnected, OSError) as error:
                 self._drop()
@@ -155,7 +157,7 @@ class SmtpTransport:
                     continue
                 detail = f"the SMTP server {self.where} dropped the connection twice ({error})"
                 return DeliveryResult(
-                    outgoing.recipient, outgoing.message_id, "temporary", self._scrub(detail)
+                    outgoing.recipient, outgoing.message_id, "failed-temporary", self._scrub(detail)
                 )
             return DeliveryResult(
                 outgoing.recipient, outgoing.message_id, "sent", "", self._queue_id(reply)
