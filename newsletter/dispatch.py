@@ -41,7 +41,9 @@ from newsletter.content import Issue
 from newsletter.errors import NewsletterError
 from newsletter.ledger import (
     CLAIMABLE,
+    UNFINISHED,
     DeliveryRow,
+    DeliverySummary,
     Ledger,
     NewRecipient,
     Outcome,
@@ -492,7 +494,7 @@ def send_issue(
         if run.error is not None:
             raise run.error
         final = ledger.count_states(issue.id)
-        if final["pending"] == 0 and final["sending"] == 0 and final["failed-temporary"] == 0:
+        if not any(final[state] for state in UNFINISHED):
             ledger.finish_issue(issue.id)
         return DispatchResult(
             issue_id=issue.id,
@@ -709,24 +711,24 @@ class ReportedFailure:
 class DeliveryReport:
     """What the ledger says about one issue: who got it, who did not, and why."""
 
-    issue_id: str
-    counts: dict[str, int]
+    summary: DeliverySummary
     per_segment: dict[str, dict[str, int]]
     failures: tuple[ReportedFailure, ...]
-    started_at: str | None
-    finished_at: str | None
-    complete: bool
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "issue": self.issue_id,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "complete": self.complete,
-            "counts": self.counts,
+            "issue": self.summary.issue_id,
+            "started_at": self.summary.started_at,
+            "finished_at": self.summary.finished_at,
+            "complete": self.summary.complete,
+            "counts": dict(self.summary.counts),
             "per_segment": self.per_segment,
             "failures": [f.__dict__ for f in self.failures],
         }
+
+
+# The rows the report lists one by one, with their last error.
+REPORTED_STATES: tuple[State, ...] = ("failed-permanent", "failed-temporary", "sending")
 
 
 def delivery_report(project: Project, issue: str) -> DeliveryReport:
@@ -738,19 +740,11 @@ def delivery_report(project: Project, issue: str) -> DeliveryReport:
         )
     with ledger:
         issue_id = issue if issue in ledger.issue_ids() else project.load_issue(issue).id
-        state = ledger.issue_state(issue_id)
-        if not state.total:
+        summary = ledger.summary(issue_id)
+        if not summary.started:
             raise NewsletterError(f"the ledger has no deliveries of {issue_id} yet")
         failures = tuple(
             ReportedFailure(row.email, row.state, row.attempts, row.last_error)
-            for row in ledger.rows(issue_id, ("failed-permanent", "failed-temporary", "sending"))
+            for row in ledger.rows(issue_id, REPORTED_STATES)
         )
-        return DeliveryReport(
-            issue_id=issue_id,
-            counts=state.counts,
-            per_segment=ledger.count_segments(issue_id),
-            failures=failures,
-            started_at=state.started_at,
-            finished_at=state.finished_at,
-            complete=state.complete,
-        )
+        return DeliveryReport(summary, ledger.count_segments(issue_id), failures)

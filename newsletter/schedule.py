@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from newsletter import dispatch
 from newsletter.content import Issue, resolve_send_at
 from newsletter.errors import ContentError, LockHeldError, NewsletterError, Problem
-from newsletter.ledger import LedgerSummary, read_summary
+from newsletter.ledger import DeliverySummary, read_summary
 from newsletter.project import Project
 from newsletter.yamlfile import load_yaml
 
@@ -82,7 +82,7 @@ class ScheduleEntry:
     detail: str
     issue: Issue | None = None
     problems: tuple[Problem, ...] = ()
-    ledger: LedgerSummary | None = None
+    ledger: DeliverySummary | None = None
     overdue: bool = False  # further past send_at than the catch-up window
     due: bool = True  # send_at has passed (or cannot be read)
 
@@ -103,18 +103,15 @@ class ScheduleEntry:
             "state": self.state,
             "detail": self.detail,
             "seconds_until_due": round(left) if left is not None else None,
-            "counts": dict(self.ledger.counts) if self.ledger else {},
+            "counts": self.ledger.counts_present() if self.ledger else {},
             "complete": self.ledger.complete if self.ledger else False,
             "errors": [str(p) for p in self.problems if p.is_error],
         }
 
 
-def _counts_text(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no recipients"
-
-
-def _failed_permanently(counts: Mapping[str, int]) -> int:
-    return counts.get("failed-permanent", 0)
+def _counts_text(summary: DeliverySummary) -> str:
+    present = sorted(summary.counts_present().items())
+    return ", ".join(f"{n} {state}" for state, n in present) or "no recipients"
 
 
 def last_logged(log_path: Path) -> dict[str, dict[str, Any]]:
@@ -167,10 +164,10 @@ def schedule_entry(
     errors = [p for p in problems if p.is_error]
     ledger = read_summary(settings.ledger_path, issue_id)
     if ledger is not None and ledger.complete:
-        failed = _failed_permanently(ledger.counts)
+        failed = ledger.counts.get("failed-permanent", 0)
         delivered = ledger.counts.get("sent", 0)
         state: IssueState = "failed" if failed and not delivered else "sent"
-        return entry(state, _counts_text(ledger.counts), ledger=ledger)
+        return entry(state, _counts_text(ledger), ledger=ledger)
     if not approved:
         fix = f"; {len(errors)} error(s) to fix first" if errors else ""
         return entry("draft", f"not approved yet{fix}", ledger=ledger)
@@ -197,7 +194,7 @@ def schedule_entry(
     if ledger is not None and ledger.started:
         return entry(
             "sending",
-            f"{_counts_text(ledger.counts)}; the next dispatch carries on",
+            f"{_counts_text(ledger)}; the next dispatch carries on",
             ledger=ledger,
         )
     return entry("due", "the next dispatch sends it", ledger=ledger)

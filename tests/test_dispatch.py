@@ -105,7 +105,7 @@ def test_everyone_gets_exactly_one_message_with_their_variant(
     assert len(recipients) == 67 and set(recipients.values()) == {1}
     with Ledger(project.settings.ledger_path) as ledger:
         rows = {row.address_key: row for row in ledger.rows(ISSUE)}
-        assert ledger.issue_state(ISSUE).complete
+        assert ledger.summary(ISSUE).complete
     for message in sent:
         row = rows[message.recipient.lower()]
         assert row.state == "sent"
@@ -158,7 +158,7 @@ def test_temporary_failures_stop_at_max_attempts_and_retry_sends_them_later(
     with Ledger(project.settings.ledger_path) as ledger:
         row = ledger.lookup(ISSUE, victim)
         assert row is not None and (row.state, row.attempts) == ("failed-temporary", 3)
-        assert not ledger.issue_state(ISSUE).complete
+        assert not ledger.summary(ISSUE).complete
     later = retry_issue(project, issue, transport_factory=factory, rate=0, clock=FakeClock())
     assert later.sent == 1 and later.ok
     assert len(sent) == 67
@@ -227,7 +227,7 @@ def test_limit_sends_part_and_a_later_run_sends_the_rest(project: Project, issue
     assert first.sent == 10
     with Ledger(project.settings.ledger_path) as ledger:
         assert ledger.count_states(ISSUE)["pending"] == 57
-        assert not ledger.issue_state(ISSUE).complete
+        assert not ledger.summary(ISSUE).complete
     second = send_issue(project, issue, transport_factory=memory(sent), rate=0)
     assert second.sent == 57 and second.skipped_already_sent == 10
     assert len({m.recipient for m in sent}) == 67 == len(sent)
@@ -354,8 +354,8 @@ def test_report_counts_states_segments_and_failures(project: Project, issue: Iss
         now=datetime(2023, 5, 30, 9, tzinfo=UTC),
     )
     report = delivery_report(project, ISSUE)
-    assert report.counts["sent"] == 66 and report.counts["failed-permanent"] == 1
-    assert report.counts["suppressed"] == 4
+    assert report.summary.counts["sent"] == 66 and report.summary.counts["failed-permanent"] == 1
+    assert report.summary.counts["suppressed"] == 4
     assert report.per_segment["all-practitioners"]["sent"] == 66
     assert [(f.email.lower(), f.state) for f in report.failures] == [(victim, "failed-permanent")]
     assert report.as_dict()["failures"][0]["detail"].startswith("550")

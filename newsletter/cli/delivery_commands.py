@@ -273,7 +273,7 @@ def report(app: AppContext, issue: str, output_format: str) -> None:
         return
     if output_format == "csv":
         rows: list[tuple[str, str, str, object]] = [
-            ("state", "", state, n) for state, n in data.counts.items()
+            ("state", "", state, n) for state, n in data.summary.counts.items()
         ]
         rows += [
             ("segment", segment, state, n)
@@ -283,11 +283,12 @@ def report(app: AppContext, issue: str, output_format: str) -> None:
         rows += [("failure", f.email, f.state, f.detail) for f in data.failures]
         click.echo(csv_text(("kind", "name", "state", "value"), rows), nl=False)
         return
-    click.echo(f"Delivery of {data.issue_id}")
-    click.echo(f"Started: {data.started_at or '-'}   Finished: {data.finished_at or '-'}\n")
-    click.echo(table_text(("state", "recipients"), list(data.counts.items())))
+    summary = data.summary
+    click.echo(f"Delivery of {summary.issue_id}")
+    click.echo(f"Started: {summary.started_at or '-'}   Finished: {summary.finished_at or '-'}\n")
+    click.echo(table_text(("state", "recipients"), list(summary.counts.items())))
     if data.per_segment:
-        states = list(data.counts)
+        states = list(summary.counts)
         click.echo("")
         click.echo(
             table_text(
