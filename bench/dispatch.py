@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 
 from newsletter.audience import iter_audience
-from newsletter.dispatch import send_issue
 from newsletter.message import build_message, message_bytes
 from newsletter.project import Project, init_project, open_project
 from newsletter.render import Renderer
+from newsletter.send import send_issue
 
 ISSUE = "2023-05-panel-reports"
 AGENCIES = ("health", "police", "education", "childrens-social-care", "adults-social-care")

@@ -4,7 +4,7 @@ Cron or a systemd timer runs `newsletter dispatch` every few minutes on a
 server nobody watches. Each run takes a process lock (so two runs never send
 at once), looks at every issue file, and sends the approved ones whose
 `send_at` has passed and whose ledger is not complete, through the delivery
-machinery in `dispatch.py`; the ledger makes a crashed run resumable and a
+machinery in `send.py`; the ledger makes a crashed run resumable and a
 finished one a no-op. An issue more than `catch_up_days` overdue is left
 alone unless asked, so a server restored from an old backup does not mail
 last quarter's update. Each issue acted on gets one JSON line in the dispatch
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from newsletter import dispatch
+from newsletter import send
 from newsletter.content import Issue, resolve_send_at
 from newsletter.errors import ContentError, LockHeldError, NewsletterError, Problem
 from newsletter.ledger import DeliverySummary, read_summary
@@ -394,7 +394,7 @@ def _decide_and_send(
         return IssueOutcome(issue_id, "skipped", f"skipped: {entry.detail}")
     issue = entry.issue
     if dry_run:
-        plan = dispatch.plan_send(project, issue, transport_name=transport_name)
+        plan = send.plan_send(project, issue, transport_name=transport_name)
         return IssueOutcome(
             issue_id,
             "planned",
@@ -403,12 +403,12 @@ def _decide_and_send(
             {"to_send": plan.to_send, "already_sent": plan.already_sent},
         )
 
-    def report(step: dispatch.DispatchProgress) -> None:
+    def report(step: send.SendProgress) -> None:
         if progress is not None:
             progress(issue_id, step.done, step.total)
 
     try:
-        result = dispatch.send_issue(
+        result = send.send_issue(
             project,
             issue,
             transport_name=transport_name,
@@ -453,5 +453,5 @@ RESULT_COUNTS = (
 )
 
 
-def _result_counts(result: dispatch.DispatchResult) -> dict[str, int]:
+def _result_counts(result: send.SendResult) -> dict[str, int]:
     return {name: int(getattr(result, name)) for name in RESULT_COUNTS}

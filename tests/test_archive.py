@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from newsletter.archive import build_archive, render_web_issue
 from newsletter.cli import cli
 from newsletter.content import PUBLICATION_TYPES
-from newsletter.dispatch import send_issue
 from newsletter.errors import ContentError
 from newsletter.links import share_ideas_mailto, web_version_url
 from newsletter.project import Project, open_project
+from newsletter.send import send_issue
 from newsletter.transports.memory import MemoryTransport
 
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -15,18 +15,18 @@ import pytest
 
 from newsletter.audience import read_suppressed
 from newsletter.content import Issue
-from newsletter.dispatch import (
-    DispatchProgress,
+from newsletter.errors import DeliveryError
+from newsletter.ledger import Ledger
+from newsletter.project import Project
+from newsletter.ratelimit import RateLimiter, backoff_delay
+from newsletter.send import (
+    SendProgress,
     delivery_report,
     plan_send,
     retry_issue,
     send_issue,
     send_test_copies,
 )
-from newsletter.errors import DeliveryError
-from newsletter.ledger import Ledger
-from newsletter.project import Project
-from newsletter.ratelimit import RateLimiter, backoff_delay
 from newsletter.settings import RateSettings, RetrySettings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.memory import MemoryTransport
@@ -284,9 +284,9 @@ def test_rows_left_sending_by_a_killed_run_are_resent_with_the_same_message_id(
 
 
 def test_progress_is_reported_up_to_the_total(project: Project, issue: Issue) -> None:
-    seen: list[DispatchProgress] = []
+    seen: list[SendProgress] = []
     send_issue(project, issue, transport_factory=memory([]), rate=0, progress=seen.append)
-    assert seen[-1] == DispatchProgress(done=67, total=67, sent=67, failed=0)
+    assert seen[-1] == SendProgress(done=67, total=67, sent=67, failed=0)
     assert [p.done for p in seen] == sorted(p.done for p in seen)
 
 

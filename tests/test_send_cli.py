@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 
 from newsletter.audience import read_suppressed
 from newsletter.cli import cli
-from newsletter.dispatch import RECORD_EVERY
+from newsletter.send import RECORD_EVERY
 from newsletter.settings import TRANSPORTS
 from newsletter.transports import TRANSPORT_NAMES
 from tests.support.smtp import SmtpTestServer

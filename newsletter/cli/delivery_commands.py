@@ -19,17 +19,17 @@ from newsletter.cli.common import (
     table_text,
 )
 from newsletter.content import Issue
-from newsletter.dispatch import (
-    DispatchProgress,
-    DispatchResult,
+from newsletter.project import Project
+from newsletter.send import (
     SendPlan,
+    SendProgress,
+    SendResult,
     delivery_report,
     plan_send,
     retry_issue,
     send_issue,
     send_test_copies,
 )
-from newsletter.project import Project
 from newsletter.transports import TRANSPORT_NAMES, describe_transport
 
 LOG_EVERY = 500
@@ -63,13 +63,13 @@ def _transport_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def _progress_reporter() -> Iterator[Callable[[DispatchProgress], None]]:
+def _progress_reporter() -> Iterator[Callable[[SendProgress], None]]:
     """A progress bar on a terminal; otherwise a plain line every LOG_EVERY messages."""
     interactive = sys.stderr.isatty()
     bar: Any = None
     last_logged = 0
 
-    def report(progress: DispatchProgress) -> None:
+    def report(progress: SendProgress) -> None:
         nonlocal bar, last_logged
         if interactive:
             if bar is None:
@@ -108,7 +108,7 @@ def _echo_plan(plan: SendPlan) -> None:
 
 
 def _deliver(
-    deliver: Callable[..., DispatchResult],
+    deliver: Callable[..., SendResult],
     project: Project,
     issue: Issue,
     output_format: str,

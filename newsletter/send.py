@@ -139,7 +139,7 @@ class Failure:
 
 
 @dataclass(frozen=True)
-class DispatchProgress:
+class SendProgress:
     """Passed to the progress callback after each recorded batch."""
 
     done: int
@@ -149,7 +149,7 @@ class DispatchProgress:
 
 
 @dataclass(frozen=True)
-class DispatchResult:
+class SendResult:
     """What a run did. Counts of `sent`/`failed_permanent` are for this run only."""
 
     issue_id: str
@@ -388,14 +388,14 @@ def send_issue(
     limit: int | None = None,
     concurrency: int | None = None,
     rate: float | None = None,
-    progress: Callable[[DispatchProgress], None] | None = None,
+    progress: Callable[[SendProgress], None] | None = None,
     now: datetime | None = None,
     clock: Clock | None = None,
     rng: random.Random | None = None,
     transport_factory: TransportFactory | None = None,
     refresh_audience: bool = True,
     states: Sequence[State] = CLAIMABLE,
-) -> DispatchResult:
+) -> SendResult:
     """Send the issue to everyone in its audience not yet sent to, recording each in the ledger.
 
     Resumable: run it again after a crash and it sends only to the people
@@ -496,7 +496,7 @@ def send_issue(
         final = ledger.count_states(issue.id)
         if not any(final[state] for state in UNFINISHED):
             ledger.finish_issue(issue.id)
-        return DispatchResult(
+        return SendResult(
             issue_id=issue.id,
             sent=run.sent,
             failed_temporary=final["failed-temporary"],
@@ -511,7 +511,7 @@ def send_issue(
         ledger.close()
 
 
-def retry_issue(project: Project, issue: Issue, **options: Any) -> DispatchResult:
+def retry_issue(project: Project, issue: Issue, **options: Any) -> SendResult:
     """Send the issue again to the people whose delivery failed temporarily (lists not re-read)."""
     return send_issue(
         project, issue, refresh_audience=False, states=("failed-temporary",), **options
@@ -558,7 +558,7 @@ def _drive(
     rng: random.Random,
     now: datetime | None,
     total: int,
-    progress: Callable[[DispatchProgress], None] | None,
+    progress: Callable[[SendProgress], None] | None,
     suppressed_path: Any,
 ) -> None:
     # One batch being sent per worker and one built, ready for whichever finishes first.
@@ -611,7 +611,7 @@ def _drive(
         if progress is not None:
             with run.lock:
                 done = run.sent + run.permanent + run.gave_up
-                update = DispatchProgress(
+                update = SendProgress(
                     done=done, total=total, sent=run.sent, failed=run.permanent + run.gave_up
                 )
             progress(update)
