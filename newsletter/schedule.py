@@ -29,6 +29,7 @@ from newsletter import send
 from newsletter.content import Issue, resolve_send_at
 from newsletter.errors import ContentError, LockHeldError, NewsletterError, Problem
 from newsletter.ledger import DeliverySummary, read_summary
+from newsletter.plan import plan_send
 from newsletter.project import Project
 from newsletter.yamlfile import load_yaml
 
@@ -394,7 +395,7 @@ def _decide_and_send(
         return IssueOutcome(issue_id, "skipped", f"skipped: {entry.detail}")
     issue = entry.issue
     if dry_run:
-        plan = send.plan_send(project, issue, transport_name=transport_name)
+        plan = plan_send(project, issue, transport_name=transport_name)
         return IssueOutcome(
             issue_id,
             "planned",

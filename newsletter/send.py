@@ -24,7 +24,7 @@ import random
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,6 @@ from newsletter.audience import (
     Recipient,
     Suppression,
     iter_audience,
-    sample_recipients,
     segments_of,
 )
 from newsletter.content import Issue
@@ -43,16 +42,13 @@ from newsletter.ledger import (
     CLAIMABLE,
     UNFINISHED,
     DeliveryRow,
-    DeliverySummary,
     Ledger,
     NewRecipient,
     Outcome,
     State,
-    open_ledger_if_exists,
 )
 from newsletter.message import (
     MessageBuilder,
-    build_message,
     message_id_for,
     sender_domain,
 )
@@ -69,66 +65,6 @@ from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transpor
 CLAIM_BATCH = 20
 INSERT_BATCH = 500
 TransportFactory = Callable[[], Transport]
-
-
-@dataclass(frozen=True)
-class VariantPlan:
-    key: str
-    label: str
-    section_ids: tuple[str, ...]
-    recipients: int
-
-
-@dataclass(frozen=True)
-class SendPlan:
-    """What `send` would do, worked out without writing anything."""
-
-    issue_id: str
-    subject: str
-    transport: str
-    rate: str
-    concurrency: int
-    limit: int | None
-    recipients: int
-    variants: tuple[VariantPlan, ...]
-    per_segment: dict[str, int]
-    duplicates_merged: int
-    suppressed: int
-    invalid: int
-    already_sent: int
-    ledger_path: str
-
-    @property
-    def to_send(self) -> int:
-        remaining = max(0, self.recipients - self.already_sent)
-        return remaining if self.limit is None else min(self.limit, remaining)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "issue": self.issue_id,
-            "subject": self.subject,
-            "transport": self.transport,
-            "rate": self.rate,
-            "concurrency": self.concurrency,
-            "limit": self.limit,
-            "recipients": self.recipients,
-            "already_sent": self.already_sent,
-            "to_send": self.to_send,
-            "duplicates_merged": self.duplicates_merged,
-            "suppressed": self.suppressed,
-            "invalid": self.invalid,
-            "variants": [
-                {
-                    "key": v.key,
-                    "label": v.label,
-                    "sections": list(v.section_ids),
-                    "recipients": v.recipients,
-                }
-                for v in self.variants
-            ],
-            "per_segment": self.per_segment,
-            "ledger": self.ledger_path,
-        }
 
 
 @dataclass(frozen=True)
@@ -184,11 +120,11 @@ class SendResult:
 # --- helpers ----------------------------------------------------------------
 
 
-def _transport_factory(settings: Settings, name: str | None) -> TransportFactory:
+def transport_factory_for(settings: Settings, name: str | None) -> TransportFactory:
     return lambda: open_transport(settings, name)
 
 
-def _concurrency(settings: Settings, transport_name: str, concurrency: int | None) -> int:
+def concurrency_for(settings: Settings, transport_name: str, concurrency: int | None) -> int:
     if concurrency is not None:
         if concurrency < 1:
             raise NewsletterError("--concurrency must be 1 or more")
@@ -202,84 +138,6 @@ def make_rate_limiter(settings: Settings, rate: float | None, clock: Clock) -> R
         raise NewsletterError("--rate must be 0 (no limit) or more")
     per_second = settings.rate.per_second if rate is None else (rate or None)
     return RateLimiter(clock, per_second, settings.rate.per_minute, settings.rate.per_hour)
-
-
-# --- the plan (dry run) -----------------------------------------------------
-
-
-def plan_send(
-    project: Project,
-    issue: Issue,
-    *,
-    transport_name: str | None = None,
-    limit: int | None = None,
-    concurrency: int | None = None,
-    rate: float | None = None,
-) -> SendPlan:
-    """Work out who would get what, how, and how fast. Writes nothing, not even a ledger file."""
-    settings = project.settings
-    name = transport_name or settings.transport
-    counts = AudienceCounts()
-    for _ in iter_audience(project.audience_source(), issue, counts):
-        pass
-    already_sent = 0
-    ledger = open_ledger_if_exists(settings.ledger_path)
-    if ledger is not None:
-        with ledger:
-            already_sent = ledger.count_states(issue.id)["sent"]
-    return SendPlan(
-        issue_id=issue.id,
-        subject=issue.subject,
-        transport=name,
-        rate=make_rate_limiter(settings, rate, SystemClock()).describe(),
-        concurrency=_concurrency(settings, name, concurrency),
-        limit=limit,
-        recipients=counts.recipients,
-        variants=tuple(
-            VariantPlan(key, counts.variants[key].label, counts.variants[key].section_ids, n)
-            for key, n in sorted(counts.per_variant.items())
-        ),
-        per_segment=dict(sorted(counts.per_segment.items())),
-        duplicates_merged=counts.duplicates_merged,
-        suppressed=counts.suppressed,
-        invalid=counts.invalid,
-        already_sent=already_sent,
-        ledger_path=str(settings.ledger_path),
-    )
-
-
-# --- test copies ------------------------------------------------------------
-
-
-def send_test_copies(
-    project: Project,
-    issue: Issue,
-    address: str,
-    *,
-    transport_name: str | None = None,
-    transport_factory: TransportFactory | None = None,
-) -> list[tuple[str, DeliveryResult]]:
-    """Send one `[TEST]` copy of each variant to `address`; touch no ledger.
-
-    Each copy is personalised as the first real recipient of that variant
-    would see it, but addressed (and unsubscribed) to `address`.
-    """
-    settings = project.settings
-    samples, _ = sample_recipients(project.audience_source(), issue)
-    renderer = Renderer(project, issue)
-    factory = transport_factory or _transport_factory(settings, transport_name)
-    transport = factory()
-    results: list[tuple[str, DeliveryResult]] = []
-    try:
-        for key, (sample, variant) in sorted(samples.items()):
-            recipient = replace(sample, email=address.strip())
-            email = renderer.personalise(variant, recipient)
-            msg = build_message(settings, issue, recipient, email, test=True)
-            outgoing = OutgoingMessage.of(recipient.email, msg)
-            results.append((key, transport.send_batch([outgoing])[0]))
-    finally:
-        transport.close()
-    return results
 
 
 # --- the send ---------------------------------------------------------------
@@ -408,9 +266,9 @@ def send_issue(
     clock = clock or SystemClock()
     rng = rng or random.Random()
     name = transport_name or settings.transport
-    workers = _concurrency(settings, name, concurrency)
+    workers = concurrency_for(settings, name, concurrency)
     limiter = make_rate_limiter(settings, rate, clock)
-    factory = transport_factory or _transport_factory(settings, name)
+    factory = transport_factory or transport_factory_for(settings, name)
     if limit is not None and limit < 0:
         raise NewsletterError("--limit must be 0 or more")
     max_attempts = max(1, settings.retry.max_attempts)
@@ -694,57 +552,3 @@ def _shutdown(
         unsent += [r.address_key for r in rows]
     if unsent:
         ledger.release(issue_id, unsent)
-
-
-# --- the report -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReportedFailure:
-    email: str
-    state: State
-    attempts: int
-    detail: str
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    """What the ledger says about one issue: who got it, who did not, and why."""
-
-    summary: DeliverySummary
-    per_segment: dict[str, dict[str, int]]
-    failures: tuple[ReportedFailure, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "issue": self.summary.issue_id,
-            "started_at": self.summary.started_at,
-            "finished_at": self.summary.finished_at,
-            "complete": self.summary.complete,
-            "counts": dict(self.summary.counts),
-            "per_segment": self.per_segment,
-            "failures": [f.__dict__ for f in self.failures],
-        }
-
-
-# The rows the report lists one by one, with their last error.
-REPORTED_STATES: tuple[State, ...] = ("failed-permanent", "failed-temporary", "sending")
-
-
-def delivery_report(project: Project, issue: str) -> DeliveryReport:
-    """Read an issue's delivery from the ledger (`issue` is its id, or its file)."""
-    ledger = open_ledger_if_exists(project.settings.ledger_path)
-    if ledger is None:
-        raise NewsletterError(
-            f"nothing has been sent yet: there is no delivery ledger at {project.settings.ledger_path}"
-        )
-    with ledger:
-        issue_id = issue if issue in ledger.issue_ids() else project.load_issue(issue).id
-        summary = ledger.summary(issue_id)
-        if not summary.started:
-            raise NewsletterError(f"the ledger has no deliveries of {issue_id} yet")
-        failures = tuple(
-            ReportedFailure(row.email, row.state, row.attempts, row.last_error)
-            for row in ledger.rows(issue_id, REPORTED_STATES)
-        )
-        return DeliveryReport(summary, ledger.count_segments(issue_id), failures)

@@ -19,17 +19,11 @@ from newsletter.cli.common import (
     table_text,
 )
 from newsletter.content import Issue
+from newsletter.plan import SendPlan, plan_send
 from newsletter.project import Project
-from newsletter.send import (
-    SendPlan,
-    SendProgress,
-    SendResult,
-    delivery_report,
-    plan_send,
-    retry_issue,
-    send_issue,
-    send_test_copies,
-)
+from newsletter.proofs import send_test_copies
+from newsletter.report import delivery_report
+from newsletter.send import SendProgress, SendResult, retry_issue, send_issue
 from newsletter.transports import TRANSPORT_NAMES, describe_transport
 
 LOG_EVERY = 500

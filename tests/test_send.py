@@ -1,4 +1,4 @@
-"""The dispatcher over a real ledger file, with the in-memory transport and a fake clock."""
+"""Sending over a real ledger file (send, retry, plan, test copies, report), with the in-memory transport and a fake clock."""
 
 from __future__ import annotations
 
@@ -17,16 +17,12 @@ from newsletter.audience import read_suppressed
 from newsletter.content import Issue
 from newsletter.errors import DeliveryError
 from newsletter.ledger import Ledger
+from newsletter.plan import plan_send
 from newsletter.project import Project
+from newsletter.proofs import send_test_copies
 from newsletter.ratelimit import RateLimiter, backoff_delay
-from newsletter.send import (
-    SendProgress,
-    delivery_report,
-    plan_send,
-    retry_issue,
-    send_issue,
-    send_test_copies,
-)
+from newsletter.report import delivery_report
+from newsletter.send import SendProgress, retry_issue, send_issue
 from newsletter.settings import RateSettings, RetrySettings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.memory import MemoryTransport
