@@ -16,7 +16,7 @@ from newsletter.content import Issue
 from newsletter.ledger import open_ledger_if_exists
 from newsletter.project import Project
 from newsletter.ratelimit import SystemClock
-from newsletter.send import concurrency_for, make_rate_limiter
+from newsletter.send import SendOptions
 
 
 @dataclass(frozen=True)
@@ -79,18 +79,10 @@ class SendPlan:
         }
 
 
-def plan_send(
-    project: Project,
-    issue: Issue,
-    *,
-    transport_name: str | None = None,
-    limit: int | None = None,
-    concurrency: int | None = None,
-    rate: float | None = None,
-) -> SendPlan:
+def plan_send(project: Project, issue: Issue, options: SendOptions | None = None) -> SendPlan:
     """Work out who would get what, how, and how fast. Writes nothing, not even a ledger file."""
+    options = options or SendOptions()
     settings = project.settings
-    name = transport_name or settings.transport
     counts = AudienceCounts()
     for _ in iter_audience(project.audience_source(), issue, counts):
         pass
@@ -102,10 +94,10 @@ def plan_send(
     return SendPlan(
         issue_id=issue.id,
         subject=issue.subject,
-        transport=name,
-        rate=make_rate_limiter(settings, rate, SystemClock()).describe(),
-        concurrency=concurrency_for(settings, name, concurrency),
-        limit=limit,
+        transport=options.transport_name(settings),
+        rate=options.rate_limiter(settings, SystemClock()).describe(),
+        concurrency=options.workers(settings),
+        limit=options.limit,
         recipients=counts.recipients,
         variants=tuple(
             VariantPlan(key, counts.variants[key].label, counts.variants[key].section_ids, n)

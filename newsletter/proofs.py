@@ -13,7 +13,8 @@ from newsletter.content import Issue
 from newsletter.message import build_message
 from newsletter.project import Project
 from newsletter.render import Renderer
-from newsletter.send import TransportFactory, transport_factory_for
+from newsletter.send import SendOptions, TransportFactory
+from newsletter.transports import open_transport
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 
 
@@ -21,20 +22,23 @@ def send_test_copies(
     project: Project,
     issue: Issue,
     address: str,
+    options: SendOptions | None = None,
     *,
-    transport_name: str | None = None,
     transport_factory: TransportFactory | None = None,
 ) -> list[tuple[str, DeliveryResult]]:
     """Send one `[TEST]` copy of each variant to `address`; touch no ledger.
 
     Each copy is personalised as the first real recipient of that variant
-    would see it, but addressed (and unsubscribed) to `address`.
+    would see it, but addressed (and unsubscribed) to `address`. Of the
+    options only the transport matters: a handful of copies needs no rate.
     """
     settings = project.settings
     samples, _ = sample_recipients(project.audience_source(), issue)
     renderer = Renderer(project, issue)
-    factory = transport_factory or transport_factory_for(settings, transport_name)
-    transport = factory()
+    if transport_factory is not None:
+        transport = transport_factory()
+    else:
+        transport = open_transport(settings, (options or SendOptions()).transport)
     results: list[tuple[str, DeliveryResult]] = []
     try:
         for key, (sample, variant) in sorted(samples.items()):

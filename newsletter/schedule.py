@@ -395,7 +395,7 @@ def _decide_and_send(
         return IssueOutcome(issue_id, "skipped", f"skipped: {entry.detail}")
     issue = entry.issue
     if dry_run:
-        plan = plan_send(project, issue, transport_name=transport_name)
+        plan = plan_send(project, issue, send.SendOptions(transport=transport_name))
         return IssueOutcome(
             issue_id,
             "planned",
@@ -409,17 +409,12 @@ def _decide_and_send(
             progress(issue_id, step.done, step.total)
 
     try:
-        result = send.send_issue(
-            project,
-            issue,
-            transport_name=transport_name,
-            progress=report if progress else None,
-            now=now,
-        )
+        options = send.SendOptions(transport=transport_name, message_date=now)
+        result = send.send_issue(project, issue, options, progress=report if progress else None)
     except NewsletterError as error:
         # A refused connection or rejected key: say so, keep going with other issues.
         return IssueOutcome(issue_id, "failed", f"not sent: {error}", errors=(str(error),))
-    counts = _result_counts(result)
+    counts = result.counts()
     finished = read_summary(project.settings.ledger_path, issue_id)
     done = finished is not None and finished.complete
     message = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items() if n)
@@ -442,17 +437,3 @@ def _decide_and_send(
         f"{message or 'nothing sent'}; the rest will be retried by the next dispatch",
         counts,
     )
-
-
-RESULT_COUNTS = (
-    "sent",
-    "failed_temporary",
-    "failed_permanent",
-    "suppressed",
-    "skipped_already_sent",
-    "recovered",
-)
-
-
-def _result_counts(result: send.SendResult) -> dict[str, int]:
-    return {name: int(getattr(result, name)) for name in RESULT_COUNTS}

@@ -22,7 +22,7 @@ from newsletter.project import Project
 from newsletter.proofs import send_test_copies
 from newsletter.ratelimit import RateLimiter, backoff_delay
 from newsletter.report import delivery_report
-from newsletter.send import SendProgress, retry_issue, send_issue
+from newsletter.send import SendOptions, SendProgress, retry_issue, send_issue
 from newsletter.settings import RateSettings, RetrySettings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.memory import MemoryTransport
@@ -94,7 +94,9 @@ def test_everyone_gets_exactly_one_message_with_their_variant(
     project: Project, issue: Issue
 ) -> None:
     sent: list[OutgoingMessage] = []
-    result = send_issue(project, issue, transport_factory=memory(sent), rate=0, clock=FakeClock())
+    result = send_issue(
+        project, issue, SendOptions(rate=0), transport_factory=memory(sent), clock=FakeClock()
+    )
     assert (result.sent, result.failed_permanent, result.failed_temporary) == (67, 0, 0)
     assert result.suppressed == 4 and result.ok
     recipients = Counter(m.recipient.lower() for m in sent)
@@ -115,8 +117,8 @@ def test_everyone_gets_exactly_one_message_with_their_variant(
 
 def test_a_second_run_sends_nothing(project: Project, issue: Issue) -> None:
     sent: list[OutgoingMessage] = []
-    send_issue(project, issue, transport_factory=memory(sent), rate=0)
-    again = send_issue(project, issue, transport_factory=memory(sent), rate=0)
+    send_issue(project, issue, SendOptions(rate=0), transport_factory=memory(sent))
+    again = send_issue(project, issue, SendOptions(rate=0), transport_factory=memory(sent))
     assert again.sent == 0 and again.skipped_already_sent == 67
     assert len(sent) == 67
 
@@ -129,7 +131,12 @@ def test_temporary_failure_is_retried_with_backoff_then_delivered(
     victim = "j.okafor@example.org"
     factory = memory(sent, {victim: ["failed-temporary", "failed-temporary"]})
     result = send_issue(
-        project, issue, transport_factory=factory, rate=0, clock=clock, rng=random.Random(1)
+        project,
+        issue,
+        SendOptions(rate=0),
+        transport_factory=factory,
+        clock=clock,
+        rng=random.Random(1),
     )
     assert result.sent == 67 and result.ok
     assert [m.recipient.lower() for m in sent].count(victim) == 1
@@ -148,14 +155,18 @@ def test_temporary_failures_stop_at_max_attempts_and_retry_sends_them_later(
     sent: list[OutgoingMessage] = []
     victim = "j.okafor@example.org"
     factory = memory(sent, {victim: ["failed-temporary"] * 3})
-    result = send_issue(project, issue, transport_factory=factory, rate=0, clock=FakeClock())
+    result = send_issue(
+        project, issue, SendOptions(rate=0), transport_factory=factory, clock=FakeClock()
+    )
     assert result.sent == 66 and result.failed_temporary == 1 and not result.ok
     assert [f.email.lower() for f in result.failures] == [victim]
     with Ledger(project.settings.ledger_path) as ledger:
         row = ledger.lookup(ISSUE, victim)
         assert row is not None and (row.state, row.attempts) == ("failed-temporary", 3)
         assert not ledger.summary(ISSUE).complete
-    later = retry_issue(project, issue, transport_factory=factory, rate=0, clock=FakeClock())
+    later = retry_issue(
+        project, issue, SendOptions(rate=0), transport_factory=factory, clock=FakeClock()
+    )
     assert later.sent == 1 and later.ok
     assert len(sent) == 67
 
@@ -178,7 +189,11 @@ def test_retry_after_from_the_provider_is_honoured(project: Project, issue: Issu
     clock = FakeClock()
     sent: list[OutgoingMessage] = []
     result = send_issue(
-        project, issue, transport_factory=lambda: SlowDown(sent=sent), rate=0, clock=clock
+        project,
+        issue,
+        SendOptions(rate=0),
+        transport_factory=lambda: SlowDown(sent=sent),
+        clock=clock,
     )
     assert result.sent == 67
     assert clock.sleeps and max(clock.sleeps) >= 90
@@ -190,7 +205,10 @@ def test_permanent_failure_is_not_retried_and_the_address_is_suppressed(
     sent: list[OutgoingMessage] = []
     victim = "j.okafor@example.org"
     result = send_issue(
-        project, issue, transport_factory=memory(sent, {victim: ["failed-permanent"]}), rate=0
+        project,
+        issue,
+        SendOptions(rate=0),
+        transport_factory=memory(sent, {victim: ["failed-permanent"]}),
     )
     assert (result.sent, result.failed_permanent) == (66, 1) and not result.ok
     assert result.hard_bounced == ("j.okafor@example.org",)
@@ -210,7 +228,10 @@ def test_hard_bounce_needs_the_configured_number_of_failures(
     project = with_settings(project, retry=RetrySettings(hard_bounce_after=2))
     victim = "j.okafor@example.org"
     result = send_issue(
-        project, issue, transport_factory=memory([], {victim: ["failed-permanent"]}), rate=0
+        project,
+        issue,
+        SendOptions(rate=0),
+        transport_factory=memory([], {victim: ["failed-permanent"]}),
     )
     assert result.failed_permanent == 1 and result.hard_bounced == ()
     suppressed, _ = read_suppressed(project.recipients_dir / "suppressed.csv")
@@ -219,12 +240,14 @@ def test_hard_bounce_needs_the_configured_number_of_failures(
 
 def test_limit_sends_part_and_a_later_run_sends_the_rest(project: Project, issue: Issue) -> None:
     sent: list[OutgoingMessage] = []
-    first = send_issue(project, issue, transport_factory=memory(sent), rate=0, limit=10)
+    first = send_issue(
+        project, issue, SendOptions(rate=0, limit=10), transport_factory=memory(sent)
+    )
     assert first.sent == 10
     with Ledger(project.settings.ledger_path) as ledger:
         assert ledger.count_states(ISSUE)["pending"] == 57
         assert not ledger.summary(ISSUE).complete
-    second = send_issue(project, issue, transport_factory=memory(sent), rate=0)
+    second = send_issue(project, issue, SendOptions(rate=0), transport_factory=memory(sent))
     assert second.sent == 57 and second.skipped_already_sent == 10
     assert len({m.recipient for m in sent}) == 67 == len(sent)
 
@@ -232,7 +255,9 @@ def test_limit_sends_part_and_a_later_run_sends_the_rest(project: Project, issue
 def test_concurrent_workers_each_have_their_own_transport(project: Project, issue: Issue) -> None:
     sent: list[OutgoingMessage] = []
     factory = memory(sent)
-    result = send_issue(project, issue, transport_factory=factory, rate=0, concurrency=4)
+    result = send_issue(
+        project, issue, SendOptions(rate=0, concurrency=4), transport_factory=factory
+    )
     assert result.sent == 67 and len(sent) == 67
     opened = factory.opened  # type: ignore[attr-defined]
     assert len(opened) == 4 and all(t.closed for t in opened)
@@ -246,20 +271,22 @@ def test_a_broken_transport_stops_the_run_and_leaves_nobody_claimed(
             raise DeliveryError("the SMTP server refused the login for the configured user")
 
     with pytest.raises(DeliveryError, match="refused the login"):
-        send_issue(project, issue, transport_factory=Broken, rate=0, concurrency=2)
+        send_issue(project, issue, SendOptions(rate=0, concurrency=2), transport_factory=Broken)
     with Ledger(project.settings.ledger_path) as ledger:
         counts = ledger.count_states(ISSUE)
         assert counts["sending"] == 0 and counts["sent"] == 0 and counts["pending"] == 67
         assert all(r.attempts == 0 for r in ledger.rows(ISSUE, ("pending",)))
     sent: list[OutgoingMessage] = []
-    assert send_issue(project, issue, transport_factory=memory(sent), rate=0).sent == 67
+    assert (
+        send_issue(project, issue, SendOptions(rate=0), transport_factory=memory(sent)).sent == 67
+    )
 
 
 def test_rows_left_sending_by_a_killed_run_are_resent_with_the_same_message_id(
     project: Project, issue: Issue
 ) -> None:
     sent: list[OutgoingMessage] = []
-    send_issue(project, issue, transport_factory=memory(sent), rate=0, limit=20)
+    send_issue(project, issue, SendOptions(rate=0, limit=20), transport_factory=memory(sent))
     first_ids = {m.recipient.lower(): m.message_id for m in sent}
     # Pretend a run that has since died claimed five more rows and sent them.
     path = project.settings.ledger_path
@@ -267,7 +294,7 @@ def test_rows_left_sending_by_a_killed_run_are_resent_with_the_same_message_id(
         ledger.pid = dead_pid()
         claimed = ledger.claim(ISSUE, "dead-run", 5, now=0, max_run_attempts=5)
     sent_before = len(sent)
-    result = send_issue(project, issue, transport_factory=memory(sent), rate=0)
+    result = send_issue(project, issue, SendOptions(rate=0), transport_factory=memory(sent))
     assert result.recovered == 5 and result.sent == 47
     resent = {m.recipient.lower(): m.message_id for m in sent[sent_before:]}
     for row in claimed:
@@ -281,7 +308,9 @@ def test_rows_left_sending_by_a_killed_run_are_resent_with_the_same_message_id(
 
 def test_progress_is_reported_up_to_the_total(project: Project, issue: Issue) -> None:
     seen: list[SendProgress] = []
-    send_issue(project, issue, transport_factory=memory([]), rate=0, progress=seen.append)
+    send_issue(
+        project, issue, SendOptions(rate=0), transport_factory=memory([]), progress=seen.append
+    )
     assert seen[-1] == SendProgress(done=67, total=67, sent=67, failed=0)
     assert [p.done for p in seen] == sorted(p.done for p in seen)
 
@@ -318,7 +347,7 @@ def test_backoff_grows_exponentially_up_to_the_cap() -> None:
 
 
 def test_plan_writes_nothing(project: Project, issue: Issue) -> None:
-    plan = plan_send(project, issue, transport_name="smtp", rate=0)
+    plan = plan_send(project, issue, SendOptions(transport="smtp", rate=0))
     assert not project.settings.ledger_path.exists()
     assert not project.settings.ledger_path.parent.exists()
     assert plan.recipients == 67 and plan.suppressed == 4 and plan.duplicates_merged == 11
@@ -345,9 +374,8 @@ def test_report_counts_states_segments_and_failures(project: Project, issue: Iss
     send_issue(
         project,
         issue,
+        SendOptions(rate=0, message_date=datetime(2023, 5, 30, 9, tzinfo=UTC)),
         transport_factory=memory([], {victim: ["failed-permanent"]}),
-        rate=0,
-        now=datetime(2023, 5, 30, 9, tzinfo=UTC),
     )
     report = delivery_report(project, ISSUE)
     assert report.summary.counts["sent"] == 66 and report.summary.counts["failed-permanent"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,37 +24,52 @@ from newsletter.plan import SendPlan, plan_send
 from newsletter.project import Project
 from newsletter.proofs import send_test_copies
 from newsletter.report import delivery_report
-from newsletter.send import SendProgress, SendResult, retry_issue, send_issue
+from newsletter.send import SendOptions, SendProgress, SendResult, retry_issue, send_issue
 from newsletter.transports import TRANSPORT_NAMES, describe_transport
 
 LOG_EVERY = 500
 
 
-def _transport_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--transport",
-            "transport_name",
-            type=click.Choice(TRANSPORT_NAMES),
-            help="How to deliver (default: `transport` in newsletter.yaml).",
-        ),
-        click.option(
-            "--concurrency",
-            type=click.IntRange(min=1),
-            help="Connections in parallel (default: smtp.connections for SMTP, else 1).",
-        ),
-        click.option(
-            "--rate",
-            type=click.FloatRange(min=0),
-            help="Messages per second; 0 for no limit (default: rate.per_second in newsletter.yaml).",
-        ),
-        click.option(
-            "--limit", type=click.IntRange(min=0), help="Send at most N messages in this run."
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+def _send_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--transport, --concurrency, --rate and --limit, handed on as one `options: SendOptions`."""
+
+    @functools.wraps(function)
+    def command(
+        *args: Any,
+        transport_name: str | None,
+        concurrency: int | None,
+        rate: float | None,
+        limit: int | None,
+        **kwargs: Any,
+    ) -> Any:
+        options = SendOptions(transport_name, concurrency, rate, limit)
+        return function(*args, options=options, **kwargs)
+
+    for option in reversed(
+        [
+            click.option(
+                "--transport",
+                "transport_name",
+                type=click.Choice(TRANSPORT_NAMES),
+                help="How to deliver (default: `transport` in newsletter.yaml).",
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(min=1),
+                help="Connections in parallel (default: smtp.connections for SMTP, else 1).",
+            ),
+            click.option(
+                "--rate",
+                type=click.FloatRange(min=0),
+                help="Messages per second; 0 for no limit (default: rate.per_second in newsletter.yaml).",
+            ),
+            click.option(
+                "--limit", type=click.IntRange(min=0), help="Send at most N messages in this run."
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
 
 
 @contextmanager
@@ -105,15 +121,15 @@ def _deliver(
     deliver: Callable[..., SendResult],
     project: Project,
     issue: Issue,
+    options: SendOptions,
     output_format: str,
-    **options: Any,
 ) -> None:
     """Run `send_issue` or `retry_issue` with progress shown, then say what happened.
 
     Exits 1 if any delivery failed.
     """
     with _progress_reporter() as progress:
-        result = deliver(project, issue, progress=progress, **options)
+        result = deliver(project, issue, options, progress=progress)
     if output_format == "json":
         echo_json(result.as_dict())
     else:
@@ -149,7 +165,7 @@ def _deliver(
     metavar="ADDRESS",
     help="Send one [TEST] copy of each variant to ADDRESS only; nothing is recorded.",
 )
-@_transport_options
+@_send_options
 @format_option("table", "json")
 @pass_app
 def send(
@@ -158,10 +174,7 @@ def send(
     really_send: bool,
     yes: bool,
     test_to: str | None,
-    transport_name: str | None,
-    concurrency: int | None,
-    rate: float | None,
-    limit: int | None,
+    options: SendOptions,
     output_format: str,
 ) -> None:
     """Send ISSUE to its audience, exactly once per person (a dry run unless --send).
@@ -176,9 +189,9 @@ def send(
     loaded = project.load_issue(issue)
     if app.verbose:
         click.echo(f"Ledger: {project.settings.ledger_path}", err=True)
-        click.echo(f"Delivery: {describe_transport(project.settings, transport_name)}", err=True)
+        click.echo(f"Delivery: {describe_transport(project.settings, options.transport)}", err=True)
     if test_to:
-        results = send_test_copies(project, loaded, test_to, transport_name=transport_name)
+        results = send_test_copies(project, loaded, test_to, options)
         failed = False
         for variant_key, outcome in results:
             click.echo(
@@ -189,14 +202,7 @@ def send(
             raise SystemExit(1)
         return
     if not really_send or not yes:
-        plan = plan_send(
-            project,
-            loaded,
-            transport_name=transport_name,
-            limit=limit,
-            concurrency=concurrency,
-            rate=rate,
-        )
+        plan = plan_send(project, loaded, options)
         if output_format == "json" and not really_send:
             echo_json(plan.as_dict())
             return
@@ -205,32 +211,15 @@ def send(
             click.echo("\nThis was a dry run: nothing was sent. Add --send to send it.")
             return
         click.confirm(f"\nSend {loaded.id} to {plan.to_send} people now?", abort=True)
-    _deliver(
-        send_issue,
-        project,
-        loaded,
-        output_format,
-        transport_name=transport_name,
-        limit=limit,
-        concurrency=concurrency,
-        rate=rate,
-    )
+    _deliver(send_issue, project, loaded, options, output_format)
 
 
 @click.command()
 @issue_argument
-@_transport_options
+@_send_options
 @format_option("table", "json")
 @pass_app
-def retry(
-    app: AppContext,
-    issue: str,
-    transport_name: str | None,
-    concurrency: int | None,
-    rate: float | None,
-    limit: int | None,
-    output_format: str,
-) -> None:
+def retry(app: AppContext, issue: str, options: SendOptions, output_format: str) -> None:
     """Send ISSUE again to the people whose delivery failed temporarily.
 
     Only the ledger's failed-temporary rows are tried; people already sent to,
@@ -239,17 +228,8 @@ def retry(
     project = app.project()
     loaded = project.load_issue(issue)
     if app.verbose:
-        click.echo(f"Delivery: {describe_transport(project.settings, transport_name)}", err=True)
-    _deliver(
-        retry_issue,
-        project,
-        loaded,
-        output_format,
-        transport_name=transport_name,
-        limit=limit,
-        concurrency=concurrency,
-        rate=rate,
-    )
+        click.echo(f"Delivery: {describe_transport(project.settings, options.transport)}", err=True)
+    _deliver(retry_issue, project, loaded, options, output_format)
 
 
 @click.command()
