@@ -11,7 +11,8 @@ from newsletter.audience import SUPPRESSION_REASONS
 from newsletter.checks import email_problem
 from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, table_text
 from newsletter.cron import DEFAULT_ENV_FILE, cron_setup
-from newsletter.schedule import issue_schedule, parse_now, run_dispatch
+from newsletter.dispatch import DispatchOptions, run_dispatch
+from newsletter.schedule import issue_schedule, parse_now
 from newsletter.suppression import add_suppression, remove_suppression
 from newsletter.transports import TRANSPORT_NAMES
 
@@ -58,14 +59,10 @@ def dispatch(
     already running. Each issue acted on gets a JSON line in var/dispatch.log.
     """
     project = app.project()
-    run = run_dispatch(
-        project,
-        now=_now(app, now_text),
-        dry_run=dry_run,
-        catch_up=catch_up,
-        wait=wait,
-        transport_name=transport_name,
+    options = DispatchOptions(
+        dry_run=dry_run, catch_up=catch_up, wait=wait, transport=transport_name
     )
+    run = run_dispatch(project, options, now=_now(app, now_text))
     for line in run.summary_lines():
         click.echo(line)
     for outcome in run.outcomes:
