@@ -5,7 +5,15 @@ people on the suppression list get a `suppressed` row so the report can say
 why they were not mailed. A row is claimed (`sending`, committed) *before* a
 transport is called, and marked after, so a run killed at any moment leaves
 the ledger saying exactly who might have been mailed: `sending` rows are sent
-again, with the same Message-ID, and `sent` rows never are.
+again, with the same Message-ID, and `sent` rows never are. Rows claimed
+but never handed to a transport (Ctrl-C, a run stopped by a fatal error) are
+released back to `pending`. A `failed-temporary` row keeps the moment before
+which it is not tried again (back-off) and how often this run has tried it.
+
+The states are spelled once, in `State`: a transport answers `sent`,
+`failed-temporary` or `failed-permanent` and the send run records that
+answer as it is; `DeliverySummary` is the one count of them that the report,
+the schedule, dispatch and the archive read.
 
 Claims and results are written in batches, one transaction each, so the
 ledger costs a few commits per hundred messages. Two processes may share a
