@@ -28,6 +28,7 @@ from newsletter.send import SendOptions, SendProgress, SendResult, retry_issue, 
 from newsletter.transports import TRANSPORT_NAMES, describe_transport
 
 LOG_EVERY = 500
+EXIT_FAILED = 1  # some deliveries failed (DESIGN.md's exit codes)
 
 
 def _send_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -123,37 +124,78 @@ def _deliver(
     issue: Issue,
     options: SendOptions,
     output_format: str,
-) -> None:
+) -> bool:
     """Run `send_issue` or `retry_issue` with progress shown, then say what happened.
 
-    Exits 1 if any delivery failed.
+    True when nobody in the run is left undelivered.
     """
     with _progress_reporter() as progress:
         result = deliver(project, issue, options, progress=progress)
     if output_format == "json":
         echo_json(result.as_dict())
-    else:
+        return result.ok
+    click.echo(
+        f"Sent {result.sent}; failed permanently {result.failed_permanent}; "
+        f"waiting to retry {result.failed_temporary}; suppressed {result.suppressed}; "
+        f"already sent before {result.skipped_already_sent}."
+    )
+    if result.recovered:
         click.echo(
-            f"Sent {result.sent}; failed permanently {result.failed_permanent}; "
-            f"waiting to retry {result.failed_temporary}; suppressed {result.suppressed}; "
-            f"already sent before {result.skipped_already_sent}."
+            f"{result.recovered} message(s) interrupted by an earlier run were sent again "
+            "with the same Message-ID."
         )
-        if result.recovered:
-            click.echo(
-                f"{result.recovered} message(s) interrupted by an earlier run were sent again "
-                "with the same Message-ID."
-            )
-        for failure in result.failures:
-            click.echo(f"  {failure.state}: {failure.email}: {failure.detail}", err=True)
-        for address in result.hard_bounced:
-            click.echo(f"  added to suppressed.csv (hard bounce): {address}", err=True)
-        if result.failed_temporary:
-            click.echo(
-                f"Run `newsletter retry {result.issue_id}` later to try the temporary failures again.",
-                err=True,
-            )
-    if not result.ok:
-        raise SystemExit(1)
+    for failure in result.failures:
+        click.echo(f"  {failure.state}: {failure.email}: {failure.detail}", err=True)
+    for address in result.hard_bounced:
+        click.echo(f"  added to suppressed.csv (hard bounce): {address}", err=True)
+    if result.failed_temporary:
+        click.echo(
+            f"Run `newsletter retry {result.issue_id}` later to try the temporary failures again.",
+            err=True,
+        )
+    return result.ok
+
+
+# --- the three modes of `send` ------------------------------------------------
+
+
+def _dry_run(project: Project, issue: Issue, options: SendOptions, output_format: str) -> bool:
+    """Print the plan; send and write nothing."""
+    plan = plan_send(project, issue, options)
+    if output_format == "json":
+        echo_json(plan.as_dict())
+    else:
+        _echo_plan(plan)
+        click.echo("\nThis was a dry run: nothing was sent. Add --send to send it.")
+    return True
+
+
+def _test_copies(
+    project: Project, issue: Issue, address: str, options: SendOptions, output_format: str
+) -> bool:
+    """Send one [TEST] copy of each variant to `address`; record nothing."""
+    results = send_test_copies(project, issue, address, options)
+    if output_format == "json":
+        copies = [
+            {"variant": key, "status": r.status, "detail": r.detail, "message_id": r.message_id}
+            for key, r in results
+        ]
+        echo_json({"issue": issue.id, "to": address, "copies": copies})
+    else:
+        for key, outcome in results:
+            click.echo(f"{outcome.status}: test copy of {key} to {address} {outcome.detail}")
+    return all(outcome.ok for _, outcome in results)
+
+
+def _real_send(
+    project: Project, issue: Issue, options: SendOptions, output_format: str, *, confirm: bool
+) -> bool:
+    """Send to the audience, after showing the plan and asking, if `confirm`."""
+    if confirm:
+        plan = plan_send(project, issue, options)
+        _echo_plan(plan)
+        click.confirm(f"\nSend {issue.id} to {plan.to_send} people now?", abort=True)
+    return _deliver(send_issue, project, issue, options, output_format)
 
 
 @click.command()
@@ -183,35 +225,28 @@ def send(
     duplicates merged, the transport and the rate; it writes nothing. With
     --send, every delivery is recorded in the ledger, so running it again
     (after a crash, or Ctrl-C) only sends to the people not yet sent to.
+    --send asks first unless --yes; with --format json it needs --yes.
     Exits 1 if any delivery failed.
     """
+    if really_send and not test_to and not yes and output_format == "json":
+        # The prompt (and the plan shown with it) would spoil the JSON, and a
+        # script cannot answer it anyway.
+        raise click.UsageError(
+            "--send --format json needs --yes: a script reading JSON cannot answer the prompt"
+        )
     project = app.project()
     loaded = project.load_issue(issue)
     if app.verbose:
         click.echo(f"Ledger: {project.settings.ledger_path}", err=True)
         click.echo(f"Delivery: {describe_transport(project.settings, options.transport)}", err=True)
     if test_to:
-        results = send_test_copies(project, loaded, test_to, options)
-        failed = False
-        for variant_key, outcome in results:
-            click.echo(
-                f"{outcome.status}: test copy of {variant_key} to {test_to} {outcome.detail}"
-            )
-            failed = failed or not outcome.ok
-        if failed:
-            raise SystemExit(1)
-        return
-    if not really_send or not yes:
-        plan = plan_send(project, loaded, options)
-        if output_format == "json" and not really_send:
-            echo_json(plan.as_dict())
-            return
-        _echo_plan(plan)
-        if not really_send:
-            click.echo("\nThis was a dry run: nothing was sent. Add --send to send it.")
-            return
-        click.confirm(f"\nSend {loaded.id} to {plan.to_send} people now?", abort=True)
-    _deliver(send_issue, project, loaded, options, output_format)
+        ok = _test_copies(project, loaded, test_to, options, output_format)
+    elif really_send:
+        ok = _real_send(project, loaded, options, output_format, confirm=not yes)
+    else:
+        ok = _dry_run(project, loaded, options, output_format)
+    if not ok:
+        raise SystemExit(EXIT_FAILED)
 
 
 @click.command()
@@ -229,7 +264,8 @@ def retry(app: AppContext, issue: str, options: SendOptions, output_format: str)
     loaded = project.load_issue(issue)
     if app.verbose:
         click.echo(f"Delivery: {describe_transport(project.settings, options.transport)}", err=True)
-    _deliver(retry_issue, project, loaded, options, output_format)
+    if not _deliver(retry_issue, project, loaded, options, output_format):
+        raise SystemExit(EXIT_FAILED)
 
 
 @click.command()
