@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from newsletter.audience import (
     AudienceCounts,
@@ -169,40 +169,38 @@ class SendResult:
         }
 
 
+class RunHooks(TypedDict, total=False):
+    """What a run reports to and works with besides the options; the last three are for tests.
+
+    `progress` hears after each recorded batch; `clock` paces the rate limit
+    and back-off; `rng` draws the back-off jitter; `transport_factory` opens
+    each worker's transport (default: the one the options name).
+    """
+
+    progress: Progress | None
+    clock: Clock | None
+    rng: random.Random | None
+    transport_factory: TransportFactory | None
+
+
 def send_issue(
-    project: Project,
-    issue: Issue,
-    options: SendOptions | None = None,
-    *,
-    progress: Progress | None = None,
-    clock: Clock | None = None,
-    rng: random.Random | None = None,
-    transport_factory: TransportFactory | None = None,
+    project: Project, issue: Issue, options: SendOptions | None = None, **hooks: Unpack[RunHooks]
 ) -> SendResult:
     """Send the issue to everyone in its audience not yet sent to, recording each in the ledger.
 
     Resumable: run it again after a crash and it sends only to the people
     still unsent (rows a killed run left `sending` go again, same Message-ID).
-    `progress` hears after each recorded batch; `clock`, `rng` (back-off
-    jitter) and `transport_factory` are for tests.
     """
-    run = _SendRun(project, issue, options or SendOptions(), clock, rng, transport_factory)
-    return run.execute(progress, refresh_audience=True, states=CLAIMABLE)
+    run = _SendRun(project, issue, options or SendOptions(), hooks)
+    return run.execute(refresh_audience=True, states=CLAIMABLE)
 
 
 def retry_issue(
-    project: Project,
-    issue: Issue,
-    options: SendOptions | None = None,
-    *,
-    progress: Progress | None = None,
-    clock: Clock | None = None,
-    rng: random.Random | None = None,
-    transport_factory: TransportFactory | None = None,
+    project: Project, issue: Issue, options: SendOptions | None = None, **hooks: Unpack[RunHooks]
 ) -> SendResult:
     """Send the issue again to the people whose delivery failed temporarily (lists not re-read)."""
-    run = _SendRun(project, issue, options or SendOptions(), clock, rng, transport_factory)
-    return run.execute(progress, refresh_audience=False, states=("failed-temporary",))
+    run = _SendRun(project, issue, options or SendOptions(), hooks)
+    return run.execute(refresh_audience=False, states=("failed-temporary",))
 
 
 def stream_audience_into_ledger(
@@ -269,9 +267,7 @@ class _SendRun:
         project: Project,
         issue: Issue,
         options: SendOptions,
-        clock: Clock | None,
-        rng: random.Random | None,
-        transport_factory: TransportFactory | None,
+        hooks: RunHooks,
     ) -> None:
         settings = project.settings
         self.project = project
@@ -279,11 +275,12 @@ class _SendRun:
         self.settings = settings
         self.limit = options.limit
         self.message_date = options.message_date
-        self.clock = clock or SystemClock()
-        self.rng = rng or random.Random()
+        self.progress = hooks.get("progress")
+        self.clock = hooks.get("clock") or SystemClock()
+        self.rng = hooks.get("rng") or random.Random()
         self.workers = options.workers(settings)
         self.limiter = options.rate_limiter(settings, self.clock)
-        self.open_transport = transport_factory or (
+        self.open_transport = hooks.get("transport_factory") or (
             lambda: open_transport(settings, options.transport)
         )
         self.max_attempts = max(1, settings.retry.max_attempts)
@@ -300,9 +297,7 @@ class _SendRun:
         self.error: BaseException | None = None
         self.ledger = Ledger(settings.ledger_path)
 
-    def execute(
-        self, progress: Progress | None, *, refresh_audience: bool, states: Sequence[State]
-    ) -> SendResult:
+    def execute(self, *, refresh_audience: bool, states: Sequence[State]) -> SendResult:
         """Send to the rows in `states` (after adding the audience, if `refresh_audience`)."""
         ledger, issue_id = self.ledger, self.issue.id
         try:
@@ -317,7 +312,7 @@ class _SendRun:
             # stops the run while every row is still pending.
             for variant in ledger.unsent_variants(issue_id):
                 self.renderer.variant(variant)
-            self._send_all(states, total, progress)
+            self._send_all(states, total)
             final = ledger.count_states(issue_id)
             if not any(final[state] for state in UNFINISHED):
                 ledger.finish_issue(issue_id)
@@ -335,7 +330,7 @@ class _SendRun:
         finally:
             ledger.close()
 
-    def _send_all(self, states: Sequence[State], total: int, progress: Progress | None) -> None:
+    def _send_all(self, states: Sequence[State], total: int) -> None:
         transports = self._open_transports()
         threads = [
             threading.Thread(
@@ -349,7 +344,7 @@ class _SendRun:
         for thread in threads:
             thread.start()
         try:
-            self._drive(claim_size, states, total, progress)
+            self._drive(claim_size, states, total)
         finally:
             self.stop.set()  # on Ctrl-C, workers finish (and record) their chunk, then stop
             self._shutdown(threads)
@@ -370,9 +365,7 @@ class _SendRun:
 
     # -- the main thread ------------------------------------------------------
 
-    def _drive(
-        self, claim_size: int, states: Sequence[State], total: int, progress: Progress | None
-    ) -> None:
+    def _drive(self, claim_size: int, states: Sequence[State], total: int) -> None:
         # One batch being sent per worker and one built, ready for whichever finishes first.
         capacity = self.workers + 1
         exhausted = False
@@ -402,8 +395,8 @@ class _SendRun:
             if error is not None and self.error is None:
                 self.error = error
             exhausted = False
-            if progress is not None:
-                progress(self.tally.progress(total))
+            if self.progress is not None:
+                self.progress(self.tally.progress(total))
 
     def _claim(self, claim_size: int, states: Sequence[State]) -> list[DeliveryRow]:
         # --limit caps the messages handed to the transport, retries included.
