@@ -1,4 +1,4 @@
-"""Benchmark: `newsletter` dispatch (ledger on) against a bare smtplib loop, and peak memory.
+"""Benchmark: the send run (`newsletter send`, ledger on) against a bare smtplib loop, and peak memory.
 
     python bench/dispatch.py                      # 10,000 messages; memory with 100,000
     python bench/dispatch.py --messages 2000 --memory-recipients 20000
