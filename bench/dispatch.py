@@ -1,4 +1,4 @@
-"""Benchmark: `newsletter` dispatch (ledger on) against a bare smtplib loop, and peak memory.
+"""Benchmark: the send run (`newsletter send`, ledger on) against a bare smtplib loop, and peak memory.
 
     python bench/dispatch.py                      # 10,000 messages; memory with 100,000
     python bench/dispatch.py --messages 2000 --memory-recipients 20000
@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 
 from newsletter.audience import iter_audience
-from newsletter.dispatch import send_issue
 from newsletter.message import build_message, message_bytes
 from newsletter.project import Project, init_project, open_project
 from newsletter.render import Renderer
+from newsletter.send import SendOptions, send_issue
 
 ISSUE = "2023-05-panel-reports"
 AGENCIES = ("health", "police", "education", "childrens-social-care", "adults-social-care")
@@ -109,7 +109,9 @@ def newsletter_run(project: Project, connections: int) -> tuple[float, int]:
     shutil.rmtree(project.settings.ledger_path.parent, ignore_errors=True)
     issue = project.load_issue(ISSUE)
     start = time.perf_counter()
-    result = send_issue(project, issue, transport_name="smtp", concurrency=connections, rate=0)
+    result = send_issue(
+        project, issue, SendOptions(transport="smtp", concurrency=connections, rate=0)
+    )
     elapsed = time.perf_counter() - start
     if not result.ok:
         raise SystemExit(f"the newsletter run failed: {result.as_dict()}")

@@ -1,815 +1,250 @@
-"""Drive a transport from the ledger: claim, send, record; exactly once per person.
+"""The run of `newsletter dispatch` that cron makes: send every issue that is due.
 
-A run has three stages, so that building messages overlaps the network:
-
-1. the audience is streamed into the ledger as `pending` rows (suppressed
-   people as `suppressed`), a few hundred per transaction;
-2. the main thread claims rows in batches (committed as `sending` before any
-   transport sees them), builds their messages, and queues them;
-3. N worker threads, each with its own transport (its own connection), send
-   the batches under a shared rate limit and hand the results back to the
-   main thread, which records each batch in one transaction.
-
-Temporary failures are tried again within the run with exponential back-off
-and jitter; permanent ones are recorded and, after
-`retry.hard_bounce_after` of them, the address goes on the suppression list.
-Nothing here holds more than a few batches of messages, so a list of 100,000
-costs the same memory as a list of 100.
+Cron or a systemd timer runs `newsletter dispatch` every few minutes on a
+server nobody watches. Each run takes a process lock (so two runs never send
+at once), asks the schedule (`schedule.py`) which issues need sending, and
+sends each through `send.py`; the ledger makes a crashed run resumable and a
+finished one a no-op. Each issue acted on gets one JSON line in the dispatch
+log (`dispatch_log.py`).
 """
 
 from __future__ import annotations
 
-import queue
-import random
-import threading
-import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
-from email.message import EmailMessage
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-from newsletter.audience import (
-    AudienceCounts,
-    Recipient,
-    Suppression,
-    iter_audience,
-    sample_recipients,
-    segments_of,
-)
-from newsletter.content import Issue
-from newsletter.errors import NewsletterError
-from newsletter.ledger import (
-    CLAIMABLE,
-    DeliveryRow,
-    Ledger,
-    NewRecipient,
-    Outcome,
-    State,
-    open_ledger_if_exists,
-)
-from newsletter.message import (
-    MessageBuilder,
-    build_message,
-    message_id_for,
-    parse_message,
-    sender_domain,
-)
+from newsletter.dispatch_log import append_log
+from newsletter.errors import LockHeldError, NewsletterError
+from newsletter.ledger import read_summary
+from newsletter.plan import plan_send
 from newsletter.project import Project
-from newsletter.ratelimit import Clock, RateLimiter, SystemClock
-from newsletter.render import Renderer
-from newsletter.settings import Settings
-from newsletter.suppression import add_suppression
-from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport
+from newsletter.schedule import ScheduleEntry, issue_schedule
+from newsletter.send import SendOptions, SendProgress, send_issue
 
-# Rows claimed per transaction. Each claimed row becomes a built message held in
-# memory until sent (~200 KB for the sample issue), so claims stay small.
-CLAIM_BATCH = 20
-INSERT_BATCH = 500
-TransportFactory = Callable[[], Transport]
+Action = Literal["sent", "incomplete", "planned", "skipped", "invalid", "failed"]
+Progress = Callable[[str, int, int], None]
 
 
-class PreparedMessage(OutgoingMessage):
-    """An outgoing message kept as its wire bytes, built once by `MessageBuilder`.
+@dataclass(frozen=True)
+class DispatchOptions:
+    """What `newsletter dispatch` was asked to do besides sending what is due.
 
-    SMTP and the outbox only need the bytes; the `EmailMessage` (for API
-    providers, which send parts and headers) is parsed from them on first use,
-    so a plain SMTP send never pays for the stdlib parser.
+    `dry_run` says what would be sent and writes nothing; `catch_up` also
+    sends issues more overdue than the catch-up window; `wait` waits for
+    another run's lock instead of giving up; `transport` overrides the setting.
     """
 
-    def __init__(self, recipient: str, message_id: str, data: bytes) -> None:
-        object.__setattr__(self, "recipient", recipient)
-        object.__setattr__(self, "message_id", message_id)
-        object.__setattr__(self, "data", data)
-        object.__setattr__(self, "_parsed", None)
+    dry_run: bool = False
+    catch_up: bool = False
+    wait: bool = False
+    transport: str | None = None
 
-    data: bytes
-    _parsed: EmailMessage | None
 
-    @property
-    def message(self) -> EmailMessage:
-        parsed = self._parsed
-        if parsed is None:
-            parsed = parse_message(self.data)
-            object.__setattr__(self, "_parsed", parsed)
-        return parsed
+# --- the process lock --------------------------------------------------------
 
-    def as_bytes(self) -> bytes:
-        return self.data
+
+@contextlib.contextmanager
+def dispatch_lock(lock_path: Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold the dispatch lock (`flock` on `lock_path`) for the duration of the block.
+
+    The kernel drops the lock when the process exits however it ends, so a
+    crashed run never leaves a stale lock behind. Without `wait`, a lock held
+    by another run raises LockHeldError at once.
+    """
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = lock_path.open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            who = f" (process {holder})" if holder.isdigit() else ""
+            raise LockHeldError(
+                f"another dispatch is already running{who}; it holds {lock_path}. "
+                "This run did nothing; the next one will carry on (or use --wait)"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing the file releases the lock
+
+
+# --- one dispatch run ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class VariantPlan:
-    key: str
-    label: str
-    section_ids: tuple[str, ...]
-    recipients: int
-
-
-@dataclass(frozen=True)
-class SendPlan:
-    """What `send` would do, worked out without writing anything."""
+class IssueOutcome:
+    """What one dispatch run did with one issue."""
 
     issue_id: str
-    subject: str
-    transport: str
-    rate: str
-    concurrency: int
-    limit: int | None
-    recipients: int
-    variants: tuple[VariantPlan, ...]
-    per_segment: dict[str, int]
-    duplicates_merged: int
-    suppressed: int
-    invalid: int
-    already_sent: int
-    ledger_path: str
+    action: Action
+    message: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+    errors: tuple[str, ...] = ()
 
     @property
-    def to_send(self) -> int:
-        remaining = max(0, self.recipients - self.already_sent)
-        return remaining if self.limit is None else min(self.limit, remaining)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "issue": self.issue_id,
-            "subject": self.subject,
-            "transport": self.transport,
-            "rate": self.rate,
-            "concurrency": self.concurrency,
-            "limit": self.limit,
-            "recipients": self.recipients,
-            "already_sent": self.already_sent,
-            "to_send": self.to_send,
-            "duplicates_merged": self.duplicates_merged,
-            "suppressed": self.suppressed,
-            "invalid": self.invalid,
-            "variants": [
-                {
-                    "key": v.key,
-                    "label": v.label,
-                    "sections": list(v.section_ids),
-                    "recipients": v.recipients,
-                }
-                for v in self.variants
-            ],
-            "per_segment": self.per_segment,
-            "ledger": self.ledger_path,
-        }
+    def is_failure(self) -> bool:
+        return self.action in ("invalid", "failed") or self.counts.get("failed_permanent", 0) > 0
 
 
 @dataclass(frozen=True)
-class Failure:
-    email: str
-    state: str
-    detail: str
+class DispatchRun:
+    """The result of `newsletter dispatch`: one outcome per issue it acted on."""
 
-
-@dataclass(frozen=True)
-class DispatchProgress:
-    """Passed to the progress callback after each recorded batch."""
-
-    done: int
-    total: int
-    sent: int
-    failed: int
-
-
-@dataclass(frozen=True)
-class DispatchResult:
-    """What a run did. Counts of `sent`/`failed_permanent` are for this run only."""
-
-    issue_id: str
-    sent: int = 0
-    failed_temporary: int = 0
-    failed_permanent: int = 0
-    suppressed: int = 0
-    skipped_already_sent: int = 0
-    recovered: int = 0
-    hard_bounced: tuple[str, ...] = ()
-    failures: tuple[Failure, ...] = ()
+    now: datetime
+    outcomes: tuple[IssueOutcome, ...]
+    schedule: tuple[ScheduleEntry, ...]
+    dry_run: bool = False
 
     @property
-    def ok(self) -> bool:
-        """True when nobody in the run is left undelivered."""
-        return self.failed_permanent == 0 and self.failed_temporary == 0
+    def exit_code(self) -> int:
+        """0 when all is well, 1 for content errors or failed deliveries."""
+        return 1 if any(o.is_failure for o in self.outcomes) else 0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "issue": self.issue_id,
-            "sent": self.sent,
-            "failed_temporary": self.failed_temporary,
-            "failed_permanent": self.failed_permanent,
-            "suppressed": self.suppressed,
-            "skipped_already_sent": self.skipped_already_sent,
-            "recovered": self.recovered,
-            "hard_bounced": list(self.hard_bounced),
-            "failures": [f.__dict__ for f in self.failures],
-        }
-
-
-# --- helpers ----------------------------------------------------------------
-
-
-def _transport_factory(settings: Settings, name: str | None) -> TransportFactory:
-    from newsletter.transports import open_transport
-
-    return lambda: open_transport(settings, name)
+    def summary_lines(self) -> list[str]:
+        """A short account for the person (or cron mail) reading the output."""
+        prefix = "dry run: " if self.dry_run else ""
+        lines = [f"{prefix}{o.issue_id}: {o.message}" for o in self.outcomes]
+        if not self.outcomes:
+            states: dict[str, int] = {}
+            for entry in self.schedule:
+                states[entry.state] = states.get(entry.state, 0) + 1
+            what = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no issues"
+            lines.append(f"{prefix}nothing to send ({what})")
+            waiting = [e for e in self.schedule if e.state == "waiting"]
+            if waiting:
+                lines.append(f"next: {waiting[0].issue_id} {waiting[0].detail}")
+        return lines
 
 
-def _concurrency(settings: Settings, transport_name: str, concurrency: int | None) -> int:
-    if concurrency is not None:
-        if concurrency < 1:
-            raise NewsletterError("--concurrency must be 1 or more")
-        return concurrency
-    return max(1, settings.smtp.connections) if transport_name == "smtp" else 1
-
-
-def make_rate_limiter(settings: Settings, rate: float | None, clock: Clock) -> RateLimiter:
-    """The caps for a run: `rate` per second (0 for none) or the settings', plus minute/hour caps."""
-    if rate is not None and rate < 0:
-        raise NewsletterError("--rate must be 0 (no limit) or more")
-    per_second = settings.rate.per_second if rate is None else (rate or None)
-    return RateLimiter(clock, per_second, settings.rate.per_minute, settings.rate.per_hour)
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Seconds to wait before attempt `attempt + 1`: exponential, capped, with 'equal jitter'."""
-    delay = min(cap, base * 2.0 ** max(0, attempt - 1))
-    return delay / 2 + rng.uniform(0, delay / 2)
-
-
-def describe_transport(settings: Settings, name: str | None = None) -> str:
-    """Where messages would go, in words, for `--verbose`; secrets are named, never shown."""
-    chosen = name or settings.transport
-    if chosen == "outbox":
-        return f"outbox: a Maildir at {settings.outbox_dir}"
-    if chosen == "smtp":
-        smtp = settings.smtp
-        login = (
-            f"login as {smtp.username} with the password from NEWSLETTER_SMTP_PASSWORD"
-            if smtp.username and smtp.password
-            else "no login"
-        )
-        return f"smtp: {smtp.host}:{smtp.port}, security {smtp.security}, {login}"
-    provider = settings.providers.get(chosen)
-    if provider is None:
-        return chosen
-    key = "an API key from the environment" if provider.api_key else "NO API key set"
-    return f"{chosen}: {provider.base_url}, {key}"
-
-
-# --- the plan (dry run) -----------------------------------------------------
-
-
-def plan_send(
+def run_dispatch(
     project: Project,
-    issue: Issue,
+    options: DispatchOptions | None = None,
     *,
-    transport_name: str | None = None,
-    limit: int | None = None,
-    concurrency: int | None = None,
-    rate: float | None = None,
-) -> SendPlan:
-    """Work out who would get what, how, and how fast. Writes nothing, not even a ledger file."""
-    settings = project.settings
-    name = transport_name or settings.transport
-    counts = AudienceCounts()
-    for _ in iter_audience(project.audience_source(), issue, counts):
-        pass
-    already_sent = 0
-    ledger = open_ledger_if_exists(settings.ledger_path)
-    if ledger is not None:
-        with ledger:
-            already_sent = ledger.count_states(issue.id)["sent"]
-    return SendPlan(
-        issue_id=issue.id,
-        subject=issue.subject,
-        transport=name,
-        rate=make_rate_limiter(settings, rate, SystemClock()).describe(),
-        concurrency=_concurrency(settings, name, concurrency),
-        limit=limit,
-        recipients=counts.recipients,
-        variants=tuple(
-            VariantPlan(key, counts.variants[key].label, counts.variants[key].section_ids, n)
-            for key, n in sorted(counts.per_variant.items())
-        ),
-        per_segment=dict(sorted(counts.per_segment.items())),
-        duplicates_merged=counts.duplicates_merged,
-        suppressed=counts.suppressed,
-        invalid=counts.invalid,
-        already_sent=already_sent,
-        ledger_path=str(settings.ledger_path),
-    )
-
-
-# --- test copies ------------------------------------------------------------
-
-
-def send_test_copies(
-    project: Project,
-    issue: Issue,
-    address: str,
-    *,
-    transport_name: str | None = None,
-    transport_factory: TransportFactory | None = None,
-) -> list[tuple[str, DeliveryResult]]:
-    """Send one `[TEST]` copy of each variant to `address`; touch no ledger.
-
-    Each copy is personalised as the first real recipient of that variant
-    would see it, but addressed (and unsubscribed) to `address`.
-    """
-    settings = project.settings
-    samples, _ = sample_recipients(project.audience_source(), issue)
-    renderer = Renderer(project, issue)
-    factory = transport_factory or _transport_factory(settings, transport_name)
-    transport = factory()
-    results: list[tuple[str, DeliveryResult]] = []
-    try:
-        for key, (sample, variant) in sorted(samples.items()):
-            recipient = replace(sample, email=address.strip())
-            email = renderer.personalise(variant, recipient)
-            msg = build_message(settings, issue, recipient, email, test=True)
-            outgoing = OutgoingMessage(recipient.email, str(msg["Message-ID"]), msg)
-            results.append((key, transport.send_batch([outgoing])[0]))
-    finally:
-        transport.close()
-    return results
-
-
-# --- the send ---------------------------------------------------------------
-
-
-def stream_audience_into_ledger(
-    project: Project, issue: Issue, ledger: Ledger, counts: AudienceCounts | None = None
-) -> AudienceCounts:
-    """Add everyone in the issue's audience to the ledger (new people pending), in batches."""
-    counts = counts if counts is not None else AudienceCounts()
-    source = project.audience_source()
-    segments = segments_of(source)
-    domain = sender_domain(project.settings)
-    batch: list[NewRecipient] = []
-
-    def suppressed(recipient: Recipient, why: Suppression) -> None:
-        batch.append(NewRecipient(recipient, None, segments(recipient), None, why.reason))
-
-    for recipient, variant in iter_audience(source, issue, counts, suppressed):
-        message_id = message_id_for(issue.id, recipient.email, domain)
-        batch.append(NewRecipient(recipient, variant, segments(recipient), message_id))
-        if len(batch) >= INSERT_BATCH:
-            ledger.add_recipients(issue.id, batch)
-            batch.clear()
-    if batch:
-        ledger.add_recipients(issue.id, batch)
-    return counts
-
-
-@dataclass
-class _Run:
-    """Bookkeeping of one run, shared by the main thread and the workers (under `lock`)."""
-
-    sent: int = 0
-    permanent: int = 0
-    gave_up: int = 0
-    claimed: int = 0
-    in_flight: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    hard_bounced: list[str] = field(default_factory=list)
-    error: BaseException | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_STOP = object()
-# Transports that hand a whole batch to an HTTP API in one request: their
-# results come back together, so they are recorded a batch at a time.
-BATCH_API_TRANSPORTS = ("postmark", "mailjet")
-# Other transports deliver one message at a time; results are recorded every
-# few messages, so a run killed mid-batch re-sends only a handful.
-RECORD_EVERY = 5
-
-Recorder = Callable[[list[DeliveryRow], list[DeliveryResult]], None]
-
-
-def _chunk_size(transport: Transport) -> int:
-    size = max(1, transport.batch_size)
-    return size if transport.name in BATCH_API_TRANSPORTS else min(size, RECORD_EVERY)
-
-
-def _worker(
-    transport: Transport,
-    limiter: RateLimiter,
-    jobs: queue.Queue[Any],
-    done: queue.Queue[Any],
-    stop: threading.Event,
-    record: Recorder,
-) -> None:
-    """Send queued batches, recording each chunk's results at once, until told to stop.
-
-    Every job gets exactly one answer on `done`: (rows never sent, error or None).
-    """
-    size = _chunk_size(transport)
-    try:
-        while True:
-            job = jobs.get()
-            if job is _STOP:
-                return
-            rows, messages = job
-            position = 0
-            try:
-                while position < len(messages) and not stop.is_set():
-                    chunk = messages[position : position + size]
-                    for _ in chunk:
-                        limiter.acquire()
-                    results = transport.send_batch(chunk)
-                    if len(results) != len(chunk):
-                        raise NewsletterError(
-                            f"the {transport.name} transport returned {len(results)} results "
-                            f"for {len(chunk)} messages"
-                        )
-                    record(rows[position : position + len(chunk)], results)
-                    position += len(chunk)
-                done.put((rows[position:], None))
-            except BaseException as error:  # handed to the main thread, which re-raises it
-                stop.set()
-                done.put((rows[position:], error))
-    finally:
-        transport.close()
-
-
-def send_issue(
-    project: Project,
-    issue: Issue,
-    *,
-    transport_name: str | None = None,
-    limit: int | None = None,
-    concurrency: int | None = None,
-    rate: float | None = None,
-    progress: Callable[[DispatchProgress], None] | None = None,
     now: datetime | None = None,
-    clock: Clock | None = None,
-    rng: random.Random | None = None,
-    transport_factory: TransportFactory | None = None,
-    refresh_audience: bool = True,
-    states: Sequence[State] = CLAIMABLE,
-) -> DispatchResult:
-    """Send the issue to everyone in its audience not yet sent to, recording each in the ledger.
+    progress: Progress | None = None,
+) -> DispatchRun:
+    """Send every approved issue that is due and not finished: what cron runs.
 
-    Resumable: run it again after a crash and it sends only to the people
-    still unsent (rows a killed run left `sending` go again, same Message-ID).
-    `now` fixes the messages' Date header; `clock`, `rng` and
-    `transport_factory` are for tests. With `refresh_audience=False` the lists
-    are not read again: only rows already in the ledger are sent.
+    Takes the process lock first (a dry run, which writes nothing, does not),
+    then decides from the issue files and the ledger, so a second run right
+    after the first finds nothing left to do.
     """
-    settings = project.settings
-    clock = clock or SystemClock()
-    rng = rng or random.Random()
-    name = transport_name or settings.transport
-    workers = _concurrency(settings, name, concurrency)
-    limiter = make_rate_limiter(settings, rate, clock)
-    factory = transport_factory or _transport_factory(settings, name)
-    if limit is not None and limit < 0:
-        raise NewsletterError("--limit must be 0 or more")
-    max_attempts = max(1, settings.retry.max_attempts)
-    suppressed_path = project.recipients_dir / "suppressed.csv"
-    renderer = Renderer(project, issue)
-    ledger = Ledger(settings.ledger_path)
-    try:
-        ledger.start_issue(issue.id)
-        if refresh_audience:
-            stream_audience_into_ledger(project, issue, ledger)
-        recovered = ledger.recover_interrupted(issue.id)
-        counts_before = ledger.count_states(issue.id)
-        to_do = sum(counts_before[s] for s in states)
-        total = to_do if limit is None else min(limit, to_do)
-        # Render every variant before anything is claimed, so a template error
-        # stops the run while every row is still pending.
-        for variant in ledger.unsent_variants(issue.id):
-            renderer.variant(variant)
-
-        run_id = uuid.uuid4().hex
-        run = _Run()
-        jobs: queue.Queue[Any] = queue.Queue(maxsize=workers + 1)
-        results: queue.Queue[Any] = queue.Queue()
-        stop = threading.Event()
-        # Transports are opened here, so a misconfiguration stops the run before any claim.
-        transports: list[Transport] = []
-        try:
-            for _ in range(workers):
-                transports.append(factory())
-        except BaseException:
-            for transport in transports:
-                transport.close()
-            raise
-
-        def record(rows: list[DeliveryRow], delivered: list[DeliveryResult]) -> None:
-            _record(
-                ledger, settings, run, rows, delivered, max_attempts, clock, rng, suppressed_path
-            )
-
-        threads = [
-            threading.Thread(
-                target=_worker,
-                args=(transport, limiter, jobs, results, stop, record),
-                name=f"newsletter-send-{i}",
-                daemon=True,
-            )
-            for i, transport in enumerate(transports)
-        ]
-        claim_size = max(
-            [CLAIM_BATCH, *(t.batch_size for t in transports if t.name in BATCH_API_TRANSPORTS)]
-        )
-        for thread in threads:
-            thread.start()
-
-        try:
-            _drive(
-                ledger=ledger,
-                issue=issue,
-                settings=settings,
-                renderer=renderer,
-                run=run,
-                run_id=run_id,
-                jobs=jobs,
-                results=results,
-                stop=stop,
-                workers=workers,
-                claim_size=claim_size,
-                limit=limit,
-                max_attempts=max_attempts,
-                states=states,
-                clock=clock,
-                rng=rng,
-                now=now,
-                total=total,
-                progress=progress,
-                suppressed_path=suppressed_path,
-            )
-        finally:
-            stop.set()  # on Ctrl-C, workers finish (and record) their chunk, then stop
-            _shutdown(threads, jobs, results, ledger, issue.id)
-        if run.error is not None:
-            raise run.error
-        final = ledger.count_states(issue.id)
-        if final["pending"] == 0 and final["sending"] == 0 and final["failed-temporary"] == 0:
-            ledger.finish_issue(issue.id)
-        return DispatchResult(
-            issue_id=issue.id,
-            sent=run.sent,
-            failed_temporary=final["failed-temporary"],
-            failed_permanent=run.permanent,
-            suppressed=final["suppressed"],
-            skipped_already_sent=counts_before["sent"],
-            recovered=recovered,
-            hard_bounced=tuple(run.hard_bounced),
-            failures=tuple(run.failures),
-        )
-    finally:
-        ledger.close()
-
-
-def retry_issue(project: Project, issue: Issue, **options: Any) -> DispatchResult:
-    """Send the issue again to the people whose delivery failed temporarily (lists not re-read)."""
-    return send_issue(
-        project, issue, refresh_audience=False, states=("failed-temporary",), **options
+    options = options or DispatchOptions()
+    moment = now or datetime.now(UTC)
+    lock = (
+        contextlib.nullcontext()
+        if options.dry_run
+        else dispatch_lock(project.settings.lock_path, wait=options.wait)
     )
+    with lock:
+        schedule = issue_schedule(project, moment)
+        outcomes = [
+            _dispatch_one(project, entry, moment, options, progress)
+            for entry in schedule
+            if entry.needs_sending
+        ]
+    return DispatchRun(moment, tuple(outcomes), tuple(schedule), options.dry_run)
 
 
-def _build(
-    settings: Settings,
-    issue: Issue,
-    renderer: Renderer,
-    rows: list[DeliveryRow],
-    now: datetime | None,
-) -> list[OutgoingMessage]:
-    # A builder per batch: the Date header is the time the batch was built.
-    builder = MessageBuilder(settings, issue, date=now or datetime.now(UTC))
-    domain = sender_domain(settings)
-    messages: list[OutgoingMessage] = []
-    for row in rows:
-        recipient = row.recipient()
-        email = renderer.personalise(row.variant(), recipient)
-        data = builder.build(recipient, email)
-        message_id = message_id_for(issue.id, recipient.email, domain)
-        messages.append(PreparedMessage(recipient.email, message_id, data))
-    return messages
+def _dispatch_one(
+    project: Project,
+    entry: ScheduleEntry,
+    now: datetime,
+    options: DispatchOptions,
+    progress: Progress | None,
+) -> IssueOutcome:
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+    outcome = _decide_and_send(project, entry, now, options, progress)
+    if not options.dry_run:
+        append_log(
+            project.settings.dispatch_log_path,
+            {
+                "issue": entry.issue_id,
+                "action": outcome.action,
+                "now": now.isoformat(),
+                "started_at": started.isoformat(),
+                "finished_at": datetime.now(UTC).isoformat(),
+                "seconds": round(time.monotonic() - clock, 3),
+                "send_at": entry.send_at.isoformat() if entry.send_at else None,
+                "transport": options.transport or project.settings.transport,
+                "counts": dict(outcome.counts),
+                "message": outcome.message,
+                "errors": list(outcome.errors),
+                **({"error": outcome.errors[0]} if outcome.errors else {}),
+            },
+        )
+    return outcome
 
 
-def _drive(
-    *,
-    ledger: Ledger,
-    issue: Issue,
-    settings: Settings,
-    renderer: Renderer,
-    run: _Run,
-    run_id: str,
-    jobs: queue.Queue[Any],
-    results: queue.Queue[Any],
-    stop: threading.Event,
-    workers: int,
-    claim_size: int,
-    limit: int | None,
-    max_attempts: int,
-    states: Sequence[State],
-    clock: Clock,
-    rng: random.Random,
-    now: datetime | None,
-    total: int,
-    progress: Callable[[DispatchProgress], None] | None,
-    suppressed_path: Any,
-) -> None:
-    # One batch being sent per worker and one built, ready for whichever finishes first.
-    capacity = workers + 1
-    exhausted = False
-    while True:
-        # Keep every worker busy (and one batch queued behind each) before waiting.
-        while not stop.is_set() and not exhausted and run.in_flight < capacity:
-            # --limit caps the messages handed to the transport, retries included.
-            room = claim_size if limit is None else min(claim_size, limit - run.claimed)
-            rows = (
-                ledger.claim(
-                    issue.id,
-                    run_id,
-                    room,
-                    now=clock.time(),
-                    max_run_attempts=max_attempts,
-                    states=states,
-                )
-                if room > 0
-                else []
-            )
-            run.claimed += len(rows)
-            if not rows:
-                exhausted = True
-                break
-            try:
-                messages = _build(settings, issue, renderer, rows, now)
-            except BaseException:
-                ledger.release(issue.id, [r.address_key for r in rows])
-                raise
-            jobs.put((rows, messages))
-            run.in_flight += 1
-        if run.in_flight == 0:
-            if stop.is_set():
-                return
-            wake = ledger.waiting_retry_at(issue.id, run_id, max_attempts)
-            if wake is None or (limit is not None and run.claimed >= limit):
-                return
-            clock.sleep(max(0.0, wake - clock.time()))
-            exhausted = False
-            continue
-        unsent, error = results.get()
-        run.in_flight -= 1
-        if unsent:
-            ledger.release(issue.id, [r.address_key for r in unsent])
-        if error is not None and run.error is None:
-            run.error = error
-        exhausted = False
+def _decide_and_send(
+    project: Project,
+    entry: ScheduleEntry,
+    now: datetime,
+    options: DispatchOptions,
+    progress: Progress | None,
+) -> IssueOutcome:
+    issue_id = entry.issue_id
+    if entry.state == "invalid" or entry.issue is None:
+        errors = tuple(str(p) for p in entry.problems if p.is_error)
+        return IssueOutcome(
+            issue_id, "invalid", f"not sent: {len(errors)} error(s) in the content", errors=errors
+        )
+    if entry.overdue and not options.catch_up:
+        return IssueOutcome(issue_id, "skipped", f"skipped: {entry.detail}")
+    issue = entry.issue
+    if options.dry_run:
+        plan = plan_send(project, issue, SendOptions(transport=options.transport))
+        return IssueOutcome(
+            issue_id,
+            "planned",
+            f"would send {plan.to_send} of {plan.recipients} via {plan.transport}"
+            f" ({plan.already_sent} already sent, {plan.suppressed} suppressed)",
+            {"to_send": plan.to_send, "already_sent": plan.already_sent},
+        )
+
+    def report(step: SendProgress) -> None:
         if progress is not None:
-            with run.lock:
-                done = run.sent + run.permanent + run.gave_up
-                update = DispatchProgress(
-                    done=done, total=total, sent=run.sent, failed=run.permanent + run.gave_up
-                )
-            progress(update)
+            progress(issue_id, step.done, step.total)
 
-
-def _record(
-    ledger: Ledger,
-    settings: Settings,
-    run: _Run,
-    rows: list[DeliveryRow],
-    delivered: list[DeliveryResult],
-    max_attempts: int,
-    clock: Clock,
-    rng: random.Random,
-    suppressed_path: Path,
-) -> None:
-    """Record one chunk's results in one transaction (called from a worker thread)."""
-    outcomes: list[tuple[Outcome, str | None]] = []
-    bounced: list[DeliveryRow] = []
-    with run.lock:
-        for row, result in zip(rows, delivered, strict=True):
-            if result.status == "sent":
-                run.sent += 1
-                outcome = Outcome(row.address_key, "sent", "", result.provider_id)
-            elif result.status == "temporary":
-                if row.run_attempts >= max_attempts:
-                    run.gave_up += 1
-                    run.failures.append(Failure(row.email, "failed-temporary", result.detail))
-                    wake = 0.0
-                else:
-                    delay = backoff_delay(
-                        row.run_attempts,
-                        settings.retry.base_delay_seconds,
-                        settings.retry.max_delay_seconds,
-                        rng,
-                    )
-                    wake = clock.time() + max(delay, result.retry_after or 0.0)
-                outcome = Outcome(row.address_key, "failed-temporary", result.detail, None, wake)
-            else:
-                run.permanent += 1
-                run.failures.append(Failure(row.email, "failed-permanent", result.detail))
-                outcome = Outcome(row.address_key, "failed-permanent", result.detail)
-                bounced.append(row)
-            outcomes.append((outcome, result.message_id))
-    if rows:
-        ledger.record(rows[0].issue_id, outcomes)
-    for row in bounced:
-        bounces = ledger.permanent_failures(row.address_key)
-        if bounces >= settings.retry.hard_bounce_after and add_suppression(
-            suppressed_path, row.email, "hard-bounce", date.today()
-        ):
-            with run.lock:
-                run.hard_bounced.append(row.email)
-
-
-def _shutdown(
-    threads: list[threading.Thread],
-    jobs: queue.Queue[Any],
-    results: queue.Queue[Any],
-    ledger: Ledger,
-    issue_id: str,
-) -> None:
-    """Stop the workers (each finishes and records its chunk); give back rows never sent."""
-    unsent: list[str] = []
-    while True:
-        try:
-            job = jobs.get_nowait()
-        except queue.Empty:
-            break
-        unsent += [r.address_key for r in job[0]]
-    for _ in threads:
-        jobs.put(_STOP)
-    for thread in threads:
-        thread.join()
-    while True:
-        try:
-            rows, _error = results.get_nowait()
-        except queue.Empty:
-            break
-        unsent += [r.address_key for r in rows]
-    if unsent:
-        ledger.release(issue_id, unsent)
-
-
-# --- the report -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReportedFailure:
-    email: str
-    state: str
-    attempts: int
-    detail: str
-
-
-@dataclass(frozen=True)
-class DeliveryReport:
-    """What the ledger says about one issue: who got it, who did not, and why."""
-
-    issue_id: str
-    counts: dict[str, int]
-    per_segment: dict[str, dict[str, int]]
-    failures: tuple[ReportedFailure, ...]
-    started_at: str | None
-    finished_at: str | None
-    complete: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "issue": self.issue_id,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "complete": self.complete,
-            "counts": self.counts,
-            "per_segment": self.per_segment,
-            "failures": [f.__dict__ for f in self.failures],
-        }
-
-
-def delivery_report(project: Project, issue: str) -> DeliveryReport:
-    """Read an issue's delivery from the ledger (`issue` is its id, or its file)."""
-    ledger = open_ledger_if_exists(project.settings.ledger_path)
-    if ledger is None:
-        raise NewsletterError(
-            f"nothing has been sent yet: there is no delivery ledger at {project.settings.ledger_path}"
+    try:
+        send_options = SendOptions(transport=options.transport, message_date=now)
+        result = send_issue(project, issue, send_options, progress=report if progress else None)
+    except NewsletterError as error:
+        # A refused connection or rejected key: say so, keep going with other issues.
+        return IssueOutcome(issue_id, "failed", f"not sent: {error}", errors=(str(error),))
+    counts = result.counts()
+    finished = read_summary(project.settings.ledger_path, issue_id)
+    done = finished is not None and finished.complete
+    message = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items() if n)
+    if done:
+        return IssueOutcome(issue_id, "sent", f"finished: {message or 'nothing to send'}", counts)
+    details = tuple(f"{f.email}: {f.detail}" for f in result.failures[:5])
+    if result.sent == 0 and result.failed_temporary:
+        # Nothing got through at all (relay down, refused, rate-limited): a failed run, so
+        # cron mail or a failed systemd unit tells someone, though the next tick tries again.
+        return IssueOutcome(
+            issue_id,
+            "failed",
+            f"nothing delivered ({message}); the next dispatch tries again",
+            counts,
+            details or (f"{result.failed_temporary} deliveries failed temporarily",),
         )
-    with ledger:
-        issue_id = issue if issue in ledger.issue_ids() else project.load_issue(issue).id
-        state = ledger.issue_state(issue_id)
-        if not state.total:
-            raise NewsletterError(f"the ledger has no deliveries of {issue_id} yet")
-        failures = tuple(
-            ReportedFailure(row.email, row.state, row.attempts, row.last_error)
-            for row in ledger.rows(issue_id, ("failed-permanent", "failed-temporary", "sending"))
-        )
-        return DeliveryReport(
-            issue_id=issue_id,
-            counts=state.counts,
-            per_segment=ledger.count_segments(issue_id),
-            failures=failures,
-            started_at=state.started_at,
-            finished_at=state.finished_at,
-            complete=state.complete,
-        )
+    return IssueOutcome(
+        issue_id,
+        "incomplete",
+        f"{message or 'nothing sent'}; the rest will be retried by the next dispatch",
+        counts,
+    )

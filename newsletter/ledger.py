@@ -5,7 +5,15 @@ people on the suppression list get a `suppressed` row so the report can say
 why they were not mailed. A row is claimed (`sending`, committed) *before* a
 transport is called, and marked after, so a run killed at any moment leaves
 the ledger saying exactly who might have been mailed: `sending` rows are sent
-again, with the same Message-ID, and `sent` rows never are.
+again, with the same Message-ID, and `sent` rows never are. Rows claimed
+but never handed to a transport (Ctrl-C, a run stopped by a fatal error) are
+released back to `pending`. A `failed-temporary` row keeps the moment before
+which it is not tried again (back-off) and how often this run has tried it.
+
+The states are spelled once, in `State`: a transport answers `sent`,
+`failed-temporary` or `failed-permanent` and the send run records that
+answer as it is; `DeliverySummary` is the one count of them that the report,
+the schedule, dispatch and the archive read.
 
 Claims and results are written in batches, one transaction each, so the
 ledger costs a few commits per hundred messages. Two processes may share a
@@ -44,6 +52,8 @@ STATES: tuple[State, ...] = (
 )
 # States a run may (re)claim; `sending` rows are only taken back by `recover_interrupted`.
 CLAIMABLE: tuple[State, ...] = ("pending", "failed-temporary")
+# States of people still to be sent to, now or after a back-off.
+UNFINISHED: tuple[State, ...] = ("pending", "sending", "failed-temporary")
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -197,11 +207,15 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class IssueLedgerState:
-    """How far an issue's delivery has got."""
+class DeliverySummary:
+    """What the ledger says about one issue: how many people are in each state, and when.
+
+    The one summary of an issue's delivery, read by the send run, the
+    `report` and `schedule` commands, `dispatch` and the archive.
+    """
 
     issue_id: str
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: Mapping[str, int] = field(default_factory=dict)  # every state, zeros included
     started_at: str | None = None
     finished_at: str | None = None
 
@@ -210,10 +224,19 @@ class IssueLedgerState:
         return sum(self.counts.values())
 
     @property
+    def started(self) -> bool:
+        """True once anyone has been added to the issue's ledger."""
+        return self.total > 0
+
+    @property
     def complete(self) -> bool:
         """True once a run has finished and nobody is left to send to (now or later)."""
-        unfinished = sum(self.counts.get(s, 0) for s in ("pending", "sending", "failed-temporary"))
-        return self.finished_at is not None and unfinished == 0
+        unfinished = sum(self.counts.get(s, 0) for s in UNFINISHED)
+        return self.finished_at is not None and self.started and unfinished == 0
+
+    def counts_present(self) -> dict[str, int]:
+        """The states someone is in, with how many (states nobody is in left out)."""
+        return {state: n for state, n in self.counts.items() if n}
 
 
 class Ledger:
@@ -570,8 +593,8 @@ class Ledger:
             for key, ids, label in self._conn().execute(
                 "SELECT DISTINCT variant_key, section_ids, variant_label FROM deliveries "
                 "WHERE issue_id = ? AND variant_key != '' "
-                "AND state IN ('pending', 'sending', 'failed-temporary')",
-                (issue_id,),
+                f"AND state IN ({', '.join('?' for _ in UNFINISHED)})",
+                (issue_id, *UNFINISHED),
             )
         ]
 
@@ -587,7 +610,7 @@ class Ledger:
         )
         return int(value)
 
-    def issue_state(self, issue_id: str) -> IssueLedgerState:
+    def summary(self, issue_id: str) -> DeliverySummary:
         """Counts per state, and when delivery of the issue started and finished."""
         run = (
             self._conn()
@@ -596,7 +619,7 @@ class Ledger:
             )
             .fetchone()
         )
-        return IssueLedgerState(
+        return DeliverySummary(
             issue_id=issue_id,
             counts=self.count_states(issue_id),
             started_at=None if run is None else run[0],
@@ -625,21 +648,7 @@ def open_ledger_if_exists(path: Path) -> Ledger | None:
     return Ledger(path, create=False) if path.exists() else None
 
 
-@dataclass(frozen=True)
-class LedgerSummary:
-    """What the delivery ledger says about one issue."""
-
-    counts: Mapping[str, int]
-    complete: bool
-    started_at: str | None = None
-    finished_at: str | None = None
-
-    @property
-    def started(self) -> bool:
-        return sum(self.counts.values()) > 0
-
-
-def read_summary(ledger_path: Path, issue_id: str) -> LedgerSummary | None:
+def read_summary(ledger_path: Path, issue_id: str) -> DeliverySummary | None:
     """What the ledger says about an issue, without creating a ledger just by looking.
 
     None when nothing has been recorded (no ledger file, or no tables yet).
@@ -648,15 +657,8 @@ def read_summary(ledger_path: Path, issue_id: str) -> LedgerSummary | None:
         return None
     try:
         with Ledger(ledger_path, create=False) as ledger:
-            state = ledger.issue_state(issue_id)
+            return ledger.summary(issue_id)
     except sqlite3.OperationalError as error:
         if "no such table" in str(error):
             return None  # a first dispatch has created the file but not yet its tables
         raise NewsletterError(f"{ledger_path}: cannot read the ledger ({error})") from error
-    counts = {str(k): int(v) for k, v in state.counts.items() if v}
-    return LedgerSummary(
-        counts=counts,
-        complete=bool(state.complete) and bool(counts),
-        started_at=state.started_at,
-        finished_at=state.finished_at,
-    )

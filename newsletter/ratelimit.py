@@ -1,4 +1,4 @@
-"""Sending caps (per second, minute and hour) and the clock they wait on.
+"""Sending caps (per second, minute and hour), back-off after a failure, and the clock.
 
 The clock is a small object so tests can hand in one that moves only when
 asked, and never really sleep. A relay such as Microsoft 365 allows 30
@@ -7,6 +7,7 @@ messages a minute; a provider may allow 10 a second: both caps are kept.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import deque
@@ -104,3 +105,16 @@ class RateLimiter:
                         sent.append(now)
                     return
             self.clock.sleep(wait)
+
+
+def backoff_delay(
+    attempt: int, base: float, cap: float, jitter: random.Random | None = None
+) -> float:
+    """Seconds to wait after failed attempt `attempt` (1 for the first): `base` doubled each time.
+
+    Never more than `cap`. With `jitter`, "equal jitter": half the wait is
+    fixed and half random, so messages that failed together are not all
+    tried again at the same moment.
+    """
+    delay = min(cap, base * 2.0 ** max(0, attempt - 1))
+    return delay if jitter is None else delay / 2 + jitter.uniform(0, delay / 2)

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from newsletter.archive import build_archive, render_web_issue
 from newsletter.cli import cli
 from newsletter.content import PUBLICATION_TYPES
-from newsletter.dispatch import send_issue
 from newsletter.errors import ContentError
 from newsletter.links import share_ideas_mailto, web_version_url
 from newsletter.project import Project, open_project
+from newsletter.send import SendOptions, send_issue
 from newsletter.transports.memory import MemoryTransport
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -250,7 +250,7 @@ def test_an_issue_sent_without_approval_is_published(project: Project, tmp_path:
     # Sent by hand with `send --send` while still `approved: false`: its readers'
     # "View in browser" links point at the archive, so the page must be there.
     issue = project.load_issue(ISSUE_ID)
-    result = send_issue(project, issue, rate=0, transport_factory=MemoryTransport)
+    result = send_issue(project, issue, SendOptions(rate=0), transport_factory=MemoryTransport)
     assert result.sent > 0
     out = tmp_path / "site"
     build_archive(project, out)

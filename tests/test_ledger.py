@@ -189,7 +189,7 @@ def test_lookup_answers_did_jo_get_the_may_issue(tmp_path: Path) -> None:
     assert jo.variant() == VARIANT
 
 
-def test_issue_state_counts_and_completion(tmp_path: Path) -> None:
+def test_summary_counts_and_completion(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.db") as ledger:
         ledger.start_issue(ISSUE)
         ledger.add_recipients(ISSUE, people(3))
@@ -197,7 +197,7 @@ def test_issue_state_counts_and_completion(tmp_path: Path) -> None:
         ledger.record(ISSUE, [(Outcome(k, "sent"), None) for k in keys[:2]])
         ledger.record(ISSUE, [(Outcome(keys[2], "failed-permanent", "550 no such user"), None)])
         ledger.finish_issue(ISSUE)
-        state = ledger.issue_state(ISSUE)
+        state = ledger.summary(ISSUE)
         per_segment = ledger.count_segments(ISSUE)
         assert ledger.permanent_failures(keys[2]) == 1
     assert state.counts["sent"] == 2 and state.counts["failed-permanent"] == 1

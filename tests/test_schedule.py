@@ -1,28 +1,19 @@
-"""Which issues are due and when, across daylight saving; the dispatch lock and log."""
+"""Which issues are due and when, across daylight saving, and what a dispatch run does with them."""
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.errors import LockHeldError, NewsletterError
+from newsletter.dispatch import run_dispatch
+from newsletter.dispatch_log import last_logged
+from newsletter.errors import NewsletterError
 from newsletter.project import open_project
-from newsletter.schedule import (
-    ScheduleEntry,
-    append_log,
-    describe_duration,
-    dispatch_lock,
-    issue_schedule,
-    last_logged,
-    parse_now,
-    run_dispatch,
-)
+from newsletter.schedule import ScheduleEntry, describe_duration, issue_schedule, parse_now
 
 ISSUE = "2023-05-panel-reports"
 LONDON = ZoneInfo("Europe/London")
@@ -204,65 +195,3 @@ def test_durations_read_naturally() -> None:
     assert describe_duration(timedelta(hours=2, minutes=5)) == "2 hours 5 minutes"
     assert describe_duration(timedelta(days=1, hours=1, minutes=9)) == "1 day 1 hour"
     assert describe_duration(timedelta(days=-3)) == "3 days"
-
-
-# --- the lock ----------------------------------------------------------------------
-
-
-def test_a_second_holder_of_the_lock_is_refused_naming_the_first(tmp_path: Path) -> None:
-    lock_path = tmp_path / "var" / "dispatch.lock"
-    held = r"another dispatch is already running \(process \d+\)"
-    with dispatch_lock(lock_path):
-        second = dispatch_lock(lock_path)
-        with pytest.raises(LockHeldError, match=held):
-            second.__enter__()
-    with dispatch_lock(lock_path):  # released when the first block ended
-        pass
-
-
-def test_waiting_for_the_lock_gets_it_once_released(tmp_path: Path) -> None:
-    lock_path = tmp_path / "dispatch.lock"
-    order: list[str] = []
-    first_has_it = threading.Event()
-    release = threading.Event()
-
-    def first() -> None:
-        with dispatch_lock(lock_path):
-            order.append("first in")
-            first_has_it.set()
-            release.wait(10)
-            order.append("first out")
-
-    thread = threading.Thread(target=first)
-    thread.start()
-    first_has_it.wait(10)
-    threading.Timer(0.2, release.set).start()
-    with dispatch_lock(lock_path, wait=True):
-        order.append("second in")
-    thread.join(10)
-    assert order == ["first in", "first out", "second in"]
-
-
-def test_dispatch_refuses_while_another_holds_the_lock(project_dir: Path) -> None:
-    edit_issue(project_dir, approved=True)
-    project = open_project(project_dir)
-    with dispatch_lock(project.settings.lock_path), pytest.raises(LockHeldError):
-        run_dispatch(project, now=utc(2023, 8, 1))
-    assert not project.settings.dispatch_log_path.exists()
-
-
-# --- the log ---------------------------------------------------------------------
-
-
-def test_log_lines_append_and_a_torn_line_is_ignored(tmp_path: Path) -> None:
-    log_path = tmp_path / "var" / "dispatch.log"
-    append_log(log_path, {"issue": "a", "action": "sent"})
-    with log_path.open("a", encoding="utf-8") as handle:
-        handle.write('{"issue": "a", "act')  # a crash mid-write
-    append_log(log_path, {"issue": "b", "action": "skipped"})
-    append_log(log_path, {"issue": "a", "action": "failed", "error": "refused"})
-    lines = log_path.read_text(encoding="utf-8").splitlines()
-    assert json.loads(lines[0]) == {"issue": "a", "action": "sent"}
-    latest = last_logged(log_path)
-    assert latest["a"]["action"] == "failed"
-    assert latest["b"]["action"] == "skipped"

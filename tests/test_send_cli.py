@@ -20,7 +20,9 @@ from click.testing import CliRunner, Result
 
 from newsletter.audience import read_suppressed
 from newsletter.cli import cli
-from newsletter.dispatch import RECORD_EVERY
+from newsletter.send import RECORD_EVERY
+from newsletter.settings import TRANSPORTS
+from newsletter.transports import TRANSPORT_NAMES
 from tests.support.smtp import SmtpTestServer
 
 ISSUE = "2023-05-panel-reports"
@@ -83,6 +85,24 @@ def test_dry_run_prints_the_plan_and_writes_nothing(project_dir: Path) -> None:
     plan = json.loads(run(project_dir, "send", ISSUE, "--format", "json", "--rate", "0").stdout)
     assert plan["to_send"] == 67 and plan["rate"] == "no limit"
     assert not (project_dir / "var").exists()
+
+
+def test_every_transport_in_the_settings_can_be_chosen_by_each_command() -> None:
+    assert TRANSPORT_NAMES == TRANSPORTS
+    for name in ("send", "retry", "dispatch"):
+        command = cli.commands[name]
+        option = next(p for p in command.params if p.name == "transport_name")
+        assert tuple(option.type.choices) == TRANSPORT_NAMES, name  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("transport", TRANSPORT_NAMES)
+def test_verbose_dry_run_says_where_each_transport_would_deliver(
+    project_dir: Path, transport: str
+) -> None:
+    result = run(project_dir, "--verbose", "send", ISSUE, "--transport", transport)
+    assert result.exit_code == 0, result.output
+    assert f"Delivery: {transport}: " in result.stderr
+    assert f"Transport:  {transport} (" in result.stdout
 
 
 @pytest.mark.usefixtures("one_click")
@@ -216,6 +236,54 @@ def test_test_to_sends_one_copy_per_variant_and_records_nothing(
     bodies = [m.message.get_body(("plain",)).get_content() for m in smtp_server.messages]
     assert [BRUISING in b for b in bodies] == [True, False]
     assert not (smtp_project / "var").exists()
+
+
+def test_test_copies_answer_in_json_when_asked(
+    smtp_project: Path, smtp_server: SmtpTestServer
+) -> None:
+    result = run(smtp_project, "send", ISSUE, "--test-to", "me@example.org", "--format", "json")
+    assert result.exit_code == 0, result.output
+    copies = json.loads(result.stdout)  # nothing but JSON on stdout
+    assert copies["issue"] == ISSUE and copies["to"] == "me@example.org"
+    assert [(c["variant"], c["status"]) for c in copies["copies"]] == [
+        ("all-sections", "sent"),
+        ("without-bruising-in-non-mobile-infants", "sent"),
+    ]
+    assert len(smtp_server.messages) == 2 and not (smtp_project / "var").exists()
+
+
+def test_a_refused_test_copy_is_in_the_json_and_exits_1(
+    smtp_project: Path, smtp_server: SmtpTestServer
+) -> None:
+    smtp_server.fail("me@example.org", 550)
+    result = run(smtp_project, "send", ISSUE, "--test-to", "me@example.org", "--format", "json")
+    assert result.exit_code == 1
+    copies = json.loads(result.stdout)
+    assert {c["status"] for c in copies["copies"]} == {"failed-permanent"}
+    assert all(c["detail"].startswith("550") for c in copies["copies"])
+
+
+def test_a_json_send_without_yes_is_refused_before_anything_happens(
+    smtp_project: Path, smtp_server: SmtpTestServer
+) -> None:
+    # A script asking for JSON cannot answer the confirmation prompt, and the
+    # human plan and prompt on stdout would spoil its JSON.
+    result = run(smtp_project, "send", ISSUE, "--send", "--format", "json", input="y\n")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "--yes" in result.stderr
+    assert smtp_server.messages == []
+    assert not (smtp_project / "var").exists()
+
+
+def test_a_json_send_with_yes_prints_only_json(
+    smtp_project: Path, smtp_server: SmtpTestServer
+) -> None:
+    result = run(smtp_project, "send", ISSUE, "--send", "--yes", "--format", "json", "--rate", "0")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["issue"] == ISSUE and outcome["sent"] == 67 and outcome["failures"] == []
+    assert len(smtp_server.messages) == 67
 
 
 def test_an_issue_with_content_errors_is_refused(

@@ -77,7 +77,13 @@ def test_a_partly_failed_call_marks_exactly_the_failed_recipients(
     mailjet_server.fail_address("reader2@example.org", 400)
     mailjet_server.fail_address("reader4@example.org", 503, "temporarily unavailable")
     results = mailjet.send_batch(make_outgoing(5))
-    assert [r.status for r in results] == ["sent", "permanent", "sent", "temporary", "sent"]
+    assert [r.status for r in results] == [
+        "sent",
+        "failed-permanent",
+        "sent",
+        "failed-temporary",
+        "sent",
+    ]
     assert "invalid email address" in results[1].detail
     assert len(mailjet_server.requests) == 1
     assert mailjet_server.sent_to() == [
@@ -98,7 +104,7 @@ def test_500_is_retried_then_given_back_as_temporary(
 ) -> None:
     mailjet_server.respond(500, times=5)
     results = mailjet.send_batch(make_outgoing(2))
-    assert [r.status for r in results] == ["temporary", "temporary"]
+    assert [r.status for r in results] == ["failed-temporary", "failed-temporary"]
     assert len(mailjet_server.requests) == 3 and sleeps == [1.0, 2.0]
     mailjet_server.requests.clear()
     assert [r.status for r in mailjet.send_batch(make_outgoing(2))] == ["sent", "sent"]
@@ -109,7 +115,7 @@ def test_400_for_the_whole_request_is_permanent(mailjet, mailjet_server, make_ou
         400, body={"ErrorIdentifier": "x", "StatusCode": 400, "ErrorMessage": "Invalid From"}
     )
     results = mailjet.send_batch(make_outgoing(3))
-    assert [r.status for r in results] == ["permanent"] * 3
+    assert [r.status for r in results] == ["failed-permanent"] * 3
     assert "Invalid From" in results[0].detail
 
 
@@ -130,7 +136,7 @@ def test_wrong_keys_stop_the_run_without_showing_them(mailjet_server, make_outgo
 def test_secret_echoed_by_the_provider_is_scrubbed(mailjet, mailjet_server, make_outgoing) -> None:
     mailjet_server.fail_address("reader1@example.org", 400, f"bad auth {MAILJET_SECRET}")
     [result] = mailjet.send_batch(make_outgoing(1))
-    assert result.status == "permanent"
+    assert result.status == "failed-permanent"
     assert MAILJET_SECRET not in result.detail and "********" in result.detail
 
 

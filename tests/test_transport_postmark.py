@@ -78,7 +78,14 @@ def test_a_partly_failed_batch_marks_exactly_the_failed_recipients(
     postmark_server.fail_address("reader2@example.org", 406)
     postmark_server.fail_address("reader5@example.org", 300)
     results = postmark.send_batch(messages)
-    assert [r.status for r in results] == ["sent", "permanent", "sent", "sent", "permanent", "sent"]
+    assert [r.status for r in results] == [
+        "sent",
+        "failed-permanent",
+        "sent",
+        "sent",
+        "failed-permanent",
+        "sent",
+    ]
     assert "406" in results[1].detail and "inactive" in results[1].detail
     assert "300" in results[4].detail
     assert len(postmark_server.requests) == 1  # nothing resent
@@ -107,7 +114,7 @@ def test_retries_are_bounded_then_temporary(
 ) -> None:
     postmark_server.respond(503, times=10)
     results = postmark.send_batch(make_outgoing(2))
-    assert [r.status for r in results] == ["temporary", "temporary"]
+    assert [r.status for r in results] == ["failed-temporary", "failed-temporary"]
     assert "HTTP 503" in results[0].detail
     assert len(postmark_server.requests) == 4
     assert len(sleeps) == 3
@@ -119,7 +126,7 @@ def test_a_long_retry_after_is_handed_to_the_dispatcher_not_slept(
 ) -> None:
     postmark_server.respond(429, headers={"Retry-After": "3600"})
     results = postmark.send_batch(make_outgoing(2))
-    assert [(r.status, r.retry_after) for r in results] == [("temporary", 3600.0)] * 2
+    assert [(r.status, r.retry_after) for r in results] == [("failed-temporary", 3600.0)] * 2
     assert sleeps == []
     assert len(postmark_server.requests) == 1
 
@@ -127,7 +134,7 @@ def test_a_long_retry_after_is_handed_to_the_dispatcher_not_slept(
 def test_422_is_permanent_for_the_request(postmark, postmark_server, make_outgoing) -> None:
     postmark_server.respond(422, body={"ErrorCode": 300, "Message": "Invalid 'To' address."})
     results = postmark.send_batch(make_outgoing(3))
-    assert [r.status for r in results] == ["permanent"] * 3
+    assert [r.status for r in results] == ["failed-permanent"] * 3
     assert "HTTP 422" in results[0].detail and "Invalid 'To' address" in results[0].detail
 
 
@@ -165,7 +172,7 @@ def test_a_fatal_error_mid_send_keeps_the_batches_already_sent(
     postmark_server.respond(401, body={"ErrorCode": 10, "Message": "Token revoked"})
     results = postmark.send_batch(messages)
     assert [r.status for r in results[:500]] == ["sent"] * 500
-    assert {r.status for r in results[500:]} == {"temporary"}
+    assert {r.status for r in results[500:]} == {"failed-temporary"}
     with pytest.raises(DeliveryError, match="refused our credentials"):
         postmark.send_batch(messages[500:])
 

@@ -83,8 +83,8 @@ def test_451_is_temporary_550_permanent_and_the_rest_still_delivered(
 
     assert [(r.recipient, r.status) for r in results] == [
         ("a@example.org", "sent"),
-        ("busy@example.org", "temporary"),
-        ("gone@example.org", "permanent"),
+        ("busy@example.org", "failed-temporary"),
+        ("gone@example.org", "failed-permanent"),
         ("b@example.org", "sent"),
     ]
     assert results[1].detail.startswith("451 4.3.0")
@@ -96,7 +96,7 @@ def test_451_is_temporary_550_permanent_and_the_rest_still_delivered(
     # The 451 clears up on a later attempt (the dispatcher retries temporaries).
     smtp_server.reset()
     smtp_server.fail("busy@example.org", 451, times=1)
-    assert transport.send_batch([messages[1]])[0].status == "temporary"
+    assert transport.send_batch([messages[1]])[0].status == "failed-temporary"
     assert transport.send_batch([messages[1]])[0].status == "sent"
     assert smtp_server.recipients() == ["busy@example.org"]
 
@@ -108,7 +108,7 @@ def test_refusal_after_the_data_is_mapped_per_recipient(
     smtp_server.fail("big@example.org", 552, stage="DATA")
     smtp_server.fail("later@example.org", 451, stage="DATA")
     results = smtp_transport(smtp_server.settings()).send_batch(messages)
-    assert [r.status for r in results] == ["permanent", "temporary", "sent"]
+    assert [r.status for r in results] == ["failed-permanent", "failed-temporary", "sent"]
     assert "DATA" in results[0].detail
     assert smtp_server.recipients() == ["ok@example.org"]
 
@@ -151,7 +151,7 @@ def test_unreachable_server_gives_temporary_results_without_raising(
     results = smtp_transport(settings, ssl_context=trusted_ca.client_context()).send_batch(
         make_outgoing(3)
     )
-    assert [r.status for r in results] == ["temporary"] * 3
+    assert [r.status for r in results] == ["failed-temporary"] * 3
     assert "cannot connect" in results[0].detail
 
 
@@ -351,7 +351,7 @@ def test_a_server_echoing_the_password_is_scrubbed_from_results(
     [result] = smtp_transport(settings, ssl_context=trusted_ca.client_context()).send_batch(
         make_outgoing(1)
     )
-    assert result.status == "permanent"
+    assert result.status == "failed-permanent"
     assert PASSWORD not in result.detail and leaked not in result.detail
     assert "********" in result.detail
 
@@ -372,7 +372,7 @@ def test_a_deferred_fatal_error_keeps_the_results_already_sent(
 
     server.handle_MAIL = refuse_sender_after_first
     results = transport.send_batch(messages)
-    assert [r.status for r in results] == ["sent", "temporary", "temporary"]
+    assert [r.status for r in results] == ["sent", "failed-temporary", "failed-temporary"]
     assert "refused the sender address" in results[1].detail
     with pytest.raises(DeliveryError, match="refused the sender address"):
         transport.send_batch(messages[1:])

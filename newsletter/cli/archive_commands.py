@@ -29,7 +29,7 @@ def archive(app: AppContext, out_dir: Path | None, drafts: bool) -> None:
     disk. Building twice gives identical files.
     """
     project = app.project()
-    target = out_dir if out_dir is not None else project.root_dir / "site"
+    target = out_dir if out_dir is not None else project.paths.site_dir
     files = build_archive(project, target, drafts=drafts)
     pages = sum(1 for path in files if path.suffix == ".html")
     click.echo(f"Built {pages} pages ({len(files)} files) in {target}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,57 +20,67 @@ from newsletter.cli.common import (
     table_text,
 )
 from newsletter.content import Issue
-from newsletter.dispatch import (
-    DispatchProgress,
-    DispatchResult,
-    SendPlan,
-    delivery_report,
-    describe_transport,
-    plan_send,
-    retry_issue,
-    send_issue,
-    send_test_copies,
-)
+from newsletter.plan import SendPlan, plan_send
 from newsletter.project import Project
+from newsletter.proofs import send_test_copies
+from newsletter.report import delivery_report
+from newsletter.send import SendOptions, SendProgress, SendResult, retry_issue, send_issue
+from newsletter.transports import TRANSPORT_NAMES, describe_transport
 
 LOG_EVERY = 500
+EXIT_FAILED = 1  # some deliveries failed (DESIGN.md's exit codes)
 
 
-def _transport_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option(
-            "--transport",
-            "transport_name",
-            type=click.Choice(["outbox", "smtp", "postmark", "mailjet"]),
-            help="How to deliver (default: `transport` in newsletter.yaml).",
-        ),
-        click.option(
-            "--concurrency",
-            type=click.IntRange(min=1),
-            help="Connections in parallel (default: smtp.connections for SMTP, else 1).",
-        ),
-        click.option(
-            "--rate",
-            type=click.FloatRange(min=0),
-            help="Messages per second; 0 for no limit (default: rate.per_second in newsletter.yaml).",
-        ),
-        click.option(
-            "--limit", type=click.IntRange(min=0), help="Send at most N messages in this run."
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+def _send_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--transport, --concurrency, --rate and --limit, handed on as one `options: SendOptions`."""
+
+    @functools.wraps(function)
+    def command(
+        *args: Any,
+        transport_name: str | None,
+        concurrency: int | None,
+        rate: float | None,
+        limit: int | None,
+        **kwargs: Any,
+    ) -> Any:
+        options = SendOptions(transport_name, concurrency, rate, limit)
+        return function(*args, options=options, **kwargs)
+
+    for option in reversed(
+        [
+            click.option(
+                "--transport",
+                "transport_name",
+                type=click.Choice(TRANSPORT_NAMES),
+                help="How to deliver (default: `transport` in newsletter.yaml).",
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(min=1),
+                help="Connections in parallel (default: smtp.connections for SMTP, else 1).",
+            ),
+            click.option(
+                "--rate",
+                type=click.FloatRange(min=0),
+                help="Messages per second; 0 for no limit (default: rate.per_second in newsletter.yaml).",
+            ),
+            click.option(
+                "--limit", type=click.IntRange(min=0), help="Send at most N messages in this run."
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
 
 
 @contextmanager
-def _progress_reporter() -> Iterator[Callable[[DispatchProgress], None]]:
+def _progress_reporter() -> Iterator[Callable[[SendProgress], None]]:
     """A progress bar on a terminal; otherwise a plain line every LOG_EVERY messages."""
     interactive = sys.stderr.isatty()
     bar: Any = None
     last_logged = 0
 
-    def report(progress: DispatchProgress) -> None:
+    def report(progress: SendProgress) -> None:
         nonlocal bar, last_logged
         if interactive:
             if bar is None:
@@ -108,42 +119,83 @@ def _echo_plan(plan: SendPlan) -> None:
 
 
 def _deliver(
-    deliver: Callable[..., DispatchResult],
+    deliver: Callable[..., SendResult],
     project: Project,
     issue: Issue,
+    options: SendOptions,
     output_format: str,
-    **options: Any,
-) -> None:
+) -> bool:
     """Run `send_issue` or `retry_issue` with progress shown, then say what happened.
 
-    Exits 1 if any delivery failed.
+    True when nobody in the run is left undelivered.
     """
     with _progress_reporter() as progress:
-        result = deliver(project, issue, progress=progress, **options)
+        result = deliver(project, issue, options, progress=progress)
     if output_format == "json":
         echo_json(result.as_dict())
-    else:
+        return result.ok
+    click.echo(
+        f"Sent {result.sent}; failed permanently {result.failed_permanent}; "
+        f"waiting to retry {result.failed_temporary}; suppressed {result.suppressed}; "
+        f"already sent before {result.skipped_already_sent}."
+    )
+    if result.recovered:
         click.echo(
-            f"Sent {result.sent}; failed permanently {result.failed_permanent}; "
-            f"waiting to retry {result.failed_temporary}; suppressed {result.suppressed}; "
-            f"already sent before {result.skipped_already_sent}."
+            f"{result.recovered} message(s) interrupted by an earlier run were sent again "
+            "with the same Message-ID."
         )
-        if result.recovered:
-            click.echo(
-                f"{result.recovered} message(s) interrupted by an earlier run were sent again "
-                "with the same Message-ID."
-            )
-        for failure in result.failures:
-            click.echo(f"  {failure.state}: {failure.email}: {failure.detail}", err=True)
-        for address in result.hard_bounced:
-            click.echo(f"  added to suppressed.csv (hard bounce): {address}", err=True)
-        if result.failed_temporary:
-            click.echo(
-                f"Run `newsletter retry {result.issue_id}` later to try the temporary failures again.",
-                err=True,
-            )
-    if not result.ok:
-        raise SystemExit(1)
+    for failure in result.failures:
+        click.echo(f"  {failure.state}: {failure.email}: {failure.detail}", err=True)
+    for address in result.hard_bounced:
+        click.echo(f"  added to suppressed.csv (hard bounce): {address}", err=True)
+    if result.failed_temporary:
+        click.echo(
+            f"Run `newsletter retry {result.issue_id}` later to try the temporary failures again.",
+            err=True,
+        )
+    return result.ok
+
+
+# --- the three modes of `send` ------------------------------------------------
+
+
+def _dry_run(project: Project, issue: Issue, options: SendOptions, output_format: str) -> bool:
+    """Print the plan; send and write nothing."""
+    plan = plan_send(project, issue, options)
+    if output_format == "json":
+        echo_json(plan.as_dict())
+    else:
+        _echo_plan(plan)
+        click.echo("\nThis was a dry run: nothing was sent. Add --send to send it.")
+    return True
+
+
+def _test_copies(
+    project: Project, issue: Issue, address: str, options: SendOptions, output_format: str
+) -> bool:
+    """Send one [TEST] copy of each variant to `address`; record nothing."""
+    results = send_test_copies(project, issue, address, options)
+    if output_format == "json":
+        copies = [
+            {"variant": key, "status": r.status, "detail": r.detail, "message_id": r.message_id}
+            for key, r in results
+        ]
+        echo_json({"issue": issue.id, "to": address, "copies": copies})
+    else:
+        for key, outcome in results:
+            click.echo(f"{outcome.status}: test copy of {key} to {address} {outcome.detail}")
+    return all(outcome.ok for _, outcome in results)
+
+
+def _real_send(
+    project: Project, issue: Issue, options: SendOptions, output_format: str, *, confirm: bool
+) -> bool:
+    """Send to the audience, after showing the plan and asking, if `confirm`."""
+    if confirm:
+        plan = plan_send(project, issue, options)
+        _echo_plan(plan)
+        click.confirm(f"\nSend {issue.id} to {plan.to_send} people now?", abort=True)
+    return _deliver(send_issue, project, issue, options, output_format)
 
 
 @click.command()
@@ -155,7 +207,7 @@ def _deliver(
     metavar="ADDRESS",
     help="Send one [TEST] copy of each variant to ADDRESS only; nothing is recorded.",
 )
-@_transport_options
+@_send_options
 @format_option("table", "json")
 @pass_app
 def send(
@@ -164,10 +216,7 @@ def send(
     really_send: bool,
     yes: bool,
     test_to: str | None,
-    transport_name: str | None,
-    concurrency: int | None,
-    rate: float | None,
-    limit: int | None,
+    options: SendOptions,
     output_format: str,
 ) -> None:
     """Send ISSUE to its audience, exactly once per person (a dry run unless --send).
@@ -176,67 +225,36 @@ def send(
     duplicates merged, the transport and the rate; it writes nothing. With
     --send, every delivery is recorded in the ledger, so running it again
     (after a crash, or Ctrl-C) only sends to the people not yet sent to.
+    --send asks first unless --yes; with --format json it needs --yes.
     Exits 1 if any delivery failed.
     """
+    if really_send and not test_to and not yes and output_format == "json":
+        # The prompt (and the plan shown with it) would spoil the JSON, and a
+        # script cannot answer it anyway.
+        raise click.UsageError(
+            "--send --format json needs --yes: a script reading JSON cannot answer the prompt"
+        )
     project = app.project()
     loaded = project.load_issue(issue)
     if app.verbose:
         click.echo(f"Ledger: {project.settings.ledger_path}", err=True)
-        click.echo(f"Delivery: {describe_transport(project.settings, transport_name)}", err=True)
+        click.echo(f"Delivery: {describe_transport(project.settings, options.transport)}", err=True)
     if test_to:
-        results = send_test_copies(project, loaded, test_to, transport_name=transport_name)
-        failed = False
-        for variant_key, outcome in results:
-            click.echo(
-                f"{outcome.status}: test copy of {variant_key} to {test_to} {outcome.detail}"
-            )
-            failed = failed or not outcome.ok
-        if failed:
-            raise SystemExit(1)
-        return
-    if not really_send or not yes:
-        plan = plan_send(
-            project,
-            loaded,
-            transport_name=transport_name,
-            limit=limit,
-            concurrency=concurrency,
-            rate=rate,
-        )
-        if output_format == "json" and not really_send:
-            echo_json(plan.as_dict())
-            return
-        _echo_plan(plan)
-        if not really_send:
-            click.echo("\nThis was a dry run: nothing was sent. Add --send to send it.")
-            return
-        click.confirm(f"\nSend {loaded.id} to {plan.to_send} people now?", abort=True)
-    _deliver(
-        send_issue,
-        project,
-        loaded,
-        output_format,
-        transport_name=transport_name,
-        limit=limit,
-        concurrency=concurrency,
-        rate=rate,
-    )
+        ok = _test_copies(project, loaded, test_to, options, output_format)
+    elif really_send:
+        ok = _real_send(project, loaded, options, output_format, confirm=not yes)
+    else:
+        ok = _dry_run(project, loaded, options, output_format)
+    if not ok:
+        raise SystemExit(EXIT_FAILED)
 
 
 @click.command()
 @issue_argument
-@_transport_options
+@_send_options
 @format_option("table", "json")
 @pass_app
-def retry(
-    app: AppContext,
-    issue: str,
-    transport_name: str | None,
-    concurrency: int | None,
-    rate: float | None,
-    limit: int | None,
-    output_format: str,
-) -> None:
+def retry(app: AppContext, issue: str, options: SendOptions, output_format: str) -> None:
     """Send ISSUE again to the people whose delivery failed temporarily.
 
     Only the ledger's failed-temporary rows are tried; people already sent to,
@@ -245,17 +263,9 @@ def retry(
     project = app.project()
     loaded = project.load_issue(issue)
     if app.verbose:
-        click.echo(f"Delivery: {describe_transport(project.settings, transport_name)}", err=True)
-    _deliver(
-        retry_issue,
-        project,
-        loaded,
-        output_format,
-        transport_name=transport_name,
-        limit=limit,
-        concurrency=concurrency,
-        rate=rate,
-    )
+        click.echo(f"Delivery: {describe_transport(project.settings, options.transport)}", err=True)
+    if not _deliver(retry_issue, project, loaded, options, output_format):
+        raise SystemExit(EXIT_FAILED)
 
 
 @click.command()
@@ -273,7 +283,7 @@ def report(app: AppContext, issue: str, output_format: str) -> None:
         return
     if output_format == "csv":
         rows: list[tuple[str, str, str, object]] = [
-            ("state", "", state, n) for state, n in data.counts.items()
+            ("state", "", state, n) for state, n in data.summary.counts.items()
         ]
         rows += [
             ("segment", segment, state, n)
@@ -283,11 +293,12 @@ def report(app: AppContext, issue: str, output_format: str) -> None:
         rows += [("failure", f.email, f.state, f.detail) for f in data.failures]
         click.echo(csv_text(("kind", "name", "state", "value"), rows), nl=False)
         return
-    click.echo(f"Delivery of {data.issue_id}")
-    click.echo(f"Started: {data.started_at or '-'}   Finished: {data.finished_at or '-'}\n")
-    click.echo(table_text(("state", "recipients"), list(data.counts.items())))
+    summary = data.summary
+    click.echo(f"Delivery of {summary.issue_id}")
+    click.echo(f"Started: {summary.started_at or '-'}   Finished: {summary.finished_at or '-'}\n")
+    click.echo(table_text(("state", "recipients"), list(summary.counts.items())))
     if data.per_segment:
-        states = list(data.counts)
+        states = list(summary.counts)
         click.echo("")
         click.echo(
             table_text(

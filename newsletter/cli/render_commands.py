@@ -30,7 +30,7 @@ def render(app: AppContext, issue: str, out_dir: Path | None) -> None:
     """
     project = app.project()
     loaded = project.load_issue(issue)
-    target = out_dir if out_dir is not None else project.root_dir / "out" / loaded.id
+    target = out_dir if out_dir is not None else project.paths.out_dir / loaded.id
     result = write_rendered_issue(project, loaded, target)
     for file in result.variants:
         click.echo(

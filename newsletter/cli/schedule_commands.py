@@ -11,8 +11,10 @@ from newsletter.audience import SUPPRESSION_REASONS
 from newsletter.checks import email_problem
 from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, table_text
 from newsletter.cron import DEFAULT_ENV_FILE, cron_setup
-from newsletter.schedule import issue_schedule, parse_now, run_dispatch
+from newsletter.dispatch import DispatchOptions, run_dispatch
+from newsletter.schedule import issue_schedule, parse_now
 from newsletter.suppression import add_suppression, remove_suppression
+from newsletter.transports import TRANSPORT_NAMES
 
 NOW_HELP = "Pretend it is this time (ISO 8601, e.g. 2023-05-15T09:00:00+01:00); for testing."
 
@@ -37,7 +39,7 @@ def _now(app: AppContext, text: str | None) -> datetime:
 @click.option(
     "--transport",
     "transport_name",
-    type=click.Choice(["outbox", "smtp", "postmark", "mailjet"]),
+    type=click.Choice(TRANSPORT_NAMES),
     help="Send through this transport instead of the one in newsletter.yaml.",
 )
 @pass_app
@@ -57,14 +59,10 @@ def dispatch(
     already running. Each issue acted on gets a JSON line in var/dispatch.log.
     """
     project = app.project()
-    run = run_dispatch(
-        project,
-        now=_now(app, now_text),
-        dry_run=dry_run,
-        catch_up=catch_up,
-        wait=wait,
-        transport_name=transport_name,
+    options = DispatchOptions(
+        dry_run=dry_run, catch_up=catch_up, wait=wait, transport=transport_name
     )
+    run = run_dispatch(project, options, now=_now(app, now_text))
     for line in run.summary_lines():
         click.echo(line)
     for outcome in run.outcomes:

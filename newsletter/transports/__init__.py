@@ -1,36 +1,89 @@
-"""Delivery back-ends behind one small interface (see `base.Transport`).
+"""Delivery back-ends behind one small interface (see `base.Transport`), and the list of them.
 
-`open_transport` returns a NEW instance on every call: the dispatcher opens
+`TRANSPORTS` maps each name a user can choose (`transport:` in
+newsletter.yaml, `--transport` on the command line) to its class, imported
+only when asked for, so `newsletter validate` never pays for requests or
+smtplib. The class itself says how to open it from the settings and what it
+can do (see `base.TransportType`); nothing else looks at the name.
+
+`open_transport` returns a NEW instance on every call: the send run opens
 one per worker thread, so each holds its own connection.
 """
 
 from __future__ import annotations
 
-from newsletter.errors import ConfigError
-from newsletter.settings import TRANSPORTS, Settings
-from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport
+from collections.abc import Callable
 
-__all__ = ["DeliveryResult", "OutgoingMessage", "Transport", "open_transport"]
+from newsletter.errors import ConfigError
+from newsletter.settings import Settings
+from newsletter.transports.base import (
+    DeliveryResult,
+    OutgoingMessage,
+    Transport,
+    TransportType,
+)
+
+__all__ = [
+    "TRANSPORTS",
+    "TRANSPORT_NAMES",
+    "DeliveryResult",
+    "OutgoingMessage",
+    "Transport",
+    "TransportType",
+    "describe_transport",
+    "open_transport",
+    "transport_type",
+]
+
+
+def _outbox() -> TransportType:
+    from newsletter.transports.outbox import OutboxTransport
+
+    return OutboxTransport
+
+
+def _smtp() -> TransportType:
+    from newsletter.transports.smtp import SmtpTransport
+
+    return SmtpTransport
+
+
+def _postmark() -> TransportType:
+    from newsletter.transports.postmark import PostmarkTransport
+
+    return PostmarkTransport
+
+
+def _mailjet() -> TransportType:
+    from newsletter.transports.mailjet import MailjetTransport
+
+    return MailjetTransport
+
+
+TRANSPORTS: dict[str, Callable[[], TransportType]] = {
+    "outbox": _outbox,
+    "smtp": _smtp,
+    "postmark": _postmark,
+    "mailjet": _mailjet,
+}
+TRANSPORT_NAMES: tuple[str, ...] = tuple(TRANSPORTS)
+
+
+def transport_type(name: str) -> TransportType:
+    """The class of the transport called `name`."""
+    load = TRANSPORTS.get(name)
+    if load is None:
+        raise ConfigError(
+            f"`{name}` is not a transport; choose one of {', '.join(TRANSPORT_NAMES)}"
+        )
+    return load()
 
 
 def open_transport(settings: Settings, name: str | None = None) -> Transport:
     """A new transport named `name` (default: the `transport` setting), set up from settings."""
-    chosen = name or settings.transport
-    # Imported here so `newsletter validate` never pays for requests or smtplib.
-    if chosen == "outbox":
-        from newsletter.transports.outbox import OutboxTransport
+    return transport_type(name or settings.transport).from_settings(settings)
 
-        return OutboxTransport(settings.outbox_dir)
-    if chosen == "smtp":
-        from newsletter.transports.smtp import SmtpTransport
 
-        return SmtpTransport(settings.smtp, settings.from_address)
-    if chosen == "postmark":
-        from newsletter.transports.postmark import PostmarkTransport
-
-        return PostmarkTransport(settings.providers["postmark"])
-    if chosen == "mailjet":
-        from newsletter.transports.mailjet import MailjetTransport
-
-        return MailjetTransport(settings.providers["mailjet"])
-    raise ConfigError(f"`{chosen}` is not a transport; choose one of {', '.join(TRANSPORTS)}")
+def describe_transport(settings: Settings, name: str | None = None) -> str:
+    """Where messages would go, in words, for `--verbose`; secrets are named, never shown."""
+    return transport_type(name or settings.transport).describe(settings)

@@ -1,7 +1,7 @@
 """The one small interface every delivery back-end implements.
 
 A transport takes complete messages and says, per message, what happened:
-`sent`, `temporary` (try again later) or `permanent` (give up on this
+`sent`, `failed-temporary` (try again later) or `failed-permanent` (give up on this
 address). It never raises for a delivery failure, so one bad address cannot
 stop a run; only a misconfiguration it cannot work around (no credentials, a
 rejected API key) raises `DeliveryError`, which stops the run with a clear
@@ -13,23 +13,41 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
+from functools import cached_property
 from typing import Literal, Protocol
 
-from newsletter.message import message_bytes
+from newsletter.message import message_bytes, parse_message
+from newsletter.settings import Settings
 
-DeliveryStatus = Literal["sent", "temporary", "permanent"]
+# The ledger's own spelling of these states (`newsletter.ledger.State`), so a result
+# is recorded as it is, never translated.
+DeliveryStatus = Literal["sent", "failed-temporary", "failed-permanent"]
 
 
 @dataclass(frozen=True)
 class OutgoingMessage:
-    """A complete message for one envelope recipient."""
+    """A complete message for one envelope recipient, kept as the bytes that go on the wire.
+
+    SMTP and the outbox send the bytes as they are. API providers, which send
+    parts and headers, read `message`: parsed from the bytes on first use, so
+    a plain SMTP send never pays for the stdlib parser.
+    """
 
     recipient: str
     message_id: str
-    message: EmailMessage
+    data: bytes
+
+    @classmethod
+    def of(cls, recipient: str, message: EmailMessage) -> OutgoingMessage:
+        """A built message to send to `recipient`, under its own Message-ID."""
+        return cls(recipient, str(message["Message-ID"]), message_bytes(message))
+
+    @cached_property
+    def message(self) -> EmailMessage:
+        return parse_message(self.data)
 
     def as_bytes(self) -> bytes:
-        return message_bytes(self.message)
+        return self.data
 
 
 @dataclass(frozen=True)
@@ -49,10 +67,18 @@ class DeliveryResult:
 
 
 class Transport(Protocol):
-    """A delivery back-end. One instance per worker: instances are not shared by threads."""
+    """A delivery back-end. One instance per worker: instances are not shared by threads.
+
+    `batch_size` is the most messages one `send_batch` call takes.
+    `sends_batch_in_one_request` is true when a whole batch goes out in one
+    request (an HTTP batch API), so its results all arrive together; a
+    transport that hands messages over one at a time can be given fewer, so
+    each result is recorded soon after it is known.
+    """
 
     name: str
     batch_size: int
+    sends_batch_in_one_request: bool
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Deliver each message; one result per message, in the same order."""
@@ -60,4 +86,24 @@ class Transport(Protocol):
 
     def close(self) -> None:
         """Release connections; safe to call twice."""
+        ...
+
+
+class TransportType(Protocol):
+    """A transport class: how to open one from the settings, and its defaults.
+
+    Asked instead of comparing transport names, so a new back-end is one
+    class and one entry in `newsletter.transports.TRANSPORTS`.
+    """
+
+    def from_settings(self, settings: Settings) -> Transport:
+        """A new instance configured from the project's settings."""
+        ...
+
+    def default_concurrency(self, settings: Settings) -> int:
+        """Connections to use in parallel when `--concurrency` is not given."""
+        ...
+
+    def describe(self, settings: Settings) -> str:
+        """Where messages would go, in words; secrets are named, never shown."""
         ...

@@ -4,7 +4,7 @@ A rejected password or API key must stop the run with a clear message rather
 than mark thousands of people as failed. But if some messages in the same
 batch were already accepted, raising at once would lose their results, and
 the ledger would send them again. So the batch returns what happened (the
-rest `temporary`) and the error is raised at the start of the next batch.
+rest `failed-temporary`) and the error is raised at the start of the next batch.
 """
 
 from __future__ import annotations
@@ -37,5 +37,6 @@ class Halt:
             raise error
         self.error = error
         return done + [
-            DeliveryResult(m.recipient, m.message_id, "temporary", str(error)) for m in remaining
+            DeliveryResult(m.recipient, m.message_id, "failed-temporary", str(error))
+            for m in remaining
         ]

@@ -4,10 +4,10 @@ Retry rule (both providers): 429 and 5xx, and a connection that fails, are
 retried a bounded number of times. The wait is what the provider asked for
 (`Retry-After` in seconds or as an HTTP date, else a rate-limit reset
 header), else exponential backoff; a wait longer than `max_wait` is not
-slept here but handed back as `retry_after` on `temporary` results, so the
+slept here but handed back as `retry_after` on `failed-temporary` results, so the
 dispatcher decides. 401/403 mean the key is wrong: `DeliveryError`, which
 stops the run instead of failing everyone. Other 4xx are for the provider
-module to map, usually `permanent` for the request's messages.
+module to map, usually `failed-permanent` for the request's messages.
 
 Secrets travel only in request headers. Error text never includes request
 headers, and `scrub` removes every secret (and its base64 form) from any
@@ -16,7 +16,6 @@ text we build from a response or exception.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,9 @@ from typing import Any
 import requests
 
 from newsletter.errors import DeliveryError
-from newsletter.settings import ProviderSettings
+from newsletter.ratelimit import backoff_delay
+from newsletter.scrub import SecretScrubber
+from newsletter.settings import ProviderSettings, Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.halt import Halt
 
@@ -57,7 +58,7 @@ class RetryPolicy:
     max_wait: float = 60.0
 
     def backoff(self, attempt: int) -> float:
-        return min(self.base_delay * 2.0 ** (attempt - 1), self.max_wait)
+        return backoff_delay(attempt, self.base_delay, self.max_wait)
 
 
 @dataclass(frozen=True)
@@ -179,18 +180,13 @@ class ApiClient:
         self.timeout = timeout
         self.key_hint = key_hint
         self.reset_headers = tuple(reset_headers)
-        self._secrets = _secret_forms(secrets, auth)
+        credentials = [f"{auth[0]}:{auth[1]}"] if auth is not None else []
+        self.scrub = SecretScrubber([*secrets, *(auth or ())], credentials=credentials)
         self.session = requests.Session()
         self.session.headers.update({"Accept": "application/json", "User-Agent": "newsletter"})
         self.session.headers.update(headers)
         if auth is not None:
             self.session.auth = auth
-
-    def scrub(self, text: str) -> str:
-        """`text` with every secret (and its base64 forms) replaced by asterisks."""
-        for form in self._secrets:
-            text = text.replace(form, "********")
-        return text
 
     def post_json(self, path: str, payload: Any) -> Answer | GaveUp:
         """POST `payload`, retrying 429/5xx/connection failures; raise DeliveryError on 401/403."""
@@ -240,16 +236,28 @@ class ApiClient:
 class BatchApiTransport:
     """A provider's batch endpoint: splits into batches and stops the run on a fatal error.
 
-    A subclass sets `name` and implements `_send_chunk` for one batch of at
-    most `batch_size` messages, posting it through `_client`.
+    A subclass sets `name`, takes its provider settings in `__init__` and
+    implements `_send_chunk` for one batch of at most `batch_size` messages,
+    posting it through `_client`.
     """
 
     name: str
+    sends_batch_in_one_request = True
 
     def __init__(self, provider: ProviderSettings, max_batch: int, client: ApiClient) -> None:
         self.batch_size = max(1, min(int(provider.options.get("batch_size", max_batch)), max_batch))
         self._client = client
         self._halt = Halt()
+
+    @staticmethod
+    def default_concurrency(settings: Settings) -> int:
+        return 1
+
+    @classmethod
+    def describe(cls, settings: Settings) -> str:
+        provider = settings.providers[cls.name]
+        key = "an API key from the environment" if provider.api_key else "NO API key set"
+        return f"{cls.name}: {provider.base_url}, {key}"
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send in batches of `batch_size`; one result per message, in order."""
@@ -278,7 +286,7 @@ def temporary_for_all(messages: Sequence[OutgoingMessage], gave_up: GaveUp) -> l
     """Every message back as temporary, carrying the provider's requested wait."""
     return [
         DeliveryResult(
-            m.recipient, m.message_id, "temporary", gave_up.detail, None, gave_up.retry_after
+            m.recipient, m.message_id, "failed-temporary", gave_up.detail, None, gave_up.retry_after
         )
         for m in messages
     ]
@@ -287,18 +295,6 @@ def temporary_for_all(messages: Sequence[OutgoingMessage], gave_up: GaveUp) -> l
 def chunks(messages: Sequence[OutgoingMessage], size: int) -> list[Sequence[OutgoingMessage]]:
     """Split into the provider's batch size."""
     return [messages[i : i + size] for i in range(0, len(messages), size)]
-
-
-def _secret_forms(secrets: Sequence[str], auth: tuple[str, str] | None) -> tuple[str, ...]:
-    values = [s for s in secrets if s]
-    forms = set(values)
-    for value in values:
-        forms.add(base64.b64encode(value.encode()).decode())
-    if auth is not None:
-        forms.add(base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
-        forms.update(part for part in auth if part)
-    # Longest first, so a secret that contains another is replaced whole.
-    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def _json(response: requests.Response) -> Any:

@@ -31,7 +31,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from newsletter.errors import ConfigError
-from newsletter.settings import ProviderSettings
+from newsletter.settings import ProviderSettings, Settings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.http import (
     ApiClient,
@@ -81,6 +81,10 @@ class MailjetTransport(BatchApiTransport):
         )
         super().__init__(provider, MAX_BATCH, client)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MailjetTransport:
+        return cls(settings.providers[cls.name])
+
     def payload(self, outgoing: OutgoingMessage) -> dict[str, Any]:
         """One message in Mailjet's v3.1 JSON shape."""
         parts = message_parts(outgoing.message)
@@ -110,7 +114,9 @@ class MailjetTransport(BatchApiTransport):
         if isinstance(per_message, list) and per_message:
             return self._per_message(chunk, per_message)
         text = self._client.scrub(str(body.get("ErrorMessage") or answer.text))
-        status: DeliveryStatus = "permanent" if 400 <= answer.status < 500 else "temporary"
+        status: DeliveryStatus = (
+            "failed-permanent" if 400 <= answer.status < 500 else "failed-temporary"
+        )
         detail = f"Mailjet refused the request (HTTP {answer.status}: {text})"
         return [DeliveryResult(m.recipient, m.message_id, status, detail) for m in chunk]
 
@@ -141,7 +147,7 @@ class MailjetTransport(BatchApiTransport):
                 DeliveryResult(
                     outgoing.recipient,
                     outgoing.message_id,
-                    "temporary" if temporary else "permanent",
+                    "failed-temporary" if temporary else "failed-permanent",
                     self._client.scrub(f"Mailjet error: {text or 'no reason given'}"),
                 )
             )

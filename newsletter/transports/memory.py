@@ -15,11 +15,12 @@ from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingM
 class MemoryTransport:
     """Records messages in `sent`; `failures` maps an address (lower case) to outcomes.
 
-    Each entry of a failure list is used once, in order, so `["temporary"]`
+    Each entry of a failure list is used once, in order, so `["failed-temporary"]`
     fails the first attempt and lets the second through.
     """
 
     name = "memory"
+    sends_batch_in_one_request = False
 
     def __init__(
         self,
@@ -48,7 +49,11 @@ class MemoryTransport:
                         )
                     )
                 else:
-                    code = "451 try again later" if status == "temporary" else "550 no such user"
+                    code = (
+                        "451 try again later"
+                        if status == "failed-temporary"
+                        else "550 no such user"
+                    )
                     results.append(
                         DeliveryResult(outgoing.recipient, outgoing.message_id, status, code)
                     )

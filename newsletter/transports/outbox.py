@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from newsletter.errors import DeliveryError
+from newsletter.settings import Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.halt import Halt
 
@@ -26,12 +27,25 @@ class OutboxTransport:
     """Writes messages into the Maildir at `outbox_dir` (created if missing)."""
 
     name = "outbox"
+    sends_batch_in_one_request = False
 
     def __init__(self, outbox_dir: Path, batch_size: int = 100) -> None:
         self.outbox_dir = Path(outbox_dir)
         self.batch_size = batch_size
         self._maildir: mailbox.Maildir | None = None
         self._halt = Halt()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboxTransport:
+        return cls(settings.outbox_dir)
+
+    @staticmethod
+    def default_concurrency(settings: Settings) -> int:
+        return 1
+
+    @staticmethod
+    def describe(settings: Settings) -> str:
+        return f"outbox: a Maildir at {settings.outbox_dir}"
 
     def _open(self) -> mailbox.Maildir:
         if self._maildir is None:

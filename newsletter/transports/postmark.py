@@ -19,10 +19,10 @@ postmarkapp.com/developer/user-guide/send-email-with-api/batch-emails, and
   spam complaint or manual suppression), 410 too many batch messages,
   412 account pending, 413 account may not send, 429 rate limit exceeded.
 
-Our mapping: 406 and 300 are about this recipient or message: `permanent`.
+Our mapping: 406 and 300 are about this recipient or message: `failed-permanent`.
 Codes about the account or sender (10, 400, 401, 405, 412, 413) say nothing
-about the recipient, so they are never `permanent`: when a whole batch gets
-them the run stops with `DeliveryError`. Anything else is `temporary`, so an
+about the recipient, so they are never `failed-permanent`: when a whole batch gets
+them the run stops with `DeliveryError`. Anything else is `failed-temporary`, so an
 unknown code can never put a practitioner on the suppression list.
 """
 
@@ -34,7 +34,7 @@ from email.utils import formataddr
 from typing import Any
 
 from newsletter.errors import ConfigError, DeliveryError
-from newsletter.settings import ProviderSettings
+from newsletter.settings import ProviderSettings, Settings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.http import (
     ApiClient,
@@ -85,6 +85,10 @@ class PostmarkTransport(BatchApiTransport):
         )
         super().__init__(provider, MAX_BATCH, client)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PostmarkTransport:
+        return cls(settings.providers[cls.name])
+
     def payload(self, outgoing: OutgoingMessage) -> dict[str, Any]:
         """One message in Postmark's JSON shape."""
         parts = message_parts(outgoing.message)
@@ -117,7 +121,9 @@ class PostmarkTransport(BatchApiTransport):
                 "signature and the account in Postmark"
             )
         status: DeliveryStatus = (
-            "permanent" if 400 <= answer.status < 500 and code not in (100, 429) else "temporary"
+            "failed-permanent"
+            if 400 <= answer.status < 500 and code not in (100, 429)
+            else "failed-temporary"
         )
         detail = f"Postmark refused the batch (HTTP {answer.status}, error {code}: {text})"
         return [DeliveryResult(m.recipient, m.message_id, status, detail) for m in chunk]
@@ -138,7 +144,7 @@ class PostmarkTransport(BatchApiTransport):
                     DeliveryResult(
                         outgoing.recipient,
                         outgoing.message_id,
-                        "temporary",
+                        "failed-temporary",
                         "Postmark's answer did not mention this message",
                     )
                 )
@@ -154,7 +160,9 @@ class PostmarkTransport(BatchApiTransport):
                 continue
             if code in ACCOUNT_CODES:
                 account_codes.add(code)
-            status: DeliveryStatus = "permanent" if code in PERMANENT_CODES else "temporary"
+            status: DeliveryStatus = (
+                "failed-permanent" if code in PERMANENT_CODES else "failed-temporary"
+            )
             results.append(
                 DeliveryResult(
                     outgoing.recipient,

@@ -15,7 +15,6 @@ raise `DeliveryError` so the run stops with a clear message.
 
 from __future__ import annotations
 
-import base64
 import smtplib
 import socket
 import ssl
@@ -23,7 +22,8 @@ from collections.abc import Sequence
 from functools import cache
 
 from newsletter.errors import DeliveryError
-from newsletter.settings import SmtpSettings
+from newsletter.scrub import SecretScrubber
+from newsletter.settings import Settings, SmtpSettings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.halt import Halt
 
@@ -54,6 +54,7 @@ class SmtpTransport:
     """Sends each message over one reused SMTP connection."""
 
     name = "smtp"
+    sends_batch_in_one_request = False
 
     def __init__(
         self,
@@ -70,6 +71,27 @@ class SmtpTransport:
         self._connection: smtplib.SMTP | None = None
         self._halt = Halt()
         self.connections_opened = 0
+        password = smtp.password.reveal() if smtp.password else ""
+        auth_plain = f"\0{smtp.username or ''}\0{password}" if password else ""
+        self._scrub = SecretScrubber([password], credentials=[auth_plain])
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpTransport:
+        return cls(settings.smtp, settings.from_address)
+
+    @staticmethod
+    def default_concurrency(settings: Settings) -> int:
+        return max(1, settings.smtp.connections)
+
+    @staticmethod
+    def describe(settings: Settings) -> str:
+        smtp = settings.smtp
+        login = (
+            f"login as {smtp.username} with the password from NEWSLETTER_SMTP_PASSWORD"
+            if smtp.username and smtp.password
+            else "no login"
+        )
+        return f"smtp: {smtp.host}:{smtp.port}, security {smtp.security}, {login}"
 
     @property
     def where(self) -> str:
@@ -87,7 +109,7 @@ class SmtpTransport:
                 # rest back as temporary and let the dispatcher back off.
                 detail = self._scrub(str(error))
                 results += [
-                    DeliveryResult(m.recipient, m.message_id, "temporary", detail)
+                    DeliveryResult(m.recipient, m.message_id, "failed-temporary", detail)
                     for m in messages[index:]
                 ]
                 break
@@ -118,14 +140,16 @@ class SmtpTransport:
                     self._drop()
                     if attempt == 1:
                         continue
-                    return self._result(outgoing, "temporary", reply_error)
+                    return self._result(outgoing, "failed-temporary", reply_error)
                 self._reset()
                 if reply_error.stage == "MAIL" and reply_error.code >= 500:
                     raise DeliveryError(
                         f"the SMTP server {self.where} refused the sender address "
                         f"{self.envelope_from}: {self._describe(reply_error)}"
                     ) from None
-                status: DeliveryStatus = "permanent" if reply_error.code >= 500 else "temporary"
+                status: DeliveryStatus = (
+                    "failed-permanent" if reply_error.code >= 500 else "failed-temporary"
+                )
                 return self._result(outgoing, status, reply_error)
             except (smtplib.SMTPServerDisconnected, OSError) as error:
                 self._drop()
@@ -133,7 +157,7 @@ class SmtpTransport:
                     continue
                 detail = f"the SMTP server {self.where} dropped the connection twice ({error})"
                 return DeliveryResult(
-                    outgoing.recipient, outgoing.message_id, "temporary", self._scrub(detail)
+                    outgoing.recipient, outgoing.message_id, "failed-temporary", self._scrub(detail)
                 )
             return DeliveryResult(
                 outgoing.recipient, outgoing.message_id, "sent", "", self._queue_id(reply)
@@ -276,21 +300,6 @@ class SmtpTransport:
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
-
-    def _scrub(self, text: str) -> str:
-        """Remove the password, in clear or in the base64 forms AUTH uses, from `text`."""
-        password = self.settings.password.reveal() if self.settings.password else ""
-        if not password:
-            return text
-        username = self.settings.username or ""
-        forms = {
-            password,
-            base64.b64encode(password.encode()).decode(),
-            base64.b64encode(f"\0{username}\0{password}".encode()).decode(),
-        }
-        for form in sorted(forms, key=len, reverse=True):
-            text = text.replace(form, "********")
-        return text
 
 
 def _text(value: bytes | str) -> str:

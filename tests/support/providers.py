@@ -495,7 +495,7 @@ def make_outgoing(project: Project) -> Callable[..., list[OutgoingMessage]]:
             if shared and outgoing:
                 first = outgoing[0]
                 outgoing.append(
-                    OutgoingMessage(address, f"<{n}.{first.message_id[1:]}", first.message)
+                    OutgoingMessage(address, f"<{n}.{first.message_id[1:]}", first.data)
                 )
                 continue
             recipient = Recipient(email=address, name=f"Reader Nº{n}")
@@ -505,7 +505,7 @@ def make_outgoing(project: Project) -> Callable[..., list[OutgoingMessage]]:
                 text=f"Dear Reader Nº{n}\n\n{issue.title}\n",
             )
             message = build_message(project.settings, issue, recipient, email)
-            outgoing.append(OutgoingMessage(address, str(message["Message-ID"]), message))
+            outgoing.append(OutgoingMessage.of(address, message))
         return outgoing
 
     return make

@@ -1,0 +1,61 @@
+"""The `report` command's library: what the ledger says about one issue's delivery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from newsletter.errors import NewsletterError
+from newsletter.ledger import DeliverySummary, State, open_ledger_if_exists
+from newsletter.project import Project
+
+
+@dataclass(frozen=True)
+class ReportedFailure:
+    email: str
+    state: State
+    attempts: int
+    detail: str
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What the ledger says about one issue: who got it, who did not, and why."""
+
+    summary: DeliverySummary
+    per_segment: dict[str, dict[str, int]]
+    failures: tuple[ReportedFailure, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "issue": self.summary.issue_id,
+            "started_at": self.summary.started_at,
+            "finished_at": self.summary.finished_at,
+            "complete": self.summary.complete,
+            "counts": dict(self.summary.counts),
+            "per_segment": self.per_segment,
+            "failures": [f.__dict__ for f in self.failures],
+        }
+
+
+# The rows the report lists one by one, with their last error.
+REPORTED_STATES: tuple[State, ...] = ("failed-permanent", "failed-temporary", "sending")
+
+
+def delivery_report(project: Project, issue: str) -> DeliveryReport:
+    """Read an issue's delivery from the ledger (`issue` is its id, or its file)."""
+    ledger = open_ledger_if_exists(project.settings.ledger_path)
+    if ledger is None:
+        raise NewsletterError(
+            f"nothing has been sent yet: there is no delivery ledger at {project.settings.ledger_path}"
+        )
+    with ledger:
+        issue_id = issue if issue in ledger.issue_ids() else project.load_issue(issue).id
+        summary = ledger.summary(issue_id)
+        if not summary.started:
+            raise NewsletterError(f"the ledger has no deliveries of {issue_id} yet")
+        failures = tuple(
+            ReportedFailure(row.email, row.state, row.attempts, row.last_error)
+            for row in ledger.rows(issue_id, REPORTED_STATES)
+        )
+        return DeliveryReport(summary, ledger.count_segments(issue_id), failures)
