@@ -143,6 +143,8 @@ class Settings:
     providers: Mapping[str, ProviderSettings]
     # Signs unsubscribe links so nobody can unsubscribe someone else.
     unsubscribe_secret: Secret | None = None
+    # The SMTP envelope sender (MAIL FROM), where bounces go; None: the From address.
+    bounce_address: str | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -206,8 +208,13 @@ def _port_text(value: str, name: str) -> int:
         raise Invalid(f"`{value}` is not a port number") from None
 
 
-def _address_problem(address: str) -> str | None:
+def _address_problem(address: str | None) -> str | None:
     return email_problem(address) if address else None
+
+
+def _optional_address(value: object, name: str) -> str | None:
+    """An address, or None when written blank (the setting is then off)."""
+    return text(value, name).strip() or None
 
 
 def _https_problem(url: str) -> str | None:
@@ -265,6 +272,7 @@ def _settings_fields(paths: ProjectPaths) -> tuple[Field, ...]:
         Field("lock_path", in_project, default=paths.lock_path),
         Field("dispatch_log_path", in_project, default=paths.dispatch_log_path),
         Field("dispatch.catch_up_days", whole_number(), default=7, attr="catch_up_days"),
+        Field("bounce_address", _optional_address, default=None, check=_address_problem),
     )
 
 

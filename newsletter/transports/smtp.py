@@ -77,7 +77,10 @@ class SmtpTransport:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpTransport:
-        return cls(settings.smtp, settings.from_address)
+        """The relay in `settings.smtp`, with `bounce_address` (else the From address) as
+        the envelope sender: MAIL FROM is where bounces go, and the receiving server
+        writes it into the Return-Path header, so the message never carries one."""
+        return cls(settings.smtp, settings.bounce_address or settings.from_address)
 
     @staticmethod
     def default_concurrency(settings: Settings) -> int:
