@@ -9,10 +9,10 @@ The rules, in the order they are tried:
 
 1. Delivery status notification (RFC 3464: `multipart/report;
    report-type=delivery-status` with a `message/delivery-status` part). One
-   event per recipient block: `Action: failed` with a 5.x.x `Status` is a
-   hard bounce of the `Final-Recipient`; `delayed`, or any 4.x.x status, is a
-   soft bounce (recorded, never suppressed). Postfix, Exim, Exchange Online
-   and Gmail all send this form.
+   event per recipient block, for its `Final-Recipient`: `delayed`, or any
+   4.x.x status, is a soft bounce (recorded, never suppressed); `failed`
+   with a 5.x.x status is a hard bounce or a policy bounce, by the rule
+   below. Postfix, Exim, Exchange Online and Gmail all send this form.
 2. Feedback report (RFC 5965: `report-type=feedback-report`): a complaint
    about the recipient named by `Original-Rcpt-To` (or the deprecated
    `Removal-Recipient`, or Microsoft's `X-HmXmrOriginalRecipient`, or the
@@ -36,6 +36,18 @@ The rules, in the order they are tried:
    ("Unsubscribe ADDRESS from ..."), else for the sender.
 6. Anything else is `unclassified`, with the reason, for a person to read.
 
+Which permanent failures suppress the address (RFC 3463's subjects): only
+those about the address itself. X.1.x (addressing: no such user, no such
+domain), X.2.x (the mailbox: disabled, full for good) and X.5.x (what many
+servers answer for an unknown mailbox) are hard bounces, and so is a bare
+5.0.0 whose server text says the user is unknown (or names a more precise
+code, as Exim's does). Anything else permanent, above all 5.7.x (a
+blocklist, DMARC, a spam policy) but also 5.6.x (content), 5.3.x (the
+receiving system) and 5.4.x (routing), is a policy bounce: the message was
+refused for a reason that is not the person, so it is recorded and the
+address stays on the list (a reader must not lose the newsletter because
+their provider blocked one send).
+
 The returned message's Message-ID (from the DSN's `X-Original-Message-ID`,
 a `message/rfc822` or `text/rfc822-headers` part, or the headers an
 Exchange bounce quotes) ties an event to an issue: our Message-IDs are
@@ -57,7 +69,13 @@ from typing import Literal
 from newsletter.message import message_id_for
 
 EventKind = Literal[
-    "hard-bounce", "soft-bounce", "complaint", "unsubscribe", "auto-reply", "unclassified"
+    "hard-bounce",
+    "policy-bounce",
+    "soft-bounce",
+    "complaint",
+    "unsubscribe",
+    "auto-reply",
+    "unclassified",
 ]
 MessageClass = Literal["bounce", "complaint", "unsubscribe", "auto-reply", "unclassified"]
 
@@ -83,6 +101,21 @@ AUTO_REPLY_SUBJECT_STARTS = (
 AUTO_REPLY_SUBJECT_WORDS = ("out of office", "out of the office", "on annual leave")
 # An enhanced status code (RFC 3463) inside free text: class.subject.detail.
 _STATUS_IN_TEXT = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+# RFC 3463 subjects of a permanent failure that are about the address itself.
+ADDRESS_SUBJECTS = frozenset({"1", "2", "5"})
+# How servers that answer a bare 5.0.0 say the mailbox does not exist.
+UNKNOWN_USER_WORDS = (
+    "user unknown",
+    "unknown user",
+    "no such user",
+    "no such mailbox",
+    "no such recipient",
+    "unknown recipient",
+    "recipient unknown",
+    "mailbox not found",
+    "does not exist",
+    "invalid recipient",
+)
 _HEX = frozenset(string.hexdigits)
 _DETAIL_LIMIT = 300
 _PARSER = BytesParser(policy=policy.default)
@@ -194,14 +227,14 @@ def _delivery_status(message: EmailMessage, context: InboxContext) -> Classifica
         status = _status_code(_text(block.get("Status")))
         if address is None or action in ("delivered", "relayed", "expanded"):
             continue
-        hard = action == "failed" and status.startswith("5.")
+        detail = _diagnostic(block)
         events.append(
             InboxEvent(
-                "hard-bounce" if hard else "soft-bounce",
+                bounce_kind(action, status, detail),
                 address,
                 status=status,
                 action=action,
-                detail=_short(_diagnostic(block)),
+                detail=_short(detail),
                 issue_id=issue_id,
                 original_message_id=original_id,
             )
@@ -211,6 +244,28 @@ def _delivery_status(message: EmailMessage, context: InboxContext) -> Classifica
             "unclassified", reason="a delivery report with no failed or delayed recipient"
         )
     return Classification("bounce", tuple(events))
+
+
+def bounce_kind(action: str, status: str, detail: str) -> EventKind:
+    """Hard, policy or soft bounce, from the DSN action, its status and the server's words.
+
+    See the module docstring for the rule. `status` may be a bare 5.0.0 (Exim
+    writes that and gives the real code in the server's words), so a more
+    precise code in `detail` is preferred to it.
+    """
+    if action != "failed" or not status.startswith("5."):
+        return "soft-bounce"
+    subject = status.split(".")[1]
+    if subject == "0":
+        precise = _status_in_text(detail)
+        if precise.startswith("5.") and precise.split(".")[1] != "0":
+            subject = precise.split(".")[1]
+    if subject in ADDRESS_SUBJECTS:
+        return "hard-bounce"
+    words = " ".join(detail.lower().split())
+    if subject == "0" and any(phrase in words for phrase in UNKNOWN_USER_WORDS):
+        return "hard-bounce"
+    return "policy-bounce"
 
 
 def _diagnostic(block: Message) -> str:
@@ -330,7 +385,7 @@ def _plain_text_bounce(message: EmailMessage, context: InboxContext) -> Classifi
     issue_id = issue_for_message_id(original_id, context.message_id_domain)
     events = tuple(
         InboxEvent(
-            "hard-bounce" if status.startswith("5.") and not warning_only else "soft-bounce",
+            bounce_kind("delayed" if warning_only else "failed", status, detail),
             address,
             status=status,
             action="delayed" if warning_only else "failed",

@@ -3,7 +3,8 @@
 For each message of a source (IMAP, Maildir, mbox) or record of a provider's
 API: skip it if the inbox tables already hold its key; otherwise classify it
 (`feedback.classify`), add the addresses of hard bounces, complaints and
-unsubscribe requests to the suppression list (`suppression.add_suppression`),
+unsubscribe requests to the suppression list (a policy bounce, such as a
+blocklist or DMARC refusal, is recorded but suppresses nobody) (`suppression.add_suppression`),
 record the message and its events (`inbox_store`), and only then tell the
 source it is done (IMAP moves it to the processed folder). Unclassified
 messages are neither recorded nor moved: they stay for a person, and are
@@ -43,6 +44,11 @@ Outcome = Literal["acted", "already-processed", "left"]
 # The order and wording of the summary, one line per class.
 SUMMARY_KINDS: tuple[tuple[str, str], ...] = (
     ("hard-bounce", "hard bounces"),
+    (
+        "policy-bounce",
+        "refused for a reason that is not the address, e.g. a blocklist or DMARC "
+        "(recorded, not suppressed)",
+    ),
     ("soft-bounce", "delayed or temporary failures (recorded, not suppressed)"),
     ("complaint", "complaints"),
     ("unsubscribe", "unsubscribe requests"),

@@ -31,6 +31,7 @@ ADDED = {
     ("former@example.com", "hard-bounce"),
     ("departed@example.org", "hard-bounce"),
     ("closed@example.net", "hard-bounce"),
+    ("nosuch@example.net", "hard-bounce"),
     ("annoyed@example.com", "complaint"),
     ("reader7@example.com", "complaint"),
     ("oldbox@example.net", "mailto"),
@@ -39,6 +40,10 @@ ADDED = {
 NEVER_SUPPRESSED = {
     "slow@example.net",  # delayed
     "busy@example.com",  # delayed
+    "blocklisted@example.net",  # refused by policy: not about the person
+    "dmarc.strict@example.com",
+    "unauthenticated@example.com",
+    "prohibited@example.net",
     "sam.practitioner@example.com",  # out of office
     "alex.health@example.net",
     "chris.education@example.org",
@@ -82,7 +87,11 @@ def test_returned_mail_suppresses_bounces_complaints_and_unsubscribes_once(
     listed = {r["email"].lower() for r in rows}
     assert not listed & NEVER_SUPPRESSED
     lines = first.output.splitlines()
-    assert "hard bounces: 7 (7 added to the suppression list)" in lines
+    assert "hard bounces: 8 (8 added to the suppression list)" in lines
+    assert (
+        "refused for a reason that is not the address, e.g. a blocklist or DMARC "
+        "(recorded, not suppressed): 4"
+    ) in lines
     assert "delayed or temporary failures (recorded, not suppressed): 2" in lines
     assert "complaints: 2 (2 added to the suppression list)" in lines
     assert "unsubscribe requests: 2 (2 added to the suppression list)" in lines
@@ -109,7 +118,7 @@ def test_returned_mail_suppresses_bounces_complaints_and_unsubscribes_once(
     assert second.exit_code == 0, second.output
     assert (project_dir / "recipients" / "suppressed.csv").read_bytes() == csv_bytes
     assert ledger_events(settings.ledger_path) == events
-    assert "already processed: 17 (skipped)" in second.output.splitlines()
+    assert "already processed: 22 (skipped)" in second.output.splitlines()
     assert "hard bounces: 0 (0 added to the suppression list)" in second.output.splitlines()
     assert "not recognised, left in place: 3" in second.output.splitlines()
 
@@ -125,14 +134,14 @@ def test_a_dry_run_says_what_it_would_do_and_changes_nothing(
 
     assert dry.exit_code == 0, dry.output
     assert dry.output.startswith("dry run: nothing changed")
-    assert "hard bounces: 7 (7 would be added to the suppression list)" in dry.output
+    assert "hard bounces: 8 (8 would be added to the suppression list)" in dry.output
     assert (project_dir / "recipients" / "suppressed.csv").read_bytes() == csv_bytes
     assert not ledger_path.exists()  # not even an empty ledger file
-    assert len(list(mailbox.Maildir(maildir, create=False).keys())) == 20
+    assert len(list(mailbox.Maildir(maildir, create=False).keys())) == 25
 
     # The dry run recorded nothing: a real run still acts on everything.
     real = run(project_dir, "--maildir", str(maildir))
-    assert "hard bounces: 7 (7 added to the suppression list)" in real.output
+    assert "hard bounces: 8 (8 added to the suppression list)" in real.output
 
 
 def test_an_address_already_on_the_list_keeps_its_row(project_dir: Path, tmp_path: Path) -> None:
@@ -163,12 +172,13 @@ def test_json_output_is_only_json_with_counts_and_each_item(
     data = json.loads(result.output)
     assert data["dry_run"] is False
     assert data["counts"] == {
-        "hard-bounce": 7,
+        "hard-bounce": 8,
+        "policy-bounce": 4,
         "soft-bounce": 2,
         "complaint": 2,
         "unsubscribe": 2,
         "auto-reply": 4,
-        "suppressed": 11,
+        "suppressed": 12,
         "already_processed": 0,
         "unclassified": 3,
     }

@@ -9,6 +9,7 @@ import pytest
 from newsletter.feedback import (
     Classification,
     InboxContext,
+    bounce_kind,
     classify,
     issue_for_message_id,
     parse_bytes,
@@ -36,6 +37,25 @@ EXPECTED: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         [("hard-bounce", "departed@example.org", "5.1.10")],
     ),
     "postfix-text-bounce-no-dsn.eml": ("bounce", [("hard-bounce", "closed@example.net", "5.2.1")]),
+    # A bare 5.0.0 is a hard bounce only when the server's words say the user is unknown.
+    "exim-dsn-no-such-user.eml": ("bounce", [("hard-bounce", "nosuch@example.net", "5.0.0")]),
+    # Refused by policy: a blocklist, DMARC, unauthenticated mail. Not about the person.
+    "postfix-dsn-blocklisted.eml": (
+        "bounce",
+        [("policy-bounce", "blocklisted@example.net", "5.7.1")],
+    ),
+    "exchange-online-dmarc-reject.eml": (
+        "bounce",
+        [("policy-bounce", "dmarc.strict@example.com", "5.7.509")],
+    ),
+    "postfix-text-gmail-unauthenticated.eml": (
+        "bounce",
+        [("policy-bounce", "unauthenticated@example.com", "5.7.26")],
+    ),
+    "exim-dsn-administrative-prohibition.eml": (
+        "bounce",
+        [("policy-bounce", "prohibited@example.net", "5.0.0")],
+    ),
     "arf-abuse-complaint.eml": ("complaint", [("complaint", "annoyed@example.com", "")]),
     "hotmail-jmrp-complaint.eml": ("complaint", [("complaint", "reader7@example.com", "")]),
     "auto-reply-exchange-oof.eml": (
@@ -68,6 +88,8 @@ RETURNS_OUR_MESSAGE = {
     "exchange-online-ndr.eml", "gmail-dsn-failure.eml", "gmail-dsn-delay.eml",
     "exchange-text-ndr-no-dsn.eml", "office365-text-ndr-no-dsn.eml",
     "postfix-text-bounce-no-dsn.eml", "arf-abuse-complaint.eml", "hotmail-jmrp-complaint.eml",
+    "exim-dsn-no-such-user.eml", "postfix-dsn-blocklisted.eml", "exchange-online-dmarc-reject.eml",
+    "postfix-text-gmail-unauthenticated.eml", "exim-dsn-administrative-prohibition.eml",
 }  # fmt: skip
 
 
@@ -120,6 +142,7 @@ def test_only_hard_bounces_complaints_and_unsubscribes_carry_a_suppression_reaso
     reasons = {e.kind: e.suppression_reason for name in EXPECTED for e in _classify(name).events}
     assert reasons == {
         "hard-bounce": "hard-bounce",
+        "policy-bounce": None,  # refused by policy: recorded, the address stays on the list
         "soft-bounce": None,
         "complaint": "complaint",
         "unsubscribe": "mailto",
@@ -163,3 +186,52 @@ def test_message_ids_of_our_issues_are_recognised_and_others_are_not() -> None:
     assert issue_for_message_id("<1684396862.1234.5678.test@example.org>", "example.org") is None
     assert issue_for_message_id("<E1pzZ9N-0003Kq-2b@mx.example.net>", "example.org") is None
     assert issue_for_message_id(None, "example.org") is None
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "words", "kind"),
+    [
+        # About the address: no such mailbox, disabled or full mailbox, an unknown user.
+        ("failed", "5.1.1", "550 5.1.1 User unknown", "hard-bounce"),
+        ("failed", "5.1.10", "RESOLVER.ADR.RecipientNotFound", "hard-bounce"),
+        ("failed", "5.2.1", "this mailbox is disabled", "hard-bounce"),
+        ("failed", "5.2.2", "mailbox full", "hard-bounce"),
+        (
+            "failed",
+            "5.5.0",
+            "550 5.5.0 Requested action not taken: mailbox unavailable",
+            "hard-bounce",
+        ),
+        ("failed", "5.0.0", "550 No Such User Here", "hard-bounce"),
+        ("failed", "5.0.0", "550 5.1.1 <x@example.net>: Recipient address rejected", "hard-bounce"),
+        # Not about the address: policy, content, the receiving system, routing.
+        (
+            "failed",
+            "5.7.1",
+            "554 5.7.1 Client host blocked using zen.spamhaus.org",
+            "policy-bounce",
+        ),
+        ("failed", "5.7.509", "does not pass DMARC verification", "policy-bounce"),
+        ("failed", "5.7.26", "This mail is unauthenticated", "policy-bounce"),
+        ("failed", "5.6.0", "message content rejected", "policy-bounce"),
+        ("failed", "5.3.4", "message too big for system", "policy-bounce"),
+        ("failed", "5.4.7", "delivery time expired", "policy-bounce"),
+        ("failed", "5.0.0", "550 Administrative prohibition", "policy-bounce"),
+        ("failed", "5.0.0", "550 5.7.1 Message rejected as spam", "policy-bounce"),
+        # Not final: a delay, or a 4.x.x failure.
+        ("delayed", "4.4.1", "connection timed out", "soft-bounce"),
+        ("failed", "4.2.2", "mailbox full", "soft-bounce"),
+        ("delayed", "5.1.1", "a warning only", "soft-bounce"),
+    ],
+)
+def test_only_failures_about_the_address_itself_are_hard_bounces(
+    action: str, status: str, words: str, kind: str
+) -> None:
+    assert bounce_kind(action, status, words) == kind
+
+
+def test_a_policy_bounce_keeps_its_status_and_the_servers_words_for_the_report() -> None:
+    [event] = _classify("postfix-dsn-blocklisted.eml").events
+    assert event.suppression_reason is None
+    assert (event.kind, event.status, event.action) == ("policy-bounce", "5.7.1", "failed")
+    assert "zen.spamhaus.org" in event.detail
