@@ -69,6 +69,22 @@ class ProcessedMessage:
     suppressed: frozenset[str]  # lower-cased addresses this message added to the list
 
 
+@dataclass(frozen=True)
+class RecordedEvent:
+    """One event as the inbox tables keep it, for `report` to join with deliveries."""
+
+    kind: str
+    address: str | None
+    status: str
+    action: str
+    detail: str
+    issue_id: str | None
+    original_message_id: str | None
+    source: str
+    suppressed: bool  # this message added the address to the suppression list
+    recorded_at: datetime
+
+
 class InboxStore:
     """The inbox tables in the ledger file at `ledger_path`.
 
@@ -197,6 +213,46 @@ class InboxStore:
             raise
         names = ("key", "source", "kind", "address", "status", "action", "issue", "suppressed")
         return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def recorded_events(self) -> list[RecordedEvent]:
+        """Every recorded event with all it says, oldest first."""
+        if self._conn is None:
+            return []
+        try:
+            rows = self._conn.execute(
+                "SELECT e.kind, e.address, e.status, e.action, e.detail, e.issue_id, "
+                "e.original_message_id, m.source, e.suppressed, e.recorded_at "
+                "FROM inbox_events AS e JOIN inbox_messages AS m USING (message_key) "
+                "ORDER BY e.seq"
+            ).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return []
+            raise
+        return [
+            RecordedEvent(
+                kind=str(kind),
+                address=None if address is None else str(address),
+                status=str(status),
+                action=str(action),
+                detail=str(detail),
+                issue_id=None if issue_id is None else str(issue_id),
+                original_message_id=None if message_id is None else str(message_id),
+                source=str(source),
+                suppressed=bool(suppressed),
+                recorded_at=datetime.fromisoformat(str(recorded_at)),
+            )
+            for (
+                kind, address, status, action, detail, issue_id, message_id, source, suppressed,
+                recorded_at,
+            ) in rows
+        ]  # fmt: skip
+
+
+def read_recorded_events(ledger_path: Path) -> list[RecordedEvent]:
+    """Every event the inbox has recorded, oldest first (none before the first `inbox` run)."""
+    with InboxStore(ledger_path, read_only=True) as store:
+        return store.recorded_events()
 
 
 def recipient_lookup(ledger_path: Path) -> Callable[[str], str | None]:

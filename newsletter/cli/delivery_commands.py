@@ -273,30 +273,25 @@ def retry(app: AppContext, issue: str, options: SendOptions, output_format: str)
 @format_option("table", "json", "csv")
 @pass_app
 def report(app: AppContext, issue: str, output_format: str) -> None:
-    """Say who got ISSUE: counts per state and per segment, and every failure with its error.
+    """Say who got ISSUE: each recipient's status, counted, with every failure.
 
-    Read from the delivery ledger; ISSUE is the issue's id or file.
+    A status is sent, bounced-later, complained or unsubscribed (what came
+    back after sending, read by `newsletter inbox` and `newsletter serve`),
+    failed, to-retry, pending or suppressed. --format csv or json lists every
+    recipient with their status and its reason. ISSUE is the issue's id or file.
     """
     data = delivery_report(app.project(), issue)
     if output_format == "json":
         echo_json(data.as_dict())
         return
     if output_format == "csv":
-        rows: list[tuple[str, str, str, object]] = [
-            ("state", "", state, n) for state, n in data.summary.counts.items()
-        ]
-        rows += [
-            ("segment", segment, state, n)
-            for segment, counts in data.per_segment.items()
-            for state, n in counts.items()
-        ]
-        rows += [("failure", f.email, f.state, f.detail) for f in data.failures]
-        click.echo(csv_text(("kind", "name", "state", "value"), rows), nl=False)
+        rows = [(r.email, r.status, r.reason, r.at or "") for r in data.recipients]
+        click.echo(csv_text(("email", "status", "reason", "at"), rows), nl=False)
         return
     summary = data.summary
     click.echo(f"Delivery of {summary.issue_id}")
     click.echo(f"Started: {summary.started_at or '-'}   Finished: {summary.finished_at or '-'}\n")
-    click.echo(table_text(("state", "recipients"), list(summary.counts.items())))
+    click.echo(table_text(("status", "recipients"), list(data.status_counts().items())))
     if data.per_segment:
         states = list(summary.counts)
         click.echo("")
@@ -314,6 +309,9 @@ def report(app: AppContext, issue: str, output_format: str) -> None:
                 [(f.email, f.state, f.attempts, f.detail) for f in data.failures],
             )
         )
+    click.echo(
+        f"\nEvery recipient with the reason: newsletter report {summary.issue_id} --format csv"
+    )
 
 
 COMMANDS: list[click.Command] = [send, retry, report]
