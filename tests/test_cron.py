@@ -125,3 +125,77 @@ def test_cron_command_prints_both_options(project_dir: Path, tmp_path: Path) -> 
     assert setup.service_text in result.output
     assert setup.timer_text in result.output
     assert f"systemctl --user enable --now {setup.timer_name}" in result.output
+
+
+def test_inbox_has_a_systemd_service_and_timer_like_dispatch(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    env_file = tmp_path / "secrets.env"
+    setup = _setup(project_dir, env_file)
+    units = setup.inbox_units
+    service = _unit(units.service_text)
+    assert service["Service"]["Type"] == "oneshot"
+    assert service["Service"]["WorkingDirectory"] == str(project_dir)
+    assert service["Service"]["EnvironmentFile"] == f"-{env_file}"
+    assert shlex.split(service["Service"]["ExecStart"]) == [*newsletter_command(), "inbox"]
+    timer = _unit(units.timer_text)
+    assert timer["Timer"]["OnCalendar"] == "*:0/15"
+    assert timer["Timer"]["Unit"] == units.service_name == "newsletter-inbox.service"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+
+
+def test_every_unit_cron_prints_passes_systemd_analyze_verify(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    analyze = shutil.which("systemd-analyze")
+    env_file = tmp_path / "secrets.env"
+    env_file.write_text("NEWSLETTER_UNSUBSCRIBE_SECRET=x\n", encoding="utf-8")
+    setup = cron_setup(open_project(project_dir), env_file=env_file, serve_at=("127.0.0.1", 8080))
+    assert setup.serve is not None
+    units = tmp_path / "units"
+    units.mkdir()
+    files = {
+        setup.inbox_units.service_name: setup.inbox_units.service_text,
+        setup.inbox_units.timer_name: setup.inbox_units.timer_text,
+        setup.serve.service_name: setup.serve.service_text,
+    }
+    for name, text in files.items():
+        (units / name).write_text(text, encoding="utf-8")
+    if analyze is None:
+        print("systemd-analyze is not installed: unit files checked by their keys only")
+        return
+    result = subprocess.run(
+        [analyze, "verify", *files],
+        cwd=units,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "newsletter-" not in result.stderr, result.stderr
+
+
+def test_cron_command_offers_inbox_units_and_the_serve_service(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    env_file = tmp_path / "secrets.env"
+    result = CliRunner().invoke(
+        cli, ["--root", str(project_dir), "cron", "--env-file", str(env_file)]
+    )
+    assert result.exit_code == 0, result.output
+    setup = _setup(project_dir, env_file)
+    assert setup.inbox_crontab_line in result.output
+    assert setup.inbox_units.service_text in result.output
+    assert setup.inbox_units.timer_text in result.output
+    assert (
+        "systemctl --user enable --now newsletter-dispatch.timer newsletter-inbox.timer"
+        in result.output
+    )
+    # The same service `newsletter serve --systemd` prints, on serve's default address.
+    serve = CliRunner().invoke(
+        cli, ["--root", str(project_dir), "serve", "--systemd", "--env-file", str(env_file)]
+    )
+    assert serve.exit_code == 0, serve.output
+    assert serve.output.strip() in result.output
+    assert "ExecStart=" in serve.output and "serve --host 127.0.0.1 --port 8080" in serve.output

@@ -13,6 +13,7 @@ from newsletter.cli.common import AppContext, echo_json, format_option, pass_app
 from newsletter.cron import DEFAULT_ENV_FILE, cron_setup
 from newsletter.dispatch import DispatchOptions, run_dispatch
 from newsletter.schedule import issue_schedule, parse_now
+from newsletter.serve import DEFAULT_HOST, DEFAULT_PORT
 from newsletter.suppression import add_suppression, remove_suppression
 from newsletter.transports import TRANSPORT_NAMES
 
@@ -107,8 +108,14 @@ def schedule(app: AppContext, output_format: str, now_text: str | None) -> None:
 )
 @pass_app
 def cron(app: AppContext, env_file: Path) -> None:
-    """Print a crontab line and a systemd service + timer that run dispatch every 5 minutes."""
-    click.echo(cron_setup(app.project(), env_file=env_file).as_text())
+    """Print crontab lines and systemd units that run dispatch and inbox, and keep serve up.
+
+    dispatch runs every 5 minutes, inbox every 15; the serve service (for
+    one-click unsubscribe and provider webhooks) listens on 127.0.0.1:8080:
+    `newsletter serve --systemd --port N` prints it for another port.
+    """
+    setup = cron_setup(app.project(), env_file=env_file, serve_at=(DEFAULT_HOST, DEFAULT_PORT))
+    click.echo(setup.as_text())
 
 
 def _address(value: str) -> str:
