@@ -263,7 +263,7 @@ class ServeUnit:
                 f"# {self.env_file} must hold NEWSLETTER_UNSUBSCRIBE_SECRET=... (the same value",
                 "# `dispatch` uses to sign the links), plus any webhook credentials; chmod 600.",
                 "# Put a reverse proxy (nginx, Caddy) in front for HTTPS: see the README,",
-                "# \"When people leave the list\".",
+                '# "When people leave the list".',
             ]
         )
 
