@@ -29,6 +29,7 @@ from newsletter import dispatch
 from newsletter.content import Issue, resolve_send_at
 from newsletter.errors import ContentError, LockHeldError, NewsletterError, Problem
 from newsletter.ledger import LedgerSummary, read_summary
+from newsletter.private_files import private_dir, private_opener
 from newsletter.project import Project
 from newsletter.yamlfile import load_yaml
 
@@ -222,8 +223,8 @@ def dispatch_lock(lock_path: Path, *, wait: bool = False) -> Iterator[None]:
     crashed run never leaves a stale lock behind. Without `wait`, a lock held
     by another run raises LockHeldError at once.
     """
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = lock_path.open("a+", encoding="utf-8")
+    private_dir(lock_path.parent)
+    handle = open(lock_path, "a+", encoding="utf-8", opener=private_opener)  # noqa: SIM115
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -249,10 +250,10 @@ def dispatch_lock(lock_path: Path, *, wait: bool = False) -> Iterator[None]:
 
 def append_log(log_path: Path, entry: Mapping[str, Any]) -> None:
     """Append one JSON line to the dispatch log."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log_path.parent)
     line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
     # One write call on an O_APPEND file, so a line is never interleaved with another.
-    fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+    fd = private_opener(log_path, os.O_RDWR | os.O_APPEND)
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
