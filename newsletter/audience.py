@@ -23,6 +23,7 @@ from typing import Any
 from newsletter.checks import check_email, did_you_mean, unknown_fields
 from newsletter.content import Issue
 from newsletter.errors import ContentError, Problem
+from newsletter.project_bounds import outside_problems
 from newsletter.yamlfile import load_yaml
 
 REQUIRED_COLUMNS = ("email", "name", "organisation", "agency", "role")
@@ -333,10 +334,15 @@ def check_list(path: Path) -> Iterator[Problem]:
 def read_audience_source(recipients_dir: Path) -> tuple[AudienceSource, list[Problem]]:
     """Read segments and suppressions (not the lists themselves, which are streamed)."""
     lists_dir = recipients_dir / "lists"
-    list_names = tuple(p.stem for p in sorted(lists_dir.glob("*.csv")))
+    list_paths = sorted(lists_dir.glob("*.csv"))
+    list_names = tuple(p.stem for p in list_paths)
     segments, problems = read_segments(recipients_dir / "segments.yaml", list_names)
     suppressed, suppressed_problems = read_suppressed(recipients_dir / "suppressed.csv")
-    return AudienceSource(recipients_dir, segments, suppressed), problems + suppressed_problems
+    # recipients/ sits in the project directory; a file linked in from outside it is refused.
+    read_paths = [recipients_dir / "segments.yaml", recipients_dir / "suppressed.csv", *list_paths]
+    outside = outside_problems(recipients_dir.parent, read_paths)
+    source = AudienceSource(recipients_dir, segments, suppressed)
+    return source, outside + problems + suppressed_problems
 
 
 def load_audience_source(recipients_dir: Path) -> AudienceSource:

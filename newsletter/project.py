@@ -28,6 +28,7 @@ from newsletter.content import (
     read_issue,
 )
 from newsletter.errors import ContentError, NewsletterError
+from newsletter.project_bounds import outside_problems, project_file
 from newsletter.settings import Settings, load_settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -73,18 +74,19 @@ class Project:
     def resolve_issue_path(self, issue: str | Path) -> Path:
         """An issue given as a path, or as an id/file stem inside issues/."""
         path = Path(issue)
+        # absolute(), not resolve(): an error about a link names the link itself.
         if path.exists():
-            return path.resolve()
+            return path.absolute()
         # `--root DIR audience issues/x.yaml` from elsewhere: the path is the project's.
         if not path.is_absolute() and (self.root_dir / path).exists():
-            return (self.root_dir / path).resolve()
+            return (self.root_dir / path).absolute()
         for candidate in (self.issues_dir / f"{issue}.yaml", self.issues_dir / f"{issue}.yml"):
             if candidate.exists():
                 return candidate
         raise NewsletterError(f"{issue}: no such issue file (looked in {self.issues_dir})")
 
     def catalogue(self) -> Catalogue:
-        return load_catalogue(self.catalogue_path)
+        return load_catalogue(project_file(self.catalogue_path, self.root_dir))
 
     def audience_source(self) -> AudienceSource:
         return load_audience_source(self.recipients_dir)
@@ -95,7 +97,8 @@ class Project:
         catalogue, catalogue_problems = read_catalogue(self.catalogue_path)
         source, source_problems = read_audience_source(self.recipients_dir)
         parsed, problems = read_issue(path, catalogue, source.segments.keys(), self.settings.zone)
-        every = catalogue_problems + source_problems + problems
+        outside = outside_problems(self.root_dir, (path, self.catalogue_path))
+        every = outside + catalogue_problems + source_problems + problems
         if parsed is None or any(p.is_error for p in every):
             raise ContentError(every)
         return parsed

@@ -18,6 +18,7 @@ from newsletter.audience import check_list, read_audience_source
 from newsletter.content import Issue, is_issue_file, read_catalogue, read_issue
 from newsletter.errors import NewsletterError, Problem
 from newsletter.project import Project
+from newsletter.project_bounds import outside_problems
 from newsletter.render import Renderer, budget_problems, sample_variants
 from newsletter.render_errors import render_error_problems
 from newsletter.settings import DEFAULT_TIMEZONE, read_settings
@@ -34,8 +35,9 @@ def validate_project(
     problems: list[Problem] = []
     settings, settings_problems = read_settings(root_dir, environ)
     problems += settings_problems
-    catalogue, catalogue_problems = read_catalogue(root_dir / "issues" / "publications.yaml")
-    problems += catalogue_problems
+    catalogue_path = root_dir / "issues" / "publications.yaml"
+    catalogue, catalogue_problems = read_catalogue(catalogue_path)
+    problems += outside_problems(root_dir, [catalogue_path]) + catalogue_problems
     recipients_dir = root_dir / "recipients"
     source, source_problems = read_audience_source(recipients_dir)
     problems += source_problems
@@ -45,7 +47,7 @@ def validate_project(
         problems.append(
             Problem(recipients_dir / "lists", 1, 1, "there are no recipient lists (lists/*.csv)")
         )
-    chosen = [Path(p).resolve() for p in paths]
+    chosen = [Path(p).absolute() for p in paths]
     issue_files = chosen or sorted(
         p for p in (root_dir / "issues").glob("*.y*ml") if is_issue_file(p)
     )
@@ -55,6 +57,7 @@ def validate_project(
         if not is_issue_file(issue_path):
             continue
         issue, issue_problems = read_issue(issue_path, catalogue, source.segments.keys(), zone)
+        issue_problems = outside_problems(root_dir, [issue_path]) + issue_problems
         problems += issue_problems
         issue_sound = issue is not None and not any(p.is_error for p in issue_problems)
         if sound_so_far and settings is not None and issue is not None and issue_sound:
