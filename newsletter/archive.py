@@ -28,6 +28,7 @@ from newsletter.ledger import read_summary
 from newsletter.links import issue_page_path, share_ideas_mailto
 from newsletter.markup import markdown_plain
 from newsletter.project import Project
+from newsletter.project_bounds import project_file
 from newsletter.templating import make_environment
 
 SITE_TITLE = "Learning from Practice"
@@ -178,7 +179,7 @@ class _Site:
         for template_dir in self.project.template_dirs:
             path = template_dir / "web" / name
             if path.is_file():
-                return path.read_text(encoding="utf-8")
+                return project_file(path, template_dir.parent).read_text(encoding="utf-8")
         raise FileNotFoundError(f"templates/web/{name} is missing")
 
     def render(

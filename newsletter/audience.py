@@ -24,6 +24,7 @@ from newsletter.checks import check_email, did_you_mean, unknown_fields
 from newsletter.content import Issue
 from newsletter.errors import ContentError, Problem
 from newsletter.paths import ProjectPaths
+from newsletter.project_bounds import outside_problems
 from newsletter.yamlfile import load_yaml
 
 REQUIRED_COLUMNS = ("email", "name", "organisation", "agency", "role")
@@ -336,7 +337,11 @@ def read_audience_source(paths: ProjectPaths) -> tuple[AudienceSource, list[Prob
     """Read segments and suppressions (not the lists themselves, which are streamed)."""
     segments, problems = read_project_segments(paths)
     suppressed, suppressed_problems = read_suppressed(paths.suppressed_path)
-    return AudienceSource(paths, segments, suppressed), problems + suppressed_problems
+    # recipients/ sits in the project directory; a file linked in from outside it is refused.
+    read_paths = [paths.segments_path, paths.suppressed_path, *paths.list_paths()]
+    outside = outside_problems(paths.root_dir, read_paths)
+    source = AudienceSource(paths, segments, suppressed)
+    return source, outside + problems + suppressed_problems
 
 
 # --- resolving -------------------------------------------------------------

@@ -24,6 +24,7 @@ from newsletter.dispatch_log import append_log
 from newsletter.errors import LockHeldError, NewsletterError
 from newsletter.ledger import read_summary
 from newsletter.plan import plan_send
+from newsletter.private_files import private_dir, private_opener
 from newsletter.project import Project
 from newsletter.schedule import ScheduleEntry, issue_schedule
 from newsletter.send import SendOptions, SendProgress, send_issue
@@ -58,8 +59,8 @@ def dispatch_lock(lock_path: Path, *, wait: bool = False) -> Iterator[None]:
     crashed run never leaves a stale lock behind. Without `wait`, a lock held
     by another run raises LockHeldError at once.
     """
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = lock_path.open("a+", encoding="utf-8")
+    private_dir(lock_path.parent)
+    handle = open(lock_path, "a+", encoding="utf-8", opener=private_opener)  # noqa: SIM115
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

@@ -13,13 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from newsletter.private_files import private_dir, private_opener
+
 
 def append_log(log_path: Path, entry: Mapping[str, Any]) -> None:
     """Append one JSON line to the dispatch log."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(log_path.parent)
     line = json.dumps(entry, ensure_ascii=False, default=str) + "\n"
     # One write call on an O_APPEND file, so a line is never interleaved with another.
-    fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+    fd = private_opener(log_path, os.O_RDWR | os.O_APPEND)
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":

@@ -27,6 +27,7 @@ from pathlib import Path
 from newsletter.errors import NewsletterError
 from newsletter.feedback import InboxEvent, issue_for_message_id
 from newsletter.ledger import open_ledger_if_exists
+from newsletter.private_files import create_private_database
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS inbox_messages (
@@ -106,7 +107,7 @@ class InboxStore:
                         timeout=60,
                     )
             else:
-                self.ledger_path.parent.mkdir(parents=True, exist_ok=True)
+                create_private_database(self.ledger_path)
                 self._conn = sqlite3.connect(self.ledger_path, isolation_level=None, timeout=60)
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")

@@ -40,6 +40,7 @@ from typing import Literal
 
 from newsletter.audience import Recipient, Variant
 from newsletter.errors import NewsletterError
+from newsletter.private_files import create_private_database
 
 State = Literal["pending", "sending", "sent", "failed-temporary", "failed-permanent", "suppressed"]
 STATES: tuple[State, ...] = (
@@ -257,7 +258,7 @@ class Ledger:
         if not create and not self.path.exists():
             raise NewsletterError(f"{self.path}: there is no delivery ledger yet (nothing sent)")
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private_database(self.path)  # the ledger names people: 0600, -wal/-shm too
         self._create = create
         conn = self._conn()
         if create:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from newsletter.errors import NewsletterError
+from newsletter.private_files import create_private_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS list_events (
@@ -72,7 +73,7 @@ def _connect(ledger_path: Path) -> Iterator[sqlite3.Connection]:
 
 def prepare_list_events(ledger_path: Path) -> None:
     """Create the ledger file (WAL) and this module's table if they are missing."""
-    ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    create_private_database(ledger_path)
     with _connect(ledger_path) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(_SCHEMA)

@@ -8,11 +8,19 @@ when it changes. Broken content is shown on the page as `path:line:column:
 message` instead of stopping the server. The server answers only its own
 fixed routes; any other path (including `..` tricks) gets 404, because it
 never maps a request to a file.
+
+It is built to stay up while a browser (or a script) hammers it: a listen
+backlog big enough for hundreds of simultaneous page loads (the default of 5
+made 300 loads take a minute of SYN retries), a timeout on every connection
+so an idle or half-sent request cannot hold a thread for ever, and a Host
+header check that answers only requests addressed to this preview by its
+loopback name and port, so a web page cannot reach it through DNS rebinding.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import threading
@@ -23,9 +31,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from jinja2 import Environment
+
 from newsletter.audience import Variant
 from newsletter.content import Issue
-from newsletter.errors import Problem
+from newsletter.errors import NewsletterError, Problem
 from newsletter.message import PersonalisedEmail, build_message
 from newsletter.project import Project, open_project
 from newsletter.render import Renderer, sample_variants
@@ -35,6 +45,10 @@ from newsletter.templating import make_environment
 HOST = "127.0.0.1"
 PAGE_TEMPLATE = "web/preview/page.html.j2"
 WIDTHS = {"desktop": 680, "phone": 375}
+# How long a connection may sit without sending its request before it is closed.
+CONNECTION_TIMEOUT_SECONDS = 30.0
+# Names a browser on this computer may use for the preview (with its port).
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 @dataclass(frozen=True)
@@ -114,14 +128,29 @@ class PreviewServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # listen() backlog: a page load bursts several connections, and the kernel
+    # drops connections beyond the backlog to be retried seconds later.
+    request_queue_size = 1024
 
-    def __init__(self, project: Project, issue_path: Path, port: int = 0) -> None:
+    def __init__(
+        self,
+        project: Project,
+        issue_path: Path,
+        port: int = 0,
+        *,
+        connection_timeout: float = CONNECTION_TIMEOUT_SECONDS,
+    ) -> None:
         self.project = project
         self.issue_path = issue_path
+        self.connection_timeout = connection_timeout
         self._lock = threading.Lock()
         self._state: PreviewState | None = None
         self._thread: threading.Thread | None = None
-        super().__init__((HOST, port), _Handler)
+        self._env: Environment | None = None
+        try:
+            super().__init__((HOST, port), _Handler)
+        except OSError as error:
+            raise NewsletterError(_bind_failure(port, error)) from None
 
     @property
     def port(self) -> int:
@@ -145,8 +174,11 @@ class PreviewServer(ThreadingHTTPServer):
     def page(self, variant_key: str | None, width: str) -> str:
         state = self.state()
         chosen = state.find(variant_key)
-        env = make_environment(self.project.template_dirs)
-        return env.get_template(PAGE_TEMPLATE).render(
+        # One environment for every page load: Jinja then compiles the page once
+        # (and again only when a template file changes), not on each request.
+        if self._env is None:
+            self._env = make_environment(self.project.template_dirs)
+        return self._env.get_template(PAGE_TEMPLATE).render(
             state=state,
             chosen=chosen,
             width=width if width in WIDTHS else "desktop",
@@ -172,14 +204,69 @@ class PreviewServer(ThreadingHTTPServer):
         self.server_close()
 
 
-def start_preview(project: Project, issue: str | Path, port: int = 0) -> PreviewServer:
+def _bind_failure(port: int, error: OSError) -> str:
+    """What to tell the user when the preview cannot listen on `port`."""
+    if error.errno == errno.EADDRINUSE:
+        problem = f"port {port} is already in use (another preview, or another program)"
+    elif error.errno == errno.EACCES:
+        problem = f"port {port} needs administrator rights"
+    else:
+        problem = f"cannot listen on {HOST}:{port} ({error.strerror})"
+    return f"{problem}; choose another with --port, or --port 0 to pick a free one"
+
+
+def start_preview(
+    project: Project,
+    issue: str | Path,
+    port: int = 0,
+    *,
+    connection_timeout: float = CONNECTION_TIMEOUT_SECONDS,
+) -> PreviewServer:
     """Start the preview of `issue` (a path or id) on 127.0.0.1 in a background thread."""
-    return PreviewServer(project, project.resolve_issue_path(issue), port).start()
+    path = project.resolve_issue_path(issue)
+    return PreviewServer(project, path, port, connection_timeout=connection_timeout).start()
 
 
 def make_preview(project: Project, issue: str | Path, port: int = 0) -> PreviewServer:
-    """The preview server, not yet serving: call `serve_forever()` (the CLI does)."""
+    """The preview server, not yet serving: call `serve_forever()` (the CLI does).
+
+    Raises NewsletterError, in one line, when the port is busy or not allowed.
+    """
     return PreviewServer(project, project.resolve_issue_path(issue), port)
+
+
+def host_status(host_values: list[str], port: int) -> HTTPStatus | None:
+    """None when the Host header names this preview; otherwise the status to refuse with.
+
+    Only `127.0.0.1:PORT`, `localhost:PORT` and `[::1]:PORT` are ours. A missing,
+    repeated or malformed Host (`127.0.0.1:8031@evil.test` names evil.test) is
+    400 Bad Request, as RFC 9112 section 3.2 requires; a well-formed Host naming
+    another server, as a DNS-rebinding page would send, is 421 Misdirected Request.
+    """
+    if len(host_values) != 1:
+        return HTTPStatus.BAD_REQUEST
+    value = host_values[0].strip().lower()
+    ours = {f"{name}:{port}" for name in LOOPBACK_NAMES}
+    if port == 80:  # a browser leaves out the default port
+        ours.update(LOOPBACK_NAMES)
+    if value in ours:
+        return None
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        return HTTPStatus.BAD_REQUEST
+    try:
+        authority = urlsplit(f"//{value}")
+        authority.port  # noqa: B018 (reading it validates the port)
+    except ValueError:
+        return HTTPStatus.BAD_REQUEST
+    if (
+        authority.username is not None
+        or not authority.hostname
+        or authority.path
+        or authority.query
+        or authority.fragment
+    ):
+        return HTTPStatus.BAD_REQUEST
+    return HTTPStatus.MISDIRECTED_REQUEST
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -189,13 +276,31 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass  # a preview left open would otherwise print a line per poll
 
+    def setup(self) -> None:
+        super().setup()
+        # A request that does not arrive in time ends the connection (the timeout
+        # is caught in handle_one_request), freeing its thread.
+        self.connection.settimeout(self.server.connection_timeout)
+
+    def parse_request(self) -> bool:
+        """Parse the request line and headers, then refuse any Host but our own."""
+        if not super().parse_request():
+            return False
+        status = host_status(self.headers.get_all("Host") or [], self.server.port)
+        if status is None:
+            return True
+        self.close_connection = True
+        message = (
+            "This preview only answers requests for "
+            f"http://{HOST}:{self.server.port}/ or http://localhost:{self.server.port}/.\n"
+        )
+        self._send(status, "text/plain", message, self.command == "HEAD")
+        return False
+
     def do_HEAD(self) -> None:
         self.do_GET(head=True)
 
     def do_GET(self, head: bool = False) -> None:
-        if not self._host_is_local():
-            self._send(HTTPStatus.FORBIDDEN, "text/plain", "This preview only answers 127.0.0.1.\n")
-            return
         if not self.path.startswith("/"):
             self._send(HTTPStatus.NOT_FOUND, "text/plain", "Not found.\n", head)
             return
@@ -229,11 +334,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.METHOD_NOT_ALLOWED, "text/plain", "The preview is read-only.\n")
 
     do_PUT = do_DELETE = do_POST
-
-    def _host_is_local(self) -> bool:
-        # Refusing other Host names stops a web page using DNS rebinding to read the preview.
-        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
-        return host in ("127.0.0.1", "localhost", "")
 
     def _send(self, status: HTTPStatus, content_type: str, body: str, head: bool = False) -> None:
         data = body.encode("utf-8")

@@ -30,6 +30,7 @@ from newsletter.audience import (
 from newsletter.content import Catalogue, Issue, read_catalogue, read_issue
 from newsletter.errors import ContentError, NewsletterError, Problem
 from newsletter.paths import PACKAGE_DIR, ProjectPaths, bundled_project_dir
+from newsletter.project_bounds import outside_problems
 from newsletter.settings import Settings, load_settings
 
 __all__ = [
@@ -75,11 +76,12 @@ class Project:
     def resolve_issue_path(self, issue: str | Path) -> Path:
         """An issue given as a path, or as an id/file stem inside issues/."""
         path = Path(issue)
+        # absolute(), not resolve(): an error about a link names the link itself.
         if path.exists():
-            return path.resolve()
+            return path.absolute()
         # `--root DIR audience issues/x.yaml` from elsewhere: the path is the project's.
         if not path.is_absolute() and (self.root_dir / path).exists():
-            return (self.root_dir / path).resolve()
+            return (self.root_dir / path).absolute()
         issues_dir = self.paths.issues_dir
         for candidate in (issues_dir / f"{issue}.yaml", issues_dir / f"{issue}.yml"):
             if candidate.exists():
@@ -88,7 +90,8 @@ class Project:
 
     @cached_property
     def _catalogue(self) -> tuple[Catalogue, list[Problem]]:
-        return read_catalogue(self.paths.catalogue_path)
+        catalogue, problems = read_catalogue(self.paths.catalogue_path)
+        return catalogue, outside_problems(self.root_dir, [self.paths.catalogue_path]) + problems
 
     @cached_property
     def _segments(self) -> tuple[dict[str, Segment], list[Problem]]:
@@ -120,7 +123,10 @@ class Project:
         catalogue, catalogue_problems = self._catalogue
         segments, segment_problems = self._segments
         parsed, problems = read_issue(path, catalogue, segments.keys(), self.settings.zone)
-        every = catalogue_problems + segment_problems + self._suppressed_problems + problems
+        outside = outside_problems(self.root_dir, [path])
+        every = (
+            outside + catalogue_problems + segment_problems + self._suppressed_problems + problems
+        )
         if parsed is None:
             raise ContentError(every)
         _refuse(every)

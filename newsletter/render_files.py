@@ -5,6 +5,9 @@ the whole message as a `.eml`; then the issue's web version and an
 `index.html` linking them all. This module sits above both the renderer and
 the archive (it needs the email and the web page), so neither has to know
 about the other.
+
+The files are a real recipient's email, so they are written readable by the
+owner only (0600, in folders created 0700), whatever the umask.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from newsletter.audience import Variant
 from newsletter.content import Issue
 from newsletter.errors import ContentError, Problem
 from newsletter.message import build_message, message_bytes
+from newsletter.private_files import private_dir, write_private, write_private_text
 from newsletter.project import Project
 from newsletter.render import Renderer, budget_problems, sample_variants
 from newsletter.templating import make_environment
@@ -71,16 +75,16 @@ def write_rendered_issue(project: Project, issue: Issue, out_dir: Path) -> Rende
         raise ContentError(problems)
     web_html = render_web_issue(project, issue)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     written = []
     for variant, recipient, count, email in emails:
         html_path = out_dir / f"{variant.key}.html"
         text_path = out_dir / f"{variant.key}.txt"
         eml_path = out_dir / f"{variant.key}.eml"
-        html_path.write_text(email.html, encoding="utf-8")
-        text_path.write_text(email.text, encoding="utf-8")
+        write_private_text(html_path, email.html)
+        write_private_text(text_path, email.text)
         message = build_message(project.settings, issue, recipient, email)
-        eml_path.write_bytes(message_bytes(message))
+        write_private(eml_path, message_bytes(message))
         written.append(
             RenderedFile(
                 variant,
@@ -93,12 +97,12 @@ def write_rendered_issue(project: Project, issue: Issue, out_dir: Path) -> Rende
             )
         )
     web_path = out_dir / "web.html"
-    web_path.write_text(web_html, encoding="utf-8")
+    write_private_text(web_path, web_html)
     index_path = out_dir / "index.html"
-    index_path.write_text(
+    write_private_text(
+        index_path,
         make_environment(project.template_dirs)
         .get_template(INDEX_TEMPLATE)
         .render(issue=issue, files=written, settings=project.settings),
-        encoding="utf-8",
     )
     return RenderedFiles(out_dir, index_path, web_path, tuple(written))

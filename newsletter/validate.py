@@ -19,6 +19,7 @@ from newsletter.content import Issue, read_catalogue, read_issue
 from newsletter.errors import NewsletterError, Problem
 from newsletter.paths import ProjectPaths, is_issue_file
 from newsletter.project import Project
+from newsletter.project_bounds import outside_problems
 from newsletter.render import Renderer, budget_problems, sample_variants
 from newsletter.render_errors import render_error_problems
 from newsletter.settings import DEFAULT_TIMEZONE, UNSUBSCRIBE_SECRET_ENV, Settings, read_settings
@@ -39,6 +40,7 @@ def validate_project(
     if settings is not None:
         problems += unsubscribe_secret_problems(settings)
     catalogue, catalogue_problems = read_catalogue(project_paths.catalogue_path)
+    problems += outside_problems(project_paths.root_dir, [project_paths.catalogue_path])
     problems += catalogue_problems
     source, source_problems = read_audience_source(project_paths)
     problems += source_problems
@@ -48,7 +50,7 @@ def validate_project(
         problems.append(
             Problem(project_paths.lists_dir, 1, 1, "there are no recipient lists (lists/*.csv)")
         )
-    issue_files = [Path(p).resolve() for p in paths] or project_paths.issue_paths()
+    issue_files = [Path(p).absolute() for p in paths] or project_paths.issue_paths()
     zone = settings.zone if settings is not None else ZoneInfo(DEFAULT_TIMEZONE)
     sound_so_far = not any(p.is_error for p in problems) and settings is not None
     project = Project(project_paths.root_dir, settings) if settings is not None else None
@@ -56,6 +58,7 @@ def validate_project(
         if not is_issue_file(issue_path):
             continue
         issue, issue_problems = read_issue(issue_path, catalogue, source.segments.keys(), zone)
+        issue_problems = outside_problems(project_paths.root_dir, [issue_path]) + issue_problems
         problems += issue_problems
         issue_sound = issue is not None and not any(p.is_error for p in issue_problems)
         if sound_so_far and project is not None and issue is not None and issue_sound:

@@ -4,16 +4,24 @@ It needs no account, so a new user can run a real `send --send` at once and
 open the result in a mail client (Thunderbird, mutt, Evolution all read a
 Maildir). Maildir writes each message into `tmp/` and then links it into
 `new/`, so a reader never sees half a message.
+
+Every message names its recipient, so the outbox is private whatever the
+umask: its folders are 0700 (mailbox.Maildir makes them so) and each message
+file is 0600 from the moment it exists (Maildir alone would make it 0666
+less the umask).
 """
 
 from __future__ import annotations
 
 import mailbox
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from newsletter.errors import DeliveryError
+from newsletter.private_files import PRIVATE_FILE_MODE, private_dir
 from newsletter.settings import Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.halt import Halt
@@ -21,6 +29,18 @@ from newsletter.transports.halt import Halt
 # mailbox.Maildir names files with a per-process counter that it increments
 # without a lock; two worker threads could otherwise pick the same name.
 _ADD_LOCK = threading.Lock()
+
+
+class _PrivateMaildir(mailbox.Maildir):
+    """A Maildir whose message files are 0600 before a byte is written to them."""
+
+    def _create_tmp(self) -> IO[bytes]:
+        # Maildir.add creates every message through this (undocumented) hook;
+        # changing the mode after the file reaches new/ would race a mail client
+        # moving it to cur/. tests/test_private_files.py notices if it stops being used.
+        handle: IO[bytes] = super()._create_tmp()  # type: ignore[misc]  # not in typeshed
+        os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)
+        return handle
 
 
 class OutboxTransport:
@@ -50,8 +70,8 @@ class OutboxTransport:
     def _open(self) -> mailbox.Maildir:
         if self._maildir is None:
             try:
-                self.outbox_dir.parent.mkdir(parents=True, exist_ok=True)
-                self._maildir = mailbox.Maildir(self.outbox_dir, factory=None, create=True)
+                private_dir(self.outbox_dir.parent)
+                self._maildir = _PrivateMaildir(self.outbox_dir, factory=None, create=True)
             except OSError as error:
                 raise DeliveryError(
                     f"the outbox folder {self.outbox_dir} cannot be created ({error.strerror})"
