@@ -270,37 +270,6 @@ def fingerprint(project: Project, issue_path: Path) -> Fingerprint:
     return Fingerprint(dict(sorted(parts.items())))
 
 
-# --- the setting ---------------------------------------------------------------
-
-
-def required_approvers(root_dir: Path) -> int:
-    """`approval.approvers` from the project's newsletter.yaml: how many different people (1+).
-
-    Raises ContentError, located, if the setting is there but not a whole number of 1 or more.
-    """
-    doc = load_yaml(root_dir / "newsletter.yaml")
-    if doc.problems:
-        raise ContentError(doc.problems)
-    block = _mapping(doc.data).get("approval")
-    if block is None:
-        return 1
-    if not isinstance(block, dict):
-        raise ContentError([doc.problem(("approval",), "`approval` must be a block of settings")])
-    problems = unknown_fields(doc, ("approval",), block, ("approvers",), "the `approval` settings")
-    approvers = block.get("approvers", 1)
-    if isinstance(approvers, bool) or not isinstance(approvers, int) or approvers < 1:
-        problems.append(
-            doc.problem(
-                ("approval", "approvers"),
-                "`approval.approvers` must be a whole number of 1 or more "
-                "(how many different people approve an issue)",
-            )
-        )
-    if problems:
-        raise ContentError(problems)
-    return int(approvers)
-
-
 # --- the record ----------------------------------------------------------------
 
 
@@ -532,11 +501,11 @@ def check_approval(
 ) -> ApprovalStatus:
     """Whether `issue` is approved, as the files stand now, by enough different people.
 
-    `required` defaults to `approval.approvers` in newsletter.yaml. Raises
+    `required` defaults to the `approval.approvers` setting. Raises
     ContentError, located, if the approvals file cannot be read.
     """
     issue_path = _resolve(project, issue)
-    needed = required_approvers(project.root_dir) if required is None else required
+    needed = project.settings.approvers if required is None else required
     record_path = approvals_path(project, issue_path)
     recorded, problems = read_approvals(record_path)
     if any(p.is_error for p in problems):

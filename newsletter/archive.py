@@ -16,7 +16,7 @@ import json
 import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -312,7 +312,10 @@ def _feed(project: Project, issues: list[Issue], catalogue: Catalogue) -> Feed:
         FeedEntry(
             url=base_url + issue_page_path(issue.id),
             title=f"{issue.title} ({month_year(issue.date)})",
-            updated=_atom_time(issue.send_at),
+            # An issue sent by hand need not be scheduled: then its date stands for when.
+            updated=_atom_time(
+                issue.send_at or datetime.combine(issue.date, time(), project.settings.zone)
+            ),
             summary=issue.preheader,
             categories=tuple(sorted({t for s in issue.sections for t in s.themes})),
         )

@@ -12,7 +12,7 @@ import calendar
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -119,7 +119,7 @@ class Issue:
     subject: str
     preheader: str
     date: date
-    send_at: datetime  # always time-zone aware
+    send_at: datetime | None  # always time-zone aware; None: not scheduled (sent only by hand)
     approved: bool
     audience: tuple[str, ...]
     reply_to: str
@@ -219,6 +219,7 @@ def read_catalogue(path: Path) -> tuple[Catalogue, list[Problem]]:
             fields.warning(
                 key_path,
                 f"publication `{pub_id}` has no URL yet; links to it show without a button",
+                kind="publications without a URL",
             )
         attachments = []
         attachment_ids: set[str] = set()
@@ -335,7 +336,7 @@ def read_issue(
     if not top:
         return None, fields.problems
 
-    issue_id = fields.slug(top, ("id",))
+    issue_id = _issue_id(fields, top, path)
     title = fields.text(top, ("title",), one_line=True)
     subject = fields.text(top, ("subject",), one_line=True)
     preheader = fields.text(top, ("preheader",), one_line=True)
@@ -347,9 +348,7 @@ def read_issue(
             fields.error((), "`date` is required (the issue date, YYYY-MM-DD)")
         issue_date = date(1970, 1, 1)
     send_at: datetime | None = None
-    if "send_at" not in top:
-        fields.error((), "`send_at` is required (when to send, e.g. 2023-05-15T09:00:00+01:00)")
-    else:
+    if top.get("send_at") is not None:  # absent or empty: not scheduled
         send_at, error, warning = resolve_send_at(top["send_at"], zone)
         if error:
             fields.error(("send_at",), error)
@@ -388,7 +387,7 @@ def read_issue(
             ("sections",) if "sections" in top else (), "the issue needs at least one section"
         )
 
-    if any(p.is_error for p in fields.problems) or send_at is None:
+    if any(p.is_error for p in fields.problems):
         return None, fields.problems
     issue = Issue(
         path=path,
@@ -405,6 +404,40 @@ def read_issue(
         sections=tuple(sections),
     )
     return issue, fields.problems
+
+
+def _issue_id(fields: _Fields, top: dict[str, Any], path: Path) -> str:
+    """The issue's id, which is its file name: `id:` may repeat it, never differ from it.
+
+    The id names the issue everywhere (the ledger, approvals/, the archive, the
+    command line), so one issue file must never answer to two names, nor two
+    files to one.
+    """
+    stem = path.stem
+    for other in (path.with_suffix(suffix) for suffix in (".yaml", ".yml")):
+        if other != path and other.exists():
+            fields.error(
+                (),
+                f"{path.name} and {other.name} are both the issue `{stem}` (an issue's id is its "
+                "file name); keep one and delete or rename the other",
+            )
+    if top.get("id") is not None:
+        written = fields.slug(top, ("id",))
+        if written and written != stem:
+            fields.error(
+                ("id",),
+                f"the id `{written}` does not match the file name {path.name}: an issue's id is "
+                f"its file name, so rename the file to {written}{path.suffix} or change the id "
+                f"to `{stem}` (or remove the `id:` line)",
+            )
+            return written
+    if not SLUG.match(stem):
+        fields.error(
+            (),
+            f"the file name {path.name} cannot be an issue id: rename it using lower-case "
+            "letters, digits and hyphens, e.g. 2023-08-news-update.yaml",
+        )
+    return stem
 
 
 def _segments(
@@ -483,6 +516,12 @@ def _read_section(
         link = _read_link(fields, link_raw, (*key_path, "links", l_index), catalogue)
         if link is not None:
             links.append(link)
+    if lead_in and not points:
+        fields.error(
+            (*key_path, "lead_in"),
+            f"section `{section_id or title}` has a `lead_in` but no `points`: the lead-in "
+            "introduces the bullet points that follow it; add `points`, or remove the lead-in",
+        )
     if not lead_in and not points and not prompts and not links:
         fields.error(
             key_path,
@@ -551,6 +590,7 @@ def _read_link(fields: _Fields, raw: Any, key_path: KeyPath, catalogue: Catalogu
                     key_path,
                     f"the link `{text}` has no URL yet (none in the catalogue); "
                     "it is shown as text without a button",
+                    kind="links without a URL",
                 )
         elif publication_id is None:
             fields.error(key_path, f"the link `{text}` needs a `url` or a catalogue `publication`")
@@ -565,8 +605,3 @@ def load_issue_file(
     if issue is None or any(p.is_error for p in problems):
         raise ContentError(problems)
     return issue
-
-
-def overdue_by(issue: Issue, now: datetime) -> timedelta:
-    """How long ago the issue was due (negative when it is still in the future)."""
-    return now - issue.send_at

@@ -20,6 +20,9 @@ class Problem:
     column: int
     message: str
     severity: str = "error"  # "error" or "warning"
+    # What sort of problem this is, as a plural phrase ("publications without a URL"),
+    # for problems that can repeat many times, so a long run of them can be summarised.
+    kind: str | None = None
 
     @property
     def is_error(self) -> bool:

@@ -15,7 +15,7 @@ overrides it) and read with `FieldReader.read`.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from newsletter.checks import unknown_fields
@@ -115,8 +115,9 @@ class FieldReader:
     def error(self, key_path: KeyPath, message: str, *, at_key: bool = False) -> None:
         self.problems.append(self.doc.problem(key_path, message, at_key=at_key))
 
-    def warning(self, key_path: KeyPath, message: str) -> None:
-        self.problems.append(self.doc.problem(key_path, message, "warning"))
+    def warning(self, key_path: KeyPath, message: str, *, kind: str | None = None) -> None:
+        """A warning; `kind` names warnings of one sort (see `Problem.kind`)."""
+        self.problems.append(replace(self.doc.problem(key_path, message, "warning"), kind=kind))
 
     def mapping(
         self,

@@ -117,7 +117,9 @@ def _skeleton(project: Project, today: date) -> str:
         "sections:\n"
         "  - id: first-section\n"
         "    title: Write the section title here\n"
-        "    lead_in: Write the section here, or give it points, prompts and links.\n"
+        '    lead_in: "Write the line that introduces the points:"\n'
+        "    points:\n"
+        "      - Write the first point here (Markdown); add prompts and links as needed.\n"
     )
 
 

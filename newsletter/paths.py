@@ -28,6 +28,15 @@ def bundled_project_dir() -> Path:
     return installed if installed.is_dir() else PACKAGE_DIR.parent
 
 
+def find_project_root(start: Path) -> Path | None:
+    """The nearest directory at or above `start` holding newsletter.yaml, as git finds `.git`."""
+    start = start.resolve()
+    for directory in (start, *start.parents):
+        if ProjectPaths(directory).settings_path.is_file():
+            return directory
+    return None
+
+
 def is_issue_file(path: Path) -> bool:
     """Issue files are the YAML files in issues/ other than the catalogue."""
     return path.suffix in {".yaml", ".yml"} and path.name not in CATALOGUE_NAMES

@@ -1,7 +1,7 @@
 """A project directory: settings, content, templates and recipients, loaded together.
 
 The CLI works on a project directory (`--root DIR`, `NEWSLETTER_ROOT`, or the
-current directory). `open_project` loads the settings once; `load_issue`
+one holding the current directory). `open_project` loads the settings once; `load_issue`
 loads an issue with everything it is checked against, and refuses it (raising
 `ContentError`) if anything is wrong, so broken content never reaches a
 renderer or a transport.
@@ -24,9 +24,11 @@ from pathlib import Path
 from newsletter.audience import (
     AudienceSource,
     Segment,
+    check_lists,
     read_project_segments,
     read_suppressed,
 )
+from newsletter.checks import did_you_mean
 from newsletter.content import Catalogue, Issue, read_catalogue, read_issue
 from newsletter.errors import ContentError, NewsletterError, Problem
 from newsletter.paths import PACKAGE_DIR, ProjectPaths, bundled_project_dir
@@ -40,6 +42,7 @@ __all__ = [
     "bundled_project_dir",
     "init_project",
     "open_project",
+    "resolve_issue_path",
 ]
 
 
@@ -74,19 +77,8 @@ class Project:
         return self.paths.issue_paths()
 
     def resolve_issue_path(self, issue: str | Path) -> Path:
-        """An issue given as a path, or as an id/file stem inside issues/."""
-        path = Path(issue)
-        # absolute(), not resolve(): an error about a link names the link itself.
-        if path.exists():
-            return path.absolute()
-        # `--root DIR audience issues/x.yaml` from elsewhere: the path is the project's.
-        if not path.is_absolute() and (self.root_dir / path).exists():
-            return (self.root_dir / path).absolute()
-        issues_dir = self.paths.issues_dir
-        for candidate in (issues_dir / f"{issue}.yaml", issues_dir / f"{issue}.yml"):
-            if candidate.exists():
-                return candidate
-        raise NewsletterError(f"{issue}: no such issue file (looked in {issues_dir})")
+        """An issue given as a path, or as an id (its file name in issues/ without `.yaml`)."""
+        return resolve_issue_path(self.paths, issue)
 
     @cached_property
     def _catalogue(self) -> tuple[Catalogue, list[Problem]]:
@@ -98,9 +90,23 @@ class Project:
         return read_project_segments(self.paths)
 
     @cached_property
-    def _suppressed_problems(self) -> list[Problem]:
-        """What is wrong with suppressed.csv as the command found it (nothing is sent meanwhile)."""
-        return read_suppressed(self.paths.suppressed_path)[1]
+    def _audience_problems(self) -> list[Problem]:
+        """What is wrong with suppressed.csv and the lists as the command found them.
+
+        Checked once per command for `load_issue`; the audience stream checks
+        the lists again as it reads them, so a change meanwhile is still caught.
+        """
+        return (
+            self._outside_recipients_problems()
+            + read_suppressed(self.paths.suppressed_path)[1]
+            + check_lists(self.paths)
+        )
+
+    def _outside_recipients_problems(self) -> list[Problem]:
+        """recipients/ files linked in from outside the project are refused, named."""
+        paths = self.paths
+        read = [paths.segments_path, paths.suppressed_path, *paths.list_paths()]
+        return outside_problems(self.root_dir, read)
 
     def catalogue(self) -> Catalogue:
         catalogue, problems = self._catalogue
@@ -108,29 +114,61 @@ class Project:
         return catalogue
 
     def audience_source(self) -> AudienceSource:
-        """The segments (read once) and the suppressions as they are now."""
+        """The segments (read once) and the suppressions as they are now.
+
+        Refuses (ContentError) when segments.yaml or suppressed.csv has an
+        error, listing the lists' problems too, so one refusal shows all of
+        them; the lists themselves are checked by the stream that reads them.
+        """
         segments, segment_problems = self._segments
         suppressed, suppressed_problems = read_suppressed(self.paths.suppressed_path)
-        _refuse(segment_problems + suppressed_problems)
+        problems = self._outside_recipients_problems() + segment_problems + suppressed_problems
+        if any(p.is_error for p in problems):
+            raise ContentError(problems + check_lists(self.paths))
         return AudienceSource(self.paths, segments, suppressed)
 
     def load_issue(self, issue: str | Path) -> Issue:
         """Load one issue, checked against the catalogue and the segments; raise on any error.
 
-        A broken suppression list refuses every issue too, as it would stop the send.
+        A broken recipient list or suppression list refuses every issue too, as
+        it would stop the send: the audience is content.
         """
         path = self.resolve_issue_path(issue)
         catalogue, catalogue_problems = self._catalogue
         segments, segment_problems = self._segments
         parsed, problems = read_issue(path, catalogue, segments.keys(), self.settings.zone)
         outside = outside_problems(self.root_dir, [path])
-        every = (
-            outside + catalogue_problems + segment_problems + self._suppressed_problems + problems
-        )
+        every = outside + catalogue_problems + segment_problems + self._audience_problems + problems
         if parsed is None:
             raise ContentError(every)
         _refuse(every)
         return parsed
+
+
+def resolve_issue_path(paths: ProjectPaths, issue: str | Path) -> Path:
+    """The issue file meant by `issue`: a path, or an id; NewsletterError with a hint if none.
+
+    A relative path is tried from the current directory, then from the
+    project directory (`--root DIR audience issues/x.yaml` from elsewhere).
+    """
+    path = Path(issue)
+    # absolute(), not resolve(): an error about a link names the link itself.
+    if path.exists():
+        return path.absolute()
+    if not path.is_absolute() and (paths.root_dir / path).exists():
+        return (paths.root_dir / path).absolute()
+    issues_dir = paths.issues_dir
+    for candidate in (issues_dir / f"{issue}.yaml", issues_dir / f"{issue}.yml"):
+        if candidate.exists():
+            return candidate
+    known = [p.stem for p in paths.issue_paths()]
+    if path.suffix in {".yaml", ".yml"} or len(path.parts) > 1:
+        hint = did_you_mean(path.stem, known)
+        raise NewsletterError(f"{issue}: no such issue file{hint}")
+    hint = did_you_mean(str(issue), known) or (
+        f"; the issues are: {', '.join(known)}" if 0 < len(known) <= 5 else ""
+    )
+    raise NewsletterError(f"no issue `{issue}` (there is no {issues_dir / issue}.yaml){hint}")
 
 
 def _refuse(problems: list[Problem]) -> None:

@@ -128,6 +128,8 @@ def schedule_entry(
         title = str(raw.get("title") or "")
         send_at, _, _ = resolve_send_at(raw.get("send_at"), settings.zone)
         approved = raw.get("approved") is True
+    # No `send_at` at all: not scheduled (an unreadable one still counts as meant to go).
+    unscheduled = issue.send_at is None if issue is not None else raw.get("send_at") is None
 
     def entry(state: IssueState, detail: str, **extra: Any) -> ScheduleEntry:
         return ScheduleEntry(
@@ -144,6 +146,13 @@ def schedule_entry(
     if not approved:
         fix = f"; {len(errors)} error(s) to fix first" if errors else ""
         return entry("draft", f"not approved yet{fix}", ledger=ledger)
+    if unscheduled:
+        return entry(
+            "draft",
+            "approved but not scheduled: add `send_at` for dispatch to send it",
+            ledger=ledger,
+            due=False,
+        )
     if send_at is not None and send_at > now:
         left = f"sends in {describe_duration(send_at - now)}"
         if errors:

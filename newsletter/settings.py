@@ -1,8 +1,8 @@
 """The team's settings (`newsletter.yaml`), with environment overrides.
 
 Settings are loaded once into one frozen `Settings` object. Secrets (SMTP
-password, API keys, DKIM key, the unsubscribe secret) come only from the
-environment, and are held in
+password, API keys, DKIM key, the unsubscribe secret, the IMAP login) come
+only from the environment, and are held in
 `Secret` so that printing or logging a settings object never shows them.
 
 Each setting is declared once below as a `fields.Field`: where it is written,
@@ -114,6 +114,18 @@ class ProviderSettings:
 
 
 @dataclass(frozen=True)
+class ImapSettings:
+    """Where the bounce mailbox is (`inbox.imap`) and how to log in to it (the environment)."""
+
+    host: str
+    port: int = 993
+    folder: str = "INBOX"  # where bounces and replies arrive
+    processed_folder: str = "Processed"  # where processed messages are moved
+    username: str | None = None
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the pipeline needs to know about the team and its sending set-up."""
 
@@ -143,8 +155,12 @@ class Settings:
     providers: Mapping[str, ProviderSettings]
     # Signs unsubscribe links so nobody can unsubscribe someone else.
     unsubscribe_secret: Secret | None = None
-    # The SMTP envelope sender (MAIL FROM), where bounces go; None: the From address.
+    # How many different people must approve an issue before it is sent.
+    approvers: int = 1
+    # The envelope sender (SMTP MAIL FROM, the Return-Path) where bounces go; None: from.address.
     bounce_address: str | None = None
+    # The mailbox `newsletter inbox` reads; None when no host is set.
+    imap: ImapSettings | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -208,13 +224,34 @@ def _port_text(value: str, name: str) -> int:
         raise Invalid(f"`{value}` is not a port number") from None
 
 
+def _at_least_one(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise Invalid(
+            f"`{name}` must be a whole number of 1 or more "
+            "(how many different people approve an issue)"
+        )
+    return value
+
+
+def _optional_text(value: object, name: str) -> str | None:
+    return text(value, name).strip() or None
+
+
+def _port(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise Invalid(f"`{name}` must be a port number (1 to 65535)")
+    return value
+
+
+def _folder(value: object, name: str) -> str:
+    folder = text(value, name).strip()
+    if not folder or not folder.isascii():
+        raise Invalid(f"`{name}` must be a folder name in plain ASCII letters")
+    return folder
+
+
 def _address_problem(address: str | None) -> str | None:
     return email_problem(address) if address else None
-
-
-def _optional_address(value: object, name: str) -> str | None:
-    """An address, or None when written blank (the setting is then off)."""
-    return text(value, name).strip() or None
 
 
 def _https_problem(url: str) -> str | None:
@@ -272,7 +309,8 @@ def _settings_fields(paths: ProjectPaths) -> tuple[Field, ...]:
         Field("lock_path", in_project, default=paths.lock_path),
         Field("dispatch_log_path", in_project, default=paths.dispatch_log_path),
         Field("dispatch.catch_up_days", whole_number(), default=7, attr="catch_up_days"),
-        Field("bounce_address", _optional_address, default=None, check=_address_problem),
+        Field("approval.approvers", _at_least_one, default=1, attr="approvers"),
+        Field("bounce_address", _optional_text, default=None, check=_address_problem),
     )
 
 
@@ -308,6 +346,16 @@ RETRY_FIELDS = (
     Field("retry.max_delay_seconds", seconds(), default=300.0),
     Field("retry.hard_bounce_after", whole_number(zero_means=1), default=1),
 )
+IMAP_FIELDS = (
+    Field("inbox.imap.host", _optional_text, default=None, env="NEWSLETTER_IMAP_HOST"),
+    Field("inbox.imap.port", _port, default=993),
+    Field("inbox.imap.folder", _folder, default="INBOX"),
+    Field("inbox.imap.processed_folder", _folder, default="Processed"),
+    Field("inbox.imap.username", text, default=None, env="NEWSLETTER_IMAP_USERNAME", in_file=False),
+    Field(
+        "inbox.imap.password", _secret, default=None, env="NEWSLETTER_IMAP_PASSWORD", in_file=False
+    ),
+)
 # DKIM is read only when it is set up; its domain and selector may come from
 # the environment when the file leaves them out.
 DKIM_KEY_FIELDS = (
@@ -333,29 +381,36 @@ def _secret_refusal(block: str, env_name: str | None, key: str) -> str | None:
     return f"`{block}.{key}` looks like a secret; {where}"
 
 
-def _block_refusal(block: str, secret_env: Mapping[str, str | None], key: str) -> str | None:
+def _block_refusal(block: str, env_only: Mapping[str, str | None], key: str) -> str | None:
     if key.endswith("_path"):  # where a secret is kept is not itself a secret
         return None
-    return _secret_refusal(block, secret_env.get(f"{block}.{key}"), key)
+    env_name = env_only.get(f"{block}.{key}")
+    if (why := _secret_refusal(block, env_name, key)) is not None:
+        return why
+    if env_name is not None:
+        return f"`{block}.{key}` comes only from the environment; set {env_name} instead"
+    return None
 
 
 def _check_blocks(reader: FieldReader, fields: tuple[Field, ...]) -> None:
     """Unknown keys (with a did-you-mean), blocks that are not blocks, secrets written down."""
-    blocks = {block: known_keys(fields, (block,)) for block in known_keys(fields)}
-    blocks = {block: known for block, known in blocks.items() if known}
-    blocks.update(dkim=list(DKIM_KEYS), providers=list(DEFAULT_PROVIDER_URLS))
-    secret_env = {f.key: f.env for f in fields if not f.in_file}
-    reader.mapping(reader.doc.data, (), [*known_keys(fields), *blocks], "the settings")
+    declared = [f.key_path[:depth] for f in fields for depth in range(1, len(f.key_path))]
+    blocks = {block: known_keys(fields, block) for block in dict.fromkeys(declared)}
+    blocks.update({("dkim",): list(DKIM_KEYS), ("providers",): list(DEFAULT_PROVIDER_URLS)})
+    env_only = {f.key: f.env for f in fields if not f.in_file}
+    top = [*known_keys(fields), *(block[0] for block in blocks)]
+    reader.mapping(reader.doc.data, (), list(dict.fromkeys(top)), "the settings")
     for block, known in blocks.items():
-        value = reader.value_at((block,))
+        value = reader.value_at(block)
         if value is not None:
+            name = ".".join(block)
             reader.mapping(
                 value,
-                (block,),
+                block,
                 known,
-                f"the `{block}` settings",
-                not_a_mapping=f"`{block}` must be a block of settings",
-                refuse=partial(_block_refusal, block, secret_env),
+                f"the `{name}` settings",
+                not_a_mapping=f"`{name}` must be a block of settings",
+                refuse=partial(_block_refusal, name, env_only),
             )
 
 
@@ -390,7 +445,10 @@ def read_settings(
         return None, [Problem(doc.path, 1, 1, "newsletter.yaml must be a block of settings")]
     fields = _settings_fields(paths)
     reader = FieldReader(doc)
-    _check_blocks(reader, (*fields, *SMTP_FIELDS, *RATE_FIELDS, *RETRY_FIELDS, *DKIM_KEY_FIELDS))
+    _check_blocks(
+        reader,
+        (*fields, *SMTP_FIELDS, *RATE_FIELDS, *RETRY_FIELDS, *DKIM_KEY_FIELDS, *IMAP_FIELDS),
+    )
     settings = Settings(
         root_dir=paths.root_dir,
         settings_path=paths.settings_path,
@@ -400,6 +458,7 @@ def read_settings(
         retry=RetrySettings(**reader.read(RETRY_FIELDS, env)),
         dkim=_read_dkim(reader, paths.root_dir, env),
         providers=_read_providers(reader, env),
+        imap=_read_imap(reader, env),
     )
     return settings, reader.problems
 
@@ -437,6 +496,19 @@ def _read_dkim(reader: FieldReader, root_dir: Path, env: Mapping[str, str]) -> D
         env,
     )
     return DkimSettings(**names, private_key=private_key)
+
+
+def _read_imap(reader: FieldReader, env: Mapping[str, str]) -> ImapSettings | None:
+    values = reader.read(IMAP_FIELDS, env)
+    if values["folder"] == values["processed_folder"]:
+        written = reader.value_at(("inbox", "imap", "processed_folder")) is not None
+        reader.error(
+            ("inbox", "imap", "processed_folder" if written else "folder"),
+            f"`inbox.imap.folder` and `inbox.imap.processed_folder` are both "
+            f"`{values['folder']}`; processed messages must move to another folder",
+        )
+    host = values.pop("host")
+    return ImapSettings(host=host, **values) if host else None
 
 
 def _provider_fields(name: str, default_url: str) -> tuple[Field, ...]:

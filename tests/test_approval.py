@@ -23,7 +23,6 @@ from newsletter.approval import (
     check_approval,
     fingerprint,
     require_approval,
-    required_approvers,
 )
 from newsletter.cli import cli
 from newsletter.errors import ContentError, NewsletterError
@@ -342,33 +341,39 @@ def test_an_approval_of_an_earlier_version_does_not_count_towards_two(
     assert check_approval(project, ISSUE, required=1).approved
 
 
-def write_settings(root: Path, extra: str) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    text = (bundled_project_dir() / "newsletter.yaml").read_text("utf-8") + extra
-    (root / "newsletter.yaml").write_text(text, encoding="utf-8")
+def add_settings(root: Path, extra: str) -> Path:
+    path = root / "newsletter.yaml"
+    path.write_text(path.read_text("utf-8") + extra, encoding="utf-8")
     return root
 
 
-def test_the_approvers_setting_is_read_from_newsletter_yaml(tmp_path: Path) -> None:
-    assert required_approvers(write_settings(tmp_path / "a", "")) == 1
-    assert required_approvers(write_settings(tmp_path / "b", "approval:\n  approvers: 2\n")) == 2
+def test_the_approvers_setting_is_read_from_newsletter_yaml(project_dir: Path) -> None:
+    assert open_project(project_dir).settings.approvers == 1
+    project = open_project(add_settings(project_dir, "approval:\n  approvers: 2\n"))
+    assert project.settings.approvers == 2
+    approve(project, "Jo Bloggs")
+    # Without being told, the check asks for the two approvers newsletter.yaml says.
+    status = check_approval(project, ISSUE)
+    assert (status.required, status.missing, status.approved) == (2, 1, False)
+    approve(project, "Sam Patel", datetime(2023, 5, 11, 9, 30, tzinfo=LONDON))
+    assert require_approval(project, ISSUE).approved
 
 
 @pytest.mark.parametrize("value", ["0", "two", "true", "1.5"])
-def test_a_wrong_approvers_setting_is_located(tmp_path: Path, value: str) -> None:
-    root = write_settings(tmp_path, f"approval:\n  approvers: {value}\n")
+def test_a_wrong_approvers_setting_is_located(project_dir: Path, value: str) -> None:
+    root = add_settings(project_dir, f"approval:\n  approvers: {value}\n")
     with pytest.raises(ContentError) as error:
-        required_approvers(root)
+        open_project(root)
     lines = (root / "newsletter.yaml").read_text("utf-8").splitlines()
     (problem,) = error.value.problems
     assert problem.line == len(lines)
     assert "`approval.approvers` must be a whole number of 1 or more" in problem.message
 
 
-def test_an_unknown_approval_setting_is_located(tmp_path: Path) -> None:
-    root = write_settings(tmp_path, "approval:\n  approver: 2\n")
+def test_an_unknown_approval_setting_is_located(project_dir: Path) -> None:
+    root = add_settings(project_dir, "approval:\n  approver: 2\n")
     with pytest.raises(ContentError, match=r"`approver` is not a field.*did you mean `approvers`"):
-        required_approvers(root)
+        open_project(root)
 
 
 # --- the old way: `approved: true` in the issue --------------------------------------
@@ -477,5 +482,7 @@ def test_the_approve_command_names_a_missing_issue(project_dir: Path) -> None:
     )
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        f"newsletter: 2099-01-nothing: no such issue file (looked in {project_dir / 'issues'})"
+        f"newsletter: no issue `2099-01-nothing` "
+        f"(there is no {project_dir / 'issues' / '2099-01-nothing'}.yaml); "
+        f"the issues are: {ISSUE}"
     ]

@@ -51,7 +51,7 @@ sections:
     title: Safer sleep again
     publication: out-of-routine
     themes: [safer-sleep]
-    lead_in: "Zebra crossing is a word only this issue uses."
+    points: ["Zebra crossing is a word only this issue uses."]
     prompts: ["What do you think?"]
     links:
       - text: Out of Routine

@@ -153,7 +153,6 @@ def expected_rows(expected: Expected, labels: dict[str, str]) -> list[tuple[str,
         ("total", "recipients", expected.recipients),
         ("total", "duplicates merged", expected.duplicates_merged),
         ("total", "suppressed", expected.suppressed),
-        ("total", "invalid addresses skipped", 0),
     ]
     rows += [("segment", n, c) for n, c in sorted(expected.per_segment.items())]
     rows += [("variant", labels[k], c) for k, c in sorted(expected.per_variant.items())]
@@ -223,7 +222,7 @@ def test_audience_of_an_unknown_issue_is_a_plain_error(project_dir: Path) -> Non
     result = invoke("--root", str(project_dir), "audience", "2023-06-no-such-issue")
     assert result.exit_code == 1
     assert "Traceback" not in result.output
-    assert "2023-06-no-such-issue: no such issue file" in result.stderr
+    assert "no issue `2023-06-no-such-issue`" in result.stderr
 
 
 def test_commands_outside_a_project_say_how_to_make_one(tmp_path: Path) -> None:
@@ -233,3 +232,150 @@ def test_commands_outside_a_project_say_how_to_make_one(tmp_path: Path) -> None:
         result.stderr
     )
     assert "newsletter init DIR" in result.stderr
+
+
+# --- finding the project and the issue -------------------------------------------
+
+
+TYPO = "2023-05-panel-report"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["validate", TYPO],
+        ["audience", TYPO],
+        ["render", TYPO],
+        ["send", TYPO],
+        ["retry", TYPO],
+        ["approve", TYPO, "--by", "Jo Bloggs"],
+        ["new", "2023-08-news", "--from", TYPO],
+    ],
+    ids=lambda words: words[0],
+)
+def test_every_command_taking_an_issue_suggests_the_nearest_id(
+    project_dir: Path, command: list[str]
+) -> None:
+    result = invoke("--root", str(project_dir), *command)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        f"newsletter: no issue `{TYPO}` (there is no {project_dir / 'issues' / TYPO}.yaml); "
+        f"did you mean `{ISSUE_ID}`?"
+    )
+
+
+def test_validate_takes_an_issue_id_and_checks_only_that_issue(project_dir: Path) -> None:
+    broken = project_dir / "issues" / "2023-08-draft.yaml"
+    broken.write_text("title: [not, text]\n", encoding="utf-8")
+
+    assert invoke("--root", str(project_dir), "validate").exit_code == 1
+    result = invoke("--root", str(project_dir), "validate", ISSUE_ID)
+    assert result.exit_code == 0, result.output
+    assert str(broken) not in result.output
+    result = invoke("--root", str(project_dir), "validate", "2023-08-draft")
+    assert result.exit_code == 1
+    assert f"{broken}:1:8: `title` must be text" in result.stderr
+
+
+def test_commands_run_from_a_subfolder_find_the_project(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project_dir / "recipients" / "lists")
+    result = invoke("validate", "--quiet")
+    assert result.exit_code == 0, result.output
+    result = invoke("audience", ISSUE_ID, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert (
+        json.loads(result.stdout)["recipients"]
+        == expected_audience(project_dir, ISSUE_ID).recipients
+    )
+
+
+def test_root_and_newsletter_root_still_win_over_the_current_folder(
+    project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(project_dir / "issues")
+    result = CliRunner().invoke(
+        cli, ["audience", ISSUE_ID], env={"NEWSLETTER_ROOT": str(elsewhere)}
+    )
+    assert result.exit_code == 1
+    assert f"{elsewhere.resolve()} is not a newsletter project" in result.stderr
+
+
+def test_outside_any_project_the_current_folder_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke("audience", ISSUE_ID)
+    assert result.exit_code == 1
+    assert f"{tmp_path.resolve()} is not a newsletter project (no newsletter.yaml)" in (
+        result.stderr
+    )
+
+
+# --- what the last line says, and warnings that repeat -------------------------------
+
+
+def break_reply_to(project_dir: Path) -> Path:
+    path = project_dir / "issues" / f"{ISSUE_ID}.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("reply_to: ideas@example.org", "reply_to: ideas@"), "utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("command", "outcome"),
+    [
+        (["approve", ISSUE_ID, "--by", "Jo Bloggs"], "nothing was approved"),
+        (["audience", ISSUE_ID], "the audience was not counted"),
+        (["send", ISSUE_ID, "--send", "--yes"], "nothing was sent"),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else "",
+)
+def test_the_last_line_names_the_first_error_and_what_was_not_done(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], outcome: str
+) -> None:
+    path = break_reply_to(project_dir)
+    monkeypatch.chdir(project_dir)
+    result = invoke(*command)
+    assert result.exit_code == 1
+    line = next(
+        i for i, text in enumerate(path.read_text("utf-8").splitlines(), 1) if "ideas@" in text
+    )
+    assert result.stderr.splitlines()[-1] == (
+        f"newsletter: 1 error in the content, at issues/{ISSUE_ID}.yaml:{line}:11; {outcome}"
+    )
+
+
+def test_validate_says_to_fix_the_errors_before_sending(project_dir: Path) -> None:
+    path = break_reply_to(project_dir)
+    (project_dir / "issues" / "publications.yaml").write_text(
+        (project_dir / "issues" / "publications.yaml").read_text("utf-8") + "nonsense: 1\n",
+        encoding="utf-8",
+    )
+    result = invoke("--root", str(project_dir), "validate")
+    assert result.exit_code == 1
+    last = result.stderr.splitlines()[-1]
+    assert re.fullmatch(
+        r"newsletter: 2 errors in the content, the first at \S+publications\.yaml:\d+:1; "
+        r"fix them before sending \(2 error\(s\), 22 warning\(s\)\)",
+        last,
+    ), last
+    assert "nothing was sent" not in result.output
+    assert str(path) in result.stderr
+
+
+def test_repeated_warnings_are_one_line_unless_verbose(project_dir: Path) -> None:
+    result = invoke("--root", str(project_dir), "validate")
+    assert result.exit_code == 0
+    warnings = [line for line in result.stdout.splitlines() if ": warning: " in line]
+    assert len(warnings) == 2
+    assert warnings[0].endswith("(and 13 more publications without a URL; --verbose lists each)")
+    assert warnings[1].endswith("(and 7 more links without a URL; --verbose lists each)")
+    assert result.stdout.splitlines()[-1] == "OK: 0 error(s), 22 warning(s)"
+    for verbose in (["--verbose", "validate"], ["validate", "--verbose"]):
+        result = invoke("--root", str(project_dir), *verbose)
+        assert len([line for line in result.stdout.splitlines() if ": warning: " in line]) == 22
+        assert "more publications without a URL" not in result.stdout

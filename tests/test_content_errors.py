@@ -165,6 +165,31 @@ CASES = [
         ),
     ),
     Case(
+        "lead-in-without-points.yaml",
+        "issues/fixture-issue.yaml",
+        (
+            (
+                14,
+                14,
+                "section `out-of-routine` has a `lead_in` but no `points`: the lead-in "
+                "introduces the bullet points that follow it; add `points`, or remove the lead-in",
+            ),
+        ),
+    ),
+    Case(
+        "id-not-the-file-name.yaml",
+        "issues/fixture-issue.yaml",
+        (
+            (
+                2,
+                5,
+                "the id `fixture-isue` does not match the file name fixture-issue.yaml: an "
+                "issue's id is its file name, so rename the file to fixture-isue.yaml or change "
+                "the id to `fixture-issue` (or remove the `id:` line)",
+            ),
+        ),
+    ),
+    Case(
         "unknown-field.yaml",
         "issues/fixture-issue.yaml",
         ((14, 5, "`prompt` is not a field of a section; did you mean `prompts`?"),),

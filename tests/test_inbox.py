@@ -274,8 +274,10 @@ def test_an_imap_password_in_the_settings_file_is_refused_with_its_line(
     line = len(text.splitlines()) + 5
     result = run(project_dir)
     assert result.exit_code == 1
-    assert f"newsletter.yaml:{line}:5: `inbox.imap.password` does not belong" in result.output
-    assert "NEWSLETTER_IMAP_PASSWORD" in result.output
+    assert (
+        f"newsletter.yaml:{line}:5: `inbox.imap.password` looks like a secret; "
+        "set NEWSLETTER_IMAP_PASSWORD in the environment instead"
+    ) in result.output
     assert "hunter2-secret" not in result.output
 
 

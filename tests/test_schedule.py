@@ -195,3 +195,17 @@ def test_durations_read_naturally() -> None:
     assert describe_duration(timedelta(hours=2, minutes=5)) == "2 hours 5 minutes"
     assert describe_duration(timedelta(days=1, hours=1, minutes=9)) == "1 day 1 hour"
     assert describe_duration(timedelta(days=-3)) == "3 days"
+
+
+def test_an_approved_issue_without_send_at_is_never_dispatched(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=True)
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    text, n = re.subn(r"(?m)^send_at: .*\n", "", path.read_text(encoding="utf-8"))
+    assert n == 1
+    path.write_text(text, encoding="utf-8")
+    entry = entry_at(project_dir, utc(2030, 1, 1))
+    assert (entry.state, entry.needs_sending) == ("draft", False)
+    assert "not scheduled" in entry.detail
+    run = run_dispatch(open_project(project_dir), now=utc(2030, 1, 1))
+    assert run.exit_code == 0 and run.outcomes == ()
+    assert not (project_dir / "outbox").exists()

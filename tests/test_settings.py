@@ -243,3 +243,77 @@ def test_a_list_where_text_belongs_is_located(project_dir: Path) -> None:
     path = edit(project_dir, "  host: smtp.example.org", "  host: [smtp.example.org]")
     _, problems = read_settings(project_dir, environ={})
     assert [str(p) for p in problems] == [f"{path}:26:9: `smtp.host` must be text"]
+
+
+# --- approval, bounce address and the inbox: declared like every other setting ------
+
+
+def add(project_dir: Path, extra: str) -> tuple[Path, int]:
+    """Append settings to the sample newsletter.yaml; return it and the line `extra` starts on."""
+    path = project_dir / "newsletter.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + extra, encoding="utf-8")
+    return path.resolve(), len(text.splitlines()) + 1
+
+
+def test_the_bounce_address_is_read_and_checked(project_dir: Path) -> None:
+    assert load_settings(project_dir, environ={}).bounce_address is None
+    path, line = add(project_dir, "bounce_address: bounces@example.org\n")
+    assert load_settings(project_dir, environ={}).bounce_address == "bounces@example.org"
+    edit(project_dir, "bounce_address: bounces@example.org", "bounce_address: bounces@")
+    _, problems = read_settings(project_dir, environ={})
+    ((where, message),) = [(f"{p.path}:{p.line}:{p.column}", p.message) for p in problems]
+    assert where == f"{path}:{line}:17"
+    assert message.startswith("`bounces@` is not a valid email address")
+
+
+def test_the_inbox_is_read_from_newsletter_yaml_and_the_login_from_the_environment(
+    project_dir: Path,
+) -> None:
+    assert load_settings(project_dir, environ={}).imap is None
+    add(project_dir, "inbox:\n  imap:\n    host: imap.example.org\n    folder: Bounces\n")
+    env = {"NEWSLETTER_IMAP_USERNAME": "comms", "NEWSLETTER_IMAP_PASSWORD": PASSWORD}
+    imap = load_settings(project_dir, environ=env).imap
+    assert imap is not None
+    assert (imap.host, imap.port, imap.folder, imap.processed_folder, imap.username) == (
+        "imap.example.org",
+        993,
+        "Bounces",
+        "Processed",
+        "comms",
+    )
+    assert imap.password is not None and imap.password.reveal() == PASSWORD
+    assert PASSWORD not in repr(imap)
+    env["NEWSLETTER_IMAP_HOST"] = "imap.example.net"
+    overridden = load_settings(project_dir, environ=env).imap
+    assert overridden is not None and overridden.host == "imap.example.net"
+
+
+def test_the_inbox_host_may_come_from_the_environment_alone(project_dir: Path) -> None:
+    imap = load_settings(project_dir, environ={"NEWSLETTER_IMAP_HOST": "imap.example.org"}).imap
+    assert imap is not None and (imap.host, imap.folder) == ("imap.example.org", "INBOX")
+
+
+def test_inbox_mistakes_are_located(project_dir: Path) -> None:
+    path, line = add(
+        project_dir,
+        "inbox:\n"
+        "  imap:\n"
+        "    host: imap.example.org\n"
+        "    port: 99999\n"
+        "    folder: Processed\n"
+        "    username: comms\n"
+        "    hots: typo\n",
+    )
+    _, problems = read_settings(project_dir, environ={})
+    assert sorted(str(p) for p in problems) == sorted(
+        [
+            f"{path}:{line + 5}:5: `inbox.imap.username` comes only from the environment; "
+            "set NEWSLETTER_IMAP_USERNAME instead",
+            f"{path}:{line + 6}:5: `hots` is not a field of the `inbox.imap` settings; "
+            "did you mean `host`?",
+            f"{path}:{line + 3}:11: `inbox.imap.port` must be a port number (1 to 65535)",
+            f"{path}:{line + 4}:13: `inbox.imap.folder` and `inbox.imap.processed_folder` are "
+            "both `Processed`; processed messages must move to another folder",
+        ]
+    )

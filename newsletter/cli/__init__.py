@@ -23,7 +23,7 @@ from newsletter.cli import (
     schedule_commands,
     serve_commands,
 )
-from newsletter.cli.common import AppContext
+from newsletter.cli.common import AppContext, content_error_summary, not_done_by, problem_lines
 from newsletter.errors import ContentError, LockHeldError, NewsletterError
 
 EXIT_LOCK_HELD = 3
@@ -39,10 +39,13 @@ class NewsletterGroup(click.Group):
             click.echo(f"newsletter: {error}", err=True)
             ctx.exit(EXIT_LOCK_HELD)
         except ContentError as error:
-            for problem in error.problems:
-                click.echo(str(problem), err=True)
-            errors = sum(1 for p in error.problems if p.is_error)
-            click.echo(f"newsletter: {errors} error(s) in the content; nothing was sent", err=True)
+            # Everything goes to stderr: a command asked for JSON keeps stdout clean.
+            app = ctx.obj if isinstance(ctx.obj, AppContext) else None
+            for _, line in problem_lines(error.problems, verbose=app is not None and app.verbose):
+                click.echo(line, err=True)
+            command = self.get_command(ctx, ctx.invoked_subcommand or "")
+            summary = content_error_summary(error.problems, not_done_by(command))
+            click.echo(f"newsletter: {summary}", err=True)
             ctx.exit(1)
         except NewsletterError as error:
             click.echo(f"newsletter: {error}", err=True)
@@ -55,14 +58,19 @@ class NewsletterGroup(click.Group):
     "root_dir",
     type=click.Path(file_okay=False, path_type=str),
     envvar="NEWSLETTER_ROOT",
-    default=".",
-    show_default="current directory",
+    default=None,
+    show_default="the folder holding newsletter.yaml, here or above",
     help="The project directory (holds newsletter.yaml, issues/, templates/, recipients/).",
 )
-@click.option("-v", "--verbose", is_flag=True, help="Say more about what is happening.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Say more about what is happening, and list every warning even when many are alike.",
+)
 @click.version_option(__version__, prog_name="newsletter")
 @click.pass_context
-def cli(ctx: click.Context, root_dir: str, verbose: bool) -> None:
+def cli(ctx: click.Context, root_dir: str | None, verbose: bool) -> None:
     """Write, check, preview, send and archive the partnership's News Update."""
     ctx.obj = AppContext.create(root_dir, verbose)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from newsletter.approval import approve_issue
-from newsletter.cli.common import AppContext, issue_argument, pass_app
+from newsletter.cli.common import AppContext, issue_argument, pass_app, when_refused
 from newsletter.new_issue import new_issue
 
 
+@when_refused("no issue was written")
 @click.command(name="new")
 @click.argument("issue_id", metavar="ID")
 @click.option(
@@ -35,6 +36,7 @@ def new(app: AppContext, issue_id: str, from_issue: str | None) -> None:
     )
 
 
+@when_refused("nothing was approved")
 @click.command()
 @issue_argument
 @click.option(

@@ -12,9 +12,12 @@ from typing import Any, TypeVar
 
 import click
 
+from newsletter.errors import Problem
+from newsletter.paths import find_project_root
 from newsletter.project import Project, open_project
 
 F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=click.Command)
 
 
 @dataclass
@@ -26,8 +29,13 @@ class AppContext:
     _project: Project | None = field(default=None, repr=False)
 
     @classmethod
-    def create(cls, root_dir: str, verbose: bool) -> AppContext:
-        return cls(Path(root_dir), verbose)
+    def create(cls, root_dir: str | None, verbose: bool) -> AppContext:
+        """The context for `--root` (or NEWSLETTER_ROOT); without either, the project
+        holding the current directory, found by walking up as git does."""
+        if root_dir is not None:
+            return cls(Path(root_dir), verbose)
+        here = Path.cwd()
+        return cls(find_project_root(here) or here, verbose)
 
     def project(self) -> Project:
         """The project, opened (and its settings loaded) on first use."""
@@ -37,6 +45,90 @@ class AppContext:
 
 
 pass_app = click.make_pass_decorator(AppContext)
+
+# What each command has not done when content errors stop it, for its last line.
+_NOT_DONE: dict[click.Command, str] = {}
+NOT_SENT = "nothing was sent"
+
+
+def when_refused(not_done: str) -> Callable[[C], C]:
+    """Declare what a command leaves undone when content errors stop it ("nothing was approved").
+
+    A command that declares nothing is taken to be one that sends: "nothing was sent".
+    """
+
+    def declare(command: C) -> C:
+        _NOT_DONE[command] = not_done
+        return command
+
+    return declare
+
+
+def not_done_by(command: click.Command | None) -> str:
+    return _NOT_DONE.get(command, NOT_SENT) if command is not None else NOT_SENT
+
+
+def _shown_path(path: Path) -> str:
+    """A path as the person typing commands would write it: relative to where they are."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def content_error_summary(problems: Sequence[Problem], outcome: str) -> str:
+    """The last line after content errors: how many, where the first is, and what that means.
+
+    e.g. "3 errors in the content, the first at issues/x.yaml:4:3; nothing was sent".
+    """
+    errors = [p for p in problems if p.is_error]
+    if not errors:
+        return f"the content has errors; {outcome}"
+    first = errors[0]
+    where = f"{_shown_path(first.path)}:{first.line}:{first.column}"
+    if len(errors) == 1:
+        return f"1 error in the content, at {where}; {outcome}"
+    return f"{len(errors)} errors in the content, the first at {where}; {outcome}"
+
+
+# Warnings of one kind seen this many times or more are shown as one line.
+SUMMARISE_FROM = 2
+
+
+def problem_lines(problems: Sequence[Problem], verbose: bool = False) -> list[tuple[Problem, str]]:
+    """Each problem with the line to print for it; repeated warnings summarised unless `verbose`.
+
+    A run of warnings of one kind (`Problem.kind`) becomes its first warning,
+    located, plus how many more there are, so 22 catalogue entries without a
+    URL do not bury the one error that matters.
+    """
+    counts: dict[str, int] = {}
+    for problem in problems:
+        if problem.kind is not None and not problem.is_error:
+            counts[problem.kind] = counts.get(problem.kind, 0) + 1
+    lines: list[tuple[Problem, str]] = []
+    shown: set[str] = set()
+    for problem in problems:
+        kind = problem.kind
+        if verbose or problem.is_error or kind is None or counts[kind] < SUMMARISE_FROM:
+            lines.append((problem, str(problem)))
+        elif kind not in shown:
+            shown.add(kind)
+            more = counts[kind] - 1
+            lines.append(
+                (
+                    problem,
+                    f"{problem} (and {more} more {kind}; --verbose lists each)",
+                )
+            )
+    return lines
+
+
+def echo_problems(problems: Sequence[Problem], verbose: bool, *, errors_only: bool = False) -> None:
+    """Print problems: errors to stderr, warnings to stdout, repeats summarised unless `verbose`."""
+    for problem, line in problem_lines(problems, verbose):
+        if problem.is_error or not errors_only:
+            click.echo(line, err=problem.is_error)
 
 
 def format_option(*choices: str, default: str = "table") -> Callable[[F], F]:

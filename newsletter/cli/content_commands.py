@@ -9,41 +9,50 @@ import click
 from newsletter.audience import count_audience
 from newsletter.cli.common import (
     AppContext,
+    content_error_summary,
     csv_text,
     echo_json,
+    echo_problems,
     format_option,
     issue_argument,
+    not_done_by,
     pass_app,
     table_text,
+    when_refused,
 )
-from newsletter.project import init_project
+from newsletter.paths import ProjectPaths
+from newsletter.project import init_project, resolve_issue_path
 from newsletter.validate import validate_project
 
 
+@when_refused("fix them before sending")
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("issues", nargs=-1, metavar="[ISSUE]...")
 @click.option("--quiet", "-q", is_flag=True, help="Print errors only, not warnings.")
+@click.option("--verbose", "-v", is_flag=True, help="List every warning, even when many are alike.")
 @pass_app
-def validate(app: AppContext, paths: tuple[Path, ...], quiet: bool) -> None:
+def validate(app: AppContext, issues: tuple[str, ...], quiet: bool, verbose: bool) -> None:
     """Check settings, catalogue, recipients, segments and issues.
 
     Every problem is printed as path:line:column: message. Exits 0 when there
-    are no errors (warnings allowed) and 1 when there is any error. With PATHS,
-    only those issue files are checked, with what they depend on.
+    are no errors (warnings allowed) and 1 when there is any error. With
+    ISSUE (an id, the file name in issues/, or a path), only those issues are
+    checked, with the shared files they depend on.
     """
+    paths = [resolve_issue_path(ProjectPaths(app.root_dir.resolve()), issue) for issue in issues]
     problems = validate_project(app.root_dir, paths)
     errors = [p for p in problems if p.is_error]
     warnings = [p for p in problems if not p.is_error]
-    for problem in problems:
-        if problem.is_error or not quiet:
-            click.echo(str(problem), err=problem.is_error)
-    summary = f"{len(errors)} error(s), {len(warnings)} warning(s)"
+    echo_problems(problems, verbose or app.verbose, errors_only=quiet)
+    counted = f"{len(errors)} error(s), {len(warnings)} warning(s)"
     if errors:
-        click.echo(f"newsletter: {summary}; fix the errors before sending", err=True)
+        summary = content_error_summary(problems, not_done_by(validate))
+        click.echo(f"newsletter: {summary} ({counted})", err=True)
         raise SystemExit(1)
-    click.echo(f"OK: {summary}")
+    click.echo(f"OK: {counted}")
 
 
+@when_refused("the audience was not counted")
 @click.command()
 @issue_argument
 @format_option("table", "json", "csv")
@@ -64,7 +73,6 @@ def audience(app: AppContext, issue: str, output_format: str) -> None:
         ("total", "recipients", counts.recipients),
         ("total", "duplicates merged", counts.duplicates_merged),
         ("total", "suppressed", counts.suppressed),
-        ("total", "invalid addresses skipped", counts.invalid),
     ]
     rows += [("segment", name, n) for name, n in sorted(counts.per_segment.items())]
     rows += [("variant", v["label"], v["recipients"]) for v in data["per_variant"]]

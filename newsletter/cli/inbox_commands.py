@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli.common import AppContext, echo_json, format_option, pass_app
+from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, when_refused
 from newsletter.inbox import InboxReport, process_mailbox, process_provider
 from newsletter.inbox_providers import PROVIDERS
-from newsletter.inbox_settings import load_imap_settings, open_inbox_project
+from newsletter.inbox_settings import imap_settings
 from newsletter.mailsources import ImapSource, MaildirSource, MailSource, MboxSource
 
 
+@when_refused("nothing was read from the inbox")
 @click.command()
 @click.option(
     "--maildir",
@@ -55,7 +56,7 @@ def inbox(
     chosen = [o for o in (maildir_path, mbox_path, provider_name) if o is not None]
     if len(chosen) > 1:
         raise click.UsageError("choose one of --maildir, --mbox and --provider")
-    project = open_inbox_project(app.root_dir)
+    project = app.project()
     report: InboxReport
     if provider_name is not None:
         report = process_provider(project, provider_name, dry_run=dry_run)
@@ -66,7 +67,7 @@ def inbox(
         elif mbox_path is not None:
             source = MboxSource(mbox_path)
         else:
-            source = ImapSource(load_imap_settings(project.root_dir), read_only=dry_run)
+            source = ImapSource(imap_settings(project.settings), read_only=dry_run)
         try:
             report = process_mailbox(project, source, dry_run=dry_run)
         finally:
