@@ -6,4 +6,6 @@ pytest_plugins = [
     "tests.support.smtp",
     "tests.support.providers",
     "tests.support.browser",
+    "tests.support.tls",
+    "tests.support.microsoft",
 ]
