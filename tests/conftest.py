@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.support.browser",
     "tests.support.tls",
     "tests.support.microsoft",
+    "tests.support.notify",
 ]
