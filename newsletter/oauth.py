@@ -320,6 +320,13 @@ class TokenProvider:
                 f"reached ({type(error).__name__}); the run will try again later"
             ) from None
         except ValueError as error:
+            if "authority" not in str(error).lower():
+                # MSAL could not use the certificate (not a key, wrong passphrase).
+                raise ConfigError(
+                    f"{CERTIFICATE_ENV}: the certificate cannot be used "
+                    f"({_short(self.scrub(str(error)), 160)}); it must hold the private key "
+                    "and its certificate"
+                ) from None
             # Tenant discovery answered 4xx: the tenant does not exist there.
             raise TokenRefused(
                 f"Microsoft identity at {identity.authority_host} does not know the tenant "
@@ -344,6 +351,11 @@ class TokenProvider:
                     raise ConfigError(
                         f"{CERTIFICATE_ENV}: the certificate file {path} cannot be read ({reason})"
                     ) from None
+                if "PRIVATE KEY-----" not in pem or "BEGIN CERTIFICATE-----" not in pem:
+                    raise ConfigError(
+                        f"{CERTIFICATE_ENV}: {path} must hold the private key and its "
+                        "certificate in one PEM file (or be a .pfx file)"
+                    )
                 # One PEM file holding the private key and its certificate: MSAL
                 # takes the key from it and works out the thumbprint from the cert.
                 credential = {"private_key": pem, "public_certificate": pem}

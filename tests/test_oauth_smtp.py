@@ -169,6 +169,26 @@ def test_a_certificate_credential_signs_an_assertion_the_platform_verifies(
     assert identity.valid(tokens.token().value, SMTP_SCOPE)
 
 
+def test_a_certificate_file_without_its_key_is_named_before_anything_is_sent(
+    identity, ms_clock, monkeypatch, tmp_path
+) -> None:
+    identity.trust(monkeypatch)
+    _, certificate = write_certificate(tmp_path)
+    only_cert = tmp_path / "only-cert.pem"
+    only_cert.write_bytes(certificate)
+    missing = tmp_path / "missing.pem"
+    for path, problem in ((only_cert, "must hold the private key"), (missing, "cannot be read")):
+        tokens = TokenProvider(
+            identity.identity(client_secret=None, certificate_path=path),
+            SMTP_SCOPE,
+            clock=ms_clock,
+        )
+        with pytest.raises(ConfigError, match=problem) as caught:
+            tokens.token()
+        assert "NEWSLETTER_OAUTH_CERTIFICATE_PATH" in str(caught.value)
+    assert identity.token_requests == []
+
+
 def test_the_app_registration_is_read_from_the_environment() -> None:
     identity = MicrosoftIdentity.from_environ(
         {

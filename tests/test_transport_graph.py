@@ -199,3 +199,15 @@ def test_an_unreachable_graph_is_retried_then_left_temporary(
     assert [r.status for r in results] == ["temporary", "temporary"]
     assert "could not be reached" in results[0].detail
     assert ms_clock.sleeps == [2.0, 4.0]
+
+
+def test_no_secret_or_token_reaches_the_logs_even_at_debug_level(
+    graph_transport, graph, identity, make_outgoing, caplog
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    assert graph_transport().send_batch(make_outgoing(1))[0].ok
+    assert "/sendMail" in caplog.text  # the debug logs really were captured
+    for secret in [CLIENT_SECRET, *identity.tokens_for(GRAPH_SCOPE)]:
+        assert secret not in caplog.text

@@ -321,3 +321,13 @@ def test_permanent_failures_are_found_by_our_references_across_pages(
     pages = [r for r in notify_server.requests if r.method == "GET"]
     assert len(pages) >= 3  # it followed older_than past the first page
     assert all(r.query["status"] == ["permanent-failure"] for r in pages)
+
+
+def test_the_api_key_never_reaches_the_logs(notify, notify_server, make_outgoing, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    notify_server.respond(500, "Exception", "Internal server error", times=1)
+    assert notify().send_batch(make_outgoing(1))[0].ok
+    assert "/v2/notifications/email" in caplog.text  # the client's own logs were captured
+    assert KEY_SECRET not in caplog.text and API_KEY not in caplog.text
