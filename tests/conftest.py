@@ -9,4 +9,7 @@ pytest_plugins = [
     "tests.support.imap",
     "tests.support.bounce_apis",
     "tests.support.serve",
+    "tests.support.tls",
+    "tests.support.microsoft",
+    "tests.support.notify",
 ]

@@ -11,10 +11,24 @@ permanent. A 421 or a dropped connection is reconnected and that message
 tried once more. Problems no retry can fix (a refused password, an
 untrusted certificate, a server without STARTTLS, a refused sender address)
 raise `DeliveryError` so the run stops with a clear message.
+
+Microsoft 365 (smtp.office365.com): with a token provider (`smtp.auth:
+oauth2`) the transport logs in with SASL XOAUTH2 as the mailbox
+(`NEWSLETTER_SMTP_USERNAME`, else the envelope sender) and an app-only token
+for `https://outlook.office365.com/.default`; a connection is re-opened with
+a fresh token before its token expires, and a refused token is replaced
+once. Exchange's own answers are recognised: `535 5.7.139` and `550 5.7.30`
+mean the tenant has turned off passwords for SMTP (stop: switch to OAuth2);
+`5.2.251`-`5.2.255` mean Exchange throttled the mailbox for repeated errors
+(stop); `421 4.4.2 Message submission rate ... exceeded`, `432 4.3.2`
+(concurrent connections) and other `4.7.x` answers are throttling: that
+message and the rest of the batch come back `temporary` with a
+`retry_after`, so the run slows down instead of failing anyone.
 """
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import ssl
@@ -22,12 +36,28 @@ from collections.abc import Sequence
 from functools import cache
 
 from newsletter.errors import DeliveryError
+from newsletter.oauth import AccessToken, TokenSource, TokenUnavailable, xoauth2_response
 from newsletter.scrub import SecretScrubber
 from newsletter.settings import Settings, SmtpSettings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.halt import Halt
 
 SERVICE_CLOSING = 421
+# Exchange Online when the tenant has disabled basic (password) authentication for SMTP.
+BASIC_AUTH_DISABLED = re.compile(r"\b5\.7\.(?:139|30)\b")
+# Exchange Online throttling a mailbox after repeated errors of one kind: no retry helps.
+SENDER_THROTTLED = re.compile(r"\b5\.2\.25[1-5]\b")
+# Answers that mean "slow down", not "this recipient failed". A 4.7.x at RCPT is
+# left out: relays use it for one recipient (greylisting, a policy refusal).
+THROTTLING = re.compile(
+    r"\b4\.4\.2\b|\b4\.3\.2\b|submission rate|thread limit|"
+    r"concurrent connection limit|too many (?:connections|messages)",
+    re.IGNORECASE,
+)
+POLICY_DEFERRAL = re.compile(r"\b4\.7\.\d+\b")
+PASSWORDS_DISABLED_ADVICE = (
+    "this tenant no longer accepts passwords for SMTP; set smtp.auth: oauth2 (see README)"
+)
 
 
 @cache
@@ -50,6 +80,14 @@ class _Unreachable(Exception):
     """The server cannot be reached or dropped us while connecting: try later."""
 
 
+class _Throttled(Exception):
+    """The server asked us to slow down: hand the rest back with a wait."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
 class SmtpTransport:
     """Sends each message over one reused SMTP connection."""
 
@@ -63,12 +101,18 @@ class SmtpTransport:
         *,
         ssl_context: ssl.SSLContext | None = None,
         batch_size: int = 50,
+        tokens: TokenSource | None = None,
+        throttle_wait: float = 60.0,
     ) -> None:
         self.settings = smtp
         self.envelope_from = envelope_from
         self.batch_size = batch_size
         self._ssl_context = ssl_context
+        self._tokens = tokens
+        # Microsoft counts messages per minute; a throttled sender waits out the minute.
+        self.throttle_wait = throttle_wait
         self._connection: smtplib.SMTP | None = None
+        self._connection_token: AccessToken | None = None
         self._halt = Halt()
         self.connections_opened = 0
         password = smtp.password.reveal() if smtp.password else ""
@@ -116,6 +160,21 @@ class SmtpTransport:
                     for m in messages[index:]
                 ]
                 break
+            except _Throttled as error:
+                # Sending on would only be refused again (and Microsoft punishes that).
+                detail = self._scrub(error.detail)
+                results += [
+                    DeliveryResult(
+                        m.recipient,
+                        m.message_id,
+                        "failed-temporary",
+                        detail,
+                        None,
+                        self.throttle_wait,
+                    )
+                    for m in messages[index:]
+                ]
+                break
             except DeliveryError as error:
                 return self._halt.stop(error, results, messages[index:])
         return results
@@ -123,6 +182,7 @@ class SmtpTransport:
     def close(self) -> None:
         """Say QUIT and drop the connection; safe to call twice."""
         connection, self._connection = self._connection, None
+        self._connection_token = None
         if connection is None:
             return
         try:
@@ -139,6 +199,7 @@ class SmtpTransport:
             try:
                 reply = self._transmit(connection, outgoing.recipient, data)
             except _Reply as reply_error:
+                self._check_microsoft_refusal(reply_error)
                 if reply_error.code == SERVICE_CLOSING:
                     self._drop()
                     if attempt == 1:
@@ -206,9 +267,41 @@ class SmtpTransport:
 
     # -- the connection ------------------------------------------------------
 
+    def _check_microsoft_refusal(self, reply: _Reply) -> None:
+        """Raise for Exchange answers about the tenant or the sending pace, not the recipient."""
+        text = f"{reply.code} {reply.text}"
+        if BASIC_AUTH_DISABLED.search(text):
+            self._drop()
+            raise DeliveryError(
+                f"the SMTP server {self.where} refused password login ({self._describe(reply)}): "
+                + PASSWORDS_DISABLED_ADVICE
+            )
+        if reply.code >= 500 and SENDER_THROTTLED.search(text):
+            self._drop()
+            raise DeliveryError(
+                f"Microsoft 365 has stopped {self.envelope_from} sending for a while after "
+                f"repeated errors ({self._describe(reply)}); fix the cause it names, then "
+                "run again later"
+            )
+        slow_down = THROTTLING.search(text) or (
+            reply.stage != "RCPT" and POLICY_DEFERRAL.search(text)
+        )
+        if 400 <= reply.code < 500 and slow_down:
+            if reply.code == SERVICE_CLOSING:
+                self._drop()
+            else:
+                self._reset()
+            raise _Throttled(
+                f"the SMTP server {self.where} asked us to slow down ({self._describe(reply)})"
+            )
+
     def _connect(self) -> smtplib.SMTP:
         if self._connection is not None:
-            return self._connection
+            token = self._connection_token
+            if self._tokens is None or token is None or not self._tokens.expiring(token):
+                return self._connection
+            # The session's token is about to expire: start a new one with a fresh token.
+            self.close()
         context = self._ssl_context or ssl.create_default_context()
         settings = self.settings
         connection: smtplib.SMTP
@@ -249,6 +342,14 @@ class SmtpTransport:
                 "check `smtp.security` (starttls on port 587, ssl on port 465) and the port"
             ) from None
         except smtplib.SMTPAuthenticationError as error:
+            reply = _Reply("AUTH", error.smtp_code, _text(error.smtp_error))
+            if BASIC_AUTH_DISABLED.search(f"{reply.code} {reply.text}"):
+                raise DeliveryError(
+                    f"the SMTP server {self.where} refused password login "
+                    f"({self._describe(reply)}): {PASSWORDS_DISABLED_ADVICE}"
+                ) from None
+            if self._tokens is not None:
+                raise DeliveryError(self._oauth_refused(reply)) from None
             raise DeliveryError(
                 self._scrub(
                     f"the SMTP server {self.where} refused the username and password "
@@ -258,7 +359,17 @@ class SmtpTransport:
             ) from None
         except smtplib.SMTPNotSupportedError as error:
             raise DeliveryError(self._scrub(f"the SMTP server {self.where}: {error}")) from None
+        except TokenUnavailable as error:
+            raise _Unreachable(str(error)) from None
         except smtplib.SMTPResponseException as error:
+            reply = _Reply("connect", error.smtp_code, _text(error.smtp_error))
+            answer = f"{reply.code} {reply.text}"
+            if 400 <= reply.code < 500 and (
+                THROTTLING.search(answer) or POLICY_DEFERRAL.search(answer)
+            ):
+                raise _Throttled(
+                    f"the SMTP server {self.where} asked us to slow down ({self._describe(reply)})"
+                ) from None
             raise _Unreachable(
                 f"the SMTP server {self.where} refused the connection "
                 f"({error.smtp_code} {_text(error.smtp_error)})"
@@ -283,12 +394,55 @@ class SmtpTransport:
                 )
             connection.starttls(context=context)
             connection.ehlo()
-        if settings.username and settings.password:
+        if self._tokens is not None:
+            self._login_xoauth2(connection)
+        elif settings.username and settings.password:
             connection.login(settings.username, settings.password.reveal())
         elif settings.username or settings.password:
             raise DeliveryError(
                 "SMTP login needs both NEWSLETTER_SMTP_USERNAME and NEWSLETTER_SMTP_PASSWORD"
             )
+
+    def _login_xoauth2(self, connection: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2 as the mailbox; a refused token is replaced by a fresh one once."""
+        assert self._tokens is not None
+        offered = str(connection.esmtp_features.get("auth", "")).upper().split()
+        if "XOAUTH2" not in offered:
+            raise smtplib.SMTPNotSupportedError(
+                "it does not offer AUTH XOAUTH2, so `smtp.auth: oauth2` cannot log in; "
+                "check `smtp.host` (Microsoft 365: smtp.office365.com, port 587)"
+            )
+        user = self.settings.username or self.envelope_from
+        for attempt in (1, 2):
+            token = self._tokens.token()
+            initial = xoauth2_response(user, token)
+
+            def respond(challenge: bytes | None = None, initial: str = initial) -> str:
+                # After a refusal Exchange sends a 334 with a JSON error; the reply is empty.
+                return initial if challenge is None else ""
+
+            try:
+                connection.auth("XOAUTH2", respond, initial_response_ok=True)
+            except smtplib.SMTPAuthenticationError:
+                self._tokens.invalidate(token)
+                if attempt == 1:
+                    continue
+                raise
+            self._connection_token = token
+            return
+
+    def _oauth_refused(self, reply: _Reply) -> str:
+        assert self._tokens is not None
+        user = self.settings.username or self.envelope_from
+        return self._tokens.scrub(
+            self._scrub(
+                f"the SMTP server {self.where} refused the OAuth2 token for {user} "
+                f"({reply.code} {reply.text}); check that the app registration has the "
+                "application permission SMTP.SendAsApp with admin consent, that its service "
+                "principal is registered in Exchange Online with access to this mailbox, and "
+                "that SMTP AUTH is enabled for the mailbox (see README)"
+            )
+        )
 
     def _reset(self) -> None:
         """RSET after a refusal so the next message starts clean; drop the connection if that fails."""
@@ -301,6 +455,7 @@ class SmtpTransport:
 
     def _drop(self) -> None:
         connection, self._connection = self._connection, None
+        self._connection_token = None
         if connection is not None:
             connection.close()
 

@@ -1,0 +1,237 @@
+"""Delivery through Microsoft Graph `sendMail`, posting the complete MIME message we built.
+
+The contract relied on (Microsoft Graph v1.0, "user: sendMail",
+learn.microsoft.com/graph/api/user-sendmail, and "Send Outlook messages in
+MIME format", learn.microsoft.com/graph/outlook-send-mime-message):
+- `POST {base}/v1.0/users/{id | userPrincipalName}/sendMail` with
+  `Authorization: Bearer {token}` (an app-only token for
+  `https://graph.microsoft.com/.default`, application permission
+  `Mail.Send` with admin consent) and `Content-Type: text/plain`; the body
+  is the RFC 5322 message, base64-encoded. Recipients come from its
+  To/Cc/Bcc headers; a copy is saved in the mailbox's Sent Items.
+- `202 Accepted`, empty body: handed to Exchange Online, whose own limits
+  (30 messages a minute, 10,000 recipients a day per mailbox) still apply.
+- Errors are `{"error": {"code", "message"}}`: 400
+  `ErrorMimeContentInvalidBase64String`/`ErrorMimeContentInvalid` (our
+  request is wrong), 401 `InvalidAuthenticationToken` (expired or wrong
+  token), 403 `ErrorAccessDenied` (no Mail.Send, no admin consent, or an
+  application access policy leaves this mailbox out), 404
+  `ErrorInvalidUser`/`MailboxNotEnabledForRESTAPI` (no such mailbox), 413
+  too large, 429 throttled and 503/504 busy, both with `Retry-After`.
+
+Our mapping: 202 sent (Graph's `request-id` kept to trace it). 429/5xx and
+a failed connection are retried after the asked wait (longer waits come
+back as `retry_after` on `temporary` results). A 401 gets one fresh token
+and one more try. `ErrorInvalidRecipients` is about this recipient:
+`permanent`. Every other 4xx means the request or the set-up is wrong for
+everyone: `DeliveryError` stops the run with one clear message.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+from collections.abc import Sequence
+from email.utils import formataddr, getaddresses
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from newsletter.errors import DeliveryError
+from newsletter.oauth import TokenSource, TokenUnavailable, https_verify
+from newsletter.ratelimit import Clock, SystemClock
+from newsletter.transports.base import DeliveryResult, OutgoingMessage
+from newsletter.transports.halt import Halt
+from newsletter.transports.http import RetryPolicy, retry_after_seconds
+
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
+GRAPH_URL_ENV = "NEWSLETTER_GRAPH_URL"
+RECIPIENT_CODES = frozenset({"ErrorInvalidRecipients"})
+MAILBOX_CODES = frozenset({"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "ResourceNotFound"})
+
+
+class _Retryable(Exception):
+    def __init__(self, detail: str, wait: float | None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.wait = wait
+
+
+class GraphTransport:
+    """Sends each message with its own `sendMail` call, as the mailbox `sender`."""
+
+    name = "graph"
+
+    def __init__(
+        self,
+        sender: str,
+        tokens: TokenSource,
+        *,
+        base_url: str = DEFAULT_GRAPH_URL,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        timeout: float = 30.0,
+        batch_size: int = 20,
+        verify: str | bool | None = None,
+    ) -> None:
+        self.sender = sender
+        self.tokens = tokens
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.clock = clock or SystemClock()
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self.session = requests.Session()
+        self.session.verify = https_verify() if verify is None else verify
+        self.session.headers.update({"User-Agent": "newsletter"})
+        self._url = f"{self.base_url}/v1.0/users/{quote(sender, safe='@')}/sendMail"
+        self._halt = Halt()
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        """Send each message in turn; one result per message, in order."""
+        self._halt.check()
+        results: list[DeliveryResult] = []
+        for index, outgoing in enumerate(messages):
+            try:
+                results.append(self._send_one(outgoing))
+            except _Retryable as error:
+                # Graph asked for a longer wait than we sleep: the rest would only be
+                # throttled too, so all of them go back with the wait it asked for.
+                results += [
+                    DeliveryResult(
+                        m.recipient,
+                        m.message_id,
+                        "failed-temporary",
+                        error.detail,
+                        None,
+                        error.wait,
+                    )
+                    for m in messages[index:]
+                ]
+                break
+            except DeliveryError as error:
+                return self._halt.stop(error, results, messages[index:])
+        return results
+
+    def close(self) -> None:
+        self.session.close()
+
+    def payload(self, outgoing: OutgoingMessage) -> bytes:
+        """The message as Graph takes it: base64 of the RFC 5322 bytes, addressed to the recipient."""
+        message = outgoing.message
+        to = [address for _, address in getaddresses([str(message.get("To", ""))])]
+        data = outgoing.as_bytes()
+        if [a.lower() for a in to] != [outgoing.recipient.lower()]:
+            # Graph delivers to the To header, not an envelope: make them agree so
+            # nobody but this recipient can get this copy.
+            message = copy.deepcopy(message)
+            del message["To"]
+            message["To"] = formataddr(("", outgoing.recipient))
+            data = message.as_bytes()
+        return base64.b64encode(data)
+
+    # -- one message ---------------------------------------------------------
+
+    def _send_one(self, outgoing: OutgoingMessage) -> DeliveryResult:
+        body = self.payload(outgoing)
+        refreshed = False
+        detail = ""
+        wait = 0.0
+        attempt = 0
+        while attempt < self.retry.attempts:
+            attempt += 1
+            try:
+                token = self.tokens.token()
+            except TokenUnavailable as error:
+                raise _Retryable(str(error), None) from None
+            try:
+                response = self.session.post(
+                    self._url,
+                    data=body,
+                    headers={
+                        "Authorization": f"Bearer {token.value}",
+                        "Content-Type": "text/plain",
+                    },
+                    timeout=self.timeout,
+                )
+            except requests.exceptions.SSLError as error:
+                raise DeliveryError(
+                    f"the certificate of {self.base_url} cannot be trusted ({type(error).__name__}); "
+                    f"check {GRAPH_URL_ENV}, or point REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) at "
+                    "your organisation's certificate authority"
+                ) from None
+            except requests.RequestException as error:
+                detail = f"Microsoft Graph could not be reached ({type(error).__name__})"
+                wait = self.retry.backoff(attempt)
+            else:
+                status = response.status_code
+                if status == 202:
+                    return DeliveryResult(
+                        outgoing.recipient,
+                        outgoing.message_id,
+                        "sent",
+                        "",
+                        response.headers.get("request-id"),
+                    )
+                code, text = _graph_error(response)
+                if status == 401 and not refreshed:
+                    # The token expired or was revoked between our check and Graph's.
+                    self.tokens.invalidate(token)
+                    refreshed = True
+                    attempt -= 1
+                    continue
+                if status == 429 or status >= 500:
+                    asked = retry_after_seconds(response.headers)
+                    wait = asked if asked is not None else self.retry.backoff(attempt)
+                    detail = self._scrub(f"Microsoft Graph answered HTTP {status} ({code}: {text})")
+                elif code in RECIPIENT_CODES:
+                    return DeliveryResult(
+                        outgoing.recipient,
+                        outgoing.message_id,
+                        "failed-permanent",
+                        self._scrub(f"Microsoft Graph refused the recipient ({code}: {text})"),
+                    )
+                else:
+                    raise DeliveryError(self._refusal(status, code, text))
+            if attempt >= self.retry.attempts or wait > self.retry.max_wait:
+                break
+            self.clock.sleep(wait)
+        raise _Retryable(detail, wait)
+
+    def _refusal(self, status: int, code: str, text: str) -> str:
+        """One clear line for a refusal that no retry can fix."""
+        where = f"Microsoft Graph refused to send as {self.sender} (HTTP {status}, {code}: {text})"
+        if status == 401:
+            advice = (
+                "it does not accept the app's token; check NEWSLETTER_OAUTH_TENANT_ID and "
+                "NEWSLETTER_OAUTH_CLIENT_ID belong to this Microsoft 365 tenant"
+            )
+        elif status == 403:
+            advice = (
+                "the app registration is missing the application permission `Mail.Send`, "
+                "which needs admin consent from a Microsoft 365 administrator (or an "
+                f"application access policy leaves {self.sender} out)"
+            )
+        elif code in MAILBOX_CODES or status == 404:
+            advice = f"there is no mailbox {self.sender} that Graph can send from; check the sender"
+        elif status == 413:
+            advice = "the message is over Graph's 4 MB limit; make the issue smaller"
+        else:
+            advice = "the request was refused as malformed; this is a bug, please report it"
+        return self._scrub(f"{where}: {advice}")
+
+    def _scrub(self, text: str) -> str:
+        return self.tokens.scrub(text)
+
+
+def _graph_error(response: requests.Response) -> tuple[str, str]:
+    """Graph's error code and message, or the status text when the body says nothing."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("code") or "unknown"), " ".join(str(error.get("message", "")).split())
+    return "unknown", " ".join(response.text.split())[:200] or response.reason or ""

@@ -1,0 +1,314 @@
+"""Delivery through GOV.UK Notify, with its official Python client.
+
+The contract relied on (docs.notifications.service.gov.uk/python.html and
+the client, github.com/alphagov/notifications-python-client):
+- `NotificationsAPIClient(api_key, base_url)`. The API key is
+  `{key name}-{service id}-{secret}` (both UUIDs); every request carries a
+  JWT (HS256, `iss` = service id, `iat` = now, within 30 seconds) signed
+  with the secret. The key never leaves this process.
+- `send_email_notification(email_address, template_id, personalisation,
+  reference, one_click_unsubscribe_url)` POSTs `/v2/notifications/email`
+  and answers 201 `{id, reference, content, uri, template}`. Notify builds
+  the email from the template: ours has subject `((subject))` and body
+  `((body))`, filled with the subject and the body in Notify's formatting
+  (`newsletter.notify_format`). `reference` is our Message-ID (a hash, no
+  personal data), so a failure reported later can be matched to the
+  ledger; `one_click_unsubscribe_url` (client 9.1+) is our https
+  one-click address from List-Unsubscribe, when there is one.
+- Errors: 400 `ValidationError` (`email_address Not a valid email
+  address`, bad unsubscribe URL) and `BadRequestError` (team-only key or
+  trial mode, template not found, missing personalisation, email too long),
+  403 `AuthError` (wrong key, clock more than 30 s out), 429
+  `RateLimitError` (3,000 requests a minute per key type) and
+  `TooManyRequestsError` (the daily limit, reset at midnight UTC), 500.
+- Delivery happens later: a message's status becomes `delivered`,
+  `permanent-failure` (the address does not exist), `temporary-failure` or
+  `technical-failure`; `GET /v2/notifications?status=...` lists them (250 a
+  page, newest first, `older_than` for the next page) for 7 days.
+
+Our mapping: 201 sent (Notify's id kept). An invalid `email_address` is
+about this recipient: `permanent`. `RateLimitError`, 5xx and a failed
+connection are retried with backoff; the daily limit hands the rest back
+`temporary` with a wait until midnight UTC. Every other 4xx (the key, the
+template, trial mode) stops the run with `DeliveryError` and one clear line.
+`permanent_failures` lists the addresses Notify later found undeliverable.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from notifications_python_client.errors import APIError
+from notifications_python_client.notifications import NotificationsAPIClient
+
+from newsletter.errors import ConfigError, DeliveryError
+from newsletter.ratelimit import Clock, SystemClock
+from newsletter.settings import Secret
+from newsletter.transports.base import DeliveryResult, OutgoingMessage
+from newsletter.transports.halt import Halt
+from newsletter.transports.http import RetryPolicy
+
+DEFAULT_NOTIFY_URL = "https://api.notifications.service.gov.uk"
+API_KEY_ENV = "NEWSLETTER_NOTIFY_API_KEY"
+NOTIFY_URL_ENV = "NEWSLETTER_NOTIFY_URL"
+TEMPLATE_SETTING = "notify.template_id"
+_ANGLE_LINKS = re.compile(r"<([^<>\s]+)>")
+
+# Given an outgoing message, its body in Notify formatting (see notify_format).
+BodyFor = Callable[[OutgoingMessage], str]
+
+
+@dataclass(frozen=True)
+class NotifyFailure:
+    """A message Notify accepted and later could not deliver for good."""
+
+    reference: str
+    email_address: str
+    notification_id: str
+    completed_at: str | None
+
+
+def notify_client(api_key: Secret, base_url: str, timeout: float = 30.0) -> NotificationsAPIClient:
+    """Notify's client, after checking the key has the shape Notify issues."""
+    key = api_key.reveal().strip()
+    service_id, secret = key[-73:-37], key[-36:]
+    if len(key) < 74 or key[-37] != "-" or not (_is_uuid(service_id) and _is_uuid(secret)):
+        raise ConfigError(
+            f"{API_KEY_ENV} does not look like a GOV.UK Notify API key (name-service id-secret); "
+            "copy the whole key from Notify's API integration page"
+        )
+    return NotificationsAPIClient(key, base_url=base_url.rstrip("/"), timeout=timeout)
+
+
+class NotifyTransport:
+    """Sends each message as one Notify email from the `((subject))`/`((body))` template."""
+
+    name = "notify"
+
+    def __init__(
+        self,
+        api_key: Secret,
+        template_id: str,
+        body_for: BodyFor,
+        *,
+        base_url: str = DEFAULT_NOTIFY_URL,
+        email_reply_to_id: str | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        timeout: float = 30.0,
+        batch_size: int = 50,
+    ) -> None:
+        if not _is_uuid(template_id):
+            raise ConfigError(
+                f"`{TEMPLATE_SETTING}` must be the template's ID from GOV.UK Notify (a UUID "
+                "such as f33517ff-2a88-4f6e-b855-c550268ce08a)"
+            )
+        self.template_id = template_id
+        self.body_for = body_for
+        self.email_reply_to_id = email_reply_to_id
+        self.retry = retry or RetryPolicy()
+        self.clock = clock or SystemClock()
+        self.batch_size = batch_size
+        self.base_url = base_url.rstrip("/")
+        self._client = notify_client(api_key, self.base_url, timeout)
+        self._halt = Halt()
+
+    def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        """Send each message in turn; one result per message, in order."""
+        self._halt.check()
+        results: list[DeliveryResult] = []
+        for index, outgoing in enumerate(messages):
+            try:
+                results.append(self._send_one(outgoing))
+            except _Later as later:
+                results += [
+                    DeliveryResult(
+                        m.recipient,
+                        m.message_id,
+                        "failed-temporary",
+                        later.detail,
+                        None,
+                        later.wait,
+                    )
+                    for m in messages[index:]
+                ]
+                break
+            except DeliveryError as error:
+                return self._halt.stop(error, results, messages[index:])
+        return results
+
+    def close(self) -> None:
+        self._client.request_session.close()
+
+    def notification(self, outgoing: OutgoingMessage) -> dict[str, Any]:
+        """The arguments of `send_email_notification` for one message."""
+        message = outgoing.message
+        arguments: dict[str, Any] = {
+            "email_address": outgoing.recipient,
+            "template_id": self.template_id,
+            "personalisation": {
+                "subject": str(message.get("Subject", "")),
+                "body": self.body_for(outgoing),
+            },
+            "reference": outgoing.message_id,
+        }
+        unsubscribe = one_click_url(str(message.get("List-Unsubscribe", "")))
+        if unsubscribe:
+            arguments["one_click_unsubscribe_url"] = unsubscribe
+        if self.email_reply_to_id:
+            arguments["email_reply_to_id"] = self.email_reply_to_id
+        return arguments
+
+    # -- one message ---------------------------------------------------------
+
+    def _send_one(self, outgoing: OutgoingMessage) -> DeliveryResult:
+        arguments = self.notification(outgoing)
+        detail = ""
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                answer = self._client.send_email_notification(**arguments)
+            except APIError as error:
+                status = error.status_code
+                kind, text = _error_of(error)
+                if status == 429 and kind == "TooManyRequestsError":
+                    raise _Later(
+                        f"GOV.UK Notify's daily limit is reached ({text}); the rest go after "
+                        "midnight UTC",
+                        self._until_midnight_utc(),
+                    ) from None
+                if status == 429 or status >= 500:
+                    detail = f"GOV.UK Notify answered HTTP {status} ({kind}: {text})"
+                    wait = self.retry.backoff(attempt)
+                    if attempt < self.retry.attempts and wait <= self.retry.max_wait:
+                        self.clock.sleep(wait)
+                        continue
+                    raise _Later(detail, wait) from None
+                if status == 400 and kind == "ValidationError" and text.startswith("email_address"):
+                    return DeliveryResult(
+                        outgoing.recipient,
+                        outgoing.message_id,
+                        "failed-permanent",
+                        f"GOV.UK Notify refused the address ({text})",
+                    )
+                raise DeliveryError(self._refusal(status, kind, text)) from None
+            notification_id = answer.get("id") if isinstance(answer, dict) else None
+            return DeliveryResult(
+                outgoing.recipient, outgoing.message_id, "sent", "", notification_id
+            )
+        raise _Later(detail, None)  # pragma: no cover - the loop always returns or raises
+
+    def _refusal(self, status: int, kind: str, text: str) -> str:
+        said = f"GOV.UK Notify refused the email (HTTP {status}, {kind}: {text})"
+        lowered = text.lower()
+        if status == 403 and "clock" in lowered:
+            advice = "this computer's clock is more than 30 seconds out; correct it"
+        elif status == 403:
+            advice = f"check {API_KEY_ENV} is a current key for this Notify service"
+        elif "team-only" in lowered or "trial mode" in lowered:
+            advice = (
+                "your Notify service can only send to its team: use a live API key, and ask "
+                "Notify to make the service live"
+            )
+        elif "template" in lowered:
+            advice = f"check `{TEMPLATE_SETTING}` names an email template of this service"
+        elif "personalisation" in lowered:
+            advice = (
+                "the Notify template must have subject ((subject)) and body ((body)) and no "
+                "other placeholders"
+            )
+        else:
+            advice = "the request was refused; this is a bug, please report it"
+        return f"{said}: {advice}"
+
+    def _until_midnight_utc(self) -> float:
+        now = datetime.fromtimestamp(self.clock.time(), UTC)
+        midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+        return (midnight - now).total_seconds()
+
+
+def permanent_failures(
+    api_key: Secret,
+    references: Collection[str],
+    *,
+    base_url: str = DEFAULT_NOTIFY_URL,
+    timeout: float = 30.0,
+) -> list[NotifyFailure]:
+    """Our emails (by reference) that Notify found permanently undeliverable.
+
+    Notify keeps messages for 7 days: poll within that time after a send.
+    Pages (250 at a time, newest first) through `permanent-failure` email
+    notifications until Notify has no older ones.
+    """
+    wanted = set(references)
+    client = notify_client(api_key, base_url, timeout)
+    found: list[NotifyFailure] = []
+    older_than: str | None = None
+    try:
+        while True:
+            try:
+                page = client.get_all_notifications(
+                    status="permanent-failure", template_type="email", older_than=older_than
+                )
+            except APIError as error:
+                kind, text = _error_of(error)
+                raise DeliveryError(
+                    f"GOV.UK Notify would not list failed emails (HTTP {error.status_code}, "
+                    f"{kind}: {text}); check {API_KEY_ENV}"
+                ) from None
+            notifications = page.get("notifications") if isinstance(page, dict) else None
+            if not notifications:
+                return found
+            for item in notifications:
+                if item.get("reference") in wanted:
+                    found.append(
+                        NotifyFailure(
+                            str(item["reference"]),
+                            str(item.get("email_address", "")),
+                            str(item.get("id", "")),
+                            item.get("completed_at"),
+                        )
+                    )
+            older_than = str(notifications[-1].get("id", ""))
+            if not older_than:
+                return found
+    finally:
+        client.request_session.close()
+
+
+def one_click_url(list_unsubscribe: str) -> str | None:
+    """The https address in a List-Unsubscribe header (RFC 2369: `<mailto:...>, <https://...>`)."""
+    return next(
+        (link for link in _ANGLE_LINKS.findall(list_unsubscribe) if link.startswith("https://")),
+        None,
+    )
+
+
+class _Later(Exception):
+    """Stop this batch: the rest go back as temporary with this wait."""
+
+    def __init__(self, detail: str, wait: float | None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.wait = wait
+
+
+def _error_of(error: APIError) -> tuple[str, str]:
+    """Notify's error type and message from `{"errors": [{"error", "message"}]}`."""
+    message = error.message
+    if isinstance(message, list) and message and isinstance(message[0], dict):
+        first = message[0]
+        return str(first.get("error", "Error")), " ".join(str(first.get("message", "")).split())
+    return "Error", " ".join(str(message).split())
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
