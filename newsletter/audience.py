@@ -22,6 +22,7 @@ from typing import Any
 
 from newsletter.checks import check_email, did_you_mean, unknown_fields
 from newsletter.content import Issue
+from newsletter.csvcells import read_record
 from newsletter.errors import ContentError, Problem
 from newsletter.yamlfile import load_yaml
 
@@ -282,7 +283,7 @@ def read_suppressed(path: Path) -> tuple[dict[str, Suppression], list[Problem]]:
                 Problem(path, 1, 1, f"the header is missing the column(s): {', '.join(missing)}")
             )
             return suppressed, problems
-        for row in reader:
+        for row in map(read_record, reader):  # we write this file: undo our formula quoting
             line = reader.line_num
             address = (row.get("email") or "").strip()
             if check_email(address) is None:

@@ -12,6 +12,8 @@ import re
 import resource
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,8 +33,23 @@ ALIAS_BOMB = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' +
 DEEP = "[" * 1000 + "]" * 1000 + "\n"
 
 
+@contextmanager
+def memory_ceiling(extra: int = 512 * 1024**2) -> Iterator[None]:
+    """Let this process grow by at most `extra` bytes, so a regression fails instead of
+    eating the machine's memory (MemoryError), then lift the ceiling again."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    in_use = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    ceiling = in_use + extra if hard == resource.RLIM_INFINITY else min(in_use + extra, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def problems(text: str) -> list[str]:
-    doc = parse_yaml(text, PATH)
+    with memory_ceiling():
+        doc = parse_yaml(text, PATH)
     assert doc.data is None
     return [str(p) for p in doc.problems]
 
