@@ -95,7 +95,7 @@ def envelope_address(address: str) -> str:
 
     `anna@bücher.example` becomes `anna@xn--bcher-kva.example`. A non-ASCII
     local part stays as written (in email-validator's normalised form): only
-    SMTPUTF8 can carry it, see `needs_smtputf8`. An address the validator
+    SMTPUTF8 can carry it, so the result is then not ASCII. An address the validator
     refuses is returned unchanged; the audience and settings loaders have
     refused it long before a message is built.
     """
@@ -107,11 +107,6 @@ def envelope_address(address: str) -> str:
     except EmailNotValidError:
         return address
     return f"{checked.local_part}@{checked.ascii_domain}"
-
-
-def needs_smtputf8(address: str) -> bool:
-    """Whether `address` has non-ASCII characters before the @, which only SMTPUTF8 can carry."""
-    return not envelope_address(address).isascii()
 
 
 def sender_domain(settings: Settings) -> str:
