@@ -28,6 +28,7 @@ from typing import Any
 
 from newsletter.checks import check_email, did_you_mean, unknown_fields
 from newsletter.content import Issue
+from newsletter.csvcells import read_cell
 from newsletter.csvfile import CsvRow, csv_rows
 from newsletter.errors import ContentError, Problem
 from newsletter.paths import ProjectPaths
@@ -329,14 +330,16 @@ def read_suppressed(path: Path) -> tuple[dict[str, Suppression], list[Problem]]:
         return suppressed, problems
     for row in csv_rows(path, SUPPRESSED_COLUMNS, problems):
         problems += row.problems
-        address = row.get("email")
+        address = read_cell(row.get("email"))  # we write this file: undo our formula quoting
         if check_email(address) is None:
             why = f"invalid email `{address}`" if address else "no email address"
             problems.append(row.problem("email", f"{why} on row {row.line}"))
             continue
         key = address.lower()
         if key not in suppressed:  # the first row of an address is the one that counts
-            suppressed[key] = Suppression(address, row.get("date"), row.get("reason"))
+            suppressed[key] = Suppression(
+                address, read_cell(row.get("date")), read_cell(row.get("reason"))
+            )
     return suppressed, problems
 
 

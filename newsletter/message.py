@@ -4,6 +4,13 @@ Building a message and delivering it are separate jobs: this module only
 builds. Every header value goes through `header_value`, which refuses a CR or
 LF, so no name, subject or setting can inject a header. Bodies are
 quoted-printable, so no line exceeds 998 characters whatever the HTML.
+
+International addresses: a domain always travels in its IDNA (A-label) form,
+in the headers and the SMTP envelope alike, so `anna@bücher.example` needs
+nothing special from any server. A local part with non-ASCII characters
+(`jörg@example.org`) has no ASCII form at all: it is written as UTF-8 (RFC
+6532) and only a server that offers SMTPUTF8 (RFC 6531) can carry it, which
+the transport checks per recipient. Display names stay RFC 2047 encoded words.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from email.parser import BytesParser
 from email.utils import format_datetime, formataddr, make_msgid
 
 import dkim
+from email_validator import EmailNotValidError, validate_email
 
 from newsletter.audience import Recipient
 from newsletter.content import Issue
@@ -82,8 +90,28 @@ def message_id_for(issue_id: str, address: str, domain: str) -> str:
     return f"<{issue_id}.{digest}@{domain}>"
 
 
+def envelope_address(address: str) -> str:
+    """`address` as it travels on the wire: its domain in IDNA (A-label) form.
+
+    `anna@bücher.example` becomes `anna@xn--bcher-kva.example`. A non-ASCII
+    local part stays as written (in email-validator's normalised form): only
+    SMTPUTF8 can carry it, so the result is then not ASCII. An address the validator
+    refuses is returned unchanged; the audience and settings loaders have
+    refused it long before a message is built.
+    """
+    address = address.strip()
+    if address.isascii():
+        return address
+    try:
+        checked = validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        return address
+    return f"{checked.local_part}@{checked.ascii_domain}"
+
+
 def sender_domain(settings: Settings) -> str:
-    return settings.from_address.rpartition("@")[2]
+    """The sender's domain in ASCII (IDNA) form, as Message-IDs carry it."""
+    return envelope_address(settings.from_address).rpartition("@")[2]
 
 
 class MessageBuilder:
@@ -106,11 +134,13 @@ class MessageBuilder:
         # `=_` cannot occur in quoted-printable text, so the boundary never collides.
         self._boundary = "=_newsletter_" + secrets.token_hex(12)
         list_name = header_value("organisation", f"{settings.organisation} News Update")
-        self._from = _header("From", _address("sender", settings.from_name, settings.from_address))
+        self._from = _address_header(
+            "From", _address("sender", settings.from_name, settings.from_address)
+        )
         self._date = _header("Date", format_datetime(date or datetime.now(UTC)))
         self._list_headers = b"".join(
             (
-                _header("Reply-To", header_value("reply-to address", issue.reply_to)),
+                _address_header("Reply-To", _address("reply-to", "", issue.reply_to)),
                 _header(
                     "List-Id",
                     f"{_phrase(list_name)} <{header_value('list id', settings.list_id)}>",
@@ -161,7 +191,7 @@ class MessageBuilder:
         raw = b"".join(
             (
                 self._from,
-                _header("To", _address("recipient", recipient.name, recipient.email)),
+                _address_header("To", _address("recipient", recipient.name, recipient.email)),
                 self._subject(email.subject, test),
                 self._date,
                 _header("Message-ID", message_id),
@@ -226,10 +256,36 @@ def _header(name: str, value: str) -> bytes:
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
+def _address_header(name: str, value: str) -> bytes:
+    """An address header from `_address`: ASCII, or UTF-8 only in an SMTPUTF8 address (RFC 6532)."""
+    return f"{name}: {value}\r\n".encode()
+
+
 def _address(field: str, name: str, address: str) -> str:
+    """`Name <address>` with the name RFC 2047 encoded and the domain in IDNA form."""
     header_value(f"{field} name", name)
     header_value(f"{field} address", address)
-    return formataddr((name.strip(), address.strip()), charset="utf-8")
+    return format_address(name, address)
+
+
+# formataddr insists on an ASCII address (it predates RFC 6532); its encoding of
+# the display name is borrowed with this stand-in and the real address put back.
+_STAND_IN = "x@x"
+
+
+def format_address(name: str, address: str) -> str:
+    """`Name <address>` for a header or an API's address field, never raising on non-ASCII.
+
+    The name is quoted, or RFC 2047 encoded when it is not ASCII; the domain
+    is in IDNA form; a non-ASCII local part stays UTF-8 (RFC 6532).
+    """
+    name, address = name.strip(), envelope_address(address)
+    if address.isascii():
+        return formataddr((name, address), charset="utf-8")
+    if not name:
+        return address
+    shown = formataddr((name, _STAND_IN), charset="utf-8")
+    return shown.removesuffix(f"<{_STAND_IN}>") + f"<{address}>"
 
 
 def _phrase(phrase: str) -> str:

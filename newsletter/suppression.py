@@ -8,6 +8,8 @@ lose each other's rows. Each call opens the lock file afresh, and Linux
 process (`newsletter serve` answers requests on several) as well as separate
 processes (`serve`, `dispatch`, `unsubscribe` at the same moment).
 Addresses are compared case-insensitively; an address is never listed twice.
+Every cell goes through `csvcells`, so an address or reason that looks like a
+spreadsheet formula is stored as text and read back unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import date
 from pathlib import Path
 
 from newsletter.audience import SUPPRESSED_COLUMNS, SUPPRESSION_REASONS
+from newsletter.csvcells import read_record, write_record
 from newsletter.errors import NewsletterError
 
 
@@ -49,14 +52,14 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
                 f"{path}: the header is missing the column(s) {', '.join(missing)}; "
                 "fix it before addresses can be added or removed"
             )
-        return header, [{k: v or "" for k, v in row.items() if k is not None} for row in reader]
+        return header, [read_record(row) for row in reader]
 
 
 def _write_rows(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(write_record(row) for row in rows)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:

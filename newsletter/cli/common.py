@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
+from newsletter.csvcells import write_row
 from newsletter.errors import Problem
 from newsletter.paths import find_project_root
 from newsletter.project import Project, open_project
@@ -152,10 +153,11 @@ def echo_json(data: Any) -> None:
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV for `--format csv`; cells that a spreadsheet would run as formulas are kept as text."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerow(write_row(header))
+    writer.writerows(write_row(row) for row in rows)
     return buffer.getvalue()
 
 

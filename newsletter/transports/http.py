@@ -28,6 +28,7 @@ from typing import Any
 import requests
 
 from newsletter.errors import DeliveryError
+from newsletter.message import envelope_address
 from newsletter.ratelimit import backoff_delay
 from newsletter.scrub import SecretScrubber
 from newsletter.settings import ProviderSettings, Settings
@@ -120,7 +121,9 @@ def _first_address(message: EmailMessage, name: str) -> tuple[str, str]:
     header = message.get(name)
     if isinstance(header, AddressHeader) and header.addresses:
         address = header.addresses[0]
-        return address.display_name, address.addr_spec
+        # The parser keeps a UTF-8 address (RFC 6532) as surrogate escapes; undo that.
+        spec = address.addr_spec.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return address.display_name, spec
     return "", str(header or "")
 
 
@@ -279,7 +282,8 @@ class BatchApiTransport:
 
 def to_name_for(parts: MessageParts, recipient: str) -> str:
     """The To display name, only when the envelope recipient is the To address."""
-    return parts.to_name if parts.to_address.lower() == recipient.lower() else ""
+    same = envelope_address(parts.to_address).lower() == envelope_address(recipient).lower()
+    return parts.to_name if same else ""
 
 
 def temporary_for_all(messages: Sequence[OutgoingMessage], gave_up: GaveUp) -> list[DeliveryResult]:

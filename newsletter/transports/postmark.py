@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from email.utils import formataddr
 from typing import Any
 
 from newsletter.errors import ConfigError, DeliveryError
+from newsletter.message import format_address
 from newsletter.settings import ProviderSettings, Settings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.http import (
@@ -94,8 +94,8 @@ class PostmarkTransport(BatchApiTransport):
         parts = message_parts(outgoing.message)
         to_name = to_name_for(parts, outgoing.recipient)
         item: dict[str, Any] = {
-            "From": formataddr((parts.from_name, parts.from_address)),
-            "To": formataddr((to_name, outgoing.recipient)),
+            "From": format_address(parts.from_name, parts.from_address),
+            "To": format_address(to_name, outgoing.recipient),
             "Subject": parts.subject,
             "TextBody": parts.text,
             "HtmlBody": parts.html,

@@ -24,10 +24,19 @@ mean the tenant has turned off passwords for SMTP (stop: switch to OAuth2);
 (concurrent connections) and other `4.7.x` answers are throttling: that
 message and the rest of the batch come back `temporary` with a
 `retry_after`, so the run slows down instead of failing anyone.
+
+International addresses: RCPT and MAIL carry the domain in IDNA form, which
+every server takes. A message with a non-ASCII local part (in the envelope
+or its headers) is sent with `SMTPUTF8 BODY=8BITMIME` when the server offers
+SMTPUTF8; when it does not, that recipient fails permanently with a reason
+that says so, and everyone else is still sent. A username or password with
+non-ASCII characters is sent as UTF-8 (RFC 4616), which smtplib's own
+`login` cannot do (it encodes AUTH as ASCII, python/cpython#73936).
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import smtplib
 import socket
@@ -36,6 +45,7 @@ from collections.abc import Sequence
 from functools import cache
 
 from newsletter.errors import DeliveryError
+from newsletter.message import envelope_address
 from newsletter.oauth import AccessToken, TokenSource, TokenUnavailable, xoauth2_response
 from newsletter.scrub import SecretScrubber
 from newsletter.settings import Settings, SmtpSettings
@@ -74,6 +84,10 @@ class _Reply(Exception):
         self.stage = stage  # MAIL, RCPT or DATA
         self.code = code
         self.text = text
+
+
+class _Undeliverable(Exception):
+    """This recipient cannot be sent through this server at all (no command was sent)."""
 
 
 class _Unreachable(Exception):
@@ -198,6 +212,13 @@ class SmtpTransport:
             connection = self._connect()
             try:
                 reply = self._transmit(connection, outgoing.recipient, data)
+            except _Undeliverable as refusal:
+                return DeliveryResult(
+                    outgoing.recipient,
+                    outgoing.message_id,
+                    "failed-permanent",
+                    self._scrub(str(refusal)),
+                )
             except _Reply as reply_error:
                 self._check_microsoft_refusal(reply_error)
                 if reply_error.code == SERVICE_CLOSING:
@@ -230,13 +251,16 @@ class SmtpTransport:
 
     def _transmit(self, connection: smtplib.SMTP, recipient: str, data: bytes) -> str:
         """MAIL, RCPT, DATA for one recipient; return the final reply text."""
+        sender, rcpt = envelope_address(self.envelope_from), envelope_address(recipient)
         options = []
         if connection.does_esmtp and connection.has_extn("size"):
             options.append(f"SIZE={len(data)}")
-        code, text = connection.mail(self.envelope_from, options)
+        if not (rcpt.isascii() and sender.isascii() and data.isascii()):
+            options += self._utf8_options(connection, recipient, rcpt, sender)
+        code, text = connection.mail(sender, options)
         if code != 250:
             raise _Reply("MAIL", code, text.decode("utf-8", "replace"))
-        code, text = connection.rcpt(recipient)
+        code, text = connection.rcpt(rcpt)
         if code not in (250, 251):
             raise _Reply("RCPT", code, text.decode("utf-8", "replace"))
         try:
@@ -246,6 +270,28 @@ class SmtpTransport:
         if code != 250:
             raise _Reply("DATA", code, text.decode("utf-8", "replace"))
         return text.decode("utf-8", "replace")
+
+    def _utf8_options(
+        self, connection: smtplib.SMTP, recipient: str, rcpt: str, sender: str
+    ) -> list[str]:
+        """MAIL options for a message with UTF-8 addresses, or why this server cannot take it."""
+        if connection.has_extn("smtputf8"):
+            # smtplib then sends MAIL and RCPT as UTF-8 (it switches back on RSET);
+            # the headers are 8-bit, so say so where the server knows BODY=.
+            body = ["BODY=8BITMIME"] if connection.has_extn("8bitmime") else []
+            return ["SMTPUTF8", *body]
+        if rcpt.isascii() or not sender.isascii():  # our own address: every message would fail
+            raise DeliveryError(
+                f"the sender or reply-to address has non-ASCII characters before the @, and the "
+                f"SMTP server {self.where} does not offer SMTPUTF8, which such addresses need; "
+                "use an ASCII address for `from.address` and `reply_to`, or a relay that offers it"
+            )
+        raise _Undeliverable(
+            f"the address {recipient} has non-ASCII characters before the @, which only a "
+            f"server offering SMTPUTF8 can carry, and the SMTP server {self.where} does not "
+            "offer it; ask the relay's administrators to enable SMTPUTF8, or ask this "
+            "person for an address without accents"
+        )
 
     def _result(
         self, outgoing: OutgoingMessage, status: DeliveryStatus, reply: _Reply
@@ -397,7 +443,7 @@ class SmtpTransport:
         if self._tokens is not None:
             self._login_xoauth2(connection)
         elif settings.username and settings.password:
-            connection.login(settings.username, settings.password.reveal())
+            _login(connection, settings.username, settings.password.reveal())
         elif settings.username or settings.password:
             raise DeliveryError(
                 "SMTP login needs both NEWSLETTER_SMTP_USERNAME and NEWSLETTER_SMTP_PASSWORD"
@@ -458,6 +504,42 @@ class SmtpTransport:
         self._connection_token = None
         if connection is not None:
             connection.close()
+
+
+def _login(connection: smtplib.SMTP, username: str, password: str) -> None:
+    """AUTH with smtplib's `login`, or, for non-ASCII credentials, PLAIN or LOGIN in UTF-8.
+
+    smtplib base64-encodes AUTH answers from ASCII, so a password with an
+    accent raised UnicodeEncodeError, whose message names the character.
+    RFC 4616 defines PLAIN's credentials as UTF-8, and servers read LOGIN's
+    the same way; CRAM-MD5 has no agreed encoding, so it is not used for them.
+    """
+    if username.isascii() and password.isascii():
+        connection.login(username, password)
+        return
+    connection.ehlo_or_helo_if_needed()
+    offered = connection.esmtp_features.get("auth", "").upper().split()
+    if "PLAIN" in offered:
+        code, reply = connection.docmd("AUTH", "PLAIN " + _base64(f"\0{username}\0{password}"))
+    elif "LOGIN" in offered:
+        code, reply = connection.docmd("AUTH", "LOGIN")
+        if code == 334:
+            code, reply = connection.docmd(_base64(username))
+        if code == 334:
+            code, reply = connection.docmd(_base64(password))
+    elif connection.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError(
+            "it offers no login method that can carry a username or password with non-ASCII "
+            f"characters (it offers {' '.join(offered) or 'none'}; PLAIN or LOGIN is needed)"
+        )
+    else:
+        raise smtplib.SMTPNotSupportedError("it does not offer SMTP AUTH, so it cannot log in")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
 
 
 def _text(value: bytes | str) -> str:
