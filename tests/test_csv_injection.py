@@ -121,9 +121,10 @@ def test_report_csv_and_the_hard_bounce_keep_a_formula_address_as_text(
     assert report.exit_code == 0, report.output
     rows = cells(report.stdout)
     assert_no_formula_cells(rows)
-    [failure] = [row for row in rows if row[0] == "failure"]
-    assert failure[:3] == ["failure", "'-jo@example.org", "failed-permanent"]
-    assert failure[3].startswith("550 ")
+    assert rows[0] == ["email", "status", "reason", "at"]
+    [failure] = [row for row in rows if row[0] == "'-jo@example.org"]
+    assert failure[1] == "failed"
+    assert failure[2].startswith("550 ")
 
     # The hard bounce went into suppressed.csv as text, and is read back as the address.
     path = project_dir / "recipients" / "suppressed.csv"
