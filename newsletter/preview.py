@@ -62,6 +62,9 @@ class PreviewVariant:
     headers: tuple[tuple[str, str], ...]
 
 
+EMAIL_UNAVAILABLE = "The content has errors right now; the page shows them and reloads when fixed.\n"
+
+
 @dataclass(frozen=True)
 class PreviewState:
     """What the page shows for one version of the files: the variants, or the problems."""
@@ -320,8 +323,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif route.startswith("/email/") and route.endswith((".html", ".txt")):
             name = route.removeprefix("/email/")
             key, _, kind = name.rpartition(".")
-            found = self.server.state().find(key) if "/" not in key else None
-            if found is None:
+            state = self.server.state()
+            found = state.find(key) if "/" not in key else None
+            if found is None and state.problems:
+                # The files changed under a page already showing this variant (an editor
+                # saving mid-way): the page reloads with the problems in a moment.
+                self._send(HTTPStatus.OK, "text/plain; charset=utf-8", EMAIL_UNAVAILABLE, head)
+            elif found is None:
                 self._send(HTTPStatus.NOT_FOUND, "text/plain", "No such variant.\n", head)
             elif kind == "html":
                 self._send(HTTPStatus.OK, "text/html; charset=utf-8", found.email.html, head)

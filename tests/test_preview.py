@@ -80,6 +80,17 @@ def test_each_variant_serves_its_html_and_text(server):
     assert get(server, "/email/no-such-variant.html")[0] == 404
 
 
+def test_an_email_asked_for_while_the_content_is_broken_says_so_instead_of_404(server, project):
+    # A page loaded a moment before an editor's save still asks for its variant's email;
+    # a 404 there shows as a browser console error on a page that is about to reload.
+    issue_path = project.paths.issues_dir / f"{ISSUE_ID}.yaml"
+    original = issue_path.read_text(encoding="utf-8")
+    issue_path.write_text(original.replace("date: 2023-05-15", "date: 2023-13-45"), "utf-8")
+    status, content_type, body = get(server, "/email/all-sections.html")
+    assert (status, content_type.split(";")[0]) == (200, "text/plain")
+    assert "content has errors" in body
+
+
 @pytest.mark.parametrize(
     "path",
     [
