@@ -197,9 +197,10 @@ def ledger_error(path: Path, error: sqlite3.Error | OSError, doing: str) -> Ledg
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")) or (
         isinstance(error, PermissionError)
     ):
+        # Even reading a WAL ledger needs to write its -shm file beside it.
         return LedgerError(
             f"cannot {doing} the delivery ledger {path} ({reason}); check that this user may "
-            f"write to it and to its folder {path.parent}"
+            f"write to it and to its folder {path.parent} (reading it needs that too)"
         )
     if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or isinstance(error, OSError):
         return LedgerError(
