@@ -198,6 +198,7 @@ class SendResult:
         return {
             "issue": self.issue_id,
             **self.counts(),
+            "unknown_in_ledger": self.unknown_in_ledger,
             "hard_bounced": list(self.hard_bounced),
             "failures": [f.__dict__ for f in self.failures],
         }
