@@ -35,10 +35,10 @@ from newsletter.send import SendOptions, SendProgress, SendResult, send_issue
 from newsletter.stopping import (
     RUN_AGAIN,
     Interrupted,
+    StopSignals,
     Terminated,
     signal_name,
     signal_of,
-    stop_on_sigterm,
 )
 
 Action = Literal["sent", "incomplete", "planned", "skipped", "invalid", "failed", "interrupted"]
@@ -184,7 +184,7 @@ def run_dispatch(
     schedule: list[ScheduleEntry] = []
     stopped_by: int | None = None
     try:
-        with stop_on_sigterm(), lock:
+        with StopSignals().installed(), lock:
             schedule = issue_schedule(project, moment)
             for entry in schedule:
                 if entry.needs_sending:

@@ -73,11 +73,10 @@ from newsletter.settings import Settings
 from newsletter.stopping import (
     RUN_AGAIN,
     Interrupted,
+    StopSignals,
     Terminated,
     signal_name,
     signal_of,
-    signals_held,
-    stop_on_sigterm,
 )
 from newsletter.suppression import add_suppression
 from newsletter.transports import open_transport, transport_type
@@ -420,6 +419,7 @@ class _SendRun:
         self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=self.workers + 1)
         self.done: queue.Queue[_Done] = queue.Queue()
         self.stop = threading.Event()
+        self.signals = StopSignals()
         self.claimed = 0
         self.in_flight = 0
         self.error: BaseException | None = None
@@ -428,7 +428,7 @@ class _SendRun:
     def execute(self, *, refresh_audience: bool, states: Sequence[State]) -> SendResult:
         """Send to the rows in `states` (after adding the audience, if `refresh_audience`)."""
         try:
-            with stop_on_sigterm():
+            with self.signals.installed():
                 try:
                     return self._execute(refresh_audience, states)
                 except (KeyboardInterrupt, Terminated) as stop:
@@ -514,19 +514,18 @@ class _SendRun:
         for thread in threads:
             thread.start()
         stopped: BaseException | None = None
-        noted: list[int] = []
         try:
             self._drive(claim_size, states, total)
         except (KeyboardInterrupt, Terminated) as stop:
             stopped = stop
         finally:
             self.stop.set()  # workers finish (and record) the chunk they are sending, then stop
-            with signals_held() as noted:  # a second Ctrl-C must not cut this short
+            with self.signals.held():  # a second Ctrl-C must not cut this short
                 self._shutdown(threads)
         if self.error is not None:
             raise self.error
-        if stopped is None and noted:
-            stopped = Terminated(noted[0])
+        if stopped is None and self.signals.pending is not None:
+            stopped = Terminated(self.signals.pending)
         if stopped is not None:
             raise stopped
 
@@ -551,28 +550,35 @@ class _SendRun:
         while True:
             # Keep every worker busy (and one batch queued behind each) before waiting.
             while not self.stop.is_set() and not exhausted and self.in_flight < capacity:
-                rows = self._claim(claim_size, states)
-                if not rows:
-                    exhausted = True
-                    break
-                try:
-                    messages = self._build(rows)
-                except BaseException:
-                    self.ledger.release(self.issue.id, [r.address_key for r in rows])
-                    raise
-                self.jobs.put((rows, messages))
-                self.in_flight += 1
+                with self.signals.critical():  # claimed rows are always queued or given back
+                    rows = self._claim(claim_size, states)
+                    if not rows:
+                        exhausted = True
+                        break
+                    try:
+                        messages = self._build(rows)
+                    except BaseException:
+                        self.ledger.release(self.issue.id, [r.address_key for r in rows])
+                        raise
+                    self.jobs.put((rows, messages))
+                    self.in_flight += 1
             if self.in_flight == 0:
                 if self.stop.is_set() or not self._wait_for_retries():
                     return
                 exhausted = False
                 continue
-            unsent, error = self.done.get()
-            self.in_flight -= 1
-            if error is not None and self.error is None:
-                self.error = error
-            if unsent:
-                self.ledger.release(self.issue.id, [r.address_key for r in unsent])
+            # Wait for a worker in short polls: a signal acts between them, never
+            # between taking a worker's answer and giving back the rows it did not send.
+            with self.signals.critical():
+                try:
+                    unsent, error = self.done.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                self.in_flight -= 1
+                if error is not None and self.error is None:
+                    self.error = error
+                if unsent:
+                    self.ledger.release(self.issue.id, [r.address_key for r in unsent])
             exhausted = False
             if self.progress is not None:
                 self.progress(self.tally.progress(total))
