@@ -153,6 +153,7 @@ class SendProgress:
     total: int
     sent: int
     failed: int
+    unknown: int = 0  # handed over, never confirmed: neither sent nor failed
 
 
 Progress = Callable[[SendProgress], None]
@@ -318,8 +319,9 @@ class _Tally:
 
     def progress(self, total: int) -> SendProgress:
         with self.lock:
-            failed = self.permanent + self.unknown + self.gave_up + self.out_of_tries
-            return SendProgress(done=self.sent + failed, total=total, sent=self.sent, failed=failed)
+            failed = self.permanent + self.gave_up + self.out_of_tries
+            done = self.sent + failed + self.unknown
+            return SendProgress(done, total, self.sent, failed, self.unknown)
 
 
 class _Streak:

@@ -98,7 +98,9 @@ def _progress_reporter() -> Iterator[Callable[[SendProgress], None]]:
         elif progress.done - last_logged >= LOG_EVERY or progress.done == progress.total:
             last_logged = progress.done
             click.echo(
-                f"sent {progress.sent}, failed {progress.failed} ({progress.done}/{progress.total})",
+                f"sent {progress.sent}, failed {progress.failed}"
+                + (f", unknown {progress.unknown}" if progress.unknown else "")
+                + f" ({progress.done}/{progress.total})",
                 err=True,
             )
 
