@@ -270,11 +270,10 @@ def test_a_full_disk_stops_the_run_with_one_line_and_the_rerun_repeats_nobody(
     assert full.returncode == 1, (full.stdout, full.stderr)
     no_traceback(full.stdout, full.stderr)
     (line,) = full.stderr.strip().splitlines()
-    print(line)
     assert "cannot write the delivery ledger" in line and "(is it full?)" in line
     assert "run the same command again to continue" in line
     sent_before = len(relay.messages)
-    assert 5 < sent_before < EVERYONE  # it really stopped part-way
+    assert 5 <= sent_before < EVERYONE  # it really stopped part-way
     shutil.rmtree(var)
     shutil.copytree(saved, var)
 
