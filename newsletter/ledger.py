@@ -76,6 +76,7 @@ their variant) so a resumed run or `retry` never re-reads the lists.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -194,8 +195,13 @@ def ledger_error(path: Path, error: sqlite3.Error | OSError, doing: str) -> Ledg
             f"{path} is damaged or is not a delivery ledger ({reason}); restore it from a "
             "backup. Do not delete it: it is the record of who has already been sent to"
         )
+    not_allowed = isinstance(error, OSError) and error.errno in (
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+    )
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")) or (
-        isinstance(error, PermissionError)
+        not_allowed
     ):
         # Even reading a WAL ledger needs to write its -shm file beside it.
         return LedgerError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sqlite3
@@ -24,6 +25,7 @@ from newsletter.ledger import (
     LedgerError,
     NewRecipient,
     Outcome,
+    ledger_error,
     open_ledger_if_exists,
 )
 
@@ -410,3 +412,15 @@ def test_writes_stop_when_the_file_is_replaced_or_deleted(tmp_path: Path) -> Non
         path.unlink()
         with pytest.raises(LedgerError, match="was deleted while this run was using it"):
             ledger.record(ISSUE, [])
+
+
+def test_a_folder_that_cannot_be_written_is_named_as_such_not_as_a_full_disk(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "var" / "ledger.sqlite3"
+    for number in (errno.EROFS, errno.EACCES):
+        message = str(ledger_error(path, OSError(number, os.strerror(number)), "create"))
+        assert "check that this user may write to it and to its folder" in message
+        assert "full" not in message
+    full = str(ledger_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "write"))
+    assert "(is it full?)" in full
