@@ -225,7 +225,7 @@ class ApiClient:
             try:
                 response = self.session.request(method, url, timeout=self.timeout, **arguments)
             except requests.RequestException as error:
-                if method == "POST" and _after_sending(error):
+                if method == "POST" and may_have_arrived(error):
                     return Lost(
                         self.scrub(
                             f"{self.provider_name} was sent the request, then "
@@ -332,8 +332,11 @@ def chunks(messages: Sequence[OutgoingMessage], size: int) -> list[Sequence[Outg
     return [messages[i : i + size] for i in range(0, len(messages), size)]
 
 
-def _after_sending(error: requests.RequestException) -> bool:
+def may_have_arrived(error: requests.RequestException) -> bool:
     """True when the request had gone out before it failed (no answer), so it may have arrived.
+
+    For any transport posting a message over `requests`: such a failure must
+    be `unknown`, never retried.
 
     A read timeout, or a connection closed or reset while waiting for the
     answer (urllib3's ProtocolError, e.g. RemoteDisconnected), comes after
