@@ -6,6 +6,11 @@ at once), asks the schedule (`schedule.py`) which issues need sending, and
 sends each through `send.py`; the ledger makes a crashed run resumable and a
 finished one a no-op. Each issue acted on gets one JSON line in the dispatch
 log (`dispatch_log.py`).
+
+SIGTERM (`systemctl stop`, a reboot) and Ctrl-C stop the run cleanly: the
+issue being sent stops as `send.py` describes, no further issue is started,
+the lock is released, and the exit code says which signal (143 or 130), so
+the next tick carries on where this one stopped.
 """
 
 from __future__ import annotations
@@ -27,9 +32,17 @@ from newsletter.plan import plan_send
 from newsletter.private_files import private_dir, private_opener
 from newsletter.project import Project
 from newsletter.schedule import ScheduleEntry, issue_schedule
-from newsletter.send import SendOptions, SendProgress, send_issue
+from newsletter.send import SendOptions, SendProgress, SendResult, send_issue
+from newsletter.stopping import (
+    RUN_AGAIN,
+    Interrupted,
+    StopSignals,
+    Terminated,
+    signal_name,
+    signal_of,
+)
 
-Action = Literal["sent", "incomplete", "planned", "skipped", "invalid", "failed"]
+Action = Literal["sent", "incomplete", "planned", "skipped", "invalid", "failed", "interrupted"]
 Progress = Callable[[str, int, int], None]
 
 
@@ -59,8 +72,14 @@ def dispatch_lock(lock_path: Path, *, wait: bool = False) -> Iterator[None]:
     crashed run never leaves a stale lock behind. Without `wait`, a lock held
     by another run raises LockHeldError at once.
     """
-    private_dir(lock_path.parent)
-    handle = open(lock_path, "a+", encoding="utf-8", opener=private_opener)  # noqa: SIM115
+    try:
+        private_dir(lock_path.parent)
+        handle = open(lock_path, "a+", encoding="utf-8", opener=private_opener)  # noqa: SIM115
+    except OSError as error:
+        raise NewsletterError(
+            f"cannot take the dispatch lock {lock_path} ({error.strerror or error}); check "
+            f"that this user may write to {lock_path.parent}. Nothing was sent"
+        ) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -93,10 +112,13 @@ class IssueOutcome:
     message: str
     counts: Mapping[str, int] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
+    signum: int | None = None  # for "interrupted": the signal
 
     @property
     def is_failure(self) -> bool:
-        return self.action in ("invalid", "failed") or self.counts.get("failed_permanent", 0) > 0
+        """Someone should look: the content, a failed run, or people refused or in doubt."""
+        attention = ("failed_permanent", "unknown", "gave_up")
+        return self.action in ("invalid", "failed") or any(self.counts.get(n, 0) for n in attention)
 
 
 @dataclass(frozen=True)
@@ -107,17 +129,27 @@ class DispatchRun:
     outcomes: tuple[IssueOutcome, ...]
     schedule: tuple[ScheduleEntry, ...]
     dry_run: bool = False
+    stopped_by: int | None = None  # the signal that stopped the run, if one did
 
     @property
     def exit_code(self) -> int:
-        """0 when all is well, 1 for content errors or failed deliveries."""
+        """0 when all is well, 1 for content errors or failed deliveries, 128 + a stopping signal."""
+        if self.stopped_by is not None:
+            return 128 + self.stopped_by
         return 1 if any(o.is_failure for o in self.outcomes) else 0
 
     def summary_lines(self) -> list[str]:
         """A short account for the person (or cron mail) reading the output."""
         prefix = "dry run: " if self.dry_run else ""
         lines = [f"{prefix}{o.issue_id}: {o.message}" for o in self.outcomes]
-        if not self.outcomes:
+        if self.stopped_by is not None and not any(
+            o.action == "interrupted" for o in self.outcomes
+        ):
+            lines.append(
+                f"stopped by {signal_name(self.stopped_by)} before sending anything; "
+                "the next dispatch carries on"
+            )
+        elif not self.outcomes:
             states: dict[str, int] = {}
             for entry in self.schedule:
                 states[entry.state] = states.get(entry.state, 0) + 1
@@ -149,14 +181,21 @@ def run_dispatch(
         if options.dry_run
         else dispatch_lock(project.settings.lock_path, wait=options.wait)
     )
-    with lock:
-        schedule = issue_schedule(project, moment)
-        outcomes = [
-            _dispatch_one(project, entry, moment, options, progress)
-            for entry in schedule
-            if entry.needs_sending
-        ]
-    return DispatchRun(moment, tuple(outcomes), tuple(schedule), options.dry_run)
+    outcomes: list[IssueOutcome] = []
+    schedule: list[ScheduleEntry] = []
+    stopped_by: int | None = None
+    try:
+        with StopSignals().installed(), lock:
+            schedule = issue_schedule(project, moment)
+            for entry in schedule:
+                if entry.needs_sending:
+                    outcomes.append(_dispatch_one(project, entry, moment, options, progress))
+                    if outcomes[-1].action == "interrupted":
+                        stopped_by = outcomes[-1].signum
+                        break
+    except (KeyboardInterrupt, Terminated) as stop:  # between issues: nothing was half-sent
+        stopped_by = signal_of(stop)
+    return DispatchRun(moment, tuple(outcomes), tuple(schedule), options.dry_run, stopped_by)
 
 
 def _dispatch_one(
@@ -223,6 +262,9 @@ def _decide_and_send(
     try:
         send_options = SendOptions(transport=options.transport, message_date=now)
         result = send_issue(project, issue, send_options, progress=report if progress else None)
+    except Interrupted as stopped:
+        message = str(stopped).replace(RUN_AGAIN, "the next dispatch carries on")
+        return IssueOutcome(issue_id, "interrupted", message, signum=stopped.signum)
     except NewsletterError as error:
         # A refused connection or rejected key: say so, keep going with other issues.
         return IssueOutcome(issue_id, "failed", f"not sent: {error}", errors=(str(error),))
@@ -230,9 +272,15 @@ def _decide_and_send(
     finished = read_summary(project.settings.ledger_path, issue_id)
     done = finished is not None and finished.complete
     message = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items() if n)
-    if done:
-        return IssueOutcome(issue_id, "sent", f"finished: {message or 'nothing to send'}", counts)
     details = tuple(f"{f.email}: {f.detail}" for f in result.failures[:5])
+    if done:
+        return IssueOutcome(
+            issue_id,
+            "sent",
+            f"finished: {message or 'nothing to send'}{_attention_hint(issue_id, result)}",
+            counts,
+            details if result.unknown or result.gave_up else (),
+        )
     if result.sent == 0 and result.failed_temporary:
         # Nothing got through at all (relay down, refused, rate-limited): a failed run, so
         # cron mail or a failed systemd unit tells someone, though the next tick tries again.
@@ -249,3 +297,19 @@ def _decide_and_send(
         f"{message or 'nothing sent'}; the rest will be retried by the next dispatch",
         counts,
     )
+
+
+def _attention_hint(issue_id: str, result: SendResult) -> str:
+    """What to do about people left in doubt, who no automatic run will send to again."""
+    hints = []
+    if result.unknown:
+        hints.append(
+            f"{result.unknown} unknown (the relay never confirmed them; "
+            f"`newsletter retry {issue_id} --unknown` sends them again)"
+        )
+    if result.gave_up:
+        hints.append(
+            f"{result.gave_up} given up on after retry.max_total_attempts "
+            f"(`newsletter retry {issue_id}` tries them again)"
+        )
+    return "; " + "; ".join(hints) if hints else ""

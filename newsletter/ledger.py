@@ -1,19 +1,69 @@
 """The delivery ledger: one SQLite row per (issue, recipient), the single source of truth.
 
-A row moves pending -> sending -> sent (or failed-temporary / failed-permanent);
-people on the suppression list get a `suppressed` row so the report can say
-why they were not mailed. A row is claimed (`sending`, committed) *before* a
-transport is called, and marked after, so a run killed at any moment leaves
-the ledger saying exactly who might have been mailed: `sending` rows are sent
-again, with the same Message-ID, and `sent` rows never are. Rows claimed
-but never handed to a transport (Ctrl-C, a run stopped by a fatal error) are
-released back to `pending`. A `failed-temporary` row keeps the moment before
-which it is not tried again (back-off) and how often this run has tried it.
+This docstring is the delivery protocol. Every rule about who may be mailed,
+when, and how often is written here first.
+
+States. A row moves pending -> sending -> one of
+- `sent`: the relay or provider confirmed it took the message;
+- `failed-temporary`: refused for now (4xx, 429, a connection that failed
+  before the message was handed over); tried again after a back-off;
+- `failed-permanent`: refused for a reason about *this recipient* (no such
+  mailbox, mailbox disabled, an inactive recipient). Only this state feeds
+  hard-bounce suppression;
+- `unknown`: the whole message was handed over (SMTP: the end of DATA was
+  sent; HTTP: the request body was sent) and then no answer came (a timeout,
+  a dropped connection). It may well have been delivered (RFC 5321
+  §4.5.3.2.6, RFC 1047), so it is never sent again silently: `send`,
+  `dispatch` and `retry` leave it alone; only `retry --unknown` claims it, at
+  most once per run;
+- `gave-up`: tried `retry.max_total_attempts` times in all (every run added
+  up: `attempts`), so no automatic run (`send`, `dispatch`) claims it again;
+  `retry` tries it once more per run, when the team asks.
+People on the suppression list get a `suppressed` row so the report can say
+why they were not mailed. `sent`, `failed-permanent`, `unknown`, `gave-up`
+and `suppressed` are final for `dispatch`: an issue with nobody pending,
+sending or failed-temporary is finished.
+
+Refusals that are not about the recipient (a content filter's 5.7.1 at the
+end of DATA, a message too big, a refused sender, a suspended account) are
+never recorded as anyone's failure: the transport stops the run, the rows not
+yet handed over go back to the state they were claimed from, and nobody is
+suppressed. Several identical recipient refusals in a row (`send.py`'s
+circuit breaker) are treated the same way: the run stops and nobody in that
+streak is recorded or suppressed.
+
+Claiming. A row is claimed (`sending`, committed) *before* a transport is
+called, and marked after, so a run killed at any moment leaves the ledger
+saying exactly who might have been mailed: `sending` rows of a dead process
+are recovered (back to `pending`, or to `unknown`/`gave-up` if that is what
+they were claimed from) and sent again with the same Message-ID; `sent` rows
+never are. So after a hard kill at most the messages in flight (one chunk per
+connection) can be repeated. Rows claimed but never handed to a transport
+(Ctrl-C, SIGTERM, a run stopped by a fatal error) are released back to the
+state they were claimed from (`claimed_from`), their attempt uncounted.
+Every claim counts one attempt in `attempts` (all runs) and `run_attempts`
+(this run); a `failed-temporary` row keeps the moment before which it is not
+tried again (back-off).
+
+Stopping. On SIGTERM or Ctrl-C a run stops claiming, lets each connection
+finish and record the chunk it is sending, releases the rest, and says how
+many were sent. A result that cannot be written (disk full, I/O error) stops
+the run before another message is handed over; its rows stay `sending` and
+are recovered as in flight by the next run, unless emptying the write-ahead
+log (`make_room`) leaves room to record them as the run stops.
+
+The file itself. Writes go only to the file the run opened: before each
+write transaction the path is checked to still be that file (device and
+inode), so a ledger deleted or replaced mid-run stops the run instead of
+recording into a file nobody will read again. The schema version is kept in
+`PRAGMA user_version`; an older ledger is migrated in place in one
+transaction, a newer one is refused. SQLite errors (locked, damaged, read
+only, disk full) become a `LedgerError` with one clear sentence.
 
 The states are spelled once, in `State`: a transport answers `sent`,
-`failed-temporary` or `failed-permanent` and the send run records that
-answer as it is; `DeliverySummary` is the one count of them that the report,
-the schedule, dispatch and the archive read.
+`failed-temporary`, `failed-permanent` or `unknown` and the send run records
+that answer as it is; `DeliverySummary` is the one count of them that the
+report, the schedule, dispatch and the archive read.
 
 Claims and results are written in batches, one transaction each, so the
 ledger costs a few commits per hundred messages. Two processes may share a
@@ -26,13 +76,14 @@ their variant) so a resumed run or `retry` never re-reads the lists.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,21 +93,41 @@ from newsletter.audience import Recipient, Variant
 from newsletter.errors import NewsletterError
 from newsletter.private_files import create_private_database
 
-State = Literal["pending", "sending", "sent", "failed-temporary", "failed-permanent", "suppressed"]
+State = Literal[
+    "pending",
+    "sending",
+    "sent",
+    "failed-temporary",
+    "failed-permanent",
+    "unknown",
+    "gave-up",
+    "suppressed",
+]
 STATES: tuple[State, ...] = (
     "pending",
     "sending",
     "sent",
     "failed-temporary",
     "failed-permanent",
+    "unknown",
+    "gave-up",
     "suppressed",
 )
-# States a run may (re)claim; `sending` rows are only taken back by `recover_interrupted`.
+# States `send` and `dispatch` claim; `sending` rows are only taken back by `recover_interrupted`.
 CLAIMABLE: tuple[State, ...] = ("pending", "failed-temporary")
+# What `retry` claims, and `retry --unknown`: only when the team asks.
+RETRYABLE: tuple[State, ...] = ("failed-temporary", "gave-up")
+UNCONFIRMED: tuple[State, ...] = ("unknown",)
 # States of people still to be sent to, now or after a back-off.
 UNFINISHED: tuple[State, ...] = ("pending", "sending", "failed-temporary")
+# States the team is asked to look at: never sent to again without being asked.
+NEEDS_ATTENTION: tuple[State, ...] = ("unknown", "gave-up")
 
-SCHEMA_VERSION = 1
+# The schema version, kept in `PRAGMA user_version`. Version 1 is the ledger
+# before versions were stamped (user_version 0 with a `deliveries` table).
+SCHEMA_VERSION = 2
+# How long a write waits for another process's transaction before giving up.
+BUSY_TIMEOUT_MS = 30_000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -86,6 +157,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     sent_at TEXT,
+    claimed_from TEXT,
     UNIQUE (issue_id, address_key)
 );
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (issue_id, state, seq);
@@ -97,6 +169,52 @@ CREATE TABLE IF NOT EXISTS issue_runs (
     updated_at TEXT NOT NULL
 );
 """
+# From version N to N + 1, run in the same transaction as the version stamp.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 -> 2: remember the state a row was claimed from, so a row given back (or
+    # recovered from a dead run) returns to it: an `unknown` row claimed by
+    # `retry --unknown` must never come back as `pending`, which would be resent.
+    1: ("ALTER TABLE deliveries ADD COLUMN claimed_from TEXT",),
+}
+
+
+class LedgerError(NewsletterError):
+    """The ledger file cannot be used: locked, damaged, read-only, full, replaced or too new."""
+
+
+def ledger_error(path: Path, error: sqlite3.Error | OSError, doing: str) -> LedgerError:
+    """One sentence for the person reading it: what went wrong with the ledger, and what to do."""
+    name = getattr(error, "sqlite_errorname", "") or ""
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return LedgerError(
+            f"{path} is locked by another process ({reason}); another send, retry or "
+            "dispatch may be running: try again when it has finished"
+        )
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return LedgerError(
+            f"{path} is damaged or is not a delivery ledger ({reason}); restore it from a "
+            "backup. Do not delete it: it is the record of who has already been sent to"
+        )
+    not_allowed = isinstance(error, OSError) and error.errno in (
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+    )
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")) or (
+        not_allowed
+    ):
+        # Even reading a WAL ledger needs to write its -shm file beside it.
+        return LedgerError(
+            f"cannot {doing} the delivery ledger {path} ({reason}); check that this user may "
+            f"write to it and to its folder {path.parent} (reading it needs that too)"
+        )
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) or isinstance(error, OSError):
+        return LedgerError(
+            f"cannot {doing} the delivery ledger {path} ({reason}); check the disk holding "
+            f"{path.parent} (is it full?)"
+        )
+    return LedgerError(f"cannot {doing} the delivery ledger {path} ({reason})")
 
 
 def _now_text() -> str:
@@ -235,6 +353,13 @@ class DeliverySummary:
         unfinished = sum(self.counts.get(s, 0) for s in UNFINISHED)
         return self.finished_at is not None and self.started and unfinished == 0
 
+    @property
+    def needs_attention(self) -> dict[str, int]:
+        """People never sent to again unless the team asks: `unknown` and `gave-up`, with how many."""
+        return {
+            state: self.counts.get(state, 0) for state in NEEDS_ATTENTION if self.counts.get(state)
+        }
+
     def counts_present(self) -> dict[str, int]:
         """The states someone is in, with how many (states nobody is in left out)."""
         return {state: n for state, n in self.counts.items() if n}
@@ -244,28 +369,36 @@ class Ledger:
     """The delivery ledger at `path` (created with its parent directories on first use).
 
     One `Ledger` may be used from several threads: each thread gets its own
-    SQLite connection.
+    SQLite connection. Opening it migrates an older schema in place (or, read
+    only, refuses a newer one); every SQLite error becomes a `LedgerError`.
     """
 
-    def __init__(self, path: Path, *, create: bool = True, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self, path: Path, *, create: bool = True, busy_timeout_ms: int | None = None
+    ) -> None:
         self.path = Path(path)
-        self._busy_timeout_ms = busy_timeout_ms
+        self._busy_timeout_ms = BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._identity: tuple[int, int] | None = None
+        self._empty = False
         self.host = socket.gethostname()
         self.pid = os.getpid()
         if not create and not self.path.exists():
             raise NewsletterError(f"{self.path}: there is no delivery ledger yet (nothing sent)")
         if create:
-            create_private_database(self.path)  # the ledger names people: 0600, -wal/-shm too
+            try:
+                create_private_database(self.path)  # the ledger names people: 0600, -wal/-shm too
+            except OSError as error:
+                raise ledger_error(self.path, error, "create") from error
         self._create = create
-        conn = self._conn()
-        if create:
-            with self._transaction(conn):
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+        try:
+            self._prepare_schema(self._conn())
+            self._identity = self._file_identity()
+        except BaseException:
+            self.close()
+            raise
 
     # -- connections --------------------------------------------------------
 
@@ -293,26 +426,105 @@ class Ledger:
                     # WAL + NORMAL survives a process crash (only a power cut can lose
                     # the last commits), and keeps commits cheap.
                     conn.execute("PRAGMA synchronous = NORMAL")
-            except sqlite3.DatabaseError as error:
-                raise NewsletterError(
-                    f"{self.path}: cannot open the delivery ledger ({error})"
-                ) from error
+            except sqlite3.Error as error:
+                if conn is not None:
+                    conn.close()
+                raise ledger_error(self.path, error, "open") from error
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
         return conn
 
     @contextmanager
-    def _transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken at once (BEGIN IMMEDIATE), so claims never race."""
-        conn = conn or self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+    def _sqlite_errors(self, doing: str) -> Iterator[None]:
+        """Turn any SQLite error in the block into a `LedgerError` saying what to do."""
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            yield
+        except sqlite3.Error as error:
+            raise ledger_error(self.path, error, doing) from error
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken at once (BEGIN IMMEDIATE), so claims never race.
+
+        Taken only while `path` is still the file this ledger opened.
+        """
+        self._check_still_ours()
+        with self._sqlite_errors("write"):
+            conn = conn or self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                with suppress(sqlite3.Error):  # SQLite may have rolled back already
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _file_identity(self) -> tuple[int, int]:
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            raise LedgerError(
+                f"{self.path} was deleted while this run was using it, so the record of who "
+                "has been sent to is gone; the run stopped before sending more. Restore the "
+                "ledger from a backup before sending again, or everyone will be mailed again"
+            ) from None
+        except OSError as error:
+            raise ledger_error(self.path, error, "read") from error
+        return status.st_dev, status.st_ino
+
+    def _check_still_ours(self) -> None:
+        """Stop if `path` is no longer the file this ledger opened (deleted or replaced)."""
+        if self._identity is None:
+            return
+        if self._file_identity() != self._identity:
+            raise LedgerError(
+                f"{self.path} was replaced by another file while this run was using it; the "
+                "run stopped before sending more, so nobody is mailed twice. Put the original "
+                "ledger back (or restore it from a backup), then run the same command again"
+            )
+
+    def _prepare_schema(self, conn: sqlite3.Connection) -> None:
+        """Create the tables, or migrate an older ledger in one transaction; refuse a newer one."""
+        with self._sqlite_errors("read"):
+            version = _schema_version(conn)
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"{self.path} was written by a newer version of newsletter (ledger schema "
+                f"version {version}; this version knows up to {SCHEMA_VERSION}): upgrade "
+                "newsletter before using this ledger"
+            )
+        # A file with no deliveries yet (e.g. made by `newsletter inbox`) reads as empty.
+        self._empty = version == 0 and not self._create
+        if not self._create or version == SCHEMA_VERSION:
+            return  # reading an older ledger is fine: only its writers migrate it
+        with self._transaction(conn):
+            version = _schema_version(conn)  # another process may have migrated it meanwhile
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            else:
+                for step in range(version, SCHEMA_VERSION):
+                    for statement in _MIGRATIONS[step]:
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def make_room(self) -> None:
+        """Fold the write-ahead log into the ledger file and empty it, freeing the disk it held.
+
+        On a full disk the log is what grew; emptying it can leave room to
+        record the results of messages already handed over, so that they are
+        not sent again. Best effort: a log other processes are reading stays.
+        """
+        with suppress(sqlite3.Error):
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @property
+    def schema_version(self) -> int:
+        with self._sqlite_errors("read"):
+            return _schema_version(self._conn())
 
     def close(self) -> None:
         """Close every thread's connection."""
@@ -368,7 +580,8 @@ class Ledger:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (issue_id, address_key) DO UPDATE SET "
                     "state = 'suppressed', last_error = excluded.last_error, updated_at = ? "
-                    "WHERE excluded.state = 'suppressed' AND state IN ('pending', 'failed-temporary')",
+                    "WHERE excluded.state = 'suppressed' "
+                    "AND state IN ('pending', 'failed-temporary', 'unknown', 'gave-up')",
                     (
                         issue_id,
                         r.key,
@@ -397,37 +610,48 @@ class Ledger:
         return added
 
     def recover_interrupted(self, issue_id: str, *, stale_after_seconds: float = 3600) -> int:
-        """Put rows left `sending` by a process that is gone back to `pending`; return how many.
+        """Take back rows left `sending` by a process that is gone; return how many.
 
         A row is taken back when the process that claimed it (on this host) is no
         longer running, or when its claim is older than `stale_after_seconds`
-        (the claimer is on another host, or its pid was reused). Its stored
-        Message-ID is kept, so the copy sent again carries the same id.
+        (the claimer is on another host, or its pid was reused). It goes back to
+        `pending`, to be sent again with its stored Message-ID, unless it was
+        claimed from `unknown` or `gave-up`: then it goes back there, never to be
+        resent without being asked.
         """
-        conn = self._conn()
-        claimers = conn.execute(
-            "SELECT DISTINCT claimed_host, claimed_pid FROM deliveries "
-            "WHERE issue_id = ? AND state = 'sending'",
-            (issue_id,),
-        ).fetchall()
+        with self._sqlite_errors("read"):
+            claimers = (
+                self._conn()
+                .execute(
+                    "SELECT DISTINCT claimed_host, claimed_pid FROM deliveries "
+                    "WHERE issue_id = ? AND state = 'sending'",
+                    (issue_id,),
+                )
+                .fetchall()
+            )
         cutoff = datetime.fromtimestamp(
             datetime.now(UTC).timestamp() - stale_after_seconds, UTC
         ).isoformat(timespec="seconds")
         recovered = 0
         note = "interrupted while sending; sent again with the same Message-ID"
+        back = (
+            "state = CASE WHEN claimed_from IN ('unknown', 'gave-up') THEN claimed_from "
+            "ELSE 'pending' END, last_error = CASE WHEN claimed_from IN ('unknown', 'gave-up') "
+            "THEN 'interrupted while sending again; it may have arrived' ELSE ? END"
+        )
         with self._transaction() as conn:
             for host, pid in claimers:
                 gone = host == self.host and pid != self.pid and not _pid_alive(int(pid))
                 if gone:
                     cursor = conn.execute(
-                        "UPDATE deliveries SET state = 'pending', last_error = ?, updated_at = ? "
+                        f"UPDATE deliveries SET {back}, updated_at = ? "
                         "WHERE issue_id = ? AND state = 'sending' AND claimed_host IS ? "
                         "AND claimed_pid IS ?",
                         (note, _now_text(), issue_id, host, pid),
                     )
                     recovered += cursor.rowcount
             cursor = conn.execute(
-                "UPDATE deliveries SET state = 'pending', last_error = ?, updated_at = ? "
+                f"UPDATE deliveries SET {back}, updated_at = ? "
                 "WHERE issue_id = ? AND state = 'sending' AND updated_at < ? "
                 "AND NOT (claimed_host IS ? AND claimed_pid IS ?)",
                 (note, _now_text(), issue_id, cutoff, self.host, self.pid),
@@ -444,24 +668,39 @@ class Ledger:
         now: float,
         max_run_attempts: int,
         states: Sequence[State] = CLAIMABLE,
+        max_total_attempts: int | None = None,
     ) -> list[DeliveryRow]:
         """Mark up to `limit` rows `sending` for this run, committed before anything is sent.
 
-        Pending rows come first, in the order they were added; failed-temporary
-        rows are taken when their back-off has passed and this run has tried
-        them fewer than `max_run_attempts` times (a new run starts afresh).
+        Rows come in the order they were added. `pending` rows are always
+        taken; `failed-temporary` rows when their back-off has passed and this
+        run has tried them fewer than `max_run_attempts` times (a new run starts
+        afresh); `unknown` and `gave-up` rows (asked for by `retry`) once per
+        run. With `max_total_attempts`, `pending` and `failed-temporary` rows
+        tried that often in all become `gave-up` first, and are not taken.
         """
-        placeholders = ", ".join("?" for _ in states)
         stamp = _now_text()
         with self._transaction() as conn:
+            capped = [s for s in states if s in ("pending", "failed-temporary")]
+            if max_total_attempts is not None and capped:
+                conn.execute(
+                    "UPDATE deliveries SET state = 'gave-up', updated_at = ?, last_error = "
+                    "'gave up after ' || attempts || ' attempts (retry.max_total_attempts)' "
+                    "|| CASE WHEN last_error = '' THEN '' ELSE ': ' || last_error END "
+                    f"WHERE issue_id = ? AND state IN ({_marks(capped)}) AND attempts >= ?",
+                    (stamp, issue_id, *capped, max_total_attempts),
+                )
             rows = conn.execute(
-                f"UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
+                "UPDATE deliveries SET claimed_from = state, state = 'sending', "
+                "attempts = attempts + 1, "
                 "run_attempts = CASE WHEN run_id IS ? THEN run_attempts + 1 ELSE 1 END, "
                 "run_id = ?, claimed_host = ?, claimed_pid = ?, updated_at = ? "
                 "WHERE seq IN (SELECT seq FROM deliveries WHERE issue_id = ? "
-                f"AND state IN ({placeholders}) AND (state = 'pending' OR run_id IS NOT ? "
-                "OR (run_attempts < ? AND next_attempt_at <= ?)) ORDER BY seq LIMIT ?) "
-                f"RETURNING {_ROW_COLUMNS}",
+                f"AND state IN ({_marks(states)}) AND (state = 'pending' "
+                "OR (state = 'failed-temporary' AND (run_id IS NOT ? "
+                "OR (run_attempts < ? AND next_attempt_at <= ?))) "
+                "OR (state IN ('unknown', 'gave-up') AND run_id IS NOT ?)) "
+                f"ORDER BY seq LIMIT ?) RETURNING {_ROW_COLUMNS}",
                 (
                     run_id,
                     run_id,
@@ -473,17 +712,21 @@ class Ledger:
                     run_id,
                     max_run_attempts,
                     now,
+                    run_id,
                     limit,
                 ),
             ).fetchall()
         return [_row(values) for values in rows]
 
     def release(self, issue_id: str, address_keys: Iterable[str]) -> None:
-        """Give back claimed rows that were never handed to a transport (e.g. on Ctrl-C)."""
+        """Give back claimed rows never handed to a transport (Ctrl-C, a stopped run).
+
+        Each goes back to the state it was claimed from, its attempt uncounted.
+        """
         with self._transaction() as conn:
             conn.executemany(
-                "UPDATE deliveries SET state = 'pending', attempts = attempts - 1, "
-                "run_attempts = run_attempts - 1 "
+                "UPDATE deliveries SET state = COALESCE(claimed_from, 'pending'), "
+                "attempts = MAX(0, attempts - 1), run_attempts = MAX(0, run_attempts - 1) "
                 "WHERE issue_id = ? AND address_key = ? AND state = 'sending'",
                 [(issue_id, key) for key in address_keys],
             )
@@ -521,117 +764,128 @@ class Ledger:
 
     # -- reading ------------------------------------------------------------
 
+    def _read(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Every row a query returns; a SQLite error becomes a `LedgerError`."""
+        if self._empty:
+            return []
+        with self._sqlite_errors("read"):
+            return self._conn().execute(sql, tuple(parameters)).fetchall()
+
     def lookup(self, issue_id: str, address: str) -> DeliveryRow | None:
         """Did this person get this issue? Their row, or None if they were never in its audience."""
-        values = (
-            self._conn()
-            .execute(
-                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE issue_id = ? AND address_key = ?",
-                (issue_id, address.strip().lower()),
-            )
-            .fetchone()
+        found = self._read(
+            f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE issue_id = ? AND address_key = ?",
+            (issue_id, address.strip().lower()),
         )
-        return None if values is None else _row(values)
+        return _row(found[0]) if found else None
 
     def rows(self, issue_id: str, states: Sequence[State] | None = None) -> Iterator[DeliveryRow]:
         """Every row of an issue (optionally only some states), in the order they were added."""
-        conn = self._conn()
-        if states is None:
-            cursor = conn.execute(
-                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE issue_id = ? ORDER BY seq",
-                (issue_id,),
-            )
-        else:
-            marks = ", ".join("?" for _ in states)
-            cursor = conn.execute(
-                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE issue_id = ? "
-                f"AND state IN ({marks}) ORDER BY seq",
-                (issue_id, *states),
-            )
-        for values in cursor:
-            yield _row(values)
+        if self._empty:
+            return
+        with self._sqlite_errors("read"):
+            conn = self._conn()
+            if states is None:
+                cursor = conn.execute(
+                    f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE issue_id = ? ORDER BY seq",
+                    (issue_id,),
+                )
+            else:
+                cursor = conn.execute(
+                    f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE issue_id = ? "
+                    f"AND state IN ({_marks(states)}) ORDER BY seq",
+                    (issue_id, *states),
+                )
+            for values in cursor:
+                yield _row(values)
 
     def count_states(self, issue_id: str) -> dict[str, int]:
         """How many rows of the issue are in each state (every state listed)."""
         counts: dict[str, int] = dict.fromkeys(STATES, 0)
-        for state, count in self._conn().execute(
+        for state, count in self._read(
             "SELECT state, COUNT(*) FROM deliveries WHERE issue_id = ? GROUP BY state",
             (issue_id,),
         ):
-            counts[str(state)] = int(count)
+            counts[str(state)] = int(str(count))
         return counts
 
     def count_segments(self, issue_id: str) -> dict[str, dict[str, int]]:
         """Per segment, how many of its people are in each state."""
         per: dict[str, dict[str, int]] = {}
-        for segment, state, count in self._conn().execute(
+        for segment, state, count in self._read(
             "SELECT j.value, d.state, COUNT(*) FROM deliveries AS d, json_each(d.segments) AS j "
             "WHERE d.issue_id = ? GROUP BY j.value, d.state",
             (issue_id,),
         ):
             per.setdefault(str(segment), dict[str, int].fromkeys(STATES, 0))[str(state)] = int(
-                count
+                str(count)
             )
         return dict(sorted(per.items()))
 
     def waiting_retry_at(self, issue_id: str, run_id: str, max_run_attempts: int) -> float | None:
         """When the next failed-temporary row of this run may be tried again (None: none left)."""
-        value = (
-            self._conn()
-            .execute(
-                "SELECT MIN(next_attempt_at) FROM deliveries WHERE issue_id = ? "
-                "AND state = 'failed-temporary' AND run_id IS ? AND run_attempts < ?",
-                (issue_id, run_id, max_run_attempts),
-            )
-            .fetchone()[0]
+        found = self._read(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE issue_id = ? "
+            "AND state = 'failed-temporary' AND run_id IS ? AND run_attempts < ?",
+            (issue_id, run_id, max_run_attempts),
         )
-        return None if value is None else float(value)
+        value = found[0][0] if found else None
+        return None if value is None else float(str(value))
 
-    def unsent_variants(self, issue_id: str) -> list[Variant]:
-        """The variants of the rows still to send (to render them before claiming anything)."""
+    def unsent_variants(self, issue_id: str, states: Sequence[State] = UNFINISHED) -> list[Variant]:
+        """The variants of the rows in `states` (to render them before claiming anything)."""
         return [
             Variant(str(key), tuple(json.loads(str(ids))), str(label))
-            for key, ids, label in self._conn().execute(
+            for key, ids, label in self._read(
                 "SELECT DISTINCT variant_key, section_ids, variant_label FROM deliveries "
-                "WHERE issue_id = ? AND variant_key != '' "
-                f"AND state IN ({', '.join('?' for _ in UNFINISHED)})",
-                (issue_id, *UNFINISHED),
+                f"WHERE issue_id = ? AND variant_key != '' AND state IN ({_marks(states)})",
+                (issue_id, *states),
             )
         ]
 
     def permanent_failures(self, address: str) -> int:
         """How many issues have failed permanently for this address (for hard-bounce suppression)."""
-        value = (
-            self._conn()
-            .execute(
-                "SELECT COUNT(*) FROM deliveries WHERE address_key = ? AND state = 'failed-permanent'",
-                (address.strip().lower(),),
-            )
-            .fetchone()[0]
+        found = self._read(
+            "SELECT COUNT(*) FROM deliveries WHERE address_key = ? AND state = 'failed-permanent'",
+            (address.strip().lower(),),
         )
-        return int(value)
+        return int(str(found[0][0])) if found else 0
 
     def summary(self, issue_id: str) -> DeliverySummary:
         """Counts per state, and when delivery of the issue started and finished."""
-        run = (
-            self._conn()
-            .execute(
-                "SELECT started_at, finished_at FROM issue_runs WHERE issue_id = ?", (issue_id,)
-            )
-            .fetchone()
+        run = self._read(
+            "SELECT started_at, finished_at FROM issue_runs WHERE issue_id = ?", (issue_id,)
         )
+        started, finished = run[0] if run else (None, None)
         return DeliverySummary(
             issue_id=issue_id,
             counts=self.count_states(issue_id),
-            started_at=None if run is None else run[0],
-            finished_at=None if run is None else run[1],
+            started_at=None if started is None else str(started),
+            finished_at=None if finished is None else str(finished),
         )
 
     def issue_ids(self) -> list[str]:
         return [
-            str(v[0])
-            for v in self._conn().execute("SELECT DISTINCT issue_id FROM deliveries ORDER BY 1")
+            str(v[0]) for v in self._read("SELECT DISTINCT issue_id FROM deliveries ORDER BY 1")
         ]
+
+
+def _marks(values: Sequence[object]) -> str:
+    """SQL placeholders for `values`: "?, ?, ?"."""
+    return ", ".join("?" for _ in values)
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    """The ledger's schema version: `user_version`, or 1 for a ledger from before versions."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if (
+        version == 0
+        and conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'deliveries'"
+        ).fetchone()
+    ):
+        return 1
+    return version
 
 
 def _pid_alive(pid: int) -> bool:
@@ -659,7 +913,7 @@ def read_summary(ledger_path: Path, issue_id: str) -> DeliverySummary | None:
     try:
         with Ledger(ledger_path, create=False) as ledger:
             return ledger.summary(issue_id)
-    except sqlite3.OperationalError as error:
-        if "no such table" in str(error):
+    except LedgerError as error:
+        if "no such table" in str(error.__cause__):
             return None  # a first dispatch has created the file but not yet its tables
-        raise NewsletterError(f"{ledger_path}: cannot read the ledger ({error})") from error
+        raise

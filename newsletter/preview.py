@@ -62,7 +62,9 @@ class PreviewVariant:
     headers: tuple[tuple[str, str], ...]
 
 
-EMAIL_UNAVAILABLE = "The content has errors right now; the page shows them and reloads when fixed.\n"
+EMAIL_UNAVAILABLE = (
+    "The content has errors right now; the page shows them and reloads when fixed.\n"
+)
 
 
 @dataclass(frozen=True)

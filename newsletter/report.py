@@ -114,14 +114,44 @@ class DeliveryReport:
             "complete": self.summary.complete,
             "counts": dict(self.summary.counts),
             "statuses": self.status_counts(),
+            "needs_attention": self.summary.needs_attention,
             "per_segment": self.per_segment,
             "failures": [f.__dict__ for f in self.failures],
             "recipients": [r.as_dict() for r in self.recipients],
         }
 
+    def hints(self) -> list[str]:
+        """What the team can do about the people no automatic run will send to again."""
+        return attention_hints(self.summary)
+
 
 # The rows the report lists one by one, with their last error.
-REPORTED_STATES: tuple[State, ...] = ("failed-permanent", "failed-temporary", "sending")
+REPORTED_STATES: tuple[State, ...] = (
+    "unknown",
+    "gave-up",
+    "failed-permanent",
+    "failed-temporary",
+    "sending",
+)
+
+
+def attention_hints(summary: DeliverySummary) -> list[str]:
+    """One line per kind of person left in doubt: how many, why, and the command that resends."""
+    issue_id = summary.issue_id
+    waiting = summary.needs_attention
+    hints = []
+    if waiting.get("unknown"):
+        hints.append(
+            f"{waiting['unknown']} unknown: the whole message was handed over and the relay "
+            "never confirmed it, so they may already have it. Nothing resends them unless "
+            f"you run `newsletter retry {issue_id} --unknown`"
+        )
+    if waiting.get("gave-up"):
+        hints.append(
+            f"{waiting['gave-up']} given up on after retry.max_total_attempts tries in all; "
+            f"`newsletter retry {issue_id}` tries them once more"
+        )
+    return hints
 
 
 def delivery_report(project: Project, issue: str) -> DeliveryReport:

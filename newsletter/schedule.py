@@ -95,6 +95,7 @@ class ScheduleEntry:
             "detail": self.detail,
             "seconds_until_due": round(left) if left is not None else None,
             "counts": self.ledger.counts_present() if self.ledger else {},
+            "needs_attention": self.ledger.needs_attention if self.ledger else {},
             "complete": self.ledger.complete if self.ledger else False,
             "errors": [str(p) for p in self.problems if p.is_error],
         }
@@ -103,6 +104,17 @@ class ScheduleEntry:
 def _counts_text(summary: DeliverySummary) -> str:
     present = sorted(summary.counts_present().items())
     return ", ".join(f"{n} {state}" for state, n in present) or "no recipients"
+
+
+def _attention_text(summary: DeliverySummary) -> str:
+    """For people no automatic run sends to again: the command that does, when asked."""
+    waiting = summary.needs_attention
+    parts = []
+    if waiting.get("unknown"):
+        parts.append(f"`newsletter retry {summary.issue_id} --unknown` resends the unknown")
+    if waiting.get("gave-up"):
+        parts.append(f"`newsletter retry {summary.issue_id}` tries the gave-up again")
+    return "; " + "; ".join(parts) if parts else ""
 
 
 def schedule_entry(
@@ -142,7 +154,7 @@ def schedule_entry(
         failed = ledger.counts.get("failed-permanent", 0)
         delivered = ledger.counts.get("sent", 0)
         state: IssueState = "failed" if failed and not delivered else "sent"
-        return entry(state, _counts_text(ledger), ledger=ledger)
+        return entry(state, _counts_text(ledger) + _attention_text(ledger), ledger=ledger)
     if not approved:
         fix = f"; {len(errors)} error(s) to fix first" if errors else ""
         return entry("draft", f"not approved yet{fix}", ledger=ledger)
@@ -176,7 +188,7 @@ def schedule_entry(
     if ledger is not None and ledger.started:
         return entry(
             "sending",
-            f"{_counts_text(ledger)}; the next dispatch carries on",
+            f"{_counts_text(ledger)}; the next dispatch carries on{_attention_text(ledger)}",
             ledger=ledger,
         )
     return entry("due", "the next dispatch sends it", ledger=ledger)

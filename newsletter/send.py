@@ -11,8 +11,20 @@ A run has three stages, so that building messages overlaps the network:
    one transaction, then tell the main thread they are done with the batch.
 
 Temporary failures are tried again within the run with exponential back-off
-and jitter; permanent ones are recorded and, after
-`retry.hard_bounce_after` of them, the address goes on the suppression list.
+and jitter, up to `retry.max_attempts` times a run and `retry.max_total_attempts`
+in all (then `gave-up`). Permanent refusals about the recipient are recorded
+and, after `retry.hard_bounce_after` of them, the address goes on the
+suppression list; but `BREAKER_STREAK` identical refusals in a row stop the
+run and suppress nobody (the relay, the sender or the message is at fault,
+not that many people). A message whose outcome is unknown (sent, never
+confirmed) is recorded `unknown` and left alone. Refusals of the message
+itself stop the run (the transport says so). The rules are in `ledger.py`.
+
+SIGTERM and Ctrl-C stop the run cleanly (`stopping.py`): no more claims,
+each connection finishes and records its chunk, the rest is given back, and
+`Interrupted` says how many were sent. A ledger that cannot be written stops
+the run before another message is handed over.
+
 Nothing here holds more than a few batches of messages, so a list of 100,000
 costs the same memory as a list of 100.
 
@@ -24,6 +36,7 @@ from __future__ import annotations
 
 import queue
 import random
+import re
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -39,12 +52,15 @@ from newsletter.audience import (
     segments_of,
 )
 from newsletter.content import Issue
-from newsletter.errors import NewsletterError
+from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.ledger import (
     CLAIMABLE,
+    RETRYABLE,
+    UNCONFIRMED,
     UNFINISHED,
     DeliveryRow,
     Ledger,
+    LedgerError,
     NewRecipient,
     Outcome,
     State,
@@ -54,6 +70,14 @@ from newsletter.project import Project
 from newsletter.ratelimit import Clock, RateLimiter, SystemClock, backoff_delay
 from newsletter.render import Renderer
 from newsletter.settings import Settings
+from newsletter.stopping import (
+    RUN_AGAIN,
+    Interrupted,
+    StopSignals,
+    Terminated,
+    signal_name,
+    signal_of,
+)
 from newsletter.suppression import add_suppression
 from newsletter.transports import open_transport, transport_type
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport
@@ -67,6 +91,10 @@ INSERT_BATCH = 500
 # a time, so results are recorded every few messages and a run killed
 # mid-batch re-sends only a handful.
 RECORD_EVERY = 5
+# Identical refusals in a row that stop the run: one relay answer repeated for
+# that many different people is the relay's, the sender's or the message's
+# problem, not theirs.
+BREAKER_STREAK = 5
 TransportFactory = Callable[[], Transport]
 
 
@@ -125,6 +153,7 @@ class SendProgress:
     total: int
     sent: int
     failed: int
+    unknown: int = 0  # handed over, never confirmed: neither sent nor failed
 
 
 Progress = Callable[[SendProgress], None]
@@ -141,13 +170,16 @@ class SendResult:
     suppressed: int = 0
     skipped_already_sent: int = 0
     recovered: int = 0
+    unknown: int = 0  # this run's: sent, never confirmed
+    gave_up: int = 0  # this run's: tried retry.max_total_attempts times in all
+    unknown_in_ledger: int = 0  # everyone of the issue whose outcome is unknown
     hard_bounced: tuple[str, ...] = ()
     failures: tuple[Failure, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """True when nobody in the run is left undelivered."""
-        return self.failed_permanent == 0 and self.failed_temporary == 0
+        """True when nobody in the run is left undelivered or in doubt."""
+        return not (self.failed_permanent or self.failed_temporary or self.unknown or self.gave_up)
 
     def counts(self) -> dict[str, int]:
         """The run's numbers by name, as `--format json` and the dispatch log show them."""
@@ -155,6 +187,8 @@ class SendResult:
             "sent": self.sent,
             "failed_temporary": self.failed_temporary,
             "failed_permanent": self.failed_permanent,
+            "unknown": self.unknown,
+            "gave_up": self.gave_up,
             "suppressed": self.suppressed,
             "skipped_already_sent": self.skipped_already_sent,
             "recovered": self.recovered,
@@ -164,6 +198,7 @@ class SendResult:
         return {
             "issue": self.issue_id,
             **self.counts(),
+            "unknown_in_ledger": self.unknown_in_ledger,
             "hard_bounced": list(self.hard_bounced),
             "failures": [f.__dict__ for f in self.failures],
         }
@@ -198,9 +233,25 @@ def send_issue(
 def retry_issue(
     project: Project, issue: Issue, options: SendOptions | None = None, **hooks: Unpack[RunHooks]
 ) -> SendResult:
-    """Send the issue again to the people whose delivery failed temporarily (lists not re-read)."""
+    """Send the issue again to the people whose delivery failed temporarily (lists not re-read).
+
+    Also tries, once, the people automatic runs gave up on (`gave-up`).
+    People whose outcome is unknown are left alone: see `resend_unknown`.
+    """
     run = _SendRun(project, issue, options or SendOptions(), hooks)
-    return run.execute(refresh_audience=False, states=("failed-temporary",))
+    return run.execute(refresh_audience=False, states=RETRYABLE)
+
+
+def resend_unknown(
+    project: Project, issue: Issue, options: SendOptions | None = None, **hooks: Unpack[RunHooks]
+) -> SendResult:
+    """Send the issue again, once, to the people whose outcome is unknown (`retry --unknown`).
+
+    They may already have it: the relay took the whole message and never
+    said so. Only the team can decide that a second copy is better than none.
+    """
+    run = _SendRun(project, issue, options or SendOptions(), hooks)
+    return run.execute(refresh_audience=False, states=UNCONFIRMED)
 
 
 def stream_audience_into_ledger(
@@ -241,15 +292,87 @@ class _Tally:
 
     sent: int = 0
     permanent: int = 0
-    gave_up: int = 0
+    unknown: int = 0
+    gave_up: int = 0  # for good (retry.max_total_attempts)
+    out_of_tries: int = 0  # for this run (retry.max_attempts)
+    unrecorded: int = 0  # handed over, but the ledger could not be written
     failures: list[Failure] = field(default_factory=list)
     hard_bounced: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def count(self, row: DeliveryRow, outcome: Outcome) -> None:
+        """Count one recorded outcome (the caller holds `lock`)."""
+        if outcome.state == "sent":
+            self.sent += 1
+            return
+        if outcome.state == "failed-permanent":
+            self.permanent += 1
+        elif outcome.state == "unknown":
+            self.unknown += 1
+        elif outcome.state == "gave-up":
+            self.gave_up += 1
+        elif outcome.next_attempt_at == 0.0:
+            self.out_of_tries += 1
+        else:
+            return  # tried again later in this run
+        self.failures.append(Failure(row.email, outcome.state, outcome.detail))
+
     def progress(self, total: int) -> SendProgress:
         with self.lock:
-            failed = self.permanent + self.gave_up
-            return SendProgress(done=self.sent + failed, total=total, sent=self.sent, failed=failed)
+            failed = self.permanent + self.gave_up + self.out_of_tries
+            done = self.sent + failed + self.unknown
+            return SendProgress(done, total, self.sent, failed, self.unknown)
+
+
+class _Streak:
+    """The circuit breaker: identical recipient refusals in a row, held back until the streak ends.
+
+    Refusals are held (not recorded, nobody suppressed) while each is the
+    same answer as the last; an answer of another kind ends the streak and
+    they are recorded as the individual refusals they were. `BREAKER_STREAK`
+    in a row trips it: the run stops and the held rows are given back.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.answer: str | None = None
+        self.held: list[tuple[DeliveryRow, DeliveryResult]] = []
+        self.tripped = False
+
+    def add(
+        self, row: DeliveryRow, result: DeliveryResult
+    ) -> tuple[list[tuple[DeliveryRow, DeliveryResult]], bool]:
+        """Hold this refusal: the refusals of a streak it ended (to record), and whether it tripped."""
+        answer = _same_answer(row, result)
+        ended: list[tuple[DeliveryRow, DeliveryResult]] = []
+        if answer != self.answer:
+            ended, self.held, self.answer = self.held, [], answer
+        self.held.append((row, result))
+        self.tripped = len(self.held) >= self.limit
+        return ended, self.tripped
+
+    def end(self) -> list[tuple[DeliveryRow, DeliveryResult]]:
+        """Another kind of result came: the held refusals were individual ones (to record)."""
+        ended, self.held, self.answer = self.held, [], None
+        return ended
+
+    def trip(self) -> tuple[list[DeliveryRow], NewsletterError]:
+        """The rows to give back, and the error that stops the run."""
+        rows = [row for row, _ in self.held]
+        detail = self.held[0][1].detail if self.held else ""
+        self.held = []
+        return rows, NewsletterError(
+            f"{self.limit} recipients in a row were refused with the same answer ({detail}); "
+            "that looks like a problem with the relay, the sender or the message rather than "
+            f"with {self.limit} people, so the run stopped and nobody was marked as failed or "
+            f"suppressed. If they really are {self.limit} bad addresses, take them off the "
+            "list (`newsletter unsubscribe ADDRESS`); then run the same command again"
+        )
+
+
+def _same_answer(row: DeliveryRow, result: DeliveryResult) -> str:
+    """A refusal's text with the recipient's address taken out, to compare answers."""
+    return re.sub(re.escape(row.email), "<recipient>", result.detail, flags=re.IGNORECASE)
 
 
 class _SendRun:
@@ -259,7 +382,8 @@ class _SendRun:
     (`_drive`); a worker thread per transport sends them and records each
     chunk (`_work`, `_record`); `_shutdown` stops the workers and gives back
     the rows never sent. Only the main thread touches `claimed`, `in_flight`
-    and `error`; the workers share `tally`.
+    and `error`; the workers share `tally` (under its lock) and record one at
+    a time (`record_lock`), so the circuit breaker sees results in order.
     """
 
     def __init__(
@@ -284,14 +408,20 @@ class _SendRun:
             lambda: open_transport(settings, options.transport)
         )
         self.max_attempts = max(1, settings.retry.max_attempts)
+        self.max_total_attempts = max(1, settings.retry.max_total_attempts)
         self.suppressed_path = project.paths.suppressed_path
         self.domain = sender_domain(settings)
         self.renderer = Renderer(project, issue)
         self.run_id = uuid.uuid4().hex
         self.tally = _Tally()
+        self.streak = _Streak(BREAKER_STREAK)
+        self.record_lock = threading.Lock()
+        # Results handed over but not yet written (the ledger failed): tried once more at the end.
+        self.unrecorded: list[list[tuple[DeliveryRow, DeliveryResult, Outcome]]] = []
         self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=self.workers + 1)
         self.done: queue.Queue[_Done] = queue.Queue()
         self.stop = threading.Event()
+        self.signals = StopSignals()
         self.claimed = 0
         self.in_flight = 0
         self.error: BaseException | None = None
@@ -299,36 +429,78 @@ class _SendRun:
 
     def execute(self, *, refresh_audience: bool, states: Sequence[State]) -> SendResult:
         """Send to the rows in `states` (after adding the audience, if `refresh_audience`)."""
-        ledger, issue_id = self.ledger, self.issue.id
         try:
-            ledger.start_issue(issue_id)
-            if refresh_audience:
-                stream_audience_into_ledger(self.project, self.issue, ledger)
-            recovered = ledger.recover_interrupted(issue_id)
-            before = ledger.count_states(issue_id)
-            to_do = sum(before[s] for s in states)
-            total = to_do if self.limit is None else min(self.limit, to_do)
-            # Render every variant before anything is claimed, so a template error
-            # stops the run while every row is still pending.
-            for variant in ledger.unsent_variants(issue_id):
-                self.renderer.variant(variant)
-            self._send_all(states, total)
-            final = ledger.count_states(issue_id)
-            if not any(final[state] for state in UNFINISHED):
-                ledger.finish_issue(issue_id)
-            return SendResult(
-                issue_id=issue_id,
-                sent=self.tally.sent,
-                failed_temporary=final["failed-temporary"],
-                failed_permanent=self.tally.permanent,
-                suppressed=final["suppressed"],
-                skipped_already_sent=before["sent"],
-                recovered=recovered,
-                hard_bounced=tuple(self.tally.hard_bounced),
-                failures=tuple(self.tally.failures),
-            )
+            with self.signals.installed():
+                try:
+                    return self._execute(refresh_audience, states)
+                except (KeyboardInterrupt, Terminated) as stop:
+                    raise self._interrupted(signal_of(stop)) from None
+                except LedgerError as error:
+                    raise self._ledger_failed(error) from error
         finally:
-            ledger.close()
+            self.ledger.close()
+
+    def _execute(self, refresh_audience: bool, states: Sequence[State]) -> SendResult:
+        ledger, issue_id = self.ledger, self.issue.id
+        ledger.start_issue(issue_id)
+        if refresh_audience:
+            stream_audience_into_ledger(self.project, self.issue, ledger)
+        recovered = ledger.recover_interrupted(issue_id)
+        before = ledger.count_states(issue_id)
+        to_do = sum(before[s] for s in states)
+        total = to_do if self.limit is None else min(self.limit, to_do)
+        # Render every variant before anything is claimed, so a template error
+        # stops the run while every row is still where it was.
+        for variant in ledger.unsent_variants(issue_id, (*states, "sending")):
+            self.renderer.variant(variant)
+        self._send_all(states, total)
+        final = ledger.count_states(issue_id)
+        if not any(final[state] for state in UNFINISHED):
+            ledger.finish_issue(issue_id)
+        tally = self.tally
+        return SendResult(
+            issue_id=issue_id,
+            sent=tally.sent,
+            failed_temporary=final["failed-temporary"],
+            failed_permanent=tally.permanent,
+            suppressed=final["suppressed"],
+            skipped_already_sent=before["sent"],
+            recovered=recovered,
+            unknown=tally.unknown,
+            gave_up=tally.gave_up,
+            unknown_in_ledger=final["unknown"],
+            hard_bounced=tuple(tally.hard_bounced),
+            failures=tuple(tally.failures),
+        )
+
+    def _interrupted(self, signum: int) -> Interrupted:
+        with self.tally.lock:
+            sent, unrecorded = self.tally.sent, self.tally.unrecorded
+        lost = (
+            f"; {unrecorded} more were sent but could not be recorded, so the next run may "
+            "send them again"
+            if unrecorded
+            else ""
+        )
+        return Interrupted(
+            f"stopped by {signal_name(signum)}: {sent} sent in this run and recorded{lost}; "
+            f"nobody else was sent to. To go on, {RUN_AGAIN}",
+            signum,
+        )
+
+    def _ledger_failed(self, error: LedgerError) -> LedgerError:
+        with self.tally.lock:
+            sent, unrecorded = self.tally.sent, self.tally.unrecorded
+        lost = (
+            f"; {unrecorded} more were sent but could not be recorded, and the next run may "
+            "send them again (with the same Message-ID)"
+            if unrecorded
+            else ""
+        )
+        return LedgerError(
+            f"{error}. The run stopped after {sent} sent in this run{lost}; once that is put "
+            f"right, {RUN_AGAIN}"
+        )
 
     def _send_all(self, states: Sequence[State], total: int) -> None:
         transports = self._open_transports()
@@ -343,13 +515,21 @@ class _SendRun:
         )
         for thread in threads:
             thread.start()
+        stopped: BaseException | None = None
         try:
             self._drive(claim_size, states, total)
+        except (KeyboardInterrupt, Terminated) as stop:
+            stopped = stop
         finally:
-            self.stop.set()  # on Ctrl-C, workers finish (and record) their chunk, then stop
-            self._shutdown(threads)
+            self.stop.set()  # workers finish (and record) the chunk they are sending, then stop
+            with self.signals.held():  # a second Ctrl-C must not cut this short
+                self._shutdown(threads)
         if self.error is not None:
             raise self.error
+        if stopped is None and self.signals.pending is not None:
+            stopped = Terminated(self.signals.pending)
+        if stopped is not None:
+            raise stopped
 
     def _open_transports(self) -> list[Transport]:
         # Opened before anything is claimed, so a misconfiguration stops the run first.
@@ -372,28 +552,35 @@ class _SendRun:
         while True:
             # Keep every worker busy (and one batch queued behind each) before waiting.
             while not self.stop.is_set() and not exhausted and self.in_flight < capacity:
-                rows = self._claim(claim_size, states)
-                if not rows:
-                    exhausted = True
-                    break
-                try:
-                    messages = self._build(rows)
-                except BaseException:
-                    self.ledger.release(self.issue.id, [r.address_key for r in rows])
-                    raise
-                self.jobs.put((rows, messages))
-                self.in_flight += 1
+                with self.signals.critical():  # claimed rows are always queued or given back
+                    rows = self._claim(claim_size, states)
+                    if not rows:
+                        exhausted = True
+                        break
+                    try:
+                        messages = self._build(rows)
+                    except BaseException:
+                        self.ledger.release(self.issue.id, [r.address_key for r in rows])
+                        raise
+                    self.jobs.put((rows, messages))
+                    self.in_flight += 1
             if self.in_flight == 0:
                 if self.stop.is_set() or not self._wait_for_retries():
                     return
                 exhausted = False
                 continue
-            unsent, error = self.done.get()
-            self.in_flight -= 1
-            if unsent:
-                self.ledger.release(self.issue.id, [r.address_key for r in unsent])
-            if error is not None and self.error is None:
-                self.error = error
+            # Wait for a worker in short polls: a signal acts between them, never
+            # between taking a worker's answer and giving back the rows it did not send.
+            with self.signals.critical():
+                try:
+                    unsent, error = self.done.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                self.in_flight -= 1
+                if error is not None and self.error is None:
+                    self.error = error
+                if unsent:
+                    self.ledger.release(self.issue.id, [r.address_key for r in unsent])
             exhausted = False
             if self.progress is not None:
                 self.progress(self.tally.progress(total))
@@ -410,6 +597,7 @@ class _SendRun:
             now=self.clock.time(),
             max_run_attempts=self.max_attempts,
             states=states,
+            max_total_attempts=self.max_total_attempts,
         )
         self.claimed += len(rows)
         return rows
@@ -437,7 +625,13 @@ class _SendRun:
         return messages
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
-        """Stop the workers (each finishes and records its chunk); give back rows never sent."""
+        """Stop the workers (each finishes and records its chunk); give back rows never sent.
+
+        Then record what is still held: the refusals of an unfinished streak
+        (individual ones after all), and results the ledger failed to take.
+        A ledger that still fails leaves those rows `sending`, to be taken
+        back by the next run as in flight.
+        """
         unsent: list[str] = []
         while True:
             try:
@@ -452,12 +646,26 @@ class _SendRun:
             thread.join()
         while True:
             try:
-                rows, _error = self.done.get_nowait()
+                rows, error = self.done.get_nowait()
             except queue.Empty:
                 break
             unsent += [r.address_key for r in rows]
-        if unsent:
-            self.ledger.release(self.issue.id, unsent)
+            if error is not None and self.error is None:
+                self.error = error
+        try:
+            # First what was handed over: recording it is what keeps it from going twice.
+            if self.unrecorded:
+                self.ledger.make_room()
+            while self.unrecorded:
+                self._write_outcomes(self.unrecorded[0], retried=True)
+                self.unrecorded.pop(0)
+            if not self.streak.tripped:
+                self._write(self.streak.end())
+            if unsent:
+                self.ledger.release(self.issue.id, unsent)
+        except LedgerError as error:
+            if self.error is None:
+                self.error = error
 
     # -- the workers ------------------------------------------------------------
 
@@ -476,6 +684,7 @@ class _SendRun:
                     return
                 rows, messages = job
                 position = 0
+                error: BaseException | None = None
                 try:
                     while position < len(messages) and not self.stop.is_set():
                         chunk = messages[position : position + size]
@@ -487,48 +696,103 @@ class _SendRun:
                                 f"the {transport.name} transport returned {len(results)} results "
                                 f"for {len(chunk)} messages"
                             )
-                        self._record(rows[position : position + len(chunk)], results)
-                        position += len(chunk)
-                    self.done.put((rows[position:], None))
-                except BaseException as error:  # handed to the main thread, which re-raises it
+                        handed = rows[position : position + len(chunk)]
+                        position += len(chunk)  # handed over: never given back as unsent
+                        stop = self._record(handed, results)
+                        if stop is not None:
+                            raise stop
+                except BaseException as caught:  # handed to the main thread, which re-raises it
                     self.stop.set()
-                    self.done.put((rows[position:], error))
+                    error = caught
+                self.done.put((rows[position:], error))
         finally:
             transport.close()
 
-    def _record(self, rows: list[DeliveryRow], delivered: list[DeliveryResult]) -> None:
-        """Record one chunk's results in one transaction (called from a worker thread)."""
+    def _record(
+        self, rows: list[DeliveryRow], delivered: list[DeliveryResult]
+    ) -> BaseException | None:
+        """Record one chunk's results (called from a worker thread); the error that stops the run.
+
+        Halted results (the transport stopped) and a tripped streak are given
+        back untouched; a streak of identical refusals is held until it ends.
+        """
+        stop: BaseException | None = None
+        with self.record_lock:
+            to_write: list[tuple[DeliveryRow, DeliveryResult]] = []
+            give_back: list[DeliveryRow] = []
+            for row, result in zip(rows, delivered, strict=True):
+                if result.halted:
+                    give_back.append(row)
+                    stop = stop or DeliveryError(result.detail)
+                elif result.status != "failed-permanent":
+                    to_write += self.streak.end()
+                    to_write.append((row, result))
+                elif self.streak.tripped:
+                    give_back.append(row)  # the run is stopping: nobody else is suppressed
+                else:
+                    ended, tripped_now = self.streak.add(row, result)
+                    to_write += ended
+                    if tripped_now:
+                        tripped, error = self.streak.trip()
+                        give_back += tripped
+                        stop = stop or error
+            try:
+                self._write(to_write)
+                if give_back:
+                    self.ledger.release(self.issue.id, [row.address_key for row in give_back])
+            except LedgerError as error:
+                return error
+        return stop
+
+    def _write(self, results: list[tuple[DeliveryRow, DeliveryResult]]) -> None:
+        """Record results in one transaction; if the ledger fails, keep them for one more try."""
+        if not results:
+            return
+        outcomes = [(row, result, self._outcome(row, result)) for row, result in results]
+        try:
+            self._write_outcomes(outcomes)
+        except LedgerError:
+            with self.tally.lock:
+                self.tally.unrecorded += len(outcomes)
+            self.unrecorded.append(outcomes)
+            raise
+
+    def _write_outcomes(
+        self,
+        outcomes: list[tuple[DeliveryRow, DeliveryResult, Outcome]],
+        *,
+        retried: bool = False,
+    ) -> None:
+        self.ledger.record(
+            self.issue.id, [(outcome, result.message_id) for _, result, outcome in outcomes]
+        )
         with self.tally.lock:
-            outcomes = [
-                (self._outcome(row, result), result.message_id)
-                for row, result in zip(rows, delivered, strict=True)
-            ]
-        if rows:
-            self.ledger.record(rows[0].issue_id, outcomes)
-        for row, result in zip(rows, delivered, strict=True):
-            if result.status == "failed-permanent":
+            if retried:
+                self.tally.unrecorded -= len(outcomes)
+            for row, _, outcome in outcomes:
+                self.tally.count(row, outcome)
+        for row, result, outcome in outcomes:
+            if outcome.state == "failed-permanent" and result.address_at_fault:
                 self._suppress_if_hard_bounced(row)
 
     def _outcome(self, row: DeliveryRow, result: DeliveryResult) -> Outcome:
-        """What to record for one result, counted in the tally (whose lock the caller holds)."""
-        tally = self.tally
-        if result.status == "sent":
-            tally.sent += 1
-            return Outcome(row.address_key, "sent", "", result.provider_id)
-        if result.status == "failed-permanent":
-            tally.permanent += 1
-            tally.failures.append(Failure(row.email, "failed-permanent", result.detail))
-            return Outcome(row.address_key, "failed-permanent", result.detail)
+        """What to record for one result."""
+        if result.status in ("sent", "failed-permanent", "unknown"):
+            provider_id = result.provider_id if result.status == "sent" else None
+            return Outcome(row.address_key, result.status, result.detail, provider_id)
+        if row.attempts >= self.max_total_attempts:
+            detail = (
+                f"gave up after {row.attempts} attempts (retry.max_total_attempts): {result.detail}"
+            )
+            return Outcome(row.address_key, "gave-up", detail)
         if row.run_attempts >= self.max_attempts:
-            tally.gave_up += 1
-            tally.failures.append(Failure(row.email, "failed-temporary", result.detail))
-            wake = 0.0
-        else:
-            retry = self.settings.retry
+            return Outcome(row.address_key, "failed-temporary", result.detail, None, 0.0)
+        retry = self.settings.retry
+        with self.tally.lock:  # the jitter's generator is shared by the workers
             delay = backoff_delay(
                 row.run_attempts, retry.base_delay_seconds, retry.max_delay_seconds, self.rng
             )
-            wake = self.clock.time() + max(delay, result.retry_after or 0.0)
+        wake = self.clock.time() + max(delay, result.retry_after or 0.0)
         return Outcome(row.address_key, "failed-temporary", result.detail, None, wake)
 
     def _suppress_if_hard_bounced(self, row: DeliveryRow) -> None:

@@ -89,10 +89,13 @@ class RateSettings:
 
 @dataclass(frozen=True)
 class RetrySettings:
+    """How often to try: `max_attempts` within one run, `max_total_attempts` in all runs together."""
+
     max_attempts: int = 5
     base_delay_seconds: float = 2.0
     max_delay_seconds: float = 300.0
     hard_bounce_after: int = 1
+    max_total_attempts: int = 20
 
 
 @dataclass(frozen=True)
@@ -345,6 +348,9 @@ RETRY_FIELDS = (
     Field("retry.base_delay_seconds", seconds(), default=2.0),
     Field("retry.max_delay_seconds", seconds(), default=300.0),
     Field("retry.hard_bounce_after", whole_number(zero_means=1), default=1),
+    # Every run (send, each dispatch tick, retry) adds up: after this many attempts
+    # at one person, no automatic run tries them again (the ledger's `gave-up`).
+    Field("retry.max_total_attempts", whole_number(zero_means=1), default=20),
 )
 IMAP_FIELDS = (
     Field("inbox.imap.host", _optional_text, default=None, env="NEWSLETTER_IMAP_HOST"),

@@ -105,6 +105,9 @@ def test_a_relay_without_smtputf8_gets_everyone_but_the_non_ascii_local_part(
     assert f"failed-permanent: {EAI}" in result.output
     report = run(seven_dir, "report", ISSUE)
     assert EAI in report.output and "SMTPUTF8" in report.output
+    # Our relay's limit says nothing against the address: it stays on the list.
+    suppressed = (seven_dir / "recipients" / "suppressed.csv").read_text(encoding="utf-8")
+    assert EAI not in suppressed
 
 
 def test_a_relay_with_smtputf8_gets_all_seven(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -9,8 +12,22 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from newsletter.audience import Recipient, Variant
-from newsletter.ledger import Ledger, NewRecipient, Outcome, open_ledger_if_exists
+from newsletter.ledger import (
+    CLAIMABLE,
+    RETRYABLE,
+    SCHEMA_VERSION,
+    STATES,
+    UNCONFIRMED,
+    Ledger,
+    LedgerError,
+    NewRecipient,
+    Outcome,
+    ledger_error,
+    open_ledger_if_exists,
+)
 
 ISSUE = "2023-05-panel-reports"
 VARIANT = Variant("all-sections", ("a", "b"), "All sections")
@@ -28,6 +45,17 @@ def people(n: int, start: int = 0) -> list[NewRecipient]:
         )
         for i in range(start, start + n)
     ]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has already exited."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout)
 
 
 def claim(ledger: Ledger, n: int, run_id: str = "run-1") -> list[str]:
@@ -203,3 +231,196 @@ def test_summary_counts_and_completion(tmp_path: Path) -> None:
     assert state.counts["sent"] == 2 and state.counts["failed-permanent"] == 1
     assert state.complete and state.started_at and state.finished_at
     assert per_segment["health"]["sent"] == 2
+
+
+# --- unknown outcomes, the attempt cap, giving rows back -------------------------
+
+
+def test_an_unknown_outcome_is_claimed_only_when_asked_and_once_per_run(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.add_recipients(ISSUE, people(2))
+        keys = claim(ledger, 2)
+        ledger.record(ISSUE, [(Outcome(keys[0], "unknown", "no answer"), None)])
+        ledger.record(ISSUE, [(Outcome(keys[1], "failed-temporary", "451", None, 0.0), None)])
+        for states in (CLAIMABLE, RETRYABLE):
+            for run_id in ("run-2", "run-3"):
+                claimed = ledger.claim(ISSUE, run_id, 5, now=0.0, max_run_attempts=5, states=states)
+                assert keys[0] not in {r.address_key for r in claimed}
+                ledger.release(ISSUE, [r.address_key for r in claimed])
+        (row,) = ledger.claim(ISSUE, "run-4", 5, now=0.0, max_run_attempts=5, states=UNCONFIRMED)
+        assert row.address_key == keys[0]
+        ledger.record(ISSUE, [(Outcome(keys[0], "unknown", "no answer again"), None)])
+        assert (
+            ledger.claim(ISSUE, "run-4", 5, now=0.0, max_run_attempts=5, states=UNCONFIRMED) == []
+        )
+
+
+def test_a_row_given_back_returns_to_the_state_it_was_claimed_from(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.add_recipients(ISSUE, people(2))
+        keys = claim(ledger, 2)
+        ledger.record(ISSUE, [(Outcome(keys[0], "unknown", "no answer"), None)])
+        ledger.release(ISSUE, [keys[1]])
+        ledger.claim(ISSUE, "run-2", 5, now=0.0, max_run_attempts=5, states=UNCONFIRMED)
+        ledger.release(ISSUE, [keys[0]])
+        unknown, pending = ledger.lookup(ISSUE, keys[0]), ledger.lookup(ISSUE, keys[1])
+    assert unknown is not None and (unknown.state, unknown.attempts) == ("unknown", 1)
+    assert pending is not None and (pending.state, pending.attempts) == ("pending", 0)
+
+
+def test_a_dead_run_resending_an_unknown_row_leaves_it_unknown_not_pending(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with Ledger(path) as ledger:
+        ledger.add_recipients(ISSUE, people(1))
+        (key,) = claim(ledger, 1)
+        ledger.record(ISSUE, [(Outcome(key, "unknown", "no answer"), None)])
+        ledger.pid = dead_pid()
+        ledger.claim(ISSUE, "dead-run", 1, now=0.0, max_run_attempts=5, states=UNCONFIRMED)
+    with Ledger(path) as ledger:
+        assert ledger.recover_interrupted(ISSUE) == 1
+        row = ledger.lookup(ISSUE, key)
+        assert row is not None and row.state == "unknown"
+        assert claim(ledger, 5, "run-9") == []  # and so no automatic run sends it
+
+
+def test_rows_tried_max_total_attempts_times_give_up(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.add_recipients(ISSUE, people(1))
+        for run in range(3):
+            (row,) = ledger.claim(
+                ISSUE, f"run-{run}", 5, now=0.0, max_run_attempts=5, max_total_attempts=3
+            )
+            ledger.record(
+                ISSUE, [(Outcome(row.address_key, "failed-temporary", "451", None, 0.0), None)]
+            )
+        assert (
+            ledger.claim(ISSUE, "run-4", 5, now=0.0, max_run_attempts=5, max_total_attempts=3) == []
+        )
+        row = ledger.lookup(ISSUE, row.address_key)
+        assert row is not None and row.state == "gave-up" and row.attempts == 3
+        assert row.last_error.startswith("gave up after 3 attempts") and "451" in row.last_error
+        summary = ledger.summary(ISSUE)
+        assert summary.needs_attention == {"gave-up": 1}
+        # `retry` (asked for by the team) tries it once more.
+        (again,) = ledger.claim(
+            ISSUE, "run-5", 5, now=0.0, max_run_attempts=5, states=RETRYABLE, max_total_attempts=3
+        )
+        assert again.attempts == 4
+
+
+def test_an_issue_with_only_unknown_and_sent_rows_is_finished(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.start_issue(ISSUE)
+        ledger.add_recipients(ISSUE, people(2))
+        keys = claim(ledger, 2)
+        ledger.record(
+            ISSUE, [(Outcome(keys[0], "sent"), None), (Outcome(keys[1], "unknown"), None)]
+        )
+        ledger.finish_issue(ISSUE)
+        summary = ledger.summary(ISSUE)
+    assert summary.complete and summary.needs_attention == {"unknown": 1}
+
+
+# --- the file: versions, damage, locks, replacement ---------------------------------
+
+FIXTURE_V1 = Path(__file__).parent / "fixtures" / "ledger" / "v1-ledger.sqlite3"
+
+
+def test_a_ledger_from_before_versions_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "ledger.sqlite3"
+    path.parent.mkdir()
+    shutil.copyfile(FIXTURE_V1, path)
+    with Ledger(path) as ledger:
+        assert ledger.schema_version == SCHEMA_VERSION == 2
+        assert ledger.count_states(ISSUE) == {
+            **dict.fromkeys(STATES, 0),
+            "sent": 20,
+            "failed-permanent": 1,
+            "failed-temporary": 1,
+            "pending": 45,
+            "suppressed": 4,
+        }
+        sent = [r for r in ledger.rows(ISSUE, ("sent",))]
+        assert sent[0].provider_message_id == "TEST000001" and sent[0].sent_at
+        # The new column works: a claimed row given back returns to where it was.
+        (row,) = ledger.claim(ISSUE, "run-2", 1, now=0.0, max_run_attempts=5, states=RETRYABLE)
+        ledger.release(ISSUE, [row.address_key])
+        back = ledger.lookup(ISSUE, row.address_key)
+        assert back is not None and back.state == "failed-temporary"
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+def test_a_migration_that_cannot_finish_leaves_the_old_ledger_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    shutil.copyfile(FIXTURE_V1, path)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        with pytest.raises(LedgerError, match="is locked by another process"):
+            Ledger(path, busy_timeout_ms=50)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    conn = sqlite3.connect(path)
+    columns = {c[1] for c in conn.execute("PRAGMA table_info(deliveries)")}
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert "claimed_from" not in columns
+    conn.close()
+    # Read-only users (report, schedule) read an old ledger without migrating it.
+    with Ledger(path, create=False) as ledger:
+        assert ledger.count_states(ISSUE)["sent"] == 20
+
+
+def test_a_ledger_from_a_newer_version_is_refused_naming_the_version(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger(path) as ledger:
+        ledger.add_recipients(ISSUE, people(1))
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 7")
+    conn.close()
+    for create in (True, False):
+        with pytest.raises(
+            LedgerError, match=r"newer version of newsletter \(ledger schema version 7"
+        ):
+            Ledger(path, create=create)
+
+
+def test_a_file_that_is_not_a_ledger_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    path.write_text("id,email\n1,jo@example.org\n" * 200)
+    for create in (True, False):
+        with pytest.raises(LedgerError, match="damaged or is not a delivery ledger") as caught:
+            Ledger(path, create=create)
+        assert "restore it from a backup" in str(caught.value)
+    assert path.read_text().startswith("id,email")  # left as it was
+
+
+def test_writes_stop_when_the_file_is_replaced_or_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger(path) as ledger:
+        ledger.add_recipients(ISSUE, people(3))
+        copy = tmp_path / "copy.sqlite3"
+        shutil.copyfile(path, copy)
+        os.replace(copy, path)
+        with pytest.raises(LedgerError, match="was replaced by another file"):
+            claim(ledger, 1)
+    with Ledger(path) as ledger:
+        claim(ledger, 1)
+        path.unlink()
+        with pytest.raises(LedgerError, match="was deleted while this run was using it"):
+            ledger.record(ISSUE, [])
+
+
+def test_a_folder_that_cannot_be_written_is_named_as_such_not_as_a_full_disk(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "var" / "ledger.sqlite3"
+    for number in (errno.EROFS, errno.EACCES):
+        message = str(ledger_error(path, OSError(number, os.strerror(number)), "create"))
+        assert "check that this user may write to it and to its folder" in message
+        assert "full" not in message
+    full = str(ledger_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "write"))
+    assert "(is it full?)" in full

@@ -15,14 +15,20 @@ import pytest
 
 from newsletter.audience import read_suppressed
 from newsletter.content import Issue
-from newsletter.errors import DeliveryError
+from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.ledger import Ledger
 from newsletter.plan import plan_send
 from newsletter.project import Project
 from newsletter.proofs import send_test_copies
 from newsletter.ratelimit import RateLimiter, backoff_delay
 from newsletter.report import delivery_report
-from newsletter.send import SendOptions, SendProgress, retry_issue, send_issue
+from newsletter.send import (
+    SendOptions,
+    SendProgress,
+    resend_unknown,
+    retry_issue,
+    send_issue,
+)
 from newsletter.settings import RateSettings, RetrySettings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.memory import MemoryTransport
@@ -383,3 +389,110 @@ def test_report_counts_states_segments_and_failures(project: Project, issue: Iss
     assert report.per_segment["all-practitioners"]["sent"] == 66
     assert [(f.email.lower(), f.state) for f in report.failures] == [(victim, "failed-permanent")]
     assert report.as_dict()["failures"][0]["detail"].startswith("550")
+
+
+# --- refusals in a row, attempts across runs -----------------------------------------
+
+
+def audience_order(project: Project, issue: Issue) -> list[str]:
+    """The sample audience's addresses in the order they are added to the ledger (and sent)."""
+    from newsletter.audience import iter_audience
+
+    return [r.key for r, _ in iter_audience(project.audience_source(), issue)]
+
+
+def test_identical_refusals_in_a_row_stop_the_run_and_suppress_nobody(
+    project: Project, issue: Issue
+) -> None:
+    streak = audience_order(project, issue)[10:16]  # six people in a row
+    sent: list[OutgoingMessage] = []
+    factory = memory(sent, {address: ["failed-permanent"] for address in streak})
+    suppressed_before = project.paths.suppressed_path.read_text()
+
+    with pytest.raises(NewsletterError, match="5 recipients in a row were refused") as caught:
+        send_issue(project, issue, SendOptions(rate=0, concurrency=1), transport_factory=factory)
+
+    assert "550 no such user" in str(caught.value) and "newsletter unsubscribe" in str(caught.value)
+    assert project.paths.suppressed_path.read_text() == suppressed_before
+    with Ledger(project.settings.ledger_path) as ledger:
+        counts = ledger.count_states(ISSUE)
+        assert counts["failed-permanent"] == 0 and counts["sending"] == 0
+        assert {ledger.lookup(ISSUE, a).state for a in streak[:5]} == {"pending"}  # type: ignore[union-attr]
+    assert len(sent) == counts["sent"] == 10  # stopped there: nobody after the streak
+
+
+def test_a_short_streak_is_recorded_as_the_individual_refusals_it_was(
+    project: Project, issue: Issue
+) -> None:
+    streak = audience_order(project, issue)[10:14]  # four: under the breaker's five
+    sent: list[OutgoingMessage] = []
+    factory = memory(sent, {address: ["failed-permanent"] for address in streak})
+
+    result = send_issue(
+        project, issue, SendOptions(rate=0, concurrency=1), transport_factory=factory
+    )
+
+    assert (result.sent, result.failed_permanent) == (63, 4)
+    assert sorted(result.hard_bounced) == sorted(streak)
+    suppressed, _ = read_suppressed(project.paths.suppressed_path)
+    assert all(suppressed[a].reason == "hard-bounce" for a in streak)
+
+
+def test_a_streak_at_the_very_end_is_recorded_when_the_run_ends(
+    project: Project, issue: Issue
+) -> None:
+    last_two = audience_order(project, issue)[-2:]
+    result = send_issue(
+        project,
+        issue,
+        SendOptions(rate=0, concurrency=1),
+        transport_factory=memory([], {a: ["failed-permanent"] for a in last_two}),
+    )
+    assert result.failed_permanent == 2
+    with Ledger(project.settings.ledger_path) as ledger:
+        assert ledger.count_states(ISSUE)["failed-permanent"] == 2
+        assert ledger.summary(ISSUE).complete
+
+
+def test_attempts_add_up_across_runs_and_then_no_automatic_run_tries_again(
+    project: Project, issue: Issue
+) -> None:
+    retry = RetrySettings(max_attempts=2, base_delay_seconds=1, max_total_attempts=5)
+    project = with_settings(project, retry=retry)
+    victim = "j.okafor@example.org"
+    sent: list[OutgoingMessage] = []
+    factory = memory(sent, {victim: ["failed-temporary"] * 100})
+
+    runs = [
+        send_issue(
+            project, issue, SendOptions(rate=0), transport_factory=factory, clock=FakeClock()
+        )
+        for _ in range(4)
+    ]
+
+    assert [r.failed_temporary for r in runs] == [1, 1, 0, 0]
+    assert [r.gave_up for r in runs] == [0, 0, 1, 0]
+    with Ledger(project.settings.ledger_path) as ledger:
+        row = ledger.lookup(ISSUE, victim)
+        assert row is not None and (row.state, row.attempts) == ("gave-up", 5)
+        assert ledger.summary(ISSUE).complete  # dispatch leaves the issue alone now
+    # `retry`, asked for by the team, tries once more.
+    later = retry_issue(project, issue, SendOptions(rate=0), transport_factory=memory(sent))
+    assert later.sent == 1 and len(sent) == 67
+
+
+def test_an_unknown_outcome_is_recorded_and_left_for_retry_unknown(
+    project: Project, issue: Issue
+) -> None:
+    victim = "j.okafor@example.org"
+    sent: list[OutgoingMessage] = []
+    first = send_issue(
+        project, issue, SendOptions(rate=0), transport_factory=memory(sent, {victim: ["unknown"]})
+    )
+    assert (first.sent, first.unknown, first.unknown_in_ledger) == (66, 1, 1) and not first.ok
+    assert first.failures[0].state == "unknown"
+    for again in (send_issue, retry_issue):
+        assert again(project, issue, SendOptions(rate=0), transport_factory=memory(sent)).sent == 0
+    resent = resend_unknown(project, issue, SendOptions(rate=0), transport_factory=memory(sent))
+    assert resent.sent == 1 and resent.unknown_in_ledger == 0 and resent.ok
+    assert [m.recipient.lower() for m in sent].count(victim) == 1  # the memory relay kept none

@@ -183,7 +183,7 @@ def test_550_is_permanent_not_retried_and_suppressed(
 def test_a_dropped_connection_is_reconnected(
     smtp_project: Path, smtp_server: SmtpTestServer
 ) -> None:
-    smtp_server.drop_connection_after(10)
+    smtp_server.drop_connection_after(10, stage="RCPT")
     smtp_server.reply_421_on(30)
     result = run(
         smtp_project, "send", ISSUE, "--send", "--yes", "--rate", "0", "--concurrency", "1"

@@ -110,13 +110,55 @@ def test_500_is_retried_then_given_back_as_temporary(
     assert [r.status for r in mailjet.send_batch(make_outgoing(2))] == ["sent", "sent"]
 
 
-def test_400_for_the_whole_request_is_permanent(mailjet, mailjet_server, make_outgoing) -> None:
+@pytest.mark.parametrize("status", [400, 413])
+def test_a_refusal_of_the_whole_request_stops_and_fails_nobody(
+    mailjet, mailjet_server, make_outgoing, status
+) -> None:
     mailjet_server.respond(
-        400, body={"ErrorIdentifier": "x", "StatusCode": 400, "ErrorMessage": "Invalid From"}
+        status, body={"ErrorIdentifier": "x", "StatusCode": status, "ErrorMessage": "Invalid From"}
+    )
+    with pytest.raises(DeliveryError, match="not about any one recipient") as caught:
+        mailjet.send_batch(make_outgoing(3))
+    assert f"HTTP {status}" in str(caught.value) and "Invalid From" in str(caught.value)
+
+
+def test_an_error_about_the_sender_stops_and_keeps_what_was_sent(
+    mailjet, mailjet_server, make_outgoing
+) -> None:
+    mailjet_server.fail_address(
+        "reader2@example.org", 400, "The From email address is not validated", "From.Email"
     )
     results = mailjet.send_batch(make_outgoing(3))
-    assert [r.status for r in results] == ["failed-permanent"] * 3
-    assert "Invalid From" in results[0].detail
+    assert [(r.status, r.halted) for r in results] == [
+        ("sent", False),
+        ("failed-temporary", True),
+        ("sent", False),
+    ]
+    assert "not validated" in results[1].detail
+    with pytest.raises(DeliveryError, match="not about any one recipient"):
+        mailjet.send_batch(make_outgoing(1))
+
+
+def test_an_error_about_the_sender_on_every_message_stops_at_once(
+    mailjet, mailjet_server, make_outgoing
+) -> None:
+    for n in (1, 2):
+        mailjet_server.fail_address(
+            f"reader{n}@example.org", 400, "The From email address is not validated", "From.Email"
+        )
+    with pytest.raises(DeliveryError, match="not validated"):
+        mailjet.send_batch(make_outgoing(2))
+
+
+def test_a_request_answered_by_a_hang_up_is_unknown_and_not_resent(
+    mailjet, mailjet_server, sleeps, make_outgoing
+) -> None:
+    mailjet_server.accept_then_hang_up()
+    results = mailjet.send_batch(make_outgoing(2))
+    assert [r.status for r in results] == ["unknown", "unknown"]
+    assert "closed the connection without answering" in results[0].detail
+    assert len(mailjet_server.requests) == 1 and sleeps == []
+    assert len(mailjet_server.sent_to()) == 2  # it had accepted them
 
 
 def test_wrong_keys_stop_the_run_without_showing_them(mailjet_server, make_outgoing) -> None:

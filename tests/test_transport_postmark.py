@@ -131,11 +131,101 @@ def test_a_long_retry_after_is_handed_to_the_dispatcher_not_slept(
     assert len(postmark_server.requests) == 1
 
 
-def test_422_is_permanent_for_the_request(postmark, postmark_server, make_outgoing) -> None:
-    postmark_server.respond(422, body={"ErrorCode": 300, "Message": "Invalid 'To' address."})
-    results = postmark.send_batch(make_outgoing(3))
-    assert [r.status for r in results] == ["failed-permanent"] * 3
-    assert "HTTP 422" in results[0].detail and "Invalid 'To' address" in results[0].detail
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (422, {"ErrorCode": 300, "Message": "Invalid 'From' address: 'news@'."}),
+        (422, {"ErrorCode": 410, "Message": "Too many batch messages."}),
+        (422, {"ErrorCode": 300, "Message": "Invalid 'To' address: 'x'."}),  # which of 3?
+        (413, {"ErrorCode": 0, "Message": "Payload Too Large"}),
+    ],
+)
+def test_a_refusal_of_the_whole_batch_stops_and_fails_nobody(
+    postmark, postmark_server, make_outgoing, status, body
+) -> None:
+    postmark_server.respond(status, body=body)
+    with pytest.raises(DeliveryError, match="not about any one recipient") as caught:
+        postmark.send_batch(make_outgoing(3))
+    assert f"HTTP {status}" in str(caught.value) and body["Message"] in str(caught.value)
+
+
+def test_a_one_message_request_refused_for_its_recipient_is_theirs(
+    postmark, postmark_server, make_outgoing
+) -> None:
+    postmark_server.respond(422, body={"ErrorCode": 406, "Message": "Inactive recipient."})
+    [result] = postmark.send_batch(make_outgoing(1))
+    assert result.status == "failed-permanent" and "406" in result.detail
+
+
+def test_an_invalid_from_for_one_message_stops_and_keeps_what_was_sent(
+    postmark, postmark_server, make_outgoing
+) -> None:
+    postmark_server.fail_address("reader2@example.org", 300, "Invalid 'From' address: 'x'.")
+    postmark_server.fail_address("reader3@example.org", 406)
+    results = postmark.send_batch(make_outgoing(4))
+    assert [(r.status, r.halted) for r in results] == [
+        ("sent", False),
+        ("failed-temporary", True),
+        ("failed-permanent", False),
+        ("sent", False),
+    ]
+    assert "Invalid 'From' address" in results[1].detail
+    with pytest.raises(DeliveryError, match="Invalid 'From' address"):
+        postmark.send_batch(make_outgoing(1))
+
+
+@pytest.mark.parametrize("error_code", [410, 412, 413, 999])
+def test_codes_not_about_the_recipient_on_every_message_stop_at_once(
+    postmark, postmark_server, make_outgoing, error_code
+) -> None:
+    for n in (1, 2):
+        postmark_server.fail_address(f"reader{n}@example.org", error_code, "Not today")
+    with pytest.raises(DeliveryError, match=f"error {error_code}"):
+        postmark.send_batch(make_outgoing(2))
+
+
+def test_a_request_answered_too_late_is_unknown_and_not_resent(
+    postmark_server, sleeps, make_outgoing
+) -> None:
+    transport = PostmarkTransport(
+        postmark_server.provider_settings(), sleep=sleeps.append, timeout=0.3
+    )
+    postmark_server.accept_then_stall(1.5)
+    try:
+        results = transport.send_batch(make_outgoing(3))
+    finally:
+        transport.close()
+    assert [r.status for r in results] == ["unknown"] * 3
+    assert "gave no answer within 0.3 s" in results[0].detail
+    assert len(postmark_server.requests) == 1 and sleeps == []
+    assert len(postmark_server.sent_to()) == 3  # Postmark had taken them
+
+
+def test_a_request_answered_by_a_hang_up_is_unknown_and_not_resent(
+    postmark, postmark_server, sleeps, make_outgoing
+) -> None:
+    postmark_server.accept_then_hang_up()
+    results = postmark.send_batch(make_outgoing(2))
+    assert [r.status for r in results] == ["unknown", "unknown"]
+    assert len(postmark_server.requests) == 1 and sleeps == []
+
+
+def test_a_provider_that_cannot_be_reached_is_retried_then_temporary(
+    postmark_server, sleeps, make_outgoing
+) -> None:
+    url = postmark_server.url
+    postmark_server.stop()  # nothing listens: the request never went out
+    from newsletter.settings import ProviderSettings, Secret
+
+    transport = PostmarkTransport(
+        ProviderSettings("postmark", url, Secret(POSTMARK_TOKEN)),
+        sleep=sleeps.append,
+        retry=RetryPolicy(attempts=2),
+    )
+    results = transport.send_batch(make_outgoing(2))
+    transport.close()
+    assert [r.status for r in results] == ["failed-temporary"] * 2
+    assert len(sleeps) == 1
 
 
 def test_an_account_problem_stops_the_run_instead_of_failing_everyone(
@@ -181,9 +271,11 @@ def test_secrets_never_appear_in_results_or_errors(
     postmark, postmark_server, make_outgoing
 ) -> None:
     postmark_server.fail_address("reader1@example.org", 406, message=f"echo {POSTMARK_TOKEN}")
-    postmark_server.respond(422, body={"ErrorCode": 300, "Message": f"bad {POSTMARK_TOKEN}"})
     texts = [r.detail for r in postmark.send_batch(make_outgoing(2))]
-    texts += [r.detail for r in postmark.send_batch(make_outgoing(2))]
+    postmark_server.respond(422, body={"ErrorCode": 300, "Message": f"bad {POSTMARK_TOKEN}"})
+    with pytest.raises(DeliveryError) as caught:
+        postmark.send_batch(make_outgoing(2))
+    texts.append("".join(traceback.format_exception(caught.value)))
     assert any("********" in t for t in texts)
     assert not any(POSTMARK_TOKEN in t for t in texts)
 

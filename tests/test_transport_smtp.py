@@ -101,11 +101,11 @@ def test_451_is_temporary_550_permanent_and_the_rest_still_delivered(
     assert smtp_server.recipients() == ["busy@example.org"]
 
 
-def test_refusal_after_the_data_is_mapped_per_recipient(
+def test_a_refusal_at_the_end_of_data_about_the_recipient_is_theirs(
     smtp_transport, smtp_server, make_outgoing
 ) -> None:
-    messages = make_outgoing(["big@example.org", "later@example.org", "ok@example.org"])
-    smtp_server.fail("big@example.org", 552, stage="DATA")
+    messages = make_outgoing(["full@example.org", "later@example.org", "ok@example.org"])
+    smtp_server.fail("full@example.org", 552, stage="DATA", text="5.2.2 Mailbox full")
     smtp_server.fail("later@example.org", 451, stage="DATA")
     results = smtp_transport(smtp_server.settings()).send_batch(messages)
     assert [r.status for r in results] == ["failed-permanent", "failed-temporary", "sent"]
@@ -113,11 +113,76 @@ def test_refusal_after_the_data_is_mapped_per_recipient(
     assert smtp_server.recipients() == ["ok@example.org"]
 
 
-def test_a_dropped_connection_is_reconnected_and_every_message_delivered_once(
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        (550, "5.7.1 Message rejected as spam by Content Filtering"),
+        (552, "5.3.4 Message size exceeds fixed maximum message size"),
+        (554, "Transaction failed"),
+    ],
+)
+def test_a_refusal_of_the_message_itself_stops_instead_of_failing_the_recipient(
+    smtp_transport, smtp_server, make_outgoing, code, text
+) -> None:
+    messages = make_outgoing(4)
+    smtp_server.fail("*", code, stage="DATA", text=text)
+    transport = smtp_transport(smtp_server.settings())
+    with pytest.raises(DeliveryError, match="refused the message itself") as caught:
+        transport.send_batch(messages)
+    assert text in str(caught.value) and "nobody was marked as failed" in str(caught.value)
+    assert smtp_server.recipients() == []
+
+
+def test_a_refusal_of_the_message_after_others_went_keeps_their_results(
+    smtp_transport, smtp_server, make_outgoing
+) -> None:
+    messages = make_outgoing(4)
+    smtp_server.fail("reader3@example.org", 550, stage="DATA", text="5.7.1 Content rejected")
+    transport = smtp_transport(smtp_server.settings())
+    results = transport.send_batch(messages)
+    assert [(r.status, r.halted) for r in results] == [
+        ("sent", False),
+        ("sent", False),
+        ("failed-temporary", True),
+        ("failed-temporary", True),
+    ]
+    assert "5.7.1 Content rejected" in results[2].detail
+    with pytest.raises(DeliveryError, match="refused the message itself"):
+        transport.send_batch(messages[3:])
+    assert smtp_server.recipients() == ["reader1@example.org", "reader2@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        (550, "5.1.1 <reader2@example.org>: Recipient address rejected: User unknown"),
+        (550, "5.4.1 Recipient address rejected: Access denied"),
+        (553, "mailbox name not allowed"),
+        (550, "5.2.1 Mailbox disabled, not accepting messages"),
+    ],
+)
+def test_refusals_about_the_recipient_at_rcpt_are_theirs(
+    smtp_transport, smtp_server, make_outgoing, code, text
+) -> None:
+    messages = make_outgoing(3)
+    smtp_server.fail("reader2@example.org", code, text=text)
+    results = smtp_transport(smtp_server.settings()).send_batch(messages)
+    assert [r.status for r in results] == ["sent", "failed-permanent", "sent"]
+
+
+def test_relaying_denied_at_rcpt_stops_instead_of_failing_everyone(
+    smtp_transport, smtp_server, make_outgoing
+) -> None:
+    smtp_server.fail("*", 554, text="5.7.1 <reader1@example.org>: Relay access denied")
+    with pytest.raises(DeliveryError, match="Relay access denied"):
+        smtp_transport(smtp_server.settings()).send_batch(make_outgoing(3))
+
+
+def test_a_connection_dropped_before_the_message_is_reconnected_and_delivered_once(
     smtp_transport, smtp_server, make_outgoing
 ) -> None:
     messages = make_outgoing(8)
-    smtp_server.drop_connection_after(3)
+    smtp_server.drop_connection_after(3, stage="RCPT")
     transport = smtp_transport(smtp_server.settings())
 
     results = transport.send_batch(messages)
@@ -126,6 +191,37 @@ def test_a_dropped_connection_is_reconnected_and_every_message_delivered_once(
     assert sorted(smtp_server.recipients()) == sorted(m.recipient for m in messages)
     assert len(smtp_server.recipients()) == 8
     assert transport.connections_opened == 2
+
+
+def test_a_connection_dropped_after_the_end_of_data_is_unknown_and_not_sent_again(
+    smtp_transport, smtp_server, make_outgoing
+) -> None:
+    messages = make_outgoing(6)
+    smtp_server.store_then_drop("reader3@example.org")
+    transport = smtp_transport(smtp_server.settings())
+
+    results = transport.send_batch(messages)
+
+    assert [r.status for r in results] == ["sent", "sent", "unknown", "sent", "sent", "sent"]
+    assert "may have been delivered" in results[2].detail
+    # The relay kept it: one copy, not one per reconnection.
+    assert smtp_server.recipients().count("reader3@example.org") == 1
+    assert len(smtp_server.recipients()) == 6
+    assert transport.connections_opened == 2
+
+
+def test_a_final_reply_later_than_the_timeout_is_unknown_and_not_sent_again(
+    smtp_transport, smtp_server, make_outgoing
+) -> None:
+    messages = make_outgoing(4)
+    smtp_server.slow_final_reply("reader2@example.org", 2.0)
+    transport = smtp_transport(smtp_server.settings(timeout_seconds=0.3))
+
+    results = transport.send_batch(messages)
+
+    assert [r.status for r in results] == ["sent", "unknown", "sent", "sent"]
+    assert "no answer within 0.3 s" in results[1].detail
+    assert smtp_server.recipients().count("reader2@example.org") == 1
 
 
 def test_421_closes_the_session_and_the_message_is_retried_on_a_new_one(
@@ -346,7 +442,7 @@ def test_a_server_echoing_the_password_is_scrubbed_from_results(
         authenticator=_authenticator, auth_required=True, tls_context=trusted_ca.server_context()
     )
     leaked = base64.b64encode(f"\0newsletter\0{PASSWORD}".encode()).decode()
-    server.fail("reader1@example.org", 550, text=f"5.7.1 no thanks {PASSWORD} {leaked}")
+    server.fail("reader1@example.org", 550, text=f"5.1.1 no such user {PASSWORD} {leaked}")
     settings = server.settings(username="newsletter", password=PASSWORD)
     [result] = smtp_transport(settings, ssl_context=trusted_ca.client_context()).send_batch(
         make_outgoing(1)

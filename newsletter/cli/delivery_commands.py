@@ -24,7 +24,15 @@ from newsletter.plan import SendPlan, plan_send
 from newsletter.project import Project
 from newsletter.proofs import send_test_copies
 from newsletter.report import delivery_report
-from newsletter.send import SendOptions, SendProgress, SendResult, retry_issue, send_issue
+from newsletter.send import (
+    SendOptions,
+    SendProgress,
+    SendResult,
+    resend_unknown,
+    retry_issue,
+    send_issue,
+)
+from newsletter.stopping import Interrupted
 from newsletter.transports import TRANSPORT_NAMES, describe_transport
 
 LOG_EVERY = 500
@@ -90,7 +98,9 @@ def _progress_reporter() -> Iterator[Callable[[SendProgress], None]]:
         elif progress.done - last_logged >= LOG_EVERY or progress.done == progress.total:
             last_logged = progress.done
             click.echo(
-                f"sent {progress.sent}, failed {progress.failed} ({progress.done}/{progress.total})",
+                f"sent {progress.sent}, failed {progress.failed}"
+                + (f", unknown {progress.unknown}" if progress.unknown else "")
+                + f" ({progress.done}/{progress.total})",
                 err=True,
             )
 
@@ -129,13 +139,20 @@ def _deliver(
 
     True when nobody in the run is left undelivered.
     """
-    with _progress_reporter() as progress:
-        result = deliver(project, issue, options, progress=progress)
+    try:
+        with _progress_reporter() as progress:
+            result = deliver(project, issue, options, progress=progress)
+    except Interrupted as stopped:
+        # Stopped cleanly on SIGTERM or Ctrl-C: say what was done, exit 128 + the signal.
+        click.echo(f"newsletter: {stopped}", err=True)
+        raise SystemExit(stopped.exit_code) from None
     if output_format == "json":
         echo_json(result.as_dict())
         return result.ok
+    doubt = f"unknown outcome {result.unknown}; " if result.unknown else ""
+    gave_up = f"given up on {result.gave_up}; " if result.gave_up else ""
     click.echo(
-        f"Sent {result.sent}; failed permanently {result.failed_permanent}; "
+        f"Sent {result.sent}; failed permanently {result.failed_permanent}; {doubt}{gave_up}"
         f"waiting to retry {result.failed_temporary}; suppressed {result.suppressed}; "
         f"already sent before {result.skipped_already_sent}."
     )
@@ -151,6 +168,13 @@ def _deliver(
     if result.failed_temporary:
         click.echo(
             f"Run `newsletter retry {result.issue_id}` later to try the temporary failures again.",
+            err=True,
+        )
+    if result.unknown_in_ledger:
+        click.echo(
+            f"{result.unknown_in_ledger} message(s) were handed over but never confirmed: they "
+            "may have arrived, so nothing sends them again unless you run "
+            f"`newsletter retry {result.issue_id} --unknown`.",
             err=True,
         )
     return result.ok
@@ -226,7 +250,8 @@ def send(
     --send, every delivery is recorded in the ledger, so running it again
     (after a crash, or Ctrl-C) only sends to the people not yet sent to.
     --send asks first unless --yes; with --format json it needs --yes.
-    Exits 1 if any delivery failed.
+    Exits 1 if any delivery failed or its outcome is unknown; 130 or 143 when
+    stopped by Ctrl-C or SIGTERM (run it again to continue).
     """
     if really_send and not test_to and not yes and output_format == "json":
         # The prompt (and the plan shown with it) would spoil the JSON, and a
@@ -251,20 +276,33 @@ def send(
 
 @click.command()
 @issue_argument
+@click.option(
+    "--unknown",
+    "unknown",
+    is_flag=True,
+    help="Instead, send once more to the people whose outcome is unknown (the relay took the "
+    "whole message and never confirmed it): they may get it twice.",
+)
 @_send_options
 @format_option("table", "json")
 @pass_app
-def retry(app: AppContext, issue: str, options: SendOptions, output_format: str) -> None:
+def retry(
+    app: AppContext, issue: str, unknown: bool, options: SendOptions, output_format: str
+) -> None:
     """Send ISSUE again to the people whose delivery failed temporarily.
 
-    Only the ledger's failed-temporary rows are tried; people already sent to,
-    and permanent failures, are left alone. Exits 1 if any delivery still failed.
+    Only the ledger's failed-temporary rows (and those given up on after
+    retry.max_total_attempts) are tried; people already sent to, permanent
+    failures and unknown outcomes are left alone. With --unknown, only the
+    unknown outcomes are sent, once. Exits 1 if any delivery still failed,
+    130 or 143 when stopped by Ctrl-C or SIGTERM.
     """
     project = app.project()
     loaded = project.load_issue(issue)
     if app.verbose:
         click.echo(f"Delivery: {describe_transport(project.settings, options.transport)}", err=True)
-    if not _deliver(retry_issue, project, loaded, options, output_format):
+    deliver = resend_unknown if unknown else retry_issue
+    if not _deliver(deliver, project, loaded, options, output_format):
         raise SystemExit(EXIT_FAILED)
 
 
@@ -309,6 +347,8 @@ def report(app: AppContext, issue: str, output_format: str) -> None:
                 [(f.email, f.state, f.attempts, f.detail) for f in data.failures],
             )
         )
+    for hint in data.hints():
+        click.echo(f"\n{hint}.")
     click.echo(
         f"\nEvery recipient with the reason: newsletter report {summary.issue_id} --format csv"
     )

@@ -1,11 +1,18 @@
 """The one small interface every delivery back-end implements.
 
 A transport takes complete messages and says, per message, what happened:
-`sent`, `failed-temporary` (try again later) or `failed-permanent` (give up on this
-address). It never raises for a delivery failure, so one bad address cannot
-stop a run; only a misconfiguration it cannot work around (no credentials, a
-rejected API key) raises `DeliveryError`, which stops the run with a clear
-message instead of marking everyone as failed.
+`sent`, `failed-temporary` (try again later), `failed-permanent` (refused for a
+reason about *this recipient*: give up on this address) or `unknown` (the
+whole message was handed over and then no answer came: it may have arrived,
+so it must not be sent again without being asked). It never raises for one
+recipient's failure, so one bad address cannot stop a run.
+
+A refusal that is not about the recipient (the relay's content filter, a
+message too big, a refused sender, a suspended account, a rejected API key)
+stops the run instead of marking everyone as failed: the transport raises
+`DeliveryError`, or, when earlier messages of the batch were already handed
+over, returns their results and marks the rest `halted` (not handed over;
+`detail` says why), and the run stops after recording what was handed over.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from newsletter.settings import Settings
 
 # The ledger's own spelling of these states (`newsletter.ledger.State`), so a result
 # is recorded as it is, never translated.
-DeliveryStatus = Literal["sent", "failed-temporary", "failed-permanent"]
+DeliveryStatus = Literal["sent", "failed-temporary", "failed-permanent", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,12 @@ class DeliveryResult:
     detail: str = ""
     provider_id: str | None = None
     retry_after: float | None = None  # seconds the provider asked us to wait
+    # Not handed over because the transport stopped (`detail` says why): the run
+    # gives the row back untouched and stops.
+    halted: bool = False
+    # A permanent failure that says nothing against the address (our relay cannot
+    # carry it, e.g. no SMTPUTF8 for a non-ASCII mailbox): recorded, never suppressed.
+    address_at_fault: bool = True
 
     @property
     def ok(self) -> bool:

@@ -1,10 +1,12 @@
 """Stopping a run on a fatal error without losing what was already handed over.
 
-A rejected password or API key must stop the run with a clear message rather
-than mark thousands of people as failed. But if some messages in the same
-batch were already accepted, raising at once would lose their results, and
-the ledger would send them again. So the batch returns what happened (the
-rest `failed-temporary`) and the error is raised at the start of the next batch.
+A rejected password or API key, or a refusal of the message itself, must
+stop the run with a clear message rather than mark thousands of people as
+failed. But if some messages in the same batch were already handed over,
+raising at once would lose their results, and the ledger would send them
+again. So the batch returns what happened, the rest marked `halted` (not
+handed over, with the error as detail, so the run gives them back and stops),
+and the error is raised at the start of the next batch.
 """
 
 from __future__ import annotations
@@ -32,11 +34,20 @@ class Halt:
         done: list[DeliveryResult],
         remaining: Sequence[OutgoingMessage],
     ) -> list[DeliveryResult]:
-        """Raise `error` now if nothing was handed over in this batch, else defer it."""
-        if not any(result.ok for result in done):
+        """Raise `error` now if this batch has no results yet, else return them and defer it."""
+        if not done:
             raise error
         self.error = error
-        return done + [
-            DeliveryResult(m.recipient, m.message_id, "failed-temporary", str(error))
-            for m in remaining
-        ]
+        return done + halted(remaining, str(error))
+
+    def remember(self, error: DeliveryError) -> None:
+        """Raise `error` at the start of the next batch (this one's results are being returned)."""
+        self.error = error
+
+
+def halted(messages: Sequence[OutgoingMessage], detail: str) -> list[DeliveryResult]:
+    """Results for messages not handed over because the transport stopped: `detail` says why."""
+    return [
+        DeliveryResult(m.recipient, m.message_id, "failed-temporary", detail, halted=True)
+        for m in messages
+    ]

@@ -7,7 +7,14 @@ header), else exponential backoff; a wait longer than `max_wait` is not
 slept here but handed back as `retry_after` on `failed-temporary` results, so the
 dispatcher decides. 401/403 mean the key is wrong: `DeliveryError`, which
 stops the run instead of failing everyone. Other 4xx are for the provider
-module to map, usually `failed-permanent` for the request's messages.
+module to map: only an answer about one recipient is `failed-permanent`;
+an answer about the request, the message, the sender or the account stops
+the run (`DeliveryError`) and suppresses nobody.
+
+A POST whose body was sent and then got no answer (the read timed out, the
+provider closed the connection) is `Lost`, never retried: the provider may
+have accepted it, so its messages are `unknown`. Only a failure before the
+request went out (no connection, TLS, a connect timeout) is retried.
 
 Secrets travel only in request headers. Error text never includes request
 headers, and `scrub` removes every secret (and its base64 form) from any
@@ -26,6 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+import urllib3
 
 from newsletter.errors import DeliveryError
 from newsletter.message import envelope_address
@@ -77,6 +85,13 @@ class GaveUp:
 
     detail: str
     retry_after: float | None
+
+
+@dataclass(frozen=True)
+class Lost:
+    """The request went out and no answer came back: the provider may have accepted it."""
+
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -191,15 +206,21 @@ class ApiClient:
         if auth is not None:
             self.session.auth = auth
 
-    def post_json(self, path: str, payload: Any) -> Answer | GaveUp:
-        """POST `payload`, retrying 429/5xx/connection failures; raise DeliveryError on 401/403."""
+    def post_json(self, path: str, payload: Any) -> Answer | GaveUp | Lost:
+        """POST `payload`, retrying 429/5xx and failures to connect; raise DeliveryError on 401/403.
+
+        `Lost` when the request went out and no answer came: never retried.
+        """
         return self._request("POST", path, json=payload)
 
     def get_json(self, path: str, params: Mapping[str, str | int]) -> Answer | GaveUp:
         """GET with query `params`, with the same retries and errors as `post_json`."""
-        return self._request("GET", path, params=dict(params))
+        answer = self._request("GET", path, params=dict(params))
+        if isinstance(answer, Lost):  # only a POST can be lost; a GET is simply retried
+            raise AssertionError("unreachable")  # pragma: no cover
+        return answer
 
-    def _request(self, method: str, path: str, **arguments: Any) -> Answer | GaveUp:
+    def _request(self, method: str, path: str, **arguments: Any) -> Answer | GaveUp | Lost:
         url = f"{self.base_url}{path}"
         detail = ""
         wait: float | None = None
@@ -207,6 +228,14 @@ class ApiClient:
             try:
                 response = self.session.request(method, url, timeout=self.timeout, **arguments)
             except requests.RequestException as error:
+                if method == "POST" and may_have_arrived(error):
+                    return Lost(
+                        self.scrub(
+                            f"{self.provider_name} was sent the request, then "
+                            f"{_what_happened(error, self.timeout)}; the messages may have "
+                            "been accepted, so they are not sent again unless asked"
+                        )
+                    )
                 detail = self.scrub(
                     f"{self.provider_name} could not be reached ({type(error).__name__})"
                 )
@@ -268,6 +297,7 @@ class BatchApiTransport:
         results: list[DeliveryResult] = []
         for chunk in chunks(messages, self.batch_size):
             try:
+                self._halt.check()  # a chunk that stopped the run leaves its error here
                 results += self._send_chunk(chunk)
             except DeliveryError as error:
                 return self._halt.stop(error, results, messages[len(results) :])
@@ -296,9 +326,40 @@ def temporary_for_all(messages: Sequence[OutgoingMessage], gave_up: GaveUp) -> l
     ]
 
 
+def unknown_for_all(messages: Sequence[OutgoingMessage], lost: Lost) -> list[DeliveryResult]:
+    """Every message of a request that got no answer: `unknown`, never resent silently."""
+    return [DeliveryResult(m.recipient, m.message_id, "unknown", lost.detail) for m in messages]
+
+
 def chunks(messages: Sequence[OutgoingMessage], size: int) -> list[Sequence[OutgoingMessage]]:
     """Split into the provider's batch size."""
     return [messages[i : i + size] for i in range(0, len(messages), size)]
+
+
+def may_have_arrived(error: requests.RequestException) -> bool:
+    """True when the request had gone out before it failed (no answer), so it may have arrived.
+
+    For any transport posting a message over `requests`: such a failure must
+    be `unknown`, never retried.
+
+    A read timeout, or a connection closed or reset while waiting for the
+    answer (urllib3's ProtocolError, e.g. RemoteDisconnected), comes after
+    sending; a refused connection, a connect timeout or a TLS failure before.
+    """
+    if isinstance(error, requests.ReadTimeout):
+        return True
+    if isinstance(error, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return False
+    reason = error.args[0] if error.args else None
+    return isinstance(error, requests.ConnectionError) and isinstance(
+        reason, urllib3.exceptions.ProtocolError
+    )
+
+
+def _what_happened(error: requests.RequestException, timeout: float) -> str:
+    if isinstance(error, requests.ReadTimeout):
+        return f"gave no answer within {timeout:g} s"
+    return "closed the connection without answering"
 
 
 def _json(response: requests.Response) -> Any:

@@ -18,9 +18,17 @@ dev.mailjet.com/docs/email-api/email_api_overview/status_codes):
   it rather than failing the whole batch.
 - 401 wrong key pair; 429 too many calls per minute; 500 server trouble.
 
+- Each error names the field it is about in `ErrorRelatedTo` (e.g.
+  `["To[0].Email"]` for an invalid recipient address, `["From.Email"]`,
+  `["HTMLPart"]`).
+
 Our mapping: a message `success` is sent; an error whose StatusCode is 429
-or 5xx is temporary, any other error permanent. A 400 without a per-message
-list is permanent for the whole request.
+or 5xx is temporary. An error about the recipient (every `ErrorRelatedTo`
+points into `To`, `Cc` or `Bcc`) is `failed-permanent`. Any other error (the
+sender, the content, the headers) is the same for everyone on the list, so
+the run stops (`DeliveryError`) and nobody is suppressed; messages Mailjet
+did accept are still recorded as sent. A 4xx without a per-message list
+stops the run too. A request sent and never answered is `unknown`.
 """
 
 from __future__ import annotations
@@ -30,21 +38,25 @@ from collections.abc import Sequence
 from email.utils import parseaddr
 from typing import Any
 
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, DeliveryError
 from newsletter.settings import ProviderSettings, Settings
-from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
+from newsletter.transports.base import DeliveryResult, OutgoingMessage
+from newsletter.transports.halt import halted
 from newsletter.transports.http import (
     ApiClient,
     BatchApiTransport,
     GaveUp,
+    Lost,
     RetryPolicy,
     Sleep,
     message_parts,
     temporary_for_all,
     to_name_for,
+    unknown_for_all,
 )
 
 MAX_BATCH = 50
+_RECIPIENT_FIELDS = frozenset({"To", "Cc", "Bcc"})
 KEY_ENV = "NEWSLETTER_MAILJET_API_KEY"
 SECRET_ENV = "NEWSLETTER_MAILJET_SECRET_KEY"
 
@@ -107,6 +119,8 @@ class MailjetTransport(BatchApiTransport):
         answer = self._client.post_json(
             "/v3.1/send", {"Messages": [self.payload(m) for m in chunk]}
         )
+        if isinstance(answer, Lost):
+            return unknown_for_all(chunk, answer)
         if isinstance(answer, GaveUp):
             return temporary_for_all(chunk, answer)
         body = answer.body if isinstance(answer.body, dict) else {}
@@ -114,16 +128,18 @@ class MailjetTransport(BatchApiTransport):
         if isinstance(per_message, list) and per_message:
             return self._per_message(chunk, per_message)
         text = self._client.scrub(str(body.get("ErrorMessage") or answer.text))
-        status: DeliveryStatus = (
-            "failed-permanent" if 400 <= answer.status < 500 else "failed-temporary"
-        )
+        if 400 <= answer.status < 500:
+            raise _refusal(f"HTTP {answer.status}: {text}")
         detail = f"Mailjet refused the request (HTTP {answer.status}: {text})"
-        return [DeliveryResult(m.recipient, m.message_id, status, detail) for m in chunk]
+        return [
+            DeliveryResult(m.recipient, m.message_id, "failed-temporary", detail) for m in chunk
+        ]
 
     def _per_message(
         self, chunk: Sequence[OutgoingMessage], answers: list[Any]
     ) -> list[DeliveryResult]:
         results: list[DeliveryResult] = []
+        stop: DeliveryError | None = None
         for index, outgoing in enumerate(chunk):
             item = (
                 answers[index] if index < len(answers) and isinstance(answers[index], dict) else {}
@@ -137,21 +153,54 @@ class MailjetTransport(BatchApiTransport):
                 continue
             errors = [e for e in item.get("Errors") or [] if isinstance(e, dict)]
             codes = [e.get("StatusCode") for e in errors]
+            text = self._client.scrub(
+                "; ".join(
+                    f"{e.get('ErrorCode', '')} {e.get('ErrorMessage', '')}".strip() for e in errors
+                )
+                or "no reason given"
+            )
             temporary = not errors or any(
                 isinstance(c, int) and (c == 429 or c >= 500) for c in codes
             )
-            text = "; ".join(
-                f"{e.get('ErrorCode', '')} {e.get('ErrorMessage', '')}".strip() for e in errors
-            )
-            results.append(
-                DeliveryResult(
-                    outgoing.recipient,
-                    outgoing.message_id,
-                    "failed-temporary" if temporary else "failed-permanent",
-                    self._client.scrub(f"Mailjet error: {text or 'no reason given'}"),
+            if temporary or all(_about_recipient(e) for e in errors):
+                results.append(
+                    DeliveryResult(
+                        outgoing.recipient,
+                        outgoing.message_id,
+                        "failed-temporary" if temporary else "failed-permanent",
+                        f"Mailjet error: {text}",
+                    )
                 )
-            )
+                continue
+            stop = stop or _refusal(text)
+            results += halted([outgoing], str(stop))
+        if stop is not None:
+            if not any(r.status in ("sent", "failed-permanent") for r in results):
+                raise stop  # nothing in the call was handed over: stop at once
+            self._halt.remember(stop)
         return results
+
+
+def _about_recipient(error: dict[str, Any]) -> bool:
+    """Does this Mailjet error point only at the recipient's address (`To[0].Email`, ...)?"""
+    related = error.get("ErrorRelatedTo")
+    return (
+        isinstance(related, list)
+        and bool(related)
+        and all(
+            isinstance(field, str) and field.split("[", 1)[0].split(".", 1)[0] in _RECIPIENT_FIELDS
+            for field in related
+        )
+    )
+
+
+def _refusal(what: str) -> DeliveryError:
+    """The run stops: Mailjet refused something that is the same for everyone on the list."""
+    return DeliveryError(
+        f"Mailjet refused to send ({what}); this is not about any one recipient, so nobody "
+        "was marked as failed or suppressed. Check the message and its sender in Mailjet, "
+        "then run the same command again"
+    )
 
 
 def _contact(name: str, address: str) -> dict[str, str]:

@@ -11,19 +11,25 @@ postmarkapp.com/developer/user-guide/send-email-with-api/batch-emails, and
 - HTTP 200 even when some messages fail: an array in the order sent, each
   `{ErrorCode, Message, MessageID, To, SubmittedAt}`, ErrorCode 0 = accepted.
   So a partly failed batch records exactly the failed recipients.
-- 401 missing or wrong token; 422 `{ErrorCode, Message}` for a request it
-  cannot process; 429 rate limit; 500/503 its own trouble.
-- Error codes: 10 bad or missing token, 100 maintenance, 300 invalid email
-  request, 400 sender signature not found, 401 sender signature not
-  confirmed, 405 not allowed to send, 406 inactive recipient (hard bounce,
-  spam complaint or manual suppression), 410 too many batch messages,
-  412 account pending, 413 account may not send, 429 rate limit exceeded.
+- 401 missing or wrong token; 413 the request is over the size limit (10 MB);
+  422 `{ErrorCode, Message}` for a request it cannot process; 429 rate
+  limit; 500/503 its own trouble.
+- Error codes (API overview, "API error codes"): 10 bad or missing token,
+  100 maintenance, 300 invalid email request (its Message says which field:
+  "Invalid 'To' address", "Invalid 'From' address", no body, ...), 400
+  sender signature not found, 401 sender signature not confirmed, 402
+  invalid JSON, 403 incompatible JSON, 405 not allowed to send, 406 inactive
+  recipient (hard bounce, spam complaint or manual suppression), 409 JSON
+  required, 410 too many batch messages, 411 forbidden attachment type, 412
+  account pending, 413 account may not send, 429 rate limit exceeded.
 
-Our mapping: 406 and 300 are about this recipient or message: `failed-permanent`.
-Codes about the account or sender (10, 400, 401, 405, 412, 413) say nothing
-about the recipient, so they are never `failed-permanent`: when a whole batch gets
-them the run stops with `DeliveryError`. Anything else is `failed-temporary`, so an
-unknown code can never put a practitioner on the suppression list.
+Our mapping. About this recipient, `failed-permanent`: 406, and 300 when its
+Message names the 'To' address. Temporary: 100 and 429 (and 5xx, retried
+first). Everything else (the sender, the account, the request, the message,
+an HTTP 413, a code we do not know) is the same for everyone on the list, so
+it is never anyone's failure: the run stops with `DeliveryError` and
+suppresses nobody; messages of the batch Postmark did accept are still
+recorded as sent. A request sent and never answered is `unknown`.
 """
 
 from __future__ import annotations
@@ -36,19 +42,24 @@ from newsletter.errors import ConfigError, DeliveryError
 from newsletter.message import format_address
 from newsletter.settings import ProviderSettings, Settings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
+from newsletter.transports.halt import halted
 from newsletter.transports.http import (
     ApiClient,
     BatchApiTransport,
     GaveUp,
+    Lost,
     RetryPolicy,
     Sleep,
     message_parts,
     temporary_for_all,
     to_name_for,
+    unknown_for_all,
 )
 
 MAX_BATCH = 500
-PERMANENT_CODES = frozenset({300, 406})
+INACTIVE_RECIPIENT = 406
+INVALID_REQUEST = 300  # about the recipient only when its Message names the 'To' address
+TEMPORARY_CODES = frozenset({100, 429})
 ACCOUNT_CODES = frozenset({10, 400, 401, 405, 412, 413})
 TOKEN_ENV = "NEWSLETTER_POSTMARK_TOKEN"
 
@@ -108,6 +119,8 @@ class PostmarkTransport(BatchApiTransport):
 
     def _send_chunk(self, chunk: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         answer = self._client.post_json("/email/batch", [self.payload(m) for m in chunk])
+        if isinstance(answer, Lost):
+            return unknown_for_all(chunk, answer)
         if isinstance(answer, GaveUp):
             return temporary_for_all(chunk, answer)
         if answer.status == 200 and isinstance(answer.body, list):
@@ -115,24 +128,21 @@ class PostmarkTransport(BatchApiTransport):
         body = answer.body if isinstance(answer.body, dict) else {}
         code = body.get("ErrorCode")
         text = self._client.scrub(str(body.get("Message") or answer.text))
-        if code in ACCOUNT_CODES:
-            raise DeliveryError(
-                f"Postmark refused to send (error {code}: {text}); check the sender "
-                "signature and the account in Postmark"
-            )
-        status: DeliveryStatus = (
-            "failed-permanent"
-            if 400 <= answer.status < 500 and code not in (100, 429)
-            else "failed-temporary"
-        )
         detail = f"Postmark refused the batch (HTTP {answer.status}, error {code}: {text})"
-        return [DeliveryResult(m.recipient, m.message_id, status, detail) for m in chunk]
+        if answer.status < 400 or code in TEMPORARY_CODES:
+            return [
+                DeliveryResult(m.recipient, m.message_id, "failed-temporary", detail) for m in chunk
+            ]
+        if len(chunk) == 1 and _about_recipient(code, text):
+            (only,) = chunk
+            return [DeliveryResult(only.recipient, only.message_id, "failed-permanent", detail)]
+        raise _refusal(f"HTTP {answer.status}, error {code}: {text}", code)
 
     def _per_message(
         self, chunk: Sequence[OutgoingMessage], answers: list[Any]
     ) -> list[DeliveryResult]:
         results: list[DeliveryResult] = []
-        account_codes: set[int] = set()
+        stop: DeliveryError | None = None
         for index, outgoing in enumerate(chunk):
             item = (
                 answers[index]
@@ -158,22 +168,37 @@ class PostmarkTransport(BatchApiTransport):
                     )
                 )
                 continue
-            if code in ACCOUNT_CODES:
-                account_codes.add(code)
-            status: DeliveryStatus = (
-                "failed-permanent" if code in PERMANENT_CODES else "failed-temporary"
-            )
-            results.append(
-                DeliveryResult(
-                    outgoing.recipient,
-                    outgoing.message_id,
-                    status,
-                    f"Postmark error {code}: {text}",
+            detail = f"Postmark error {code}: {text}"
+            if code in TEMPORARY_CODES or _about_recipient(code, text):
+                status: DeliveryStatus = (
+                    "failed-temporary" if code in TEMPORARY_CODES else "failed-permanent"
                 )
-            )
-        if account_codes and not any(r.ok for r in results):
-            raise DeliveryError(
-                f"Postmark refused every message in the batch ({results[0].detail}); check "
-                "the sender signature and the account in Postmark"
-            )
+                results.append(
+                    DeliveryResult(outgoing.recipient, outgoing.message_id, status, detail)
+                )
+                continue
+            stop = stop or _refusal(f"error {code}: {text}", code)
+            results += halted([outgoing], str(stop))
+        if stop is not None:
+            if not any(r.status in ("sent", "failed-permanent") for r in results):
+                raise stop  # nothing in the batch was handed over: stop at once
+            self._halt.remember(stop)
         return results
+
+
+def _about_recipient(code: object, text: str) -> bool:
+    """Is this Postmark error about the recipient (never about the sender or the message)?"""
+    return code == INACTIVE_RECIPIENT or (code == INVALID_REQUEST and "'To'" in text)
+
+
+def _refusal(what: str, code: object) -> DeliveryError:
+    """The run stops: Postmark refused something that is the same for everyone on the list."""
+    check = (
+        "the sender signature and the account in Postmark"
+        if code in ACCOUNT_CODES
+        else "the message and its From address"
+    )
+    return DeliveryError(
+        f"Postmark refused to send ({what}); this is not about any one recipient, so nobody "
+        f"was marked as failed or suppressed. Check {check}, then run the same command again"
+    )

@@ -7,8 +7,14 @@ with an internal CA is trusted by pointing SSL_CERT_FILE at that CA). The
 password is used only for AUTH and scrubbed from every message we produce.
 
 Replies map to results per recipient: 2xx sent, 4xx temporary, 5xx
-permanent. A 421 or a dropped connection is reconnected and that message
-tried once more. Problems no retry can fix (a refused password, an
+permanent when it is about the recipient (`smtp_replies.refusal_scope`). A
+5xx about the message, the sender or the relay stops the run instead
+(`DeliveryError`), so a content filter cannot put the whole list on the
+suppression list. A 421, or a connection that drops before the end of DATA,
+is reconnected and that message tried once more. A timeout or a dropped
+connection *after* the end of DATA was sent is `unknown`: the relay may
+have taken the message (RFC 5321 §4.5.3.2.6), so it is neither retried here
+nor counted as failed. Problems no retry can fix (a refused password, an
 untrusted certificate, a server without STARTTLS, a refused sender address)
 raise `DeliveryError` so the run stops with a clear message.
 
@@ -43,6 +49,7 @@ import socket
 import ssl
 from collections.abc import Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
 from newsletter.errors import DeliveryError
 from newsletter.message import envelope_address
@@ -51,6 +58,10 @@ from newsletter.scrub import SecretScrubber
 from newsletter.settings import Settings, SmtpSettings
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.halt import Halt
+from newsletter.transports.smtp_replies import refusal_scope
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 SERVICE_CLOSING = 421
 # Exchange Online when the tenant has disabled basic (password) authentication for SMTP.
@@ -100,6 +111,26 @@ class _Throttled(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib's client, remembering whether the last thing it sent was the end of DATA.
+
+    After that, a timeout or a dropped connection leaves the outcome unknown:
+    the server may have taken the message before it could answer.
+    """
+
+    end_of_data_sent = False
+
+    def send(self, s: Buffer | str) -> None:
+        self.end_of_data_sent = False
+        super().send(s)
+        # smtplib sends the message as one block ending "<CRLF>.<CRLF>"; commands are text.
+        self.end_of_data_sent = not isinstance(s, str) and bytes(memoryview(s)[-5:]) == b"\r\n.\r\n"
+
+
+class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):
+    """smtplib's implicit-TLS client, with the same memory of the end of DATA."""
 
 
 class SmtpTransport:
@@ -218,6 +249,7 @@ class SmtpTransport:
                     outgoing.message_id,
                     "failed-permanent",
                     self._scrub(str(refusal)),
+                    address_at_fault=False,  # the relay's limit, not a bad address
                 )
             except _Reply as reply_error:
                 self._check_microsoft_refusal(reply_error)
@@ -227,17 +259,12 @@ class SmtpTransport:
                         continue
                     return self._result(outgoing, "failed-temporary", reply_error)
                 self._reset()
-                if reply_error.stage == "MAIL" and reply_error.code >= 500:
-                    raise DeliveryError(
-                        f"the SMTP server {self.where} refused the sender address "
-                        f"{self.envelope_from}: {self._describe(reply_error)}"
-                    ) from None
-                status: DeliveryStatus = (
-                    "failed-permanent" if reply_error.code >= 500 else "failed-temporary"
-                )
-                return self._result(outgoing, status, reply_error)
+                return self._refused(outgoing, reply_error)
             except (smtplib.SMTPServerDisconnected, OSError) as error:
+                handed_over = getattr(connection, "end_of_data_sent", False)
                 self._drop()
+                if handed_over:
+                    return self._unconfirmed(outgoing, error)
                 if attempt == 1:
                     continue
                 detail = f"the SMTP server {self.where} dropped the connection twice ({error})"
@@ -248,6 +275,40 @@ class SmtpTransport:
                 outgoing.recipient, outgoing.message_id, "sent", "", self._queue_id(reply)
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _refused(self, outgoing: OutgoingMessage, reply: _Reply) -> DeliveryResult:
+        """A refusal: temporary (4xx), this recipient's (5xx about them), or the run stops."""
+        if reply.code < 500:
+            return self._result(outgoing, "failed-temporary", reply)
+        if reply.stage == "MAIL":
+            raise DeliveryError(
+                f"the SMTP server {self.where} refused the sender address "
+                f"{self.envelope_from}: {self._describe(reply)}"
+            )
+        if refusal_scope(reply.stage, reply.code, reply.text) == "recipient":
+            return self._result(outgoing, "failed-permanent", reply)
+        raise DeliveryError(
+            f"the SMTP server {self.where} refused the message itself, not the recipient "
+            f"({self._describe(reply)}); nobody was marked as failed or suppressed. Fix what "
+            "it objects to (the content, the size, the sender or the relay's settings), "
+            "then run the same command again"
+        )
+
+    def _unconfirmed(self, outgoing: OutgoingMessage, error: BaseException) -> DeliveryResult:
+        """The whole message went and no answer came: it may have arrived, so never resend it here."""
+        timed_out = isinstance(error, TimeoutError) or "timed out" in str(error)
+        what = (
+            f"no answer within {self.settings.timeout_seconds:g} s (smtp.timeout_seconds)"
+            if timed_out
+            else f"the connection dropped ({error})"
+        )
+        detail = (
+            f"the SMTP server {self.where} was sent the whole message, then {what}; "
+            "it may have been delivered, so it is not sent again unless asked"
+        )
+        return DeliveryResult(
+            outgoing.recipient, outgoing.message_id, "unknown", self._scrub(detail)
+        )
 
     def _transmit(self, connection: smtplib.SMTP, recipient: str, data: bytes) -> str:
         """MAIL, RCPT, DATA for one recipient; return the final reply text."""
@@ -353,7 +414,7 @@ class SmtpTransport:
         connection: smtplib.SMTP
         try:
             if settings.security == "ssl":
-                connection = smtplib.SMTP_SSL(
+                connection = _SMTP_SSL(
                     settings.host,
                     settings.port,
                     local_hostname=_local_hostname(),
@@ -361,7 +422,7 @@ class SmtpTransport:
                     context=context,
                 )
             else:
-                connection = smtplib.SMTP(
+                connection = _SMTP(
                     settings.host,
                     settings.port,
                     local_hostname=_local_hostname(),

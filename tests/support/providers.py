@@ -17,7 +17,11 @@ Scripting answers (consumed in order, one per request; the contract is
 still checked): `server.respond(status, body=None, headers=None, times=1)`.
 Without a script a valid request gets 200. Per-address failures inside a
 200 (Postmark) or a 400 with per-message results (Mailjet):
-`server.fail_address(address, ...)`. `server.requests` records every
+`server.fail_address(address, ...)`. Answers that never arrive, after the
+fake has accepted the messages (so they count in `sent_to()`):
+`server.accept_then_hang_up(times=1)` closes the connection without
+answering; `server.accept_then_stall(seconds, times=1)` answers only after
+`seconds` (later than the client's timeout, if that is shorter). `server.requests` records every
 request (`path`, `headers`, `json`); `server.sent_to()` lists the addresses
 the fake accepted. `server.configure(monkeypatch)` points a project at it.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -75,6 +80,7 @@ class FakeProvider:
         self._lock = threading.Lock()
         self._script: list[_Scripted] = []
         self._failures: dict[str, Any] = {}
+        self._unanswered: list[tuple[str, float]] = []  # ("hang-up" | "stall", seconds)
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -108,6 +114,16 @@ class FakeProvider:
         """Answer the next `times` requests with this status (after checking the contract)."""
         with self._lock:
             self._script.append(_Scripted(status, body, headers or {}, times))
+
+    def accept_then_hang_up(self, times: int = 1) -> None:
+        """Accept the next `times` requests, then close the connection without answering."""
+        with self._lock:
+            self._unanswered += [("hang-up", 0.0)] * times
+
+    def accept_then_stall(self, seconds: float, times: int = 1) -> None:
+        """Accept the next `times` requests, then answer only after `seconds`."""
+        with self._lock:
+            self._unanswered += [("stall", seconds)] * times
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -149,14 +165,24 @@ class FakeProvider:
                 self._commit(payload, body)
         elif status == 200 or (status == 400 and isinstance(body, dict) and "Messages" in body):
             self._commit(payload, body)
+        with self._lock:
+            unanswered = self._unanswered.pop(0) if self._unanswered else None
+        if unanswered is not None and unanswered[0] == "hang-up":
+            handler.close_connection = True  # the messages are accepted; the answer never comes
+            return
+        if unanswered is not None:
+            time.sleep(unanswered[1])
         data = json.dumps(body).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        for key, value in extra.items():
-            handler.send_header(key, value)
-        handler.end_headers()
-        handler.wfile.write(data)
+        try:
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            for key, value in extra.items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True  # the client gave up waiting (accept_then_stall)
 
     def violation(self, text: str) -> None:
         with self._lock:
@@ -313,13 +339,22 @@ class FakeMailjet(FakeProvider):
     )  # fmt: skip
 
     def fail_address(
-        self, address: str, status_code: int = 400, message: str | None = None
+        self,
+        address: str,
+        status_code: int = 400,
+        message: str | None = None,
+        related_to: str = "To[0].Email",
     ) -> None:
-        """Give this address an error in the per-message results (the call answers 400)."""
+        """Give this address's message an error in the per-message results (the call answers 400).
+
+        `related_to` is the field Mailjet blames (`ErrorRelatedTo`): the
+        recipient's address by default, or e.g. "From.Email" or "HTMLPart".
+        """
         with self._lock:
             self._failures[address.lower()] = (
                 status_code,
                 message or f'"{address}" is an invalid email address.',
+                related_to,
             )
 
     def configure(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -389,7 +424,7 @@ class FakeMailjet(FakeProvider):
                 results.append({"Status": "error", "Errors": [{
                     "ErrorIdentifier": str(uuid.uuid4()), "ErrorCode": "mj-0013",
                     "StatusCode": failure[0], "ErrorMessage": failure[1],
-                    "ErrorRelatedTo": ["To[0].Email"]}]})  # fmt: skip
+                    "ErrorRelatedTo": [failure[2]]}]})  # fmt: skip
             else:
                 results.append({
                     "Status": "success", "CustomID": item.get("CustomID", ""),

@@ -14,13 +14,24 @@ Reading what arrived (thread-safe; the server runs in its own thread):
 - `server.by_recipient()`: {address (lower case): [ReceivedMessage, ...]}.
 - `server.sessions`: how many connections sent at least one MAIL command.
 
-Injecting failures (each call adds a rule; all rules can be combined):
+Injecting failures (each call adds a rule; all rules can be combined;
+`address="*"` means every recipient):
 - `server.fail(address, 451)` / `server.fail(address, 550, stage="DATA")`:
-  reply with that code at RCPT (default) or DATA for that address;
-  `times=1` makes the failure happen once and then succeed (a 451 that
-  clears up), default is every time; `text=` sets the reply text.
+  reply with that code at RCPT (default) or at the end of DATA for that
+  address; `times=1` makes the failure happen once and then succeed (a 451
+  that clears up), default is every time; `text=` sets the reply text
+  (e.g. `fail("*", 550, stage="DATA", text="5.7.1 Message rejected as spam")`,
+  a content filter refusing the message itself).
 - `server.drop_connection_after(n)`: once `n` messages have been accepted,
-  the next DATA closes the connection without accepting the message (once).
+  the next message's whole DATA is read and then the connection is closed
+  without storing or answering (once). The client cannot tell this from
+  `store_then_drop`: the outcome is unknown. With `stage="RCPT"` it closes
+  at the next RCPT instead, before any of the message was sent (safe to retry).
+- `server.store_then_drop(address, times=None)`: the message is stored (it
+  will be delivered), then the connection is closed without the final reply.
+- `server.slow_final_reply(address, seconds, times=None)`: the message is
+  stored, and the final `250` comes only after `seconds`, later than the
+  client's timeout if that is shorter.
 - `server.reply_421_on(n)`: the n-th DATA command overall (1-based) gets
   `421` and the server closes the connection (once), as a relay does when
   it shuts down or limits a session.
@@ -68,6 +79,20 @@ class _Failure:
     text: str | None
 
 
+@dataclass
+class _AfterStoring:
+    """What to do once a message for `address` is stored: drop the line, or answer late."""
+
+    address: str
+    action: str  # "drop" or "slow"
+    seconds: float
+    times: int | None
+
+
+def _matches(rule_address: str, address: str) -> bool:
+    return rule_address == "*" or rule_address == address.lower()
+
+
 _TEXTS = {
     421: "4.3.0 Service not available, closing transmission channel",
     450: "4.2.0 Mailbox temporarily unavailable",
@@ -87,6 +112,8 @@ class RecordingHandler:
         self._messages: list[ReceivedMessage] = []
         self._failures: list[_Failure] = []
         self._drop_after: int | None = None
+        self._drop_stage = "DATA"
+        self._after_storing: list[_AfterStoring] = []
         self._reply_421_on: int | None = None
         self._data_commands = 0
         self._sessions: set[int] = set()
@@ -108,9 +135,20 @@ class RecordingHandler:
         with self._lock:
             self._failures.append(_Failure(address.lower(), code, stage, times, text))
 
-    def drop_connection_after(self, accepted: int) -> None:
+    def drop_connection_after(self, accepted: int, *, stage: str = "DATA") -> None:
+        if stage not in ("RCPT", "DATA"):
+            raise ValueError("stage must be RCPT or DATA")
         with self._lock:
             self._drop_after = accepted
+            self._drop_stage = stage
+
+    def store_then_drop(self, address: str, *, times: int | None = None) -> None:
+        with self._lock:
+            self._after_storing.append(_AfterStoring(address.lower(), "drop", 0.0, times))
+
+    def slow_final_reply(self, address: str, seconds: float, *, times: int | None = None) -> None:
+        with self._lock:
+            self._after_storing.append(_AfterStoring(address.lower(), "slow", seconds, times))
 
     def reply_421_on(self, data_command: int) -> None:
         with self._lock:
@@ -140,6 +178,7 @@ class RecordingHandler:
         with self._lock:
             self._messages.clear()
             self._failures.clear()
+            self._after_storing.clear()
             self._drop_after = self._reply_421_on = None
             self._data_commands = 0
             self._sessions.clear()
@@ -150,7 +189,7 @@ class RecordingHandler:
         """The reply for a planned failure of `address` at `stage`, if any."""
         with self._lock:
             for failure in self._failures:
-                if failure.address == address.lower() and failure.stage == stage:
+                if _matches(failure.address, address) and failure.stage == stage:
                     if failure.times is not None:
                         if failure.times <= 0:
                             continue
@@ -167,9 +206,34 @@ class RecordingHandler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
+    def _after_storing_rule(self, addresses: tuple[str, ...]) -> _AfterStoring | None:
+        with self._lock:
+            for rule in self._after_storing:
+                if any(_matches(rule.address, a) for a in addresses) and rule.times != 0:
+                    if rule.times is not None:
+                        rule.times -= 1
+                    return rule
+        return None
+
+    def _drop_due(self, stage: str) -> bool:
+        """Whether the planned dropped connection happens now, at `stage` (once)."""
+        with self._lock:
+            due = (
+                self._drop_after is not None
+                and self._drop_stage == stage
+                and len(self._messages) >= self._drop_after
+            )
+            if due:
+                self._drop_after = None
+            return due
+
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        if self._drop_due("RCPT"):
+            server.transport.close()
+            # connection_lost() cancels this handler; nothing of the message was sent.
+            await asyncio.sleep(30)
         reply = self._planned(address, "RCPT")
         if reply is not None:
             return reply
@@ -179,13 +243,10 @@ class RecordingHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
             self._data_commands += 1
-            drop = self._drop_after is not None and len(self._messages) >= self._drop_after
-            if drop:
-                self._drop_after = None
             closing = self._reply_421_on == self._data_commands
             if closing:
                 self._reply_421_on = None
-        if drop:
+        if self._drop_due("DATA"):
             server.transport.close()
             # connection_lost() cancels this handler; nothing is accepted.
             await asyncio.sleep(30)
@@ -205,6 +266,12 @@ class RecordingHandler:
             self._messages.append(
                 ReceivedMessage(envelope.mail_from, tuple(envelope.rcpt_tos), data, parsed)
             )
+        rule = self._after_storing_rule(tuple(envelope.rcpt_tos))
+        if rule is not None and rule.action == "drop":
+            server.transport.close()  # stored, so it will be delivered; the client never hears
+            await asyncio.sleep(30)
+        if rule is not None and rule.action == "slow":
+            await asyncio.sleep(rule.seconds)  # cancelled if the client gives up first
         return f"250 2.0.0 Ok: queued as TEST{number:06d}"
 
 
