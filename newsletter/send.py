@@ -55,7 +55,7 @@ from newsletter.ratelimit import Clock, RateLimiter, SystemClock, backoff_delay
 from newsletter.render import Renderer
 from newsletter.settings import Settings
 from newsletter.suppression import add_suppression
-from newsletter.transports import open_transport, transport_type
+from newsletter.transports import provider_body, transport_opener, transport_type
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport
 
 # Rows claimed per transaction. Each claimed row becomes a built message held in
@@ -280,9 +280,11 @@ class _SendRun:
         self.rng = hooks.get("rng") or random.Random()
         self.workers = options.workers(settings)
         self.limiter = options.rate_limiter(settings, self.clock)
-        self.open_transport = hooks.get("transport_factory") or (
-            lambda: open_transport(settings, options.transport)
+        # Made once for the run: the workers share what it holds (a token provider).
+        self.open_transport = hooks.get("transport_factory") or transport_opener(
+            settings, options.transport, clock=self.clock
         )
+        self.provider_body = provider_body(settings, issue, options.transport)
         self.max_attempts = max(1, settings.retry.max_attempts)
         self.suppressed_path = project.paths.suppressed_path
         self.domain = sender_domain(settings)
@@ -419,7 +421,14 @@ class _SendRun:
         wake = self.ledger.waiting_retry_at(self.issue.id, self.run_id, self.max_attempts)
         if wake is None or (self.limit is not None and self.claimed >= self.limit):
             return False
-        self.clock.sleep(max(0.0, wake - self.clock.time()))
+        if self.daily.reached is not None:
+            return False  # the cap holds until the window moves on: the next run carries on
+        wait = wake - self.clock.time()
+        if wait > self.settings.retry.max_delay_seconds:
+            # A provider asked for a wait of hours (Notify's daily limit): no run should
+            # sleep through that holding the dispatch lock; the next run carries on.
+            return False
+        self.clock.sleep(max(0.0, wait))
         return True
 
     def _build(self, rows: list[DeliveryRow]) -> list[OutgoingMessage]:

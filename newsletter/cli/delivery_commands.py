@@ -105,6 +105,7 @@ def _echo_plan(plan: SendPlan) -> None:
     click.echo(f"Issue:      {plan.issue_id}")
     click.echo(f"Subject:    {plan.subject}")
     click.echo(f"Transport:  {plan.transport} ({plan.concurrency} connection(s))")
+    click.echo(f"Route:      {plan.route}")
     click.echo(f"Rate:       {plan.rate}")
     click.echo(f"Recipients: {plan.recipients}")
     for variant in plan.variants:
