@@ -16,6 +16,11 @@ and jitter; permanent ones are recorded and, after
 Nothing here holds more than a few batches of messages, so a list of 100,000
 costs the same memory as a list of 100.
 
+`rate.per_day` (`daily_cap.py`) stops a run cleanly once the last 24 hours
+hold that many sends: the rest stay pending for the next run. A transport
+whose provider draws the email from its own format (GOV.UK Notify) gets
+each person's body attached to their message (`OutgoingMessage.provider_body`).
+
 `SendOptions` carries what the person chose on the command line (transport,
 concurrency, rate, limit) to the plan and the run.
 """
@@ -39,6 +44,7 @@ from newsletter.audience import (
     segments_of,
 )
 from newsletter.content import Issue
+from newsletter.daily_cap import CapStatus, DailyAllowance
 from newsletter.errors import NewsletterError
 from newsletter.ledger import (
     CLAIMABLE,
@@ -143,6 +149,8 @@ class SendResult:
     recovered: int = 0
     hard_bounced: tuple[str, ...] = ()
     failures: tuple[Failure, ...] = ()
+    # Set when the run stopped at `rate.per_day` with people still to send to.
+    daily_cap: CapStatus | None = None
 
     @property
     def ok(self) -> bool:
@@ -166,6 +174,15 @@ class SendResult:
             **self.counts(),
             "hard_bounced": list(self.hard_bounced),
             "failures": [f.__dict__ for f in self.failures],
+            "daily_cap": None
+            if self.daily_cap is None
+            else {
+                "per_day": self.daily_cap.per_day,
+                "sent_in_24_hours": self.daily_cap.sent,
+                "continues_after": None
+                if self.daily_cap.reopens_at is None
+                else datetime.fromtimestamp(self.daily_cap.reopens_at, UTC).isoformat(),
+            },
         }
 
 
@@ -298,6 +315,7 @@ class _SendRun:
         self.in_flight = 0
         self.error: BaseException | None = None
         self.ledger = Ledger(settings.ledger_path)
+        self.daily = DailyAllowance(self.ledger, settings.rate.per_day, self.clock)
 
     def execute(self, *, refresh_audience: bool, states: Sequence[State]) -> SendResult:
         """Send to the rows in `states` (after adding the audience, if `refresh_audience`)."""
@@ -316,7 +334,8 @@ class _SendRun:
                 self.renderer.variant(variant)
             self._send_all(states, total)
             final = ledger.count_states(issue_id)
-            if not any(final[state] for state in UNFINISHED):
+            unfinished = any(final[state] for state in UNFINISHED)
+            if not unfinished:
                 ledger.finish_issue(issue_id)
             return SendResult(
                 issue_id=issue_id,
@@ -328,6 +347,7 @@ class _SendRun:
                 recovered=recovered,
                 hard_bounced=tuple(self.tally.hard_bounced),
                 failures=tuple(self.tally.failures),
+                daily_cap=self.daily.reached if unfinished else None,
             )
         finally:
             ledger.close()
@@ -403,6 +423,7 @@ class _SendRun:
     def _claim(self, claim_size: int, states: Sequence[State]) -> list[DeliveryRow]:
         # --limit caps the messages handed to the transport, retries included.
         room = claim_size if self.limit is None else min(claim_size, self.limit - self.claimed)
+        room = self.daily.grant(room, busy=self.in_flight > 0)
         if room <= 0:
             return []
         rows = self.ledger.claim(
@@ -437,12 +458,15 @@ class _SendRun:
             self.settings, self.issue, date=self.message_date or datetime.now(UTC)
         )
         messages: list[OutgoingMessage] = []
+        own_body = self.provider_body
         for row in rows:
             recipient = row.recipient()
-            email = self.renderer.personalise(row.variant(), recipient)
+            variant = row.variant()
+            email = self.renderer.personalise(variant, recipient)
             data = builder.build(recipient, email)
             message_id = message_id_for(self.issue.id, recipient.email, self.domain)
-            messages.append(OutgoingMessage(recipient.email, message_id, data))
+            body = own_body.render(variant, recipient) if own_body is not None else None
+            messages.append(OutgoingMessage(recipient.email, message_id, data, body))
         return messages
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
@@ -513,7 +537,7 @@ class _SendRun:
                 for row, result in zip(rows, delivered, strict=True)
             ]
         if rows:
-            self.ledger.record(rows[0].issue_id, outcomes)
+            self.ledger.record(rows[0].issue_id, outcomes, now=self.clock.time())
         for row, result in zip(rows, delivered, strict=True):
             if result.status == "failed-permanent":
                 self._suppress_if_hard_bounced(row)
