@@ -65,7 +65,9 @@ class PreviewVariant:
     provider_body: str | None = None  # the transport's own version (Notify's markdown)
 
 
-EMAIL_UNAVAILABLE = "The content has errors right now; the page shows them and reloads when fixed.\n"
+EMAIL_UNAVAILABLE = (
+    "The content has errors right now; the page shows them and reloads when fixed.\n"
+)
 
 
 @dataclass(frozen=True)

@@ -103,8 +103,8 @@ def route_problems(settings: Settings) -> list[Problem]:
         return []
     doc = load_yaml(settings.settings_path)
     message = (
-        f"sending through {route.name} needs {', '.join(route.missing)} "
-        "(set in the environment where send and dispatch run; see README, "
+        f"sending through {route.name} needs {', '.join(route.missing)}; NEWSLETTER_* "
+        "variables go in the environment where send and dispatch run (see README, "
         '"Choosing how to send")'
     )
     return [doc.problem(("transport",), message, "warning")]

@@ -189,7 +189,8 @@ def test_no_secret_or_token_is_shown_even_with_verbose_or_a_refusal(
         refused, caplog, smtp_oauth_project
     )
     assert "AUTH XOAUTH2" in caplog.text  # the SMTP dialogue really was logged
-    for secret in forms(CLIENT_SECRET, *tokens):
+    xoauth2 = [f"user={MAILBOX}\x01auth=Bearer {token}\x01\x01" for token in tokens]
+    for secret in forms(CLIENT_SECRET, *tokens, *xoauth2):
         assert secret not in seen
 
 

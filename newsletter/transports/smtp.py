@@ -150,10 +150,13 @@ class SmtpTransport:
         password = smtp.password.reveal() if smtp.password else ""
         auth_plain = f"\0{smtp.username or ''}\0{password}" if password else ""
         self._scrub_password = SecretScrubber([password], credentials=[auth_plain])
+        # Each XOAUTH2 response sent (it travels in base64, the token inside it).
+        self._scrub_xoauth2 = SecretScrubber()
+        self._xoauth2_sent: list[str] = []
 
     def _scrub(self, text: str) -> str:
         """`text` without the password or any token (and the base64 forms they travel in)."""
-        text = self._scrub_password(text)
+        text = self._scrub_xoauth2(self._scrub_password(text))
         return self._tokens.scrub(text) if self._tokens is not None else text
 
     @classmethod
@@ -529,6 +532,8 @@ class SmtpTransport:
         for attempt in (1, 2):
             token = self._tokens.token()
             initial = xoauth2_response(user, token)
+            self._scrub_xoauth2 = SecretScrubber(credentials=[*self._xoauth2_sent, initial])
+            self._xoauth2_sent.append(initial)
 
             def respond(challenge: bytes | None = None, initial: str = initial) -> str:
                 # After a refusal Exchange sends a 334 with a JSON error; the reply is empty.
