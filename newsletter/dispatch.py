@@ -25,12 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from newsletter.daily_cap import cap_reached_line
 from newsletter.dispatch_log import append_log
 from newsletter.errors import LockHeldError, NewsletterError
 from newsletter.ledger import read_summary
 from newsletter.plan import plan_send
 from newsletter.private_files import private_dir, private_opener
 from newsletter.project import Project
+from newsletter.ratelimit import ShiftedClock
 from newsletter.schedule import ScheduleEntry, issue_schedule
 from newsletter.send import SendOptions, SendProgress, SendResult, send_issue
 from newsletter.stopping import (
@@ -261,7 +263,11 @@ def _decide_and_send(
 
     try:
         send_options = SendOptions(transport=options.transport, message_date=now)
-        result = send_issue(project, issue, send_options, progress=report if progress else None)
+        # The run's clock says it is `now` (`--now`), so daily caps count from then.
+        clock = ShiftedClock(now.timestamp() - time.time())
+        result = send_issue(
+            project, issue, send_options, progress=report if progress else None, clock=clock
+        )
     except Interrupted as stopped:
         message = str(stopped).replace(RUN_AGAIN, "the next dispatch carries on")
         return IssueOutcome(issue_id, "interrupted", message, signum=stopped.signum)
@@ -281,6 +287,10 @@ def _decide_and_send(
             counts,
             details if result.unknown or result.gave_up else (),
         )
+    if result.daily_cap is not None:
+        # Not a failure: the next dispatch after the window has room carries on.
+        cap = cap_reached_line(result.daily_cap, project.settings.zone, clock.time())
+        return IssueOutcome(issue_id, "incomplete", f"{message or 'nothing sent'}; {cap}", counts)
     if result.sent == 0 and result.failed_temporary:
         # Nothing got through at all (relay down, refused, rate-limited): a failed run, so
         # cron mail or a failed systemd unit tells someone, though the next tick tries again.

@@ -33,7 +33,7 @@ from newsletter.feedback import (
     classify,
     parse_bytes,
 )
-from newsletter.inbox_providers import ProviderRecord, poll_provider
+from newsletter.inbox_providers import ProviderRecord, poll_provider, provider_location
 from newsletter.inbox_store import InboxStore, ProcessedMessage, recipient_lookup
 from newsletter.mailsources import MailSource
 from newsletter.message import sender_domain
@@ -250,16 +250,16 @@ def process_provider(
 ) -> InboxReport:
     """Poll a provider's bounce and complaint API and act on each new record once."""
     settings = project.settings
-    provider = settings.providers[provider_name]
     with InboxStore(settings.ledger_path, read_only=dry_run) as store:
         processor = _Processor(
             project,
             store,
-            f"{provider_name} API {provider.base_url}",
+            f"{provider_name} API {provider_location(settings, provider_name)}",
             dry_run,
             today or date.today(),
         )
-        for record in poll(provider, processor.known, message_id_domain=sender_domain(settings)):
+        domain = sender_domain(settings)
+        for record in poll(settings, provider_name, processor.known, message_id_domain=domain):
             processor.handle(
                 record.key, record.key, record.sender, record.subject, record.classification
             )

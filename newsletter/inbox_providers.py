@@ -23,10 +23,18 @@ Mailjet (Messages API, dev.mailjet.com/email/reference/messages):
   "ArrivedAt", ...}], "Total": n}`. Our transport sends our Message-ID as
   the CustomID, so a Mailjet event names its issue.
 
-Both: 401/403 mean the key is wrong (a clear error naming the variable to
+GOV.UK Notify (`GET /v2/notifications?status=permanent-failure`, see
+`transports.notify.permanent_failures`): a permanent failure means the
+address does not exist or cannot take email: a hard bounce. Notify keeps
+notifications for 7 days, newest first; paging stops at the first page
+holding nothing new. Each notification's `reference` is our Message-ID, so
+it names its issue; failures of emails others sent through the same Notify
+service (a reference that is not ours) are left alone.
+
+All: 401/403 mean the key is wrong (a clear error naming the variable to
 check), 429 and 5xx are retried by `ApiClient`, then reported as "try again
-later". Each record's key (`postmark:ID`, `mailjet:ID:status`) is what the
-inbox tables remember, so a record is acted on once.
+later". Each record's key (`postmark:ID`, `mailjet:ID:status`,
+`notify:ID`) is what the inbox tables remember, so a record is acted on once.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from newsletter.feedback import (
     MessageClass,
     issue_for_message_id,
 )
-from newsletter.settings import ProviderSettings
+from newsletter.settings import NOTIFY_API_KEY_ENV, ProviderSettings, Settings
 from newsletter.transports.http import Answer, ApiClient, GaveUp, RetryPolicy, Sleep
 
 POSTMARK_TOKEN_ENV = "NEWSLETTER_POSTMARK_TOKEN"
@@ -54,7 +62,9 @@ POSTMARK_PAGE = 500
 POSTMARK_LIMIT = 10_000
 MAILJET_PAGE = 1000
 MAILJET_MAX_PAGES = 50
-PROVIDERS = ("postmark", "mailjet")
+NOTIFY_FAILURE_DETAIL = (
+    "GOV.UK Notify: permanent failure (the address does not exist or cannot take email)"
+)
 
 POSTMARK_KINDS: dict[str, EventKind] = {
     "HardBounce": "hard-bounce",
@@ -88,22 +98,26 @@ class ProviderRecord:
 
 
 def poll_provider(
-    provider: ProviderSettings,
+    settings: Settings,
+    name: str,
     is_known: Callable[[str], bool],
     *,
     message_id_domain: str,
     sleep: Sleep = time.sleep,
     retry: RetryPolicy | None = None,
 ) -> Iterator[ProviderRecord]:
-    """The provider's records, newest first where it sorts; `is_known` (already processed?)
-    lets paging stop at the first page with nothing new. Known records are still yielded,
-    so the report can count them as skipped."""
-    if provider.name == "postmark":
-        yield from _poll_postmark(provider, is_known, sleep=sleep, retry=retry)
-    elif provider.name == "mailjet":
-        yield from _poll_mailjet(provider, is_known, message_id_domain, sleep=sleep, retry=retry)
-    else:
-        raise ConfigError(f"`{provider.name}` has no bounce API here; use one of {PROVIDERS}")
+    """The records of provider `name`, newest first where it sorts; `is_known` (already
+    processed?) lets paging stop at the first page with nothing new. Known records are
+    still yielded, so the report can count them as skipped."""
+    api = BOUNCE_APIS.get(name)
+    if api is None:
+        raise ConfigError(f"`{name}` has no bounce API here; use one of {', '.join(PROVIDERS)}")
+    yield from api.poll(settings, is_known, message_id_domain, sleep, retry)
+
+
+def provider_location(settings: Settings, name: str) -> str:
+    """Where provider `name`'s API is, for the report's first line."""
+    return BOUNCE_APIS[name].location(settings)
 
 
 def _poll_postmark(
@@ -250,3 +264,72 @@ def _json_object(client: ApiClient, answer: Answer | GaveUp) -> dict[str, Any]:
             "changed"
         )
     return answer.body
+
+
+def _poll_notify(
+    settings: Settings,
+    is_known: Callable[[str], bool],
+    message_id_domain: str,
+) -> Iterator[ProviderRecord]:
+    from newsletter.transports.notify import permanent_failures
+
+    notify = settings.notify
+    if notify.api_key is None:
+        raise ConfigError(
+            f"reading GOV.UK Notify's permanent failures needs {NOTIFY_API_KEY_ENV} in the "
+            "environment"
+        )
+    for failure in permanent_failures(
+        notify.api_key,
+        base_url=notify.base_url,
+        seen=lambda f: is_known(_notify_key(f.notification_id)),
+    ):
+        issue_id = issue_for_message_id(failure.reference, message_id_domain)
+        address = failure.email_address.strip()
+        if issue_id is None or not address or not failure.notification_id:
+            continue  # another team's email through the same Notify service: not ours
+        event = InboxEvent(
+            "hard-bounce",
+            address,
+            action="permanent-failure",
+            detail=NOTIFY_FAILURE_DETAIL,
+            issue_id=issue_id,
+            original_message_id=failure.reference,
+        )
+        classification = Classification("bounce", (event,))
+        yield ProviderRecord(_notify_key(failure.notification_id), address, "", classification)
+
+
+def _notify_key(notification_id: str) -> str:
+    return f"notify:{notification_id}"
+
+
+@dataclass(frozen=True)
+class BounceApi:
+    """A provider's API that `newsletter inbox --provider NAME` reads."""
+
+    location: Callable[[Settings], str]
+    poll: Callable[
+        [Settings, Callable[[str], bool], str, Sleep, RetryPolicy | None], Iterator[ProviderRecord]
+    ]
+
+
+BOUNCE_APIS: dict[str, BounceApi] = {
+    "postmark": BounceApi(
+        lambda settings: settings.providers["postmark"].base_url,
+        lambda settings, known, domain, sleep, retry: _poll_postmark(
+            settings.providers["postmark"], known, sleep=sleep, retry=retry
+        ),
+    ),
+    "mailjet": BounceApi(
+        lambda settings: settings.providers["mailjet"].base_url,
+        lambda settings, known, domain, sleep, retry: _poll_mailjet(
+            settings.providers["mailjet"], known, domain, sleep=sleep, retry=retry
+        ),
+    ),
+    "notify": BounceApi(
+        lambda settings: settings.notify.base_url,
+        lambda settings, known, domain, sleep, retry: _poll_notify(settings, known, domain),
+    ),
+}
+PROVIDERS: tuple[str, ...] = tuple(BOUNCE_APIS)

@@ -221,6 +221,11 @@ def _now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _time_text(moment: float) -> str:
+    """A moment as the ledger writes times (UTC, to the second), so they sort as text."""
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
+
+
 @dataclass(frozen=True)
 class DeliveryRow:
     """One recipient of one issue, as the ledger knows them."""
@@ -405,8 +410,20 @@ class Ledger:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            # A thread's first connection once the ledger is open must find the very file
+            # the run opened: never let SQLite create a fresh one where it was deleted.
+            self._check_still_ours()
+            opened = self._identity is not None
             try:
-                if self._create:
+                if self._create and opened:
+                    conn = sqlite3.connect(
+                        f"{self.path.resolve().as_uri()}?mode=rw",
+                        uri=True,
+                        isolation_level=None,
+                        timeout=60,
+                        check_same_thread=False,
+                    )
+                elif self._create:
                     # Each thread has its own connection; check_same_thread is off only
                     # so that `close` (after the threads are done) can close them all.
                     conn = sqlite3.connect(
@@ -731,13 +748,21 @@ class Ledger:
                 [(issue_id, key) for key in address_keys],
             )
 
-    def record(self, issue_id: str, outcomes: Iterable[tuple[Outcome, str | None]]) -> None:
+    def record(
+        self,
+        issue_id: str,
+        outcomes: Iterable[tuple[Outcome, str | None]],
+        *,
+        now: float | None = None,
+    ) -> None:
         """Record what happened to claimed rows, in one transaction.
 
         Each item is (outcome, Message-ID used). Only rows still `sending` are
-        changed, so a late result can never undo a later state.
+        changed, so a late result can never undo a later state. `now` (the
+        run's clock) is when they were sent, what daily caps count.
         """
         stamp = _now_text()
+        sent_at = stamp if now is None else _time_text(now)
         with self._transaction() as conn:
             conn.executemany(
                 "UPDATE deliveries SET state = ?, last_error = ?, "
@@ -754,7 +779,7 @@ class Ledger:
                         o.next_attempt_at,
                         stamp,
                         o.state,
-                        stamp,
+                        sent_at,
                         issue_id,
                         o.address_key,
                     )
@@ -842,6 +867,31 @@ class Ledger:
                 (issue_id, *states),
             )
         ]
+
+    def count_sent_since(self, since: float) -> int:
+        """How many messages of any issue were sent after `since` (for `rate.per_day`)."""
+        value = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*) FROM deliveries WHERE state = 'sent' AND sent_at > ?",
+                (_time_text(since),),
+            )
+            .fetchone()[0]
+        )
+        return int(value)
+
+    def nth_sent_since(self, since: float, n: int) -> float | None:
+        """When the `n`-th (from 0) oldest message sent after `since` was sent, or None."""
+        value = (
+            self._conn()
+            .execute(
+                "SELECT sent_at FROM deliveries WHERE state = 'sent' AND sent_at > ? "
+                "ORDER BY sent_at LIMIT 1 OFFSET ?",
+                (_time_text(since), max(0, n)),
+            )
+            .fetchone()
+        )
+        return None if value is None else datetime.fromisoformat(str(value[0])).timestamp()
 
     def permanent_failures(self, address: str) -> int:
         """How many issues have failed permanently for this address (for hard-bounce suppression)."""

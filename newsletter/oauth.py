@@ -21,6 +21,10 @@ v2-oauth2-client-creds-grant-flow; MSAL for Python's
   or a local test server) is used as given: instance discovery, which would
   ask login.microsoftonline.com about it, is turned off as MSAL documents.
 
+The app registration comes from `Settings.oauth` (NEWSLETTER_OAUTH_*, read
+by `newsletter.settings` like every other secret); `MicrosoftIdentity.from_settings`
+says which variables are missing.
+
 Our rules: one `TokenProvider` per scope per run, shared by every worker;
 a token is reused until `refresh_margin` seconds before it expires on the
 injected clock, so a long rate-limited send refreshes in the middle of the
@@ -34,32 +38,38 @@ out of `repr`, messages and logs; `scrub` removes them from any text.
 from __future__ import annotations
 
 import base64
-import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import requests
 
 from newsletter.errors import ConfigError, DeliveryError, NewsletterError
 from newsletter.ratelimit import Clock, SystemClock
-from newsletter.settings import Secret
+from newsletter.settings import (
+    DEFAULT_AUTHORITY,
+    OAUTH_AUTHORITY_ENV,
+    OAUTH_CERTIFICATE_ENV,
+    OAUTH_CLIENT_ID_ENV,
+    OAUTH_CLIENT_SECRET_ENV,
+    OAUTH_TENANT_ENV,
+    OAuthSettings,
+    Secret,
+    https_ca_bundle,
+)
 
 SMTP_SCOPE = "https://outlook.office365.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
-DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 # MSAL itself treats a cached token within five minutes of expiry as expired.
 REFRESH_MARGIN = 300.0
 
-TENANT_ENV = "NEWSLETTER_OAUTH_TENANT_ID"
-CLIENT_ID_ENV = "NEWSLETTER_OAUTH_CLIENT_ID"
-CLIENT_SECRET_ENV = "NEWSLETTER_OAUTH_CLIENT_SECRET"
-CERTIFICATE_ENV = "NEWSLETTER_OAUTH_CERTIFICATE_PATH"
-CERTIFICATE_PASSWORD_ENV = "NEWSLETTER_OAUTH_CERTIFICATE_PASSWORD"
-AUTHORITY_ENV = "NEWSLETTER_OAUTH_AUTHORITY"
+TENANT_ENV = OAUTH_TENANT_ENV
+CLIENT_ID_ENV = OAUTH_CLIENT_ID_ENV
+CLIENT_SECRET_ENV = OAUTH_CLIENT_SECRET_ENV
+CERTIFICATE_ENV = OAUTH_CERTIFICATE_ENV
+AUTHORITY_ENV = OAUTH_AUTHORITY_ENV
 
 # What each refusal means for the person who has to fix it.
 _REFUSALS = {
@@ -102,37 +112,21 @@ class MicrosoftIdentity:
         return self.authority_host.rstrip("/") != DEFAULT_AUTHORITY
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> MicrosoftIdentity:
-        """Read the app registration from NEWSLETTER_OAUTH_*; ConfigError names what is missing."""
-        env = os.environ if environ is None else environ
-
-        def value(name: str) -> str | None:
-            text = env.get(name, "").strip()
-            return text or None
-
-        tenant, client = value(TENANT_ENV), value(CLIENT_ID_ENV)
-        secret, certificate = value(CLIENT_SECRET_ENV), value(CERTIFICATE_ENV)
-        missing = [name for name, got in ((TENANT_ENV, tenant), (CLIENT_ID_ENV, client)) if not got]
-        if not secret and not certificate:
-            missing.append(f"{CLIENT_SECRET_ENV} (or {CERTIFICATE_ENV})")
+    def from_settings(cls, oauth: OAuthSettings) -> MicrosoftIdentity:
+        """The app registration from `Settings.oauth`; ConfigError names what is missing."""
+        missing = oauth.missing()
         if missing:
             raise ConfigError(
                 "Microsoft 365 OAuth2 needs the app registration in the environment: set "
                 + ", ".join(missing)
             )
-        authority = value(AUTHORITY_ENV) or DEFAULT_AUTHORITY
-        if urlsplit(authority).scheme != "https" or not urlsplit(authority).hostname:
-            raise ConfigError(
-                f"{AUTHORITY_ENV} `{authority}` must be an https address, e.g. {DEFAULT_AUTHORITY}"
-            )
-        password = value(CERTIFICATE_PASSWORD_ENV)
         return cls(
-            tenant_id=str(tenant),
-            client_id=str(client),
-            client_secret=Secret(secret) if secret else None,
-            certificate_path=Path(certificate).expanduser() if certificate else None,
-            certificate_password=Secret(password) if password else None,
-            authority_host=authority.rstrip("/"),
+            tenant_id=str(oauth.tenant_id),
+            client_id=str(oauth.client_id),
+            client_secret=oauth.client_secret or None,
+            certificate_path=oauth.certificate_path,
+            certificate_password=oauth.certificate_password or None,
+            authority_host=oauth.authority.rstrip("/"),
         )
 
 
@@ -156,21 +150,9 @@ class TokenSource(Protocol):
     def scrub(self, text: str) -> str: ...
 
 
-def https_verify(environ: Mapping[str, str] | None = None) -> str | bool:
-    """The CA bundle HTTPS clients trust, in requests' own order, then SSL_CERT_FILE.
-
-    requests reads REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE itself (and they win
-    over a session's setting) but ignores SSL_CERT_FILE, which the SMTP
-    transport (OpenSSL) honours; falling back to it keeps one way to trust an
-    organisation's certificate authority for every route.
-    """
-    env = os.environ if environ is None else environ
-    return (
-        env.get("REQUESTS_CA_BUNDLE")
-        or env.get("CURL_CA_BUNDLE")
-        or env.get("SSL_CERT_FILE")
-        or True
-    )
+def https_verify() -> str | bool:
+    """The CA bundle HTTPS clients trust when none is handed in (see `settings.https_ca_bundle`)."""
+    return https_ca_bundle()
 
 
 class TokenProvider:

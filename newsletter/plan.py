@@ -3,7 +3,8 @@
 The dry run (`send` without `--send`) and `dispatch --dry-run` print this
 plan: who is in the audience, in which variant, who is suppressed or merged,
 how many the ledger says are already sent, and the transport and rate a
-real run would use.
+real run would use, with the route in words and what it still needs
+(`transports.route_of`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from newsletter.ledger import open_ledger_if_exists
 from newsletter.project import Project
 from newsletter.ratelimit import SystemClock
 from newsletter.send import SendOptions
+from newsletter.transports import route_of
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class SendPlan:
     issue_id: str
     subject: str
     transport: str
+    route: str  # e.g. "Microsoft 365 SMTP with OAuth2 (...); missing NEWSLETTER_OAUTH_..."
     rate: str
     concurrency: int
     limit: int | None
@@ -56,6 +59,7 @@ class SendPlan:
             "issue": self.issue_id,
             "subject": self.subject,
             "transport": self.transport,
+            "route": self.route,
             "rate": self.rate,
             "concurrency": self.concurrency,
             "limit": self.limit,
@@ -95,6 +99,7 @@ def plan_send(project: Project, issue: Issue, options: SendOptions | None = None
         issue_id=issue.id,
         subject=issue.subject,
         transport=options.transport_name(settings),
+        route=route_of(settings, options.transport).summary,
         rate=options.rate_limiter(settings, SystemClock()).describe(),
         concurrency=options.workers(settings),
         limit=options.limit,

@@ -2,7 +2,8 @@
 
 `start_preview` serves, on 127.0.0.1 only, a page showing the subject, sender,
 preheader, each variant (with its recipient count) at desktop or phone width,
-the plain-text part and the headers. The page polls `/state`, a fingerprint of
+the plain-text part and the headers; when the transport sends its own
+version of the body (GOV.UK Notify), that version too, as recipients get it. The page polls `/state`, a fingerprint of
 the issue, settings, catalogue, templates and recipient files, and reloads
 when it changes. Broken content is shown on the page as `path:line:column:
 message` instead of stopping the server. The server answers only its own
@@ -41,6 +42,7 @@ from newsletter.project import Project, open_project
 from newsletter.render import Renderer, sample_variants
 from newsletter.render_errors import render_error_problems
 from newsletter.templating import make_environment
+from newsletter.transports import provider_body
 
 HOST = "127.0.0.1"
 PAGE_TEMPLATE = "web/preview/page.html.j2"
@@ -60,6 +62,7 @@ class PreviewVariant:
     sample_address: str
     email: PersonalisedEmail
     headers: tuple[tuple[str, str], ...]
+    provider_body: str | None = None  # the transport's own version (Notify's markdown)
 
 
 EMAIL_UNAVAILABLE = (
@@ -76,6 +79,7 @@ class PreviewState:
     from_line: str
     variants: tuple[PreviewVariant, ...]
     problems: tuple[Problem, ...]
+    provider_label: str | None = None  # what the transport's own version is called
 
     def find(self, key: str | None) -> PreviewVariant | None:
         for item in self.variants:
@@ -116,14 +120,17 @@ def build_state(project: Project, issue_path: Path, version: str) -> PreviewStat
         issue = project.load_issue(issue_path)
         settings = project.settings
         renderer = Renderer(project, issue)
+        own_body = provider_body(settings, issue)
         previews = []
         for variant, recipient, count in sample_variants(project, issue):
             email = renderer.personalise(variant, recipient)
             message = build_message(settings, issue, recipient, email)
             headers = tuple((name, str(value)) for name, value in message.items())
-            previews.append(PreviewVariant(variant, count, recipient.email, email, headers))
+            own = own_body.render(variant, recipient) if own_body is not None else None
+            previews.append(PreviewVariant(variant, count, recipient.email, email, headers, own))
         from_line = f"{settings.from_name} <{settings.from_address}>"
-        return PreviewState(version, issue, from_line, tuple(previews), ())
+        label = own_body.label if own_body is not None else None
+        return PreviewState(version, issue, from_line, tuple(previews), (), label)
     except Exception as error:  # the page shows any failure instead of crashing
         return PreviewState(version, None, "", (), tuple(render_error_problems(error, issue_path)))
 

@@ -14,7 +14,7 @@ from newsletter.message import build_message
 from newsletter.project import Project
 from newsletter.render import Renderer
 from newsletter.send import SendOptions, TransportFactory
-from newsletter.transports import open_transport
+from newsletter.transports import open_transport, provider_body
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 
 
@@ -39,13 +39,16 @@ def send_test_copies(
         transport = transport_factory()
     else:
         transport = open_transport(settings, (options or SendOptions()).transport)
+    # The Notify route sends its own version of the body: the copy carries it too.
+    own_body = provider_body(settings, issue, (options or SendOptions()).transport)
     results: list[tuple[str, DeliveryResult]] = []
     try:
         for key, (sample, variant) in sorted(samples.items()):
             recipient = replace(sample, email=address.strip())
             email = renderer.personalise(variant, recipient)
             msg = build_message(settings, issue, recipient, email, test=True)
-            outgoing = OutgoingMessage.of(recipient.email, msg)
+            body = own_body.render(variant, recipient) if own_body is not None else None
+            outgoing = OutgoingMessage.of(recipient.email, msg, body)
             results.append((key, transport.send_batch([outgoing])[0]))
     finally:
         transport.close()

@@ -37,6 +37,20 @@ class SystemClock:
             time.sleep(seconds)
 
 
+class ShiftedClock(SystemClock):
+    """The real clock moved by a fixed amount: `dispatch --now` runs as though it were then.
+
+    Only what is stamped and compared moves (the ledger's send times, which
+    daily caps count, and token expiry); sleeping still takes real time.
+    """
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+
 class RateLimiter:
     """Blocks `acquire` until sending one more message stays within every cap.
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from newsletter.content import Issue, resolve_send_at
+from newsletter.daily_cap import read_cap_status, sending_detail
 from newsletter.dispatch_log import last_logged
 from newsletter.errors import ContentError, NewsletterError, Problem
 from newsletter.ledger import DeliverySummary, read_summary
@@ -186,6 +187,10 @@ def schedule_entry(
     if last.get("action") == "failed":
         return entry("failed", f"last attempt failed: {last.get('error', '')}", ledger=ledger)
     if ledger is not None and ledger.started:
+        cap = read_cap_status(settings.ledger_path, settings.rate.per_day, now)
+        if cap is not None and cap.reached:
+            detail = sending_detail(ledger, cap, settings.zone, now.timestamp())
+            return entry("sending", detail, ledger=ledger)
         return entry(
             "sending",
             f"{_counts_text(ledger)}; the next dispatch carries on{_attention_text(ledger)}",

@@ -28,6 +28,11 @@ the run before another message is handed over.
 Nothing here holds more than a few batches of messages, so a list of 100,000
 costs the same memory as a list of 100.
 
+`rate.per_day` (`daily_cap.py`) stops a run cleanly once the last 24 hours
+hold that many sends: the rest stay pending for the next run. A transport
+whose provider draws the email from its own format (GOV.UK Notify) gets
+each person's body attached to their message (`OutgoingMessage.provider_body`).
+
 `SendOptions` carries what the person chose on the command line (transport,
 concurrency, rate, limit) to the plan and the run.
 """
@@ -52,6 +57,7 @@ from newsletter.audience import (
     segments_of,
 )
 from newsletter.content import Issue
+from newsletter.daily_cap import CapStatus, DailyAllowance
 from newsletter.errors import DeliveryError, NewsletterError
 from newsletter.ledger import (
     CLAIMABLE,
@@ -79,7 +85,7 @@ from newsletter.stopping import (
     signal_of,
 )
 from newsletter.suppression import add_suppression
-from newsletter.transports import open_transport, transport_type
+from newsletter.transports import provider_body, transport_opener, transport_type
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport
 
 # Rows claimed per transaction. Each claimed row becomes a built message held in
@@ -175,6 +181,8 @@ class SendResult:
     unknown_in_ledger: int = 0  # everyone of the issue whose outcome is unknown
     hard_bounced: tuple[str, ...] = ()
     failures: tuple[Failure, ...] = ()
+    # Set when the run stopped at `rate.per_day` with people still to send to.
+    daily_cap: CapStatus | None = None
 
     @property
     def ok(self) -> bool:
@@ -201,6 +209,15 @@ class SendResult:
             "unknown_in_ledger": self.unknown_in_ledger,
             "hard_bounced": list(self.hard_bounced),
             "failures": [f.__dict__ for f in self.failures],
+            "daily_cap": None
+            if self.daily_cap is None
+            else {
+                "per_day": self.daily_cap.per_day,
+                "sent_in_24_hours": self.daily_cap.sent,
+                "continues_after": None
+                if self.daily_cap.reopens_at is None
+                else datetime.fromtimestamp(self.daily_cap.reopens_at, UTC).isoformat(),
+            },
         }
 
 
@@ -404,9 +421,11 @@ class _SendRun:
         self.rng = hooks.get("rng") or random.Random()
         self.workers = options.workers(settings)
         self.limiter = options.rate_limiter(settings, self.clock)
-        self.open_transport = hooks.get("transport_factory") or (
-            lambda: open_transport(settings, options.transport)
+        # Made once for the run: the workers share what it holds (a token provider).
+        self.open_transport = hooks.get("transport_factory") or transport_opener(
+            settings, options.transport, clock=self.clock
         )
+        self.provider_body = provider_body(settings, issue, options.transport)
         self.max_attempts = max(1, settings.retry.max_attempts)
         self.max_total_attempts = max(1, settings.retry.max_total_attempts)
         self.suppressed_path = project.paths.suppressed_path
@@ -426,6 +445,7 @@ class _SendRun:
         self.in_flight = 0
         self.error: BaseException | None = None
         self.ledger = Ledger(settings.ledger_path)
+        self.daily = DailyAllowance(self.ledger, settings.rate.per_day, self.clock)
 
     def execute(self, *, refresh_audience: bool, states: Sequence[State]) -> SendResult:
         """Send to the rows in `states` (after adding the audience, if `refresh_audience`)."""
@@ -455,7 +475,8 @@ class _SendRun:
             self.renderer.variant(variant)
         self._send_all(states, total)
         final = ledger.count_states(issue_id)
-        if not any(final[state] for state in UNFINISHED):
+        unfinished = any(final[state] for state in UNFINISHED)
+        if not unfinished:
             ledger.finish_issue(issue_id)
         tally = self.tally
         return SendResult(
@@ -471,6 +492,7 @@ class _SendRun:
             unknown_in_ledger=final["unknown"],
             hard_bounced=tuple(tally.hard_bounced),
             failures=tuple(tally.failures),
+            daily_cap=self.daily.reached if unfinished else None,
         )
 
     def _interrupted(self, signum: int) -> Interrupted:
@@ -588,6 +610,7 @@ class _SendRun:
     def _claim(self, claim_size: int, states: Sequence[State]) -> list[DeliveryRow]:
         # --limit caps the messages handed to the transport, retries included.
         room = claim_size if self.limit is None else min(claim_size, self.limit - self.claimed)
+        room = self.daily.grant(room, busy=self.in_flight > 0)
         if room <= 0:
             return []
         rows = self.ledger.claim(
@@ -607,7 +630,14 @@ class _SendRun:
         wake = self.ledger.waiting_retry_at(self.issue.id, self.run_id, self.max_attempts)
         if wake is None or (self.limit is not None and self.claimed >= self.limit):
             return False
-        self.clock.sleep(max(0.0, wake - self.clock.time()))
+        if self.daily.reached is not None:
+            return False  # the cap holds until the window moves on: the next run carries on
+        wait = wake - self.clock.time()
+        if wait > self.settings.retry.max_delay_seconds:
+            # A provider asked for a wait of hours (Notify's daily limit): no run should
+            # sleep through that holding the dispatch lock; the next run carries on.
+            return False
+        self.clock.sleep(max(0.0, wait))
         return True
 
     def _build(self, rows: list[DeliveryRow]) -> list[OutgoingMessage]:
@@ -616,12 +646,15 @@ class _SendRun:
             self.settings, self.issue, date=self.message_date or datetime.now(UTC)
         )
         messages: list[OutgoingMessage] = []
+        own_body = self.provider_body
         for row in rows:
             recipient = row.recipient()
-            email = self.renderer.personalise(row.variant(), recipient)
+            variant = row.variant()
+            email = self.renderer.personalise(variant, recipient)
             data = builder.build(recipient, email)
             message_id = message_id_for(self.issue.id, recipient.email, self.domain)
-            messages.append(OutgoingMessage(recipient.email, message_id, data))
+            body = own_body.render(variant, recipient) if own_body is not None else None
+            messages.append(OutgoingMessage(recipient.email, message_id, data, body))
         return messages
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
@@ -764,7 +797,9 @@ class _SendRun:
         retried: bool = False,
     ) -> None:
         self.ledger.record(
-            self.issue.id, [(outcome, result.message_id) for _, result, outcome in outcomes]
+            self.issue.id,
+            [(outcome, result.message_id) for _, result, outcome in outcomes],
+            now=self.clock.time(),
         )
         with self.tally.lock:
             if retried:

@@ -1,9 +1,11 @@
 """The team's settings (`newsletter.yaml`), with environment overrides.
 
 Settings are loaded once into one frozen `Settings` object. Secrets (SMTP
-password, API keys, DKIM key, the unsubscribe secret, the IMAP login) come
-only from the environment, and are held in
-`Secret` so that printing or logging a settings object never shows them.
+password, API keys, the Microsoft app registration's secret, DKIM key, the
+unsubscribe secret, the IMAP login) come only from the environment, and are
+held in `Secret` so that printing or logging a settings object never shows
+them. This is the only module that reads the environment: everything else
+is handed what it needs through `Settings`.
 
 Each setting is declared once below as a `fields.Field`: where it is written,
 how it is read and checked, its default, and the variable that overrides it.
@@ -12,10 +14,12 @@ how it is read and checked, its default, and the variable that overrides it.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.checks import email_problem, link_problem
@@ -25,6 +29,7 @@ from newsletter.fields import (
     Field,
     FieldReader,
     Invalid,
+    Parser,
     cap,
     known_keys,
     number,
@@ -38,7 +43,24 @@ from newsletter.yamlfile import load_yaml
 DEFAULT_TIMEZONE = "Europe/London"
 UNSUBSCRIBE_SECRET_ENV = "NEWSLETTER_UNSUBSCRIBE_SECRET"
 SMTP_SECURITY = ("starttls", "ssl", "none")
-TRANSPORTS = ("outbox", "smtp", "postmark", "mailjet")
+SMTP_AUTH = ("password", "oauth2", "none")
+# Microsoft identity (the app registration), for SMTP with OAuth2 and for Graph.
+OAUTH_TENANT_ENV = "NEWSLETTER_OAUTH_TENANT_ID"
+OAUTH_CLIENT_ID_ENV = "NEWSLETTER_OAUTH_CLIENT_ID"
+OAUTH_CLIENT_SECRET_ENV = "NEWSLETTER_OAUTH_CLIENT_SECRET"
+OAUTH_CERTIFICATE_ENV = "NEWSLETTER_OAUTH_CERTIFICATE_PATH"
+OAUTH_CERTIFICATE_PASSWORD_ENV = "NEWSLETTER_OAUTH_CERTIFICATE_PASSWORD"
+OAUTH_AUTHORITY_ENV = "NEWSLETTER_OAUTH_AUTHORITY"
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+GRAPH_URL_ENV = "NEWSLETTER_GRAPH_URL"
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
+# Graph allows four requests at a time per mailbox.
+GRAPH_MAX_CONNECTIONS = 4
+NOTIFY_API_KEY_ENV = "NEWSLETTER_NOTIFY_API_KEY"
+NOTIFY_URL_ENV = "NEWSLETTER_NOTIFY_URL"
+DEFAULT_NOTIFY_URL = "https://api.notifications.service.gov.uk"
+# Where HTTPS clients find the certificate authorities to trust, in requests' own order.
+CA_BUNDLE_ENVS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 
 
 class Secret:
@@ -76,15 +98,24 @@ class SmtpSettings:
     password: Secret | None = None
     connections: int = 1
     timeout_seconds: float = 30.0
+    # password: log in with the username and password, if set; oauth2: XOAUTH2 with a
+    # Microsoft app-only token (`Settings.oauth`); none: never log in.
+    auth: str = "password"
 
 
 @dataclass(frozen=True)
 class RateSettings:
-    """Sending caps; None means no cap at that scale."""
+    """Sending caps; None means no cap at that scale.
+
+    `per_day` counts messages sent in the last 24 hours (a rolling window, as
+    Microsoft 365 counts) across every issue in the ledger; a run that reaches
+    it stops, and the next run after the window has room carries on.
+    """
 
     per_second: float | None = None
     per_minute: int | None = None
     per_hour: int | None = None
+    per_day: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +145,56 @@ class ProviderSettings:
     api_key: Secret | None = None
     api_secret: Secret | None = None
     options: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    """The Microsoft Entra app registration the Microsoft 365 routes sign in as (environment only)."""
+
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    certificate_path: Path | None = None
+    certificate_password: Secret | None = None
+    authority: str = DEFAULT_AUTHORITY
+
+    def missing(self) -> list[str]:
+        """The environment variables still to set before a token can be asked for."""
+        missing = [
+            name
+            for name, value in (
+                (OAUTH_TENANT_ENV, self.tenant_id),
+                (OAUTH_CLIENT_ID_ENV, self.client_id),
+            )
+            if not value
+        ]
+        if not self.client_secret and self.certificate_path is None:
+            missing.append(f"{OAUTH_CLIENT_SECRET_ENV} (or {OAUTH_CERTIFICATE_ENV})")
+        return missing
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """Microsoft Graph sendMail: the mailbox sent as, and where Graph is."""
+
+    sender: str = ""
+    base_url: str = DEFAULT_GRAPH_URL
+    connections: int = 1
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """GOV.UK Notify: the `((subject))`/`((body))` template, the reply-to, the key."""
+
+    template_id: str | None = None
+    reply_to_id: str | None = None
+    api_key: Secret | None = None
+    base_url: str = DEFAULT_NOTIFY_URL
+
+    def missing(self) -> list[str]:
+        """What is still to be set before Notify can send."""
+        missing = [] if self.api_key else [NOTIFY_API_KEY_ENV]
+        return missing + ([] if self.template_id else ["notify.template_id"])
 
 
 @dataclass(frozen=True)
@@ -164,6 +245,11 @@ class Settings:
     bounce_address: str | None = None
     # The mailbox `newsletter inbox` reads; None when no host is set.
     imap: ImapSettings | None = None
+    oauth: OAuthSettings = field(default_factory=OAuthSettings)
+    graph: GraphSettings = field(default_factory=GraphSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    # What HTTPS clients trust: a CA bundle file from the environment, else the system's.
+    https_verify: str | bool = True
 
     @property
     def zone(self) -> ZoneInfo:
@@ -240,6 +326,53 @@ def _optional_text(value: object, name: str) -> str | None:
     return text(value, name).strip() or None
 
 
+def _uuid(example: str) -> Parser:
+    """An ID as Notify shows it (a UUID), or None when left empty."""
+
+    def parse(value: object, name: str) -> str | None:
+        written = text(value, name).strip()
+        if not written:
+            return None
+        try:
+            uuid.UUID(written)
+        except ValueError:
+            raise Invalid(
+                f"`{name}` must be the ID GOV.UK Notify shows, a UUID such as {example}"
+            ) from None
+        return written
+
+    return parse
+
+
+def _https(value: object, name: str) -> str:
+    """An https address (http only to this computer, where test servers and proxies live)."""
+    url = text(value, name).strip().rstrip("/")
+    parts = urlsplit(url)
+    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parts.hostname or (parts.scheme != "https" and not loopback):
+        raise Invalid(
+            f"`{url}` must be an https address, e.g. https://{parts.hostname or 'example.org'}"
+        )
+    return url
+
+
+def _optional_path(value: object, name: str) -> Path | None:
+    written = text(value, name).strip()
+    return Path(written).expanduser() if written else None
+
+
+def https_ca_bundle(environ: Mapping[str, str] | None = None) -> str | bool:
+    """The CA bundle HTTPS clients trust: requests' own variables in its order, then SSL_CERT_FILE.
+
+    requests reads REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE itself (and they win
+    over a session's setting) but ignores SSL_CERT_FILE, which the SMTP
+    transport (OpenSSL) honours; falling back to it keeps one way to trust an
+    organisation's certificate authority for every route. True: the system's.
+    """
+    env = os.environ if environ is None else environ
+    return next((env[name] for name in CA_BUNDLE_ENVS if env.get(name)), True)
+
+
 def _port(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
         raise Invalid(f"`{name}` must be a port number (1 to 65535)")
@@ -272,6 +405,10 @@ def _one_of(choices: tuple[str, ...], what: str, hint: str) -> Callable[[str], s
 
 def _settings_fields(paths: ProjectPaths) -> tuple[Field, ...]:
     """The fields of `Settings` itself (the blocks below fill its smtp, rate and retry)."""
+    # The transports' registry is the one list of their names; imported here, not at
+    # the top, because the transports themselves are configured from these settings.
+    from newsletter.transports import TRANSPORT_NAMES
+
     in_project = partial(_in_project, paths.root_dir)
     return (
         Field("organisation", text),
@@ -304,7 +441,9 @@ def _settings_fields(paths: ProjectPaths) -> tuple[Field, ...]:
             "transport",
             text,
             default="outbox",
-            check=_one_of(TRANSPORTS, "a transport", f"choose one of {', '.join(TRANSPORTS)}"),
+            check=_one_of(
+                TRANSPORT_NAMES, "a transport", f"choose one of {', '.join(TRANSPORT_NAMES)}"
+            ),
             env="NEWSLETTER_TRANSPORT",
         ),
         Field("ledger_path", in_project, default=paths.ledger_path, env="NEWSLETTER_LEDGER_PATH"),
@@ -337,11 +476,61 @@ SMTP_FIELDS = (
     Field("smtp.password", _secret, default=None, env="NEWSLETTER_SMTP_PASSWORD", in_file=False),
     Field("smtp.connections", whole_number(zero_means=1), default=1),
     Field("smtp.timeout_seconds", seconds(zero_means=30.0), default=30.0),
+    Field(
+        "smtp.auth",
+        text,
+        default="password",
+        check=_one_of(SMTP_AUTH, "an SMTP login method", "use password, oauth2 or none"),
+    ),
 )
 RATE_FIELDS = (
     Field("rate.per_second", number, default=None),
     Field("rate.per_minute", cap, default=None),
     Field("rate.per_hour", cap, default=None),
+    Field("rate.per_day", cap, default=None),
+)
+# The app registration is not written down anywhere but the environment.
+OAUTH_FIELDS = (
+    Field("oauth.tenant_id", _optional_text, default=None, env=OAUTH_TENANT_ENV, in_file=False),
+    Field("oauth.client_id", _optional_text, default=None, env=OAUTH_CLIENT_ID_ENV, in_file=False),
+    Field("oauth.client_secret", _secret, default=None, env=OAUTH_CLIENT_SECRET_ENV, in_file=False),
+    # Where the certificate is kept is not itself a secret: it may be written down.
+    Field("oauth.certificate_path", _optional_path, default=None, env=OAUTH_CERTIFICATE_ENV),
+    Field(
+        "oauth.certificate_password",
+        _secret,
+        default=None,
+        env=OAUTH_CERTIFICATE_PASSWORD_ENV,
+        in_file=False,
+    ),
+    Field(
+        "oauth.authority",
+        _https,
+        default=DEFAULT_AUTHORITY,
+        env=OAUTH_AUTHORITY_ENV,
+        in_file=False,
+    ),
+)
+GRAPH_FIELDS = (
+    Field("graph.sender", _optional_text, default=None, check=_address_problem),
+    Field("graph.base_url", _https, default=DEFAULT_GRAPH_URL, env=GRAPH_URL_ENV),
+    Field(
+        "graph.connections",
+        whole_number(zero_means=1),
+        default=1,
+        check=lambda n: (
+            None
+            if n <= GRAPH_MAX_CONNECTIONS
+            else f"Graph allows {GRAPH_MAX_CONNECTIONS} requests at a time per mailbox; "
+            f"`graph.connections` must be {GRAPH_MAX_CONNECTIONS} or fewer"
+        ),
+    ),
+)
+NOTIFY_FIELDS = (
+    Field("notify.template_id", _uuid("f33517ff-2a88-4f6e-b855-c550268ce08a"), default=None),
+    Field("notify.reply_to_id", _uuid("8e222534-7f05-4972-86e3-17c5d9f894e2"), default=None),
+    Field("notify.api_key", _secret, default=None, env=NOTIFY_API_KEY_ENV, in_file=False),
+    Field("notify.base_url", _https, default=DEFAULT_NOTIFY_URL, env=NOTIFY_URL_ENV),
 )
 RETRY_FIELDS = (
     Field("retry.max_attempts", whole_number(zero_means=1), default=5),
@@ -453,18 +642,35 @@ def read_settings(
     reader = FieldReader(doc)
     _check_blocks(
         reader,
-        (*fields, *SMTP_FIELDS, *RATE_FIELDS, *RETRY_FIELDS, *DKIM_KEY_FIELDS, *IMAP_FIELDS),
+        (
+            *fields,
+            *SMTP_FIELDS,
+            *RATE_FIELDS,
+            *RETRY_FIELDS,
+            *DKIM_KEY_FIELDS,
+            *IMAP_FIELDS,
+            *OAUTH_FIELDS,
+            *GRAPH_FIELDS,
+            *NOTIFY_FIELDS,
+        ),
     )
+    top = reader.read(fields, env)
+    graph = reader.read(GRAPH_FIELDS, env)
     settings = Settings(
         root_dir=paths.root_dir,
         settings_path=paths.settings_path,
-        **reader.read(fields, env),
+        **top,
         smtp=SmtpSettings(**reader.read(SMTP_FIELDS, env)),
         rate=RateSettings(**reader.read(RATE_FIELDS, env)),
         retry=RetrySettings(**reader.read(RETRY_FIELDS, env)),
         dkim=_read_dkim(reader, paths.root_dir, env),
         providers=_read_providers(reader, env),
         imap=_read_imap(reader, env),
+        oauth=OAuthSettings(**reader.read(OAUTH_FIELDS, env)),
+        # The mailbox Graph sends as is the From address unless said otherwise.
+        graph=GraphSettings(**{**graph, "sender": graph["sender"] or top["from_address"] or ""}),
+        notify=NotifySettings(**reader.read(NOTIFY_FIELDS, env)),
+        https_verify=https_ca_bundle(env),
     )
     return settings, reader.problems
 

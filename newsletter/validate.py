@@ -3,7 +3,9 @@
 Content checks (settings, catalogue, recipients, segments, issues) come first;
 an issue whose content is sound is then rendered, variant by variant, and its
 emails held to the size, safety and accessibility budget, so a problem that
-would only show at send time shows here.
+would only show at send time shows here. The route messages would take is
+named (`route_line`), with a warning for each thing it still needs: content
+can be checked long before the secrets are set where it will be sent from.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from newsletter.project_bounds import outside_problems
 from newsletter.render import Renderer, budget_problems, sample_variants
 from newsletter.render_errors import render_error_problems
 from newsletter.settings import DEFAULT_TIMEZONE, UNSUBSCRIBE_SECRET_ENV, Settings, read_settings
+from newsletter.transports import route_of
 from newsletter.yamlfile import load_yaml
 
 
@@ -39,6 +42,7 @@ def validate_project(
     problems += settings_problems
     if settings is not None:
         problems += unsubscribe_secret_problems(settings)
+        problems += route_problems(settings)
     catalogue, catalogue_problems = read_catalogue(project_paths.catalogue_path)
     problems += outside_problems(project_paths.root_dir, [project_paths.catalogue_path])
     problems += catalogue_problems
@@ -90,3 +94,24 @@ def unsubscribe_secret_problems(settings: Settings) -> list[Problem]:
         "(messages then offer only the mailto:)"
     )
     return [doc.problem(("unsubscribe", "url"), message)]
+
+
+def route_problems(settings: Settings) -> list[Problem]:
+    """A warning, at `transport:`, naming what the route still needs before it can send."""
+    route = route_of(settings)
+    if not route.missing:
+        return []
+    doc = load_yaml(settings.settings_path)
+    message = (
+        f"sending through {route.name} needs {', '.join(route.missing)}; NEWSLETTER_* "
+        "variables go in the environment where send and dispatch run (see README, "
+        '"Choosing how to send")'
+    )
+    return [doc.problem(("transport",), message, "warning")]
+
+
+def route_line(root_dir: Path, environ: Mapping[str, str] | None = None) -> str | None:
+    """e.g. "route: GOV.UK Notify, template ...; missing NEWSLETTER_NOTIFY_API_KEY"; None
+    when the settings cannot be read."""
+    settings, _ = read_settings(root_dir, environ)
+    return None if settings is None else route_of(settings).describe()

@@ -1,4 +1,5 @@
-"""`newsletter inbox --provider`: Postmark's and Mailjet's bounce APIs, against local fakes."""
+"""`newsletter inbox --provider`: Postmark's and Mailjet's bounce APIs and GOV.UK Notify's
+permanent failures, against local fakes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from newsletter.inbox import ledger_events
 from newsletter.message import message_id_for
 from newsletter.project import open_project
 from tests.support.bounce_apis import FakeMailjetMessages, FakePostmarkBounces
+from tests.support.notify import TEMPLATE_ID, FakeNotify
 from tests.support.providers import MAILJET_SECRET, POSTMARK_TOKEN
 
 ISSUE = "2023-05-panel-reports"
@@ -161,3 +163,63 @@ def test_mailjet_without_keys_says_which_variables_to_set(
     assert "NEWSLETTER_MAILJET_API_KEY and NEWSLETTER_MAILJET_SECRET_KEY" in result.output
     assert mailjet_messages.requests == []
     assert MAILJET_SECRET not in result.output
+
+
+# --- GOV.UK Notify: permanent failures of what we sent --------------------------
+
+
+@pytest.fixture
+def notify_sent(
+    project_dir: Path, notify_server: FakeNotify, monkeypatch: pytest.MonkeyPatch
+) -> FakeNotify:
+    """The sample issue sent through the Notify route, one address of which does not exist."""
+    notify_server.configure(monkeypatch)
+    settings = project_dir / "newsletter.yaml"
+    settings.write_text(
+        settings.read_text(encoding="utf-8") + f"\nnotify:\n  template_id: {TEMPLATE_ID}\n",
+        encoding="utf-8",
+    )
+    notify_server.bounce("j.okafor@example.org")
+    notify_server.add_notification(
+        "council-tax-reminder-17", "other@example.com", "permanent-failure"
+    )
+    sent = CliRunner().invoke(cli, ["--root", str(project_dir), "send", ISSUE, "--send", "--yes"])
+    assert sent.exit_code == 0, sent.output
+    return notify_server
+
+
+def test_notify_permanent_failures_are_suppressed_once_as_hard_bounces(
+    project_dir: Path, notify_sent: FakeNotify
+) -> None:
+    before = suppressed(project_dir)
+
+    dry = run(project_dir, "--provider", "notify", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "hard bounces: 1 (1 would be added to the suppression list)" in dry.output
+    assert suppressed(project_dir) == before
+
+    first = run(project_dir, "--provider", "notify")
+
+    assert first.exit_code == 0, first.output
+    assert f"read notify API {notify_sent.url}" in first.output
+    assert "hard bounces: 1 (1 added to the suppression list)" in first.output
+    # Another team's email through the same Notify service is none of our business.
+    assert suppressed(project_dir) - before == {("j.okafor@example.org", "hard-bounce")}
+    [event] = ledger_events(open_project(project_dir).settings.ledger_path)
+    assert event["address"] == "j.okafor@example.org" and event["issue"] == ISSUE
+    assert event["kind"] == "hard-bounce"
+
+    second = run(project_dir, "--provider", "notify")
+    assert "already processed: 1 (skipped)" in second.output
+    assert "hard bounces: 0" in second.output
+    listed = [r for r in notify_sent.requests if r.method == "GET"]
+    assert all(r.query["status"] == ["permanent-failure"] for r in listed)
+
+
+def test_notify_without_a_key_says_which_variable_to_set(
+    project_dir: Path, notify_server: FakeNotify
+) -> None:
+    result = run(project_dir, "--provider", "notify")
+    assert result.exit_code == 1
+    assert "NEWSLETTER_NOTIFY_API_KEY" in result.output and "Traceback" not in result.output
+    assert notify_server.requests == []

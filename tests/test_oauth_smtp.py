@@ -22,7 +22,7 @@ from newsletter.oauth import (
     TokenRefused,
     TokenUnavailable,
 )
-from newsletter.settings import Secret
+from newsletter.settings import Secret, load_settings, read_settings
 from newsletter.transports.smtp import SmtpTransport
 from tests.support.microsoft import CLIENT_ID, CLIENT_SECRET, MAILBOX, TENANT_ID, write_certificate
 
@@ -189,32 +189,47 @@ def test_a_certificate_file_without_its_key_is_named_before_anything_is_sent(
     assert identity.token_requests == []
 
 
-def test_the_app_registration_is_read_from_the_environment() -> None:
-    identity = MicrosoftIdentity.from_environ(
-        {
-            "NEWSLETTER_OAUTH_TENANT_ID": TENANT_ID,
-            "NEWSLETTER_OAUTH_CLIENT_ID": CLIENT_ID,
-            "NEWSLETTER_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
-        }
-    )
+def test_the_app_registration_is_read_from_the_environment_through_the_settings(
+    project_dir,
+) -> None:
+    env = {
+        "NEWSLETTER_OAUTH_TENANT_ID": TENANT_ID,
+        "NEWSLETTER_OAUTH_CLIENT_ID": CLIENT_ID,
+        "NEWSLETTER_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
+    }
+    settings = load_settings(project_dir, env)
+    identity = MicrosoftIdentity.from_settings(settings.oauth)
     assert identity.authority == f"https://login.microsoftonline.com/{TENANT_ID}"
     assert not identity.custom_authority
-    assert CLIENT_SECRET not in repr(identity)
+    assert CLIENT_SECRET not in repr(identity) and CLIENT_SECRET not in repr(settings)
 
+    partial = load_settings(project_dir, {"NEWSLETTER_OAUTH_TENANT_ID": TENANT_ID})
     with pytest.raises(ConfigError) as caught:
-        MicrosoftIdentity.from_environ({"NEWSLETTER_OAUTH_TENANT_ID": TENANT_ID})
+        MicrosoftIdentity.from_settings(partial.oauth)
     assert "NEWSLETTER_OAUTH_CLIENT_ID" in str(caught.value)
     assert "NEWSLETTER_OAUTH_CLIENT_SECRET" in str(caught.value)
 
-    with pytest.raises(ConfigError, match="https"):
-        MicrosoftIdentity.from_environ(
-            {
-                "NEWSLETTER_OAUTH_TENANT_ID": TENANT_ID,
-                "NEWSLETTER_OAUTH_CLIENT_ID": CLIENT_ID,
-                "NEWSLETTER_OAUTH_CLIENT_SECRET": CLIENT_SECRET,
-                "NEWSLETTER_OAUTH_AUTHORITY": "http://login.example.org",
-            }
-        )
+    _, problems = read_settings(
+        project_dir, {**env, "NEWSLETTER_OAUTH_AUTHORITY": "http://login.example.org"}
+    )
+    [refused] = [p for p in problems if p.is_error]
+    assert refused.message.startswith("NEWSLETTER_OAUTH_AUTHORITY ") and "https" in refused.message
+
+
+def test_the_app_registration_cannot_be_written_in_the_settings_file(project_dir) -> None:
+    path = project_dir / "newsletter.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8")
+        + f"oauth:\n  client_id: {CLIENT_ID}\n  client_secret: {CLIENT_SECRET}\n",
+        encoding="utf-8",
+    )
+    _, problems = read_settings(project_dir, {})
+    messages = [p.message for p in problems if p.is_error]
+    assert any("NEWSLETTER_OAUTH_CLIENT_ID" in m for m in messages)
+    assert any(
+        "`oauth.client_secret` looks like a secret" in m and "NEWSLETTER_OAUTH_CLIENT_SECRET" in m
+        for m in messages
+    )
 
 
 # -- SMTP with XOAUTH2 ----------------------------------------------------------

@@ -180,7 +180,7 @@ def test_a_bad_transport_is_located(project_dir: Path) -> None:
     path = edit(project_dir, "transport: outbox ", "transport: sendgrid ")
     _, problems = read_settings(project_dir, environ={})
     assert [str(p) for p in problems] == [
-        f"{path}:21:12: `sendgrid` is not a transport; choose one of outbox, smtp, postmark, mailjet"
+        f"{path}:21:12: `sendgrid` is not a transport; choose one of outbox, smtp, postmark, mailjet, graph, notify"
     ]
     _, problems = read_settings(project_dir, environ={"NEWSLETTER_TRANSPORT": "smtp"})
     assert problems == []

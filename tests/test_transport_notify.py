@@ -302,7 +302,7 @@ def test_trial_mode_and_an_unknown_template_stop_the_run_with_what_to_do(
         )
 
 
-def test_permanent_failures_are_found_by_our_references_across_pages(
+def test_permanent_failures_are_listed_newest_first_across_pages(
     notify, notify_server, make_outgoing
 ) -> None:
     notify_server.page_size = 2  # make paging happen with a handful of messages
@@ -313,16 +313,42 @@ def test_permanent_failures_are_found_by_our_references_across_pages(
     notify_server.add_notification("another-ref", "x@example.com", "permanent-failure")
     notify_server.add_notification("more-ref", "y@example.com", "permanent-failure")
 
-    failures = permanent_failures(
-        notify_server.api_key(), [m.message_id for m in messages], base_url=notify_server.url
-    )
+    failures = list(permanent_failures(notify_server.api_key(), base_url=notify_server.url))
 
     assert [(f.email_address, f.reference) for f in failures] == [
-        ("gone@example.org", messages[1].message_id)
+        ("y@example.com", "more-ref"),
+        ("x@example.com", "another-ref"),
+        ("gone@example.org", messages[1].message_id),
+        ("other@example.com", "someone-elses-ref"),
     ]
     pages = [r for r in notify_server.requests if r.method == "GET"]
     assert len(pages) >= 3  # it followed older_than past the first page
     assert all(r.query["status"] == ["permanent-failure"] for r in pages)
+
+
+def test_paging_stops_at_the_first_page_of_failures_read_before(notify_server) -> None:
+    notify_server.page_size = 2
+    for n in range(6):
+        notify_server.add_notification(f"ref-{n}", f"old{n}@example.com", "permanent-failure")
+    already = {n["id"] for n in notify_server.notifications[:5]}  # the five oldest were read
+    notify_server.add_notification("ref-new", "new@example.com", "permanent-failure")
+
+    failures = list(
+        permanent_failures(
+            notify_server.api_key(),
+            base_url=notify_server.url,
+            seen=lambda f: f.notification_id in already,
+        )
+    )
+
+    # Pages: [new, old5], [old4, old3] (nothing new: stop), never [old2, old1] or [old0].
+    assert [f.email_address for f in failures] == [
+        "new@example.com",
+        "old5@example.com",
+        "old4@example.com",
+        "old3@example.com",
+    ]
+    assert len([r for r in notify_server.requests if r.method == "GET"]) == 2
 
 
 def test_the_api_key_never_reaches_the_logs(notify, notify_server, make_outgoing, caplog) -> None:

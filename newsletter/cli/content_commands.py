@@ -22,7 +22,7 @@ from newsletter.cli.common import (
 )
 from newsletter.paths import ProjectPaths
 from newsletter.project import init_project, resolve_issue_path
-from newsletter.validate import validate_project
+from newsletter.validate import route_line, validate_project
 
 
 @when_refused("fix them before sending")
@@ -44,6 +44,9 @@ def validate(app: AppContext, issues: tuple[str, ...], quiet: bool, verbose: boo
     errors = [p for p in problems if p.is_error]
     warnings = [p for p in problems if not p.is_error]
     echo_problems(problems, verbose or app.verbose, errors_only=quiet)
+    route = route_line(app.root_dir)
+    if route is not None and not quiet:
+        click.echo(route)
     counted = f"{len(errors)} error(s), {len(warnings)} warning(s)"
     if errors:
         summary = content_error_summary(problems, not_done_by(validate))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,6 +21,7 @@ from newsletter.cli.common import (
     table_text,
 )
 from newsletter.content import Issue
+from newsletter.daily_cap import cap_reached_line
 from newsletter.plan import SendPlan, plan_send
 from newsletter.project import Project
 from newsletter.proofs import send_test_copies
@@ -115,6 +117,7 @@ def _echo_plan(plan: SendPlan) -> None:
     click.echo(f"Issue:      {plan.issue_id}")
     click.echo(f"Subject:    {plan.subject}")
     click.echo(f"Transport:  {plan.transport} ({plan.concurrency} connection(s))")
+    click.echo(f"Route:      {plan.route}")
     click.echo(f"Rate:       {plan.rate}")
     click.echo(f"Recipients: {plan.recipients}")
     for variant in plan.variants:
@@ -175,6 +178,14 @@ def _deliver(
             f"{result.unknown_in_ledger} message(s) were handed over but never confirmed: they "
             "may have arrived, so nothing sends them again unless you run "
             f"`newsletter retry {result.issue_id} --unknown`.",
+            err=True,
+        )
+    if result.daily_cap is not None:
+        # Not a failure (exit 0): the ledger keeps the rest for the next run.
+        cap = cap_reached_line(result.daily_cap, project.settings.zone, time.time())
+        click.echo(
+            f"{cap[0].upper()}{cap[1:]}. Run the same command again then, or let "
+            "`newsletter dispatch` carry on.",
             err=True,
         )
     return result.ok

@@ -6,32 +6,50 @@ only when asked for, so `newsletter validate` never pays for requests or
 smtplib. The class itself says how to open it from the settings and what it
 can do (see `base.TransportType`); nothing else looks at the name.
 
-`open_transport` returns a NEW instance on every call: the send run opens
-one per worker thread, so each holds its own connection.
+`open_transport` returns a NEW instance on every call. A send run asks for
+`transport_opener` once and calls it once per worker thread, so each worker
+holds its own connection while sharing what the run opens once (the
+Microsoft 365 routes' token provider, on the run's clock).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from newsletter.errors import ConfigError
+from newsletter.ratelimit import Clock, SystemClock
 from newsletter.settings import Settings
 from newsletter.transports.base import (
     DeliveryResult,
+    OpensPerRun,
     OutgoingMessage,
+    ProviderBody,
+    Route,
+    SendsOwnBody,
     Transport,
+    TransportFactory,
     TransportType,
 )
+
+if TYPE_CHECKING:
+    from newsletter.content import Issue
 
 __all__ = [
     "TRANSPORTS",
     "TRANSPORT_NAMES",
     "DeliveryResult",
     "OutgoingMessage",
+    "ProviderBody",
+    "Route",
     "Transport",
+    "TransportFactory",
     "TransportType",
     "describe_transport",
     "open_transport",
+    "provider_body",
+    "route_of",
+    "transport_opener",
     "transport_type",
 ]
 
@@ -60,11 +78,26 @@ def _mailjet() -> TransportType:
     return MailjetTransport
 
 
+def _graph() -> TransportType:
+    from newsletter.transports.graph import GraphTransport
+
+    return GraphTransport
+
+
+def _notify() -> TransportType:
+    from newsletter.transports.notify import NotifyTransport
+
+    return NotifyTransport
+
+
+# The one list of transport names: the `transport` setting and `--transport` read it.
 TRANSPORTS: dict[str, Callable[[], TransportType]] = {
     "outbox": _outbox,
     "smtp": _smtp,
     "postmark": _postmark,
     "mailjet": _mailjet,
+    "graph": _graph,
+    "notify": _notify,
 }
 TRANSPORT_NAMES: tuple[str, ...] = tuple(TRANSPORTS)
 
@@ -79,11 +112,36 @@ def transport_type(name: str) -> TransportType:
     return load()
 
 
+def transport_opener(
+    settings: Settings, name: str | None = None, *, clock: Clock | None = None
+) -> TransportFactory:
+    """A factory of new transports named `name`, one per worker, for one run.
+
+    What the workers share (a token provider) is made here, once, on `clock`;
+    a missing credential raises ConfigError now, before anything is sent.
+    """
+    kind = transport_type(name or settings.transport)
+    if isinstance(kind, OpensPerRun):
+        return kind.opener(settings, clock or SystemClock())
+    return lambda: kind.from_settings(settings)
+
+
 def open_transport(settings: Settings, name: str | None = None) -> Transport:
     """A new transport named `name` (default: the `transport` setting), set up from settings."""
-    return transport_type(name or settings.transport).from_settings(settings)
+    return transport_opener(settings, name)()
 
 
 def describe_transport(settings: Settings, name: str | None = None) -> str:
     """Where messages would go, in words, for `--verbose`; secrets are named, never shown."""
     return transport_type(name or settings.transport).describe(settings)
+
+
+def route_of(settings: Settings, name: str | None = None) -> Route:
+    """The route messages would take, and what is missing for it (see `base.Route`)."""
+    return transport_type(name or settings.transport).route(settings)
+
+
+def provider_body(settings: Settings, issue: Issue, name: str | None = None) -> ProviderBody | None:
+    """How to write each person's body for a transport that sends its own format, else None."""
+    kind = transport_type(name or settings.transport)
+    return kind.provider_body(settings, issue) if isinstance(kind, SendsOwnBody) else None

@@ -13,18 +13,37 @@ stops the run instead of marking everyone as failed: the transport raises
 `DeliveryError`, or, when earlier messages of the batch were already handed
 over, returns their results and marks the rest `halted` (not handed over;
 `detail` says why), and the run stops after recording what was handed over.
+
+`sent`, `failed-temporary` (try again later) or `failed-permanent` (give up on this
+address). It never raises for a delivery failure, so one bad address cannot
+stop a run; only a misconfiguration it cannot work around (no credentials, a
+rejected API key) raises `DeliveryError`, which stops the run with a clear
+message instead of marking everyone as failed.
+
+A transport class says what it can do (asked, never inferred from its
+name): every one names its *route* for people (`TransportType.route`);
+one that needs something shared by the run's workers, such as one OAuth2
+token provider, opens them through `OpensPerRun.opener`; one whose provider
+draws the email itself from a body in its own format (GOV.UK Notify) says
+how to write that body (`SendsOwnBody.provider_body`), and the send run
+attaches it to each message as `OutgoingMessage.provider_body`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from functools import cached_property
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from newsletter.message import message_bytes, parse_message
+from newsletter.ratelimit import Clock
 from newsletter.settings import Settings
+
+if TYPE_CHECKING:
+    from newsletter.audience import Recipient, Variant
+    from newsletter.content import Issue
 
 # The ledger's own spelling of these states (`newsletter.ledger.State`), so a result
 # is recorded as it is, never translated.
@@ -37,17 +56,22 @@ class OutgoingMessage:
 
     SMTP and the outbox send the bytes as they are. API providers, which send
     parts and headers, read `message`: parsed from the bytes on first use, so
-    a plain SMTP send never pays for the stdlib parser.
+    a plain SMTP send never pays for the stdlib parser. `provider_body` is
+    the recipient's body in the provider's own format, for a transport that
+    `SendsOwnBody` (None for every other).
     """
 
     recipient: str
     message_id: str
     data: bytes
+    provider_body: str | None = None
 
     @classmethod
-    def of(cls, recipient: str, message: EmailMessage) -> OutgoingMessage:
+    def of(
+        cls, recipient: str, message: EmailMessage, provider_body: str | None = None
+    ) -> OutgoingMessage:
         """A built message to send to `recipient`, under its own Message-ID."""
-        return cls(recipient, str(message["Message-ID"]), message_bytes(message))
+        return cls(recipient, str(message["Message-ID"]), message_bytes(message), provider_body)
 
     @cached_property
     def message(self) -> EmailMessage:
@@ -102,6 +126,58 @@ class Transport(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Route:
+    """How messages leave, in words a team would use, and what is still missing for it.
+
+    `missing` names environment variables and settings (e.g.
+    NEWSLETTER_OAUTH_CLIENT_SECRET, `notify.template_id`); nothing is checked
+    over the network.
+    """
+
+    name: str
+    missing: tuple[str, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        """e.g. "Microsoft 365 SMTP with OAuth2; missing NEWSLETTER_OAUTH_CLIENT_SECRET"."""
+        gap = f"; missing {', '.join(self.missing)}" if self.missing else ""
+        return f"{self.name}{gap}"
+
+    def describe(self) -> str:
+        """The summary as one line: "route: ..."."""
+        return f"route: {self.summary}"
+
+
+@dataclass(frozen=True)
+class ProviderBody:
+    """How to write one person's body in a provider's own format, and what to call that version."""
+
+    label: str  # e.g. "GOV.UK Notify version", for the preview
+    render: Callable[[Variant, Recipient], str]
+
+
+TransportFactory = Callable[[], "Transport"]
+
+
+@runtime_checkable
+class OpensPerRun(Protocol):
+    """A transport class whose workers share something the run opens once (a token provider)."""
+
+    def opener(self, settings: Settings, clock: Clock) -> TransportFactory:
+        """A factory of new instances (one per worker) sharing what the run needs once."""
+        ...
+
+
+@runtime_checkable
+class SendsOwnBody(Protocol):
+    """A transport class whose provider draws the email from a body in its own format."""
+
+    def provider_body(self, settings: Settings, issue: Issue) -> ProviderBody:
+        """How to write each person's body for this issue (rendered once per variant)."""
+        ...
+
+
 class TransportType(Protocol):
     """A transport class: how to open one from the settings, and its defaults.
 
@@ -119,4 +195,8 @@ class TransportType(Protocol):
 
     def describe(self, settings: Settings) -> str:
         """Where messages would go, in words; secrets are named, never shown."""
+        ...
+
+    def route(self, settings: Settings) -> Route:
+        """The route in a team's words, and what the settings still lack for it (no network)."""
         ...

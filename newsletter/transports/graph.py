@@ -25,13 +25,17 @@ back as `retry_after` on `temporary` results). A 401 gets one fresh token
 and one more try. `ErrorInvalidRecipients` is about this recipient:
 `permanent`. Every other 4xx means the request or the set-up is wrong for
 everyone: `DeliveryError` stops the run with one clear message.
+
+Set up from `Settings.graph` (`graph.sender`, default the From address;
+NEWSLETTER_GRAPH_URL for a sovereign cloud) and `Settings.oauth`; the run's
+workers (`graph.connections`, at most 4) share one token provider.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.utils import formataddr, getaddresses
 from typing import Any
 from urllib.parse import quote
@@ -39,14 +43,20 @@ from urllib.parse import quote
 import requests
 
 from newsletter.errors import DeliveryError
-from newsletter.oauth import TokenSource, TokenUnavailable, https_verify
+from newsletter.oauth import (
+    GRAPH_SCOPE,
+    MicrosoftIdentity,
+    TokenProvider,
+    TokenSource,
+    TokenUnavailable,
+    https_verify,
+)
 from newsletter.ratelimit import Clock, SystemClock
-from newsletter.transports.base import DeliveryResult, OutgoingMessage
+from newsletter.settings import DEFAULT_GRAPH_URL, GRAPH_URL_ENV, Settings
+from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route
 from newsletter.transports.halt import Halt
 from newsletter.transports.http import RetryPolicy, retry_after_seconds
 
-DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
-GRAPH_URL_ENV = "NEWSLETTER_GRAPH_URL"
 RECIPIENT_CODES = frozenset({"ErrorInvalidRecipients"})
 MAILBOX_CODES = frozenset({"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "ResourceNotFound"})
 
@@ -62,6 +72,7 @@ class GraphTransport:
     """Sends each message with its own `sendMail` call, as the mailbox `sender`."""
 
     name = "graph"
+    sends_batch_in_one_request = False
 
     def __init__(
         self,
@@ -87,6 +98,47 @@ class GraphTransport:
         self.session.headers.update({"User-Agent": "newsletter"})
         self._url = f"{self.base_url}/v1.0/users/{quote(sender, safe='@')}/sendMail"
         self._halt = Halt()
+
+    @classmethod
+    def opener(cls, settings: Settings, clock: Clock) -> Callable[[], GraphTransport]:
+        """New transports for `graph.sender`, one per worker, sharing one token provider.
+
+        ConfigError now when the app registration is incomplete.
+        """
+        identity = MicrosoftIdentity.from_settings(settings.oauth)
+        tokens = TokenProvider(identity, GRAPH_SCOPE, clock=clock, verify=settings.https_verify)
+        graph = settings.graph
+        return lambda: cls(
+            graph.sender,
+            tokens,
+            base_url=graph.base_url,
+            clock=clock,
+            verify=settings.https_verify,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GraphTransport:
+        """One transport for `graph.sender` (see `opener`)."""
+        return cls.opener(settings, SystemClock())()
+
+    @staticmethod
+    def default_concurrency(settings: Settings) -> int:
+        return max(1, settings.graph.connections)
+
+    @staticmethod
+    def describe(settings: Settings) -> str:
+        return (
+            f"graph: sendMail as {settings.graph.sender} at {settings.graph.base_url}, with an "
+            "app-only token for the app registration in NEWSLETTER_OAUTH_TENANT_ID and "
+            "NEWSLETTER_OAUTH_CLIENT_ID"
+        )
+
+    @staticmethod
+    def route(settings: Settings) -> Route:
+        return Route(
+            f"Microsoft 365 Graph sendMail as {settings.graph.sender}",
+            tuple(settings.oauth.missing()),
+        )
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send each message in turn; one result per message, in order."""

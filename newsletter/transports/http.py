@@ -39,8 +39,8 @@ from newsletter.errors import DeliveryError
 from newsletter.message import envelope_address
 from newsletter.ratelimit import backoff_delay
 from newsletter.scrub import SecretScrubber
-from newsletter.settings import ProviderSettings, Settings
-from newsletter.transports.base import DeliveryResult, OutgoingMessage
+from newsletter.settings import PROVIDER_KEY_ENV, ProviderSettings, Settings
+from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route
 from newsletter.transports.halt import Halt
 
 Sleep = Callable[[float], None]
@@ -290,6 +290,15 @@ class BatchApiTransport:
         provider = settings.providers[cls.name]
         key = "an API key from the environment" if provider.api_key else "NO API key set"
         return f"{cls.name}: {provider.base_url}, {key}"
+
+    @classmethod
+    def route(cls, settings: Settings) -> Route:
+        provider = settings.providers[cls.name]
+        key_env, secret_env = PROVIDER_KEY_ENV[cls.name]
+        missing = [key_env] if not provider.api_key else []
+        if secret_env is not None and not provider.api_secret:
+            missing.append(secret_env)
+        return Route(f"the {cls.name.capitalize()} API at {provider.base_url}", tuple(missing))
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send in batches of `batch_size`; one result per message, in order."""

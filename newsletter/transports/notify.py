@@ -32,31 +32,50 @@ connection are retried with backoff; the daily limit hands the rest back
 `temporary` with a wait until midnight UTC. Every other 4xx (the key, the
 template, trial mode) stops the run with `DeliveryError` and one clear line.
 `permanent_failures` lists the addresses Notify later found undeliverable.
+
+Each message's `((body))` is rendered by the send run (this transport
+`SendsOwnBody`: see `provider_body`) and travels as
+`OutgoingMessage.provider_body`. Set up from `Settings.notify`
+(`notify.template_id`, `notify.reply_to_id`, NEWSLETTER_NOTIFY_API_KEY,
+NEWSLETTER_NOTIFY_URL).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notifications_python_client.errors import APIError
 from notifications_python_client.notifications import NotificationsAPIClient
 
 from newsletter.errors import ConfigError, DeliveryError
 from newsletter.ratelimit import Clock, SystemClock
-from newsletter.settings import Secret
-from newsletter.transports.base import DeliveryResult, OutgoingMessage
+from newsletter.settings import (
+    DEFAULT_NOTIFY_URL,
+    NOTIFY_API_KEY_ENV,
+    Secret,
+    Settings,
+)
+from newsletter.transports.base import (
+    DeliveryResult,
+    OutgoingMessage,
+    ProviderBody,
+    Route,
+)
 from newsletter.transports.halt import Halt
 from newsletter.transports.http import RetryPolicy
 
-DEFAULT_NOTIFY_URL = "https://api.notifications.service.gov.uk"
-API_KEY_ENV = "NEWSLETTER_NOTIFY_API_KEY"
-NOTIFY_URL_ENV = "NEWSLETTER_NOTIFY_URL"
+if TYPE_CHECKING:
+    from newsletter.content import Issue
+
+API_KEY_ENV = NOTIFY_API_KEY_ENV
 TEMPLATE_SETTING = "notify.template_id"
+# Notify takes 3,000 requests a minute per key: a few connections keep up with that.
+DEFAULT_CONNECTIONS = 4
 _ANGLE_LINKS = re.compile(r"<([^<>\s]+)>")
 
 # Given an outgoing message, its body in Notify formatting (see notify_format).
@@ -86,15 +105,20 @@ def notify_client(api_key: Secret, base_url: str, timeout: float = 30.0) -> Noti
 
 
 class NotifyTransport:
-    """Sends each message as one Notify email from the `((subject))`/`((body))` template."""
+    """Sends each message as one Notify email from the `((subject))`/`((body))` template.
+
+    `body_for` gives a message's `((body))`; by default the one the send run
+    attached (`OutgoingMessage.provider_body`).
+    """
 
     name = "notify"
+    sends_batch_in_one_request = False
 
     def __init__(
         self,
         api_key: Secret,
         template_id: str,
-        body_for: BodyFor,
+        body_for: BodyFor | None = None,
         *,
         base_url: str = DEFAULT_NOTIFY_URL,
         email_reply_to_id: str | None = None,
@@ -109,7 +133,7 @@ class NotifyTransport:
                 "such as f33517ff-2a88-4f6e-b855-c550268ce08a)"
             )
         self.template_id = template_id
-        self.body_for = body_for
+        self.body_for = body_for or attached_body
         self.email_reply_to_id = email_reply_to_id
         self.retry = retry or RetryPolicy()
         self.clock = clock or SystemClock()
@@ -117,6 +141,56 @@ class NotifyTransport:
         self.base_url = base_url.rstrip("/")
         self._client = notify_client(api_key, self.base_url, timeout)
         self._halt = Halt()
+
+    @classmethod
+    def opener(cls, settings: Settings, clock: Clock) -> Callable[[], NotifyTransport]:
+        """New transports for `settings.notify`, one per worker; ConfigError when it is incomplete."""
+        notify = settings.notify
+        missing = notify.missing()
+        if missing or notify.api_key is None or notify.template_id is None:
+            raise ConfigError(f"GOV.UK Notify needs {' and '.join(missing)}; see README")
+        api_key, template_id = notify.api_key, notify.template_id
+        return lambda: cls(
+            api_key,
+            template_id,
+            base_url=notify.base_url,
+            email_reply_to_id=notify.reply_to_id,
+            clock=clock,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NotifyTransport:
+        """One transport for `settings.notify` (see `opener`)."""
+        return cls.opener(settings, SystemClock())()
+
+    @staticmethod
+    def default_concurrency(settings: Settings) -> int:
+        return DEFAULT_CONNECTIONS
+
+    @staticmethod
+    def describe(settings: Settings) -> str:
+        notify = settings.notify
+        key = "an API key from NEWSLETTER_NOTIFY_API_KEY" if notify.api_key else "NO API key set"
+        return (
+            f"notify: GOV.UK Notify at {notify.base_url}, template "
+            f"{notify.template_id or '(not set)'}, {key}"
+        )
+
+    @staticmethod
+    def route(settings: Settings) -> Route:
+        template = settings.notify.template_id
+        name = f"GOV.UK Notify, template {template}" if template else "GOV.UK Notify"
+        return Route(name, tuple(settings.notify.missing()))
+
+    @staticmethod
+    def provider_body(settings: Settings, issue: Issue) -> ProviderBody:
+        """Each person's `((body))`: the issue in Notify's formatting (`notify_format`)."""
+        from newsletter.notify_format import NotifyRenderer
+
+        return ProviderBody(
+            "GOV.UK Notify version (Notify draws it in its own style)",
+            NotifyRenderer(settings, issue).body,
+        )
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send each message in turn; one result per message, in order."""
@@ -233,20 +307,19 @@ class NotifyTransport:
 
 def permanent_failures(
     api_key: Secret,
-    references: Collection[str],
     *,
     base_url: str = DEFAULT_NOTIFY_URL,
     timeout: float = 30.0,
-) -> list[NotifyFailure]:
-    """Our emails (by reference) that Notify found permanently undeliverable.
+    seen: Callable[[NotifyFailure], bool] | None = None,
+) -> Iterator[NotifyFailure]:
+    """Emails Notify found permanently undeliverable, newest first.
 
     Notify keeps messages for 7 days: poll within that time after a send.
     Pages (250 at a time, newest first) through `permanent-failure` email
-    notifications until Notify has no older ones.
+    notifications until Notify has no older ones, or until a page holds only
+    failures `seen` says were read before.
     """
-    wanted = set(references)
     client = notify_client(api_key, base_url, timeout)
-    found: list[NotifyFailure] = []
     older_than: str | None = None
     try:
         while True:
@@ -262,22 +335,32 @@ def permanent_failures(
                 ) from None
             notifications = page.get("notifications") if isinstance(page, dict) else None
             if not notifications:
-                return found
+                return
+            new = 0
             for item in notifications:
-                if item.get("reference") in wanted:
-                    found.append(
-                        NotifyFailure(
-                            str(item["reference"]),
-                            str(item.get("email_address", "")),
-                            str(item.get("id", "")),
-                            item.get("completed_at"),
-                        )
-                    )
-            older_than = str(notifications[-1].get("id", ""))
-            if not older_than:
-                return found
+                failure = NotifyFailure(
+                    str(item.get("reference") or ""),
+                    str(item.get("email_address") or ""),
+                    str(item.get("id") or ""),
+                    item.get("completed_at"),
+                )
+                new += 0 if seen is not None and seen(failure) else 1
+                yield failure
+            older_than = str(notifications[-1].get("id") or "")
+            if not older_than or new == 0:
+                return
     finally:
         client.request_session.close()
+
+
+def attached_body(outgoing: OutgoingMessage) -> str:
+    """The `((body))` the send run attached to the message."""
+    if outgoing.provider_body is None:
+        raise DeliveryError(
+            f"the message to {outgoing.recipient} carries no GOV.UK Notify body; "
+            "this is a bug, please report it"
+        )
+    return outgoing.provider_body
 
 
 def one_click_url(list_unsubscribe: str) -> str | None:

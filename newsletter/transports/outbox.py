@@ -23,7 +23,7 @@ from typing import IO
 from newsletter.errors import DeliveryError
 from newsletter.private_files import PRIVATE_FILE_MODE, private_dir
 from newsletter.settings import Settings
-from newsletter.transports.base import DeliveryResult, OutgoingMessage
+from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route
 from newsletter.transports.halt import Halt
 
 # mailbox.Maildir names files with a per-process counter that it increments
@@ -66,6 +66,12 @@ class OutboxTransport:
     @staticmethod
     def describe(settings: Settings) -> str:
         return f"outbox: a Maildir at {settings.outbox_dir}"
+
+    @staticmethod
+    def route(settings: Settings) -> Route:
+        return Route(
+            f"the outbox, a Maildir at {settings.outbox_dir} (nothing leaves this computer)"
+        )
 
     def _open(self) -> mailbox.Maildir:
         if self._maildir is None:

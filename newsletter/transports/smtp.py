@@ -18,8 +18,12 @@ nor counted as failed. Problems no retry can fix (a refused password, an
 untrusted certificate, a server without STARTTLS, a refused sender address)
 raise `DeliveryError` so the run stops with a clear message.
 
+How it logs in is `smtp.auth`: `password` (the username and password, when
+set), `none` (never, for a relay that knows this server) or `oauth2`.
+
 Microsoft 365 (smtp.office365.com): with a token provider (`smtp.auth:
-oauth2`) the transport logs in with SASL XOAUTH2 as the mailbox
+oauth2`; one provider per run, shared by every connection, see `opener`)
+the transport logs in with SASL XOAUTH2 as the mailbox
 (`NEWSLETTER_SMTP_USERNAME`, else the envelope sender) and an app-only token
 for `https://outlook.office365.com/.default`; a connection is re-opened with
 a fresh token before its token expires, and a refused token is replaced
@@ -47,16 +51,30 @@ import re
 import smtplib
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
 from newsletter.errors import DeliveryError
 from newsletter.message import envelope_address
-from newsletter.oauth import AccessToken, TokenSource, TokenUnavailable, xoauth2_response
+from newsletter.oauth import (
+    SMTP_SCOPE,
+    AccessToken,
+    MicrosoftIdentity,
+    TokenProvider,
+    TokenSource,
+    TokenUnavailable,
+    xoauth2_response,
+)
+from newsletter.ratelimit import Clock, SystemClock
 from newsletter.scrub import SecretScrubber
 from newsletter.settings import Settings, SmtpSettings
-from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
+from newsletter.transports.base import (
+    DeliveryResult,
+    DeliveryStatus,
+    OutgoingMessage,
+    Route,
+)
 from newsletter.transports.halt import Halt
 from newsletter.transports.smtp_replies import refusal_scope
 
@@ -162,14 +180,37 @@ class SmtpTransport:
         self.connections_opened = 0
         password = smtp.password.reveal() if smtp.password else ""
         auth_plain = f"\0{smtp.username or ''}\0{password}" if password else ""
-        self._scrub = SecretScrubber([password], credentials=[auth_plain])
+        self._scrub_password = SecretScrubber([password], credentials=[auth_plain])
+        # Each XOAUTH2 response sent (it travels in base64, the token inside it).
+        self._scrub_xoauth2 = SecretScrubber()
+        self._xoauth2_sent: list[str] = []
+
+    def _scrub(self, text: str) -> str:
+        """`text` without the password or any token (and the base64 forms they travel in)."""
+        text = self._scrub_xoauth2(self._scrub_password(text))
+        return self._tokens.scrub(text) if self._tokens is not None else text
+
+    @classmethod
+    def opener(cls, settings: Settings, clock: Clock) -> Callable[[], SmtpTransport]:
+        """New transports for the relay in `settings.smtp`, one per worker.
+
+        `bounce_address` (else the From address) is the envelope sender: MAIL
+        FROM is where bounces go, and the receiving server writes it into the
+        Return-Path header, so the message never carries one. With `smtp.auth:
+        oauth2` every worker shares one token provider on `clock` (ConfigError
+        now when the app registration is incomplete).
+        """
+        tokens: TokenProvider | None = None
+        if settings.smtp.auth == "oauth2":
+            identity = MicrosoftIdentity.from_settings(settings.oauth)
+            tokens = TokenProvider(identity, SMTP_SCOPE, clock=clock, verify=settings.https_verify)
+        envelope_from = settings.bounce_address or settings.from_address
+        return lambda: cls(settings.smtp, envelope_from, tokens=tokens)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpTransport:
-        """The relay in `settings.smtp`, with `bounce_address` (else the From address) as
-        the envelope sender: MAIL FROM is where bounces go, and the receiving server
-        writes it into the Return-Path header, so the message never carries one."""
-        return cls(settings.smtp, settings.bounce_address or settings.from_address)
+        """One transport for the relay in `settings.smtp` (see `opener`)."""
+        return cls.opener(settings, SystemClock())()
 
     @staticmethod
     def default_concurrency(settings: Settings) -> int:
@@ -178,12 +219,34 @@ class SmtpTransport:
     @staticmethod
     def describe(settings: Settings) -> str:
         smtp = settings.smtp
-        login = (
-            f"login as {smtp.username} with the password from NEWSLETTER_SMTP_PASSWORD"
-            if smtp.username and smtp.password
-            else "no login"
-        )
+        if smtp.auth == "oauth2":
+            user = smtp.username or settings.bounce_address or settings.from_address
+            login = (
+                f"XOAUTH2 as {user} with an app-only token for the app registration in "
+                "NEWSLETTER_OAUTH_TENANT_ID and NEWSLETTER_OAUTH_CLIENT_ID"
+            )
+        elif smtp.auth == "password" and smtp.username and smtp.password:
+            login = f"login as {smtp.username} with the password from NEWSLETTER_SMTP_PASSWORD"
+        else:
+            login = "no login"
         return f"smtp: {smtp.host}:{smtp.port}, security {smtp.security}, {login}"
+
+    @staticmethod
+    def route(settings: Settings) -> Route:
+        smtp = settings.smtp
+        where = f"{smtp.host}:{smtp.port}"
+        if smtp.auth == "oauth2":
+            return Route(
+                f"Microsoft 365 SMTP with OAuth2 ({where})", tuple(settings.oauth.missing())
+            )
+        if smtp.auth == "none":
+            return Route(f"the SMTP relay {where}, without logging in")
+        if smtp.username and smtp.password:
+            return Route(f"the SMTP relay {where}, logging in as {smtp.username}")
+        if smtp.username or smtp.password:
+            missing = "NEWSLETTER_SMTP_PASSWORD" if smtp.username else "NEWSLETTER_SMTP_USERNAME"
+            return Route(f"the SMTP relay {where}, logging in with a password", (missing,))
+        return Route(f"the SMTP relay {where}, without logging in (no username set)")
 
     @property
     def where(self) -> str:
@@ -503,6 +566,13 @@ class SmtpTransport:
             connection.ehlo()
         if self._tokens is not None:
             self._login_xoauth2(connection)
+        elif settings.auth == "oauth2":
+            raise DeliveryError(
+                "`smtp.auth: oauth2` needs a token provider; open the transport with "
+                "`transport_opener` (this is a bug, please report it)"
+            )
+        elif settings.auth == "none":
+            return
         elif settings.username and settings.password:
             _login(connection, settings.username, settings.password.reveal())
         elif settings.username or settings.password:
@@ -523,6 +593,8 @@ class SmtpTransport:
         for attempt in (1, 2):
             token = self._tokens.token()
             initial = xoauth2_response(user, token)
+            self._scrub_xoauth2 = SecretScrubber(credentials=[*self._xoauth2_sent, initial])
+            self._xoauth2_sent.append(initial)
 
             def respond(challenge: bytes | None = None, initial: str = initial) -> str:
                 # After a refusal Exchange sends a 334 with a JSON error; the reply is empty.
@@ -541,14 +613,12 @@ class SmtpTransport:
     def _oauth_refused(self, reply: _Reply) -> str:
         assert self._tokens is not None
         user = self.settings.username or self.envelope_from
-        return self._tokens.scrub(
-            self._scrub(
-                f"the SMTP server {self.where} refused the OAuth2 token for {user} "
-                f"({reply.code} {reply.text}); check that the app registration has the "
-                "application permission SMTP.SendAsApp with admin consent, that its service "
-                "principal is registered in Exchange Online with access to this mailbox, and "
-                "that SMTP AUTH is enabled for the mailbox (see README)"
-            )
+        return self._scrub(
+            f"the SMTP server {self.where} refused the OAuth2 token for {user} "
+            f"({reply.code} {reply.text}); check that the app registration has the "
+            "application permission SMTP.SendAsApp with admin consent, that its service "
+            "principal is registered in Exchange Online with access to this mailbox, and "
+            "that SMTP AUTH is enabled for the mailbox (see README)"
         )
 
     def _reset(self) -> None:
