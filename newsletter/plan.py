@@ -3,12 +3,14 @@
 The dry run (`send` without `--send`) and `dispatch --dry-run` print this
 plan: who is in the audience, in which variant, who is suppressed or merged,
 how many the ledger says are already sent, and the transport and rate a
-real run would use.
+real run would use, with a warning for each setting that transport still
+needs (a placeholder host, a missing API key): the dry run is where a new
+team finds out, before `--send` does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from newsletter.audience import AudienceCounts, iter_audience
@@ -17,6 +19,7 @@ from newsletter.ledger import open_ledger_if_exists
 from newsletter.project import Project
 from newsletter.ratelimit import SystemClock
 from newsletter.send import SendOptions
+from newsletter.transports import setup_problems
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class SendPlan:
     invalid: int
     already_sent: int
     ledger_path: str
+    warnings: tuple[str, ...] = field(default=())
 
     @property
     def to_send(self) -> int:
@@ -76,6 +80,7 @@ class SendPlan:
             ],
             "per_segment": self.per_segment,
             "ledger": self.ledger_path,
+            "warnings": list(self.warnings),
         }
 
 
@@ -91,10 +96,11 @@ def plan_send(project: Project, issue: Issue, options: SendOptions | None = None
     if ledger is not None:
         with ledger:
             already_sent = ledger.count_states(issue.id)["sent"]
+    transport = options.transport_name(settings)
     return SendPlan(
         issue_id=issue.id,
         subject=issue.subject,
-        transport=options.transport_name(settings),
+        transport=transport,
         rate=options.rate_limiter(settings, SystemClock()).describe(),
         concurrency=options.workers(settings),
         limit=options.limit,
@@ -109,4 +115,5 @@ def plan_send(project: Project, issue: Issue, options: SendOptions | None = None
         invalid=counts.invalid,
         already_sent=already_sent,
         ledger_path=str(settings.ledger_path),
+        warnings=tuple(p.message for p in setup_problems(settings, transport)),
     )

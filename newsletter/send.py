@@ -10,6 +10,12 @@ A run has three stages, so that building messages overlaps the network:
    the batches under a shared rate limit and record each chunk's results in
    one transaction, then tell the main thread they are done with the batch.
 
+Before the ledger is touched, every worker's transport is opened and asked
+to connect (`transports.base.Connects`), and every variant is rendered before
+anyone is claimed: a relay that cannot be reached, a refused password or a
+template that does not render stops the run with one message, and nobody is
+marked failed or queued for a retry because of it.
+
 Temporary failures are tried again within the run with exponential back-off
 and jitter; permanent ones are recorded and, after
 `retry.hard_bounce_after` of them, the address goes on the suppression list.
@@ -31,6 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TypedDict, Unpack
 
+from jinja2 import TemplateError
+
 from newsletter.audience import (
     AudienceCounts,
     Recipient,
@@ -39,7 +47,7 @@ from newsletter.audience import (
     segments_of,
 )
 from newsletter.content import Issue
-from newsletter.errors import NewsletterError
+from newsletter.errors import ContentError, NewsletterError
 from newsletter.ledger import (
     CLAIMABLE,
     UNFINISHED,
@@ -53,10 +61,11 @@ from newsletter.message import MessageBuilder, message_id_for, sender_domain
 from newsletter.project import Project
 from newsletter.ratelimit import Clock, RateLimiter, SystemClock, backoff_delay
 from newsletter.render import Renderer
+from newsletter.render_errors import render_error_problems
 from newsletter.settings import Settings
 from newsletter.suppression import add_suppression
 from newsletter.transports import open_transport, transport_type
-from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport
+from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport, connect_now
 
 # Rows claimed per transaction. Each claimed row becomes a built message held in
 # memory until sent (~200 KB for the sample issue), so claims stay small.
@@ -295,12 +304,21 @@ class _SendRun:
         self.claimed = 0
         self.in_flight = 0
         self.error: BaseException | None = None
-        self.ledger = Ledger(settings.ledger_path)
+        self.transports: list[Transport] = []  # opened, not yet handed to a worker
+        try:
+            self.ledger = Ledger(settings.ledger_path)
+        except OSError as error:
+            raise NewsletterError(
+                f"cannot create the delivery ledger {settings.ledger_path} ({error.strerror}); "
+                "make its folder writable, or set `ledger_path` in newsletter.yaml"
+            ) from None
 
     def execute(self, *, refresh_audience: bool, states: Sequence[State]) -> SendResult:
         """Send to the rows in `states` (after adding the audience, if `refresh_audience`)."""
         ledger, issue_id = self.ledger, self.issue.id
         try:
+            # Before the ledger is touched: a transport that cannot work stops the run here.
+            self.transports = self._open_transports()
             ledger.start_issue(issue_id)
             if refresh_audience:
                 stream_audience_into_ledger(self.project, self.issue, ledger)
@@ -308,10 +326,7 @@ class _SendRun:
             before = ledger.count_states(issue_id)
             to_do = sum(before[s] for s in states)
             total = to_do if self.limit is None else min(self.limit, to_do)
-            # Render every variant before anything is claimed, so a template error
-            # stops the run while every row is still pending.
-            for variant in ledger.unsent_variants(issue_id):
-                self.renderer.variant(variant)
+            self._render_variants()
             self._send_all(states, total)
             final = ledger.count_states(issue_id)
             if not any(final[state] for state in UNFINISHED):
@@ -328,10 +343,23 @@ class _SendRun:
                 failures=tuple(self.tally.failures),
             )
         finally:
+            for transport in self.transports:  # opened but never handed to a worker
+                transport.close()
             ledger.close()
 
+    def _render_variants(self) -> None:
+        """Render every variant before anything is claimed, so a broken template stops the run.
+
+        Every row is still pending then; the error is a located ContentError.
+        """
+        try:
+            for variant in self.ledger.unsent_variants(self.issue.id):
+                self.renderer.variant(variant)
+        except TemplateError as error:
+            raise ContentError(render_error_problems(error, self.issue.path)) from None
+
     def _send_all(self, states: Sequence[State], total: int) -> None:
-        transports = self._open_transports()
+        transports, self.transports = self.transports, []  # the workers close them now
         threads = [
             threading.Thread(
                 target=self._work, args=(transport,), name=f"newsletter-send-{i}", daemon=True
@@ -352,11 +380,13 @@ class _SendRun:
             raise self.error
 
     def _open_transports(self) -> list[Transport]:
-        # Opened before anything is claimed, so a misconfiguration stops the run first.
+        # Opened and connected before anything is claimed, so a misconfiguration
+        # (a wrong host, a refused password, no API key) stops the run first.
         transports: list[Transport] = []
         try:
             for _ in range(self.workers):
                 transports.append(self.open_transport())
+                connect_now(transports[-1])
         except BaseException:
             for transport in transports:
                 transport.close()

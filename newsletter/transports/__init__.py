@@ -19,6 +19,7 @@ from newsletter.settings import Settings
 from newsletter.transports.base import (
     DeliveryResult,
     OutgoingMessage,
+    SettingProblem,
     Transport,
     TransportType,
 )
@@ -28,10 +29,12 @@ __all__ = [
     "TRANSPORT_NAMES",
     "DeliveryResult",
     "OutgoingMessage",
+    "SettingProblem",
     "Transport",
     "TransportType",
     "describe_transport",
     "open_transport",
+    "setup_problems",
     "transport_type",
 ]
 
@@ -87,3 +90,8 @@ def open_transport(settings: Settings, name: str | None = None) -> Transport:
 def describe_transport(settings: Settings, name: str | None = None) -> str:
     """Where messages would go, in words, for `--verbose`; secrets are named, never shown."""
     return transport_type(name or settings.transport).describe(settings)
+
+
+def setup_problems(settings: Settings, name: str | None = None) -> list[SettingProblem]:
+    """What the transport `name` (default: the setting) still needs set up; no network used."""
+    return transport_type(name or settings.transport).setup_problems(settings)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from newsletter.errors import DeliveryError
 from newsletter.settings import Settings
-from newsletter.transports.base import DeliveryResult, OutgoingMessage
+from newsletter.transports.base import DeliveryResult, OutgoingMessage, SettingProblem
 from newsletter.transports.halt import Halt
 
 # mailbox.Maildir names files with a per-process counter that it increments
@@ -46,6 +46,20 @@ class OutboxTransport:
     @staticmethod
     def describe(settings: Settings) -> str:
         return f"outbox: a Maildir at {settings.outbox_dir}"
+
+    @staticmethod
+    def setup_problems(settings: Settings) -> list[SettingProblem]:
+        return []  # needs no account: that is what it is for
+
+    def connect(self) -> None:
+        """Create the outbox folder now, so an unwritable one stops the run before it starts."""
+        self._open()
+
+    def location(self, result: DeliveryResult) -> str | None:
+        """The file a "sent" message was written to (Maildir's `new/`), for people to open."""
+        if not result.ok or not result.provider_id:
+            return None
+        return str(self.outbox_dir / "new" / result.provider_id)
 
     def _open(self) -> mailbox.Maildir:
         if self._maildir is None:

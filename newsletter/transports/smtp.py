@@ -6,8 +6,11 @@ Certificates are always verified (`ssl.create_default_context()`; a relay
 with an internal CA is trusted by pointing SSL_CERT_FILE at that CA). The
 password is used only for AUTH and scrubbed from every message we produce.
 
-Replies map to results per recipient: 2xx sent, 4xx temporary, 5xx
-permanent. A 421 or a dropped connection is reconnected and that message
+A run calls `connect` before anyone is claimed: a placeholder host, a host
+that does not resolve, a refused connection or a refused login then stops
+the run with one message naming the variables to set, instead of queueing
+everyone for a retry. Once sending, replies map to results per recipient:
+2xx sent, 4xx temporary, 5xx permanent. A 421 or a dropped connection is reconnected and that message
 tried once more. Problems no retry can fix (a refused password, an
 untrusted certificate, a server without STARTTLS, a refused sender address)
 raise `DeliveryError` so the run stops with a clear message.
@@ -21,13 +24,22 @@ import ssl
 from collections.abc import Sequence
 from functools import cache
 
-from newsletter.errors import DeliveryError
+from newsletter.errors import ConfigError, DeliveryError
 from newsletter.scrub import SecretScrubber
 from newsletter.settings import Settings, SmtpSettings
-from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
+from newsletter.transports.base import (
+    DeliveryResult,
+    DeliveryStatus,
+    OutgoingMessage,
+    SettingProblem,
+    is_placeholder_host,
+)
 from newsletter.transports.halt import Halt
 
 SERVICE_CLOSING = 421
+WHERE_TO_SET = (
+    "NEWSLETTER_SMTP_HOST and NEWSLETTER_SMTP_PORT (or smtp.host and smtp.port in newsletter.yaml)"
+)
 
 
 @cache
@@ -93,9 +105,49 @@ class SmtpTransport:
         )
         return f"smtp: {smtp.host}:{smtp.port}, security {smtp.security}, {login}"
 
+    @staticmethod
+    def setup_problems(settings: Settings) -> list[SettingProblem]:
+        """A placeholder host, or half a login: what `validate` and the dry run warn about."""
+        smtp = settings.smtp
+        problems = []
+        if is_placeholder_host(smtp.host):
+            problems.append(
+                SettingProblem(
+                    "smtp.host",
+                    f"the SMTP host `{smtp.host}` is a placeholder (example names never "
+                    "receive mail); set NEWSLETTER_SMTP_HOST (or smtp.host) to your relay",
+                )
+            )
+        if bool(smtp.username) != bool(smtp.password):
+            missing = "NEWSLETTER_SMTP_PASSWORD" if smtp.username else "NEWSLETTER_SMTP_USERNAME"
+            problems.append(
+                SettingProblem(
+                    "smtp",
+                    "SMTP login needs both NEWSLETTER_SMTP_USERNAME and "
+                    f"NEWSLETTER_SMTP_PASSWORD; set {missing}",
+                )
+            )
+        return problems
+
     @property
     def where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
+
+    def connect(self) -> None:
+        """Connect, secure and log in now, so a relay that cannot work stops the run first.
+
+        ConfigError names the variables to set; a refused login or certificate
+        raises DeliveryError as it would mid-run.
+        """
+        if is_placeholder_host(self.settings.host):
+            raise ConfigError(
+                f"the SMTP host `{self.settings.host}` is a placeholder, not a relay; "
+                f"set {WHERE_TO_SET}"
+            )
+        try:
+            self._connect()
+        except _Unreachable as error:
+            raise ConfigError(self._scrub(f"{error}; check {WHERE_TO_SET}")) from None
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send each message in turn; one result per message, in order."""
