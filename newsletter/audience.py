@@ -524,3 +524,16 @@ def sample_recipients(
     for recipient, variant in iter_audience(source, issue, counts):
         samples.setdefault(variant.key, (recipient, variant))
     return samples, counts
+
+
+def lists_containing(paths: ProjectPaths, address: str) -> tuple[str, ...]:
+    """The recipient lists (names without .csv) that have a row for `address`, in name order.
+
+    Reads only the lists: segments and suppressions play no part.
+    """
+    key = address.strip().lower()
+    found: list[str] = []
+    for list_name, row_address in _iter_addresses(AudienceSource(paths, {}, {})):
+        if row_address == key and list_name not in found:
+            found.append(list_name)
+    return tuple(found)

@@ -1,4 +1,9 @@
-"""Commands that deliver an issue and say what happened: send, report, retry."""
+"""Commands that deliver an issue and say what happened: send, report, retry.
+
+`send --send` and `retry` send only an issue approved as the files stand now
+(`approval.require_approval`); the dry run and `--test-to` need no approval,
+since they are how people check an issue before approving it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 
 import click
 
+from newsletter.approval import check_approval, require_approval
 from newsletter.cli.common import (
     AppContext,
     csv_text,
@@ -20,9 +26,10 @@ from newsletter.cli.common import (
     table_text,
 )
 from newsletter.content import Issue
+from newsletter.errors import NewsletterError
 from newsletter.plan import SendPlan, plan_send
 from newsletter.project import Project
-from newsletter.proofs import send_test_copies
+from newsletter.proofs import proof_addresses, send_test_copies
 from newsletter.report import delivery_report
 from newsletter.send import SendOptions, SendProgress, SendResult, retry_issue, send_issue
 from newsletter.transports import TRANSPORT_NAMES, describe_transport
@@ -101,6 +108,25 @@ def _progress_reporter() -> Iterator[Callable[[SendProgress], None]]:
             bar.__exit__(None, None, None)
 
 
+def _require_approval(project: Project, issue: Issue) -> None:
+    """Refuse (NotApproved, exit 1) unless the issue is approved as it stands; warn if legacy."""
+    status = require_approval(project, issue)
+    if status.warning:
+        click.echo(f"warning: {status.warning}", err=True)
+
+
+def _test_to_addresses(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """--test-to, repeated or comma-separated, each address checked: a bad one is a usage error."""
+    if not values:
+        return ()
+    try:
+        return proof_addresses(values)
+    except NewsletterError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
 def _echo_plan(plan: SendPlan) -> None:
     click.echo(f"Issue:      {plan.issue_id}")
     click.echo(f"Subject:    {plan.subject}")
@@ -116,6 +142,8 @@ def _echo_plan(plan: SendPlan) -> None:
     click.echo(f"Already sent (ledger): {plan.already_sent}")
     limit = f" (limited to {plan.limit})" if plan.limit is not None else ""
     click.echo(f"Would send now: {plan.to_send}{limit}")
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _deliver(
@@ -160,37 +188,51 @@ def _deliver(
 
 
 def _dry_run(project: Project, issue: Issue, options: SendOptions, output_format: str) -> bool:
-    """Print the plan; send and write nothing."""
+    """Print the plan and whether the issue is approved; send and write nothing."""
     plan = plan_send(project, issue, options)
+    status = check_approval(project, issue)
+    zone = project.settings.zone
     if output_format == "json":
-        echo_json(plan.as_dict())
-    else:
-        _echo_plan(plan)
-        click.echo("\nThis was a dry run: nothing was sent. Add --send to send it.")
+        echo_json({**plan.as_dict(), "approved": status.approved, "approval": status.summary(zone)})
+        return True
+    _echo_plan(plan)
+    click.echo(f"Approval:   {status.summary(zone)}")
+    if not status.approved:
+        click.echo(f"--send will refuse it: {status.refusal(zone)}", err=True)
+    click.echo("\nThis was a dry run: nothing was sent. Add --send to send it.")
     return True
 
 
 def _test_copies(
-    project: Project, issue: Issue, address: str, options: SendOptions, output_format: str
+    project: Project,
+    issue: Issue,
+    addresses: tuple[str, ...],
+    options: SendOptions,
+    output_format: str,
 ) -> bool:
-    """Send one [TEST] copy of each variant to `address`; record nothing."""
-    results = send_test_copies(project, issue, address, options)
+    """Send one test copy of each variant to each address; record nothing."""
+    copies = send_test_copies(project, issue, addresses, options)
     if output_format == "json":
-        copies = [
-            {"variant": key, "status": r.status, "detail": r.detail, "message_id": r.message_id}
-            for key, r in results
-        ]
-        echo_json({"issue": issue.id, "to": address, "copies": copies})
+        echo_json(
+            {"issue": issue.id, "to": list(addresses), "copies": [c.as_dict() for c in copies]}
+        )
     else:
-        for key, outcome in results:
-            click.echo(f"{outcome.status}: test copy of {key} to {address} {outcome.detail}")
-    return all(outcome.ok for _, outcome in results)
+        for copy in copies:
+            result = copy.result
+            where = f" -> {copy.location}" if copy.location else ""
+            detail = f" ({result.detail})" if result.detail else ""
+            click.echo(
+                f"{result.status}: test copy [TEST: {copy.label}] ({copy.variant.label}) "
+                f"to {copy.address}{where}{detail}"
+            )
+    return all(copy.result.ok for copy in copies)
 
 
 def _real_send(
     project: Project, issue: Issue, options: SendOptions, output_format: str, *, confirm: bool
 ) -> bool:
-    """Send to the audience, after showing the plan and asking, if `confirm`."""
+    """Send to the audience if it is approved, after showing the plan and asking, if `confirm`."""
+    _require_approval(project, issue)
     if confirm:
         plan = plan_send(project, issue, options)
         _echo_plan(plan)
@@ -205,7 +247,10 @@ def _real_send(
 @click.option(
     "--test-to",
     metavar="ADDRESS",
-    help="Send one [TEST] copy of each variant to ADDRESS only; nothing is recorded.",
+    multiple=True,
+    callback=_test_to_addresses,
+    help="Send one [TEST] copy of each variant to ADDRESS only (repeat the option, or "
+    "separate addresses with commas); nothing is recorded and no approval is needed.",
 )
 @_send_options
 @format_option("table", "json")
@@ -215,7 +260,7 @@ def send(
     issue: str,
     really_send: bool,
     yes: bool,
-    test_to: str | None,
+    test_to: tuple[str, ...],
     options: SendOptions,
     output_format: str,
 ) -> None:
@@ -226,7 +271,8 @@ def send(
     --send, every delivery is recorded in the ledger, so running it again
     (after a crash, or Ctrl-C) only sends to the people not yet sent to.
     --send asks first unless --yes; with --format json it needs --yes.
-    Exits 1 if any delivery failed.
+    --send refuses an issue that is not approved, or changed since it was
+    (`newsletter approve`). Exits 1 if any delivery failed.
     """
     if really_send and not test_to and not yes and output_format == "json":
         # The prompt (and the plan shown with it) would spoil the JSON, and a
@@ -258,10 +304,12 @@ def retry(app: AppContext, issue: str, options: SendOptions, output_format: str)
     """Send ISSUE again to the people whose delivery failed temporarily.
 
     Only the ledger's failed-temporary rows are tried; people already sent to,
-    and permanent failures, are left alone. Exits 1 if any delivery still failed.
+    and permanent failures, are left alone. Like `send --send`, it refuses an
+    issue changed since it was approved. Exits 1 if any delivery still failed.
     """
     project = app.project()
     loaded = project.load_issue(issue)
+    _require_approval(project, loaded)
     if app.verbose:
         click.echo(f"Delivery: {describe_transport(project.settings, options.transport)}", err=True)
     if not _deliver(retry_issue, project, loaded, options, output_format):
