@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -189,7 +190,7 @@ def run_dispatch(
             ]
     except LockHeldError:
         raise  # another run is busy: normal, and nothing to log
-    except NewsletterError as error:
+    except (NewsletterError, OSError, sqlite3.Error) as error:
         if not options.dry_run:
             log_run_error(project.settings.dispatch_log_path, moment, error)
         raise

@@ -52,8 +52,13 @@ class OutboxTransport:
         return []  # needs no account: that is what it is for
 
     def connect(self) -> None:
-        """Create the outbox folder now, so an unwritable one stops the run before it starts."""
+        """Create the outbox folder now, so one that cannot be used stops the run before it starts."""
         self._open()
+        if not (self.outbox_dir / "new").is_dir():
+            raise DeliveryError(
+                f"the outbox folder {self.outbox_dir} is not a Maildir folder (it needs tmp/, "
+                "new/ and cur/); remove what is there, or set `outbox_dir` in newsletter.yaml"
+            )
 
     def location(self, result: DeliveryResult) -> str | None:
         """The file a "sent" message was written to (Maildir's `new/`), for people to open."""
