@@ -25,6 +25,7 @@ from newsletter.project import open_project
 from newsletter.send import RECORD_EVERY
 from newsletter.settings import TRANSPORTS
 from newsletter.transports import TRANSPORT_NAMES
+from tests.support.project import unapprove_sample
 from tests.support.smtp import SmtpTestServer
 
 ISSUE = "2023-05-panel-reports"
@@ -431,3 +432,46 @@ def test_sigkill_mid_send_then_rerun_leaves_everyone_sent_exactly_once(
         assert duplicates <= 2 * RECORD_EVERY
     finally:
         server.stop()
+
+
+def test_send_refuses_an_issue_changed_since_approval_and_says_how_to_approve(
+    project_dir: Path,
+) -> None:
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("title: ", "title: Draft 2 of ", 1),
+        encoding="utf-8",
+    )
+    for command in (["send", ISSUE, "--send", "--yes"], ["retry", ISSUE]):
+        result = run(project_dir, *command)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"newsletter: {ISSUE}.yaml has changed since ")
+        assert result.stderr.rstrip().endswith(
+            f"the issue file; check it, then run: newsletter approve {ISSUE} --by NAME"
+        )
+    assert not (project_dir / "outbox").exists()
+    assert not (project_dir / "var").exists()
+
+    # Checking it needs no approval: the dry run says what --send would do, test copies go.
+    dry = run(project_dir, "send", ISSUE)
+    assert dry.exit_code == 0, dry.output
+    assert "Approval:   changed since approval (the issue file)" in dry.stdout
+    assert "--send will refuse it" in dry.stderr
+    assert run(project_dir, "send", ISSUE, "--test-to", "me@example.org").exit_code == 0
+
+    approved = run(project_dir, "approve", ISSUE, "--by", "Jo Bloggs")
+    assert approved.exit_code == 0, approved.output
+    sent = run(project_dir, "send", ISSUE, "--send", "--yes", "--rate", "0")
+    assert sent.exit_code == 0, sent.output
+    assert "Sent 67;" in sent.output
+
+
+def test_send_refuses_an_issue_nobody_approved(project_dir: Path) -> None:
+    unapprove_sample(project_dir)
+    result = run(project_dir, "send", ISSUE, "--send", "--yes")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"newsletter: {ISSUE}.yaml is not approved; check it, then run: "
+        f"newsletter approve {ISSUE} --by NAME\n"
+    )
+    assert not (project_dir / "outbox").exists()
