@@ -23,6 +23,7 @@ from typing import Any
 from jinja2 import Environment
 from markupsafe import Markup
 
+from newsletter.approval import check_approval
 from newsletter.content import PUBLICATION_TYPES, Catalogue, Issue, Link, Publication, Section
 from newsletter.ledger import read_summary
 from newsletter.links import issue_page_path, share_ideas_mailto
@@ -241,15 +242,19 @@ class Feed:
 def archive_issues(project: Project, *, drafts: bool = False) -> list[Issue]:
     """The issues the archive shows, newest first: approved or sent ones, and drafts if asked.
 
+    Approved means approved as the files stand now (`approval.check_approval`):
+    an issue edited since its approval is a draft again until approved again.
     An issue sent by hand (`send --send`) without being approved still has
     readers whose "View in browser" link points here, so the ledger counts too.
     Every issue file is loaded (and so checked): the site is never built from
     broken content, as nothing is sent from it.
     """
     issues = [project.load_issue(path) for path in project.issue_paths()]
-    # A sent issue is published whatever its flag says: shown, and not marked "Draft".
+    # `approved` on the issue is what the pages show ("Draft" unless published).
     issues = [
-        replace(issue, approved=True) if not issue.approved and _was_sent(project, issue) else issue
+        replace(
+            issue, approved=check_approval(project, issue).approved or _was_sent(project, issue)
+        )
         for issue in issues
     ]
     shown = [issue for issue in issues if drafts or issue.approved]

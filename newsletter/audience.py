@@ -544,3 +544,17 @@ def sample_recipients(
     for recipient, variant in iter_audience(source, issue, counts):
         samples.setdefault(variant.key, (recipient, variant))
     return samples, counts
+
+
+def lists_containing(paths: ProjectPaths, address: str) -> tuple[str, ...]:
+    """The recipient lists (names without .csv) that have a row for `address`, in name order.
+
+    Reads only the lists: segments and suppressions play no part.
+    """
+    key = address.strip().lower()
+    found: list[str] = []
+    for path in paths.list_paths():
+        for row, _sound in _checked_rows(path, []):
+            if row.get("email").lower() == key and path.stem not in found:
+                found.append(path.stem)
+    return tuple(found)

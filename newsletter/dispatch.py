@@ -11,6 +11,23 @@ SIGTERM (`systemctl stop`, a reboot) and Ctrl-C stop the run cleanly: the
 issue being sent stops as `send.py` describes, no further issue is started,
 the lock is released, and the exit code says which signal (143 or 130), so
 the next tick carries on where this one stopped.
+An error that stops the whole run is logged too.
+
+Nobody reads the output unless the run exits non-zero (cron mails it, a
+systemd unit shows as failed), so each due issue that a person must act on
+makes the exit code 1:
+
+- `invalid`: its content has errors; every run until fixed.
+- `refused`: someone approved it, but it changed since (or needs another
+  approver); every run until approved again. A draft nobody approved is
+  left alone quietly.
+- `held`: approved, but further past `send_at` than the catch-up window, so
+  it is not sent without `--catch-up`. Reported (exit 1, logged) the first
+  time for a given `send_at`; later runs still print it but exit 0 and add no
+  log line, since nothing will change until someone decides, and a cron
+  mail every five minutes would teach people to ignore cron mail.
+- `failed`: nothing could be delivered (a transport that cannot work, a
+  relay that refuses everything); every run, as the next one tries again.
 """
 
 from __future__ import annotations
@@ -18,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,9 +43,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from newsletter.approval import require_approval
 from newsletter.daily_cap import cap_reached_line
 from newsletter.dispatch_log import append_log
-from newsletter.errors import LockHeldError, NewsletterError
+from newsletter.errors import ContentError, LockHeldError, NewsletterError
 from newsletter.ledger import read_summary
 from newsletter.plan import plan_send
 from newsletter.private_files import private_dir, private_opener
@@ -44,7 +63,9 @@ from newsletter.stopping import (
     signal_of,
 )
 
-Action = Literal["sent", "incomplete", "planned", "skipped", "invalid", "failed", "interrupted"]
+Action = Literal[
+    "sent", "incomplete", "planned", "held", "refused", "invalid", "failed", "interrupted"
+]
 Progress = Callable[[str, int, int], None]
 
 
@@ -115,12 +136,21 @@ class IssueOutcome:
     counts: Mapping[str, int] = field(default_factory=dict)
     errors: tuple[str, ...] = ()
     signum: int | None = None  # for "interrupted": the signal
+    warnings: tuple[str, ...] = ()
+    reported_before: bool = False  # a hold an earlier run already reported (and logged)
 
     @property
     def is_failure(self) -> bool:
-        """Someone should look: the content, a failed run, or people refused or in doubt."""
+        """Whether a person must act: what makes the run exit 1 (see the module docstring).
+
+        The content, a refused or failed run, or people refused or left in doubt.
+        """
+        if self.action == "held":
+            return not self.reported_before
         attention = ("failed_permanent", "unknown", "gave_up")
-        return self.action in ("invalid", "failed") or any(self.counts.get(n, 0) for n in attention)
+        return self.action in ("invalid", "refused", "failed") or any(
+            self.counts.get(n, 0) for n in attention
+        )
 
 
 @dataclass(frozen=True)
@@ -197,7 +227,32 @@ def run_dispatch(
                         break
     except (KeyboardInterrupt, Terminated) as stop:  # between issues: nothing was half-sent
         stopped_by = signal_of(stop)
+    except LockHeldError:
+        raise  # another run is busy: normal, and nothing to log
+    except (NewsletterError, OSError, sqlite3.Error) as error:
+        if not options.dry_run:
+            log_run_error(project.settings.dispatch_log_path, moment, error)
+        raise
     return DispatchRun(moment, tuple(outcomes), tuple(schedule), options.dry_run, stopped_by)
+
+
+def log_run_error(log_path: Path, now: datetime, error: BaseException) -> None:
+    """Log an error that stopped a whole dispatch run, so the log tells what cron saw.
+
+    Best effort: when the log itself cannot be written (the same unwritable
+    folder, say), the error is still printed by the caller.
+    """
+    with contextlib.suppress(OSError):
+        append_log(
+            log_path,
+            {
+                "issue": None,
+                "action": "error",
+                "now": now.isoformat(),
+                "at": datetime.now(UTC).isoformat(),
+                "error": str(error),
+            },
+        )
 
 
 def _dispatch_one(
@@ -210,7 +265,7 @@ def _dispatch_one(
     started = datetime.now(UTC)
     clock = time.monotonic()
     outcome = _decide_and_send(project, entry, now, options, progress)
-    if not options.dry_run:
+    if not options.dry_run and not outcome.reported_before:
         append_log(
             project.settings.dispatch_log_path,
             {
@@ -226,9 +281,17 @@ def _dispatch_one(
                 "message": outcome.message,
                 "errors": list(outcome.errors),
                 **({"error": outcome.errors[0]} if outcome.errors else {}),
+                **({"warnings": list(outcome.warnings)} if outcome.warnings else {}),
             },
         )
     return outcome
+
+
+def _already_reported_hold(entry: ScheduleEntry) -> bool:
+    """Whether the dispatch log's last word on the issue is this same hold (same send_at)."""
+    last = entry.last_logged
+    send_at = entry.send_at.isoformat() if entry.send_at else None
+    return last.get("action") == "held" and last.get("send_at") == send_at
 
 
 def _decide_and_send(
@@ -245,8 +308,19 @@ def _decide_and_send(
             issue_id, "invalid", f"not sent: {len(errors)} error(s) in the content", errors=errors
         )
     if entry.overdue and not options.catch_up:
-        return IssueOutcome(issue_id, "skipped", f"skipped: {entry.detail}")
+        before = _already_reported_hold(entry)
+        return IssueOutcome(
+            issue_id,
+            "held",
+            entry.detail + ("; reported before" if before else ""),
+            reported_before=before,
+        )
     issue = entry.issue
+    try:
+        status = require_approval(project, issue)
+    except NewsletterError as error:  # NotApproved, or an approvals file that cannot be read
+        return IssueOutcome(issue_id, "refused", f"not sent: {error}", errors=(str(error),))
+    warnings = (status.warning,) if status.warning else ()
     if options.dry_run:
         plan = plan_send(project, issue, SendOptions(transport=options.transport))
         return IssueOutcome(
@@ -255,6 +329,7 @@ def _decide_and_send(
             f"would send {plan.to_send} of {plan.recipients} via {plan.transport}"
             f" ({plan.already_sent} already sent, {plan.suppressed} suppressed)",
             {"to_send": plan.to_send, "already_sent": plan.already_sent},
+            warnings=warnings + plan.warnings,
         )
 
     def report(step: SendProgress) -> None:
@@ -271,9 +346,21 @@ def _decide_and_send(
     except Interrupted as stopped:
         message = str(stopped).replace(RUN_AGAIN, "the next dispatch carries on")
         return IssueOutcome(issue_id, "interrupted", message, signum=stopped.signum)
+    except ContentError as error:
+        # A template that does not render: located, like any other content error.
+        errors = tuple(str(p) for p in error.problems if p.is_error)
+        return IssueOutcome(
+            issue_id,
+            "invalid",
+            f"not sent: {len(errors)} error(s) in the content",
+            errors=errors,
+            warnings=warnings,
+        )
     except NewsletterError as error:
-        # A refused connection or rejected key: say so, keep going with other issues.
-        return IssueOutcome(issue_id, "failed", f"not sent: {error}", errors=(str(error),))
+        # A transport that cannot work, a rejected key: say so, keep going with other issues.
+        return IssueOutcome(
+            issue_id, "failed", f"not sent: {error}", errors=(str(error),), warnings=warnings
+        )
     counts = result.counts()
     finished = read_summary(project.settings.ledger_path, issue_id)
     done = finished is not None and finished.complete
@@ -286,11 +373,18 @@ def _decide_and_send(
             f"finished: {message or 'nothing to send'}{_attention_hint(issue_id, result)}",
             counts,
             details if result.unknown or result.gave_up else (),
+            warnings=warnings,
         )
     if result.daily_cap is not None:
         # Not a failure: the next dispatch after the window has room carries on.
         cap = cap_reached_line(result.daily_cap, project.settings.zone, clock.time())
-        return IssueOutcome(issue_id, "incomplete", f"{message or 'nothing sent'}; {cap}", counts)
+        return IssueOutcome(
+            issue_id,
+            "incomplete",
+            f"{message or 'nothing sent'}; {cap}",
+            counts,
+            warnings=warnings,
+        )
     if result.sent == 0 and result.failed_temporary:
         # Nothing got through at all (relay down, refused, rate-limited): a failed run, so
         # cron mail or a failed systemd unit tells someone, though the next tick tries again.
@@ -300,12 +394,14 @@ def _decide_and_send(
             f"nothing delivered ({message}); the next dispatch tries again",
             counts,
             details or (f"{result.failed_temporary} deliveries failed temporarily",),
+            warnings=warnings,
         )
     return IssueOutcome(
         issue_id,
         "incomplete",
         f"{message or 'nothing sent'}; the rest will be retried by the next dispatch",
         counts,
+        warnings=warnings,
     )
 
 

@@ -159,30 +159,38 @@ class MessageBuilder:
         self._text_head = part_head.format(b=self._boundary, sub="plain").encode()
         self._html_head = ("\r\n" + part_head.format(b=self._boundary, sub="html")).encode()
         self._end = f"\r\n--{self._boundary}--\r\n".encode()
-        self._subjects: dict[tuple[str, bool], bytes] = {}
+        self._subjects: dict[tuple[str, bool | str], bytes] = {}
         self._shared: dict[tuple[str, bool], bytes] = {}
 
     def message_id(self, recipient: Recipient) -> str:
         return message_id_for(self.issue.id, recipient.email, self.domain)
 
-    def _subject(self, subject: str, test: bool) -> bytes:
+    def _subject(self, subject: str, test: bool | str) -> bytes:
         cached = self._subjects.get((subject, test))
         if cached is None:
             text = header_value("subject", subject)
-            cached = _header("Subject", TEST_PREFIX + text if test else text)
+            if isinstance(test, str):
+                text = f"[TEST: {header_value('test copy label', test)}] {text}"
+            elif test is not False:
+                text = TEST_PREFIX + text
+            cached = _header("Subject", text)
             self._subjects[(subject, test)] = cached
         return cached
 
-    def build(self, recipient: Recipient, email: PersonalisedEmail, *, test: bool = False) -> bytes:
+    def build(
+        self, recipient: Recipient, email: PersonalisedEmail, *, test: bool | str = False
+    ) -> bytes:
         """The complete message for one recipient, CRLF line endings, DKIM-signed if set up.
 
         A test copy (`test=True`) gets `[TEST]` in its subject and a fresh
         Message-ID, so it can never be mistaken for, or deduplicated with, the
-        real send.
+        real send; `test="health, police"` makes the marker `[TEST: health, police]`.
         """
         settings, issue = self.settings, self.issue
         message_id = (
-            make_msgid(idstring="test", domain=self.domain) if test else self.message_id(recipient)
+            make_msgid(idstring="test", domain=self.domain)
+            if test is not False
+            else self.message_id(recipient)
         )
         unsubscribe = [unsubscribe_mailto(settings, issue, recipient.email)]
         https_url = unsubscribe_https_url(settings, issue, recipient.email)
@@ -307,7 +315,7 @@ def build_message_bytes(
     recipient: Recipient,
     email: PersonalisedEmail,
     *,
-    test: bool = False,
+    test: bool | str = False,
     date: datetime | None = None,
 ) -> bytes:
     """One message's wire bytes; for many recipients, keep one `MessageBuilder` instead."""
@@ -320,7 +328,7 @@ def build_message(
     recipient: Recipient,
     email: PersonalisedEmail,
     *,
-    test: bool = False,
+    test: bool | str = False,
     date: datetime | None = None,
 ) -> EmailMessage:
     """The same message as an `EmailMessage`, for writing .eml files and reading headers."""

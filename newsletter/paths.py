@@ -83,9 +83,20 @@ class ProjectPaths:
         return self.recipients_dir / "suppressed.csv"
 
     @property
+    def approvals_dir(self) -> Path:
+        """Who approved each issue, and a fingerprint of what they approved (`approval.py`)."""
+        return self.root_dir / "approvals"
+
+    @property
     def sources(self) -> tuple[Path, ...]:
-        """What makes a project: the settings, issues, templates and recipients."""
-        return (self.settings_path, self.issues_dir, self.templates_dir, self.recipients_dir)
+        """What makes a project: the settings, issues, templates, recipients and approvals."""
+        return (
+            self.settings_path,
+            self.issues_dir,
+            self.templates_dir,
+            self.recipients_dir,
+            self.approvals_dir,
+        )
 
     # --- what the pipeline writes (git-ignored) -----------------------------
 

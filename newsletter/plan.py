@@ -4,12 +4,15 @@ The dry run (`send` without `--send`) and `dispatch --dry-run` print this
 plan: who is in the audience, in which variant, who is suppressed or merged,
 how many the ledger says are already sent, and the transport and rate a
 real run would use, with the route in words and what it still needs
-(`transports.route_of`).
+(`transports.route_of`)),
+and a warning for each setting that transport still needs (a placeholder
+host, a missing API key): the dry run is where a new team finds out, before
+`--send` does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from newsletter.audience import AudienceCounts, iter_audience
@@ -18,7 +21,7 @@ from newsletter.ledger import open_ledger_if_exists
 from newsletter.project import Project
 from newsletter.ratelimit import SystemClock
 from newsletter.send import SendOptions
-from newsletter.transports import route_of
+from newsletter.transports import route_of, setup_problems
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class SendPlan:
     invalid: int
     already_sent: int
     ledger_path: str
+    warnings: tuple[str, ...] = field(default=())
 
     @property
     def to_send(self) -> int:
@@ -80,6 +84,7 @@ class SendPlan:
             ],
             "per_segment": self.per_segment,
             "ledger": self.ledger_path,
+            "warnings": list(self.warnings),
         }
 
 
@@ -95,10 +100,11 @@ def plan_send(project: Project, issue: Issue, options: SendOptions | None = None
     if ledger is not None:
         with ledger:
             already_sent = ledger.count_states(issue.id)["sent"]
+    transport = options.transport_name(settings)
     return SendPlan(
         issue_id=issue.id,
         subject=issue.subject,
-        transport=options.transport_name(settings),
+        transport=transport,
         route=route_of(settings, options.transport).summary,
         rate=options.rate_limiter(settings, SystemClock()).describe(),
         concurrency=options.workers(settings),
@@ -114,4 +120,5 @@ def plan_send(project: Project, issue: Issue, options: SendOptions | None = None
         invalid=counts.invalid,
         already_sent=already_sent,
         ledger_path=str(settings.ledger_path),
+        warnings=tuple(p.message for p in setup_problems(settings, transport)),
     )

@@ -8,6 +8,10 @@ about the other.
 
 The files are a real recipient's email, so they are written readable by the
 owner only (0600, in folders created 0700), whatever the umask.
+
+A template that does not render is a located content error
+(`path:line:column: message`), and a folder that cannot be written is one
+line naming it, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,14 +19,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from jinja2 import TemplateError
+
 from newsletter.archive import render_web_issue
-from newsletter.audience import Variant
+from newsletter.audience import Recipient, Variant
 from newsletter.content import Issue
-from newsletter.errors import ContentError, Problem
-from newsletter.message import build_message, message_bytes
+from newsletter.errors import ContentError, NewsletterError, Problem
+from newsletter.message import PersonalisedEmail, build_message, message_bytes
 from newsletter.private_files import private_dir, write_private, write_private_text
 from newsletter.project import Project
 from newsletter.render import Renderer, budget_problems, sample_variants
+from newsletter.render_errors import render_error_problems
 from newsletter.templating import make_environment
 
 INDEX_TEMPLATE = "web/preview/render-index.html.j2"
@@ -58,14 +65,34 @@ class RenderedFiles:
         return paths
 
 
+_Email = tuple[Variant, Recipient, int, PersonalisedEmail]
+
+
 def write_rendered_issue(project: Project, issue: Issue, out_dir: Path) -> RenderedFiles:
     """Write every variant's HTML, text and sample .eml, the web version and an index.
 
-    Raises ContentError, writing nothing, if any variant breaks the size,
-    safety or accessibility budget.
+    Raises ContentError, writing nothing, if a template does not render or
+    any variant breaks the size, safety or accessibility budget; and
+    NewsletterError naming the file if `out_dir` cannot be written.
     """
+    try:
+        emails, web_html = _render(project, issue)
+    except TemplateError as error:
+        raise ContentError(render_error_problems(error, issue.path)) from None
+    try:
+        return _write(project, issue, out_dir, emails, web_html)
+    except OSError as error:
+        where = error.filename or out_dir
+        raise NewsletterError(
+            f"cannot write {where} ({error.strerror}); choose a folder you can write to with --out"
+        ) from None
+    except TemplateError as error:
+        raise ContentError(render_error_problems(error, issue.path)) from None
+
+
+def _render(project: Project, issue: Issue) -> tuple[list[_Email], str]:
     renderer = Renderer(project, issue)
-    emails = []
+    emails: list[_Email] = []
     problems: list[Problem] = []
     for variant, recipient, count in sample_variants(project, issue):
         email = renderer.personalise(variant, recipient)
@@ -73,8 +100,12 @@ def write_rendered_issue(project: Project, issue: Issue, out_dir: Path) -> Rende
         emails.append((variant, recipient, count, email))
     if problems:
         raise ContentError(problems)
-    web_html = render_web_issue(project, issue)
+    return emails, render_web_issue(project, issue)
 
+
+def _write(
+    project: Project, issue: Issue, out_dir: Path, emails: list[_Email], web_html: str
+) -> RenderedFiles:
     private_dir(out_dir)
     written = []
     for variant, recipient, count, email in emails:

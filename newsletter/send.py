@@ -10,6 +10,12 @@ A run has three stages, so that building messages overlaps the network:
    the batches under a shared rate limit and record each chunk's results in
    one transaction, then tell the main thread they are done with the batch.
 
+Before the ledger is touched, every worker's transport is opened and asked
+to connect (`transports.base.Connects`), and every variant is rendered before
+anyone is claimed: a relay that cannot be reached, a refused password or a
+template that does not render stops the run with one message, and nobody is
+marked failed or queued for a retry because of it.
+
 Temporary failures are tried again within the run with exponential back-off
 and jitter, up to `retry.max_attempts` times a run and `retry.max_total_attempts`
 in all (then `gave-up`). Permanent refusals about the recipient are recorded
@@ -49,6 +55,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TypedDict, Unpack
 
+from jinja2 import TemplateError
+
 from newsletter.audience import (
     AudienceCounts,
     Recipient,
@@ -58,7 +66,7 @@ from newsletter.audience import (
 )
 from newsletter.content import Issue
 from newsletter.daily_cap import CapStatus, DailyAllowance
-from newsletter.errors import DeliveryError, NewsletterError
+from newsletter.errors import ContentError, DeliveryError, NewsletterError
 from newsletter.ledger import (
     CLAIMABLE,
     RETRYABLE,
@@ -75,6 +83,7 @@ from newsletter.message import MessageBuilder, message_id_for, sender_domain
 from newsletter.project import Project
 from newsletter.ratelimit import Clock, RateLimiter, SystemClock, backoff_delay
 from newsletter.render import Renderer
+from newsletter.render_errors import render_error_problems
 from newsletter.settings import Settings
 from newsletter.stopping import (
     RUN_AGAIN,
@@ -86,7 +95,7 @@ from newsletter.stopping import (
 )
 from newsletter.suppression import add_suppression
 from newsletter.transports import provider_body, transport_opener, transport_type
-from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport
+from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport, connect_now
 
 # Rows claimed per transaction. Each claimed row becomes a built message held in
 # memory until sent (~200 KB for the sample issue), so claims stay small.
@@ -444,7 +453,14 @@ class _SendRun:
         self.claimed = 0
         self.in_flight = 0
         self.error: BaseException | None = None
-        self.ledger = Ledger(settings.ledger_path)
+        self.transports: list[Transport] = []  # opened, not yet handed to a worker
+        try:
+            self.ledger = Ledger(settings.ledger_path)
+        except OSError as error:
+            raise NewsletterError(
+                f"cannot create the delivery ledger {settings.ledger_path} ({error.strerror}); "
+                "make its folder writable, or set `ledger_path` in newsletter.yaml"
+            ) from None
         self.daily = DailyAllowance(self.ledger, settings.rate.per_day, self.clock)
 
     def execute(self, *, refresh_audience: bool, states: Sequence[State]) -> SendResult:
@@ -458,10 +474,14 @@ class _SendRun:
                 except LedgerError as error:
                     raise self._ledger_failed(error) from error
         finally:
+            for transport in self.transports:  # opened but never handed to a worker
+                transport.close()
             self.ledger.close()
 
     def _execute(self, refresh_audience: bool, states: Sequence[State]) -> SendResult:
         ledger, issue_id = self.ledger, self.issue.id
+        # Before the ledger is touched: a transport that cannot work stops the run here.
+        self.transports = self._open_transports()
         ledger.start_issue(issue_id)
         if refresh_audience:
             stream_audience_into_ledger(self.project, self.issue, ledger)
@@ -469,10 +489,7 @@ class _SendRun:
         before = ledger.count_states(issue_id)
         to_do = sum(before[s] for s in states)
         total = to_do if self.limit is None else min(self.limit, to_do)
-        # Render every variant before anything is claimed, so a template error
-        # stops the run while every row is still where it was.
-        for variant in ledger.unsent_variants(issue_id, (*states, "sending")):
-            self.renderer.variant(variant)
+        self._render_variants(states)
         self._send_all(states, total)
         final = ledger.count_states(issue_id)
         unfinished = any(final[state] for state in UNFINISHED)
@@ -524,8 +541,19 @@ class _SendRun:
             f"right, {RUN_AGAIN}"
         )
 
+    def _render_variants(self, states: Sequence[State]) -> None:
+        """Render every variant before anything is claimed, so a broken template stops the run.
+
+        Every row is still where it was then; the error is a located ContentError.
+        """
+        try:
+            for variant in self.ledger.unsent_variants(self.issue.id, (*states, "sending")):
+                self.renderer.variant(variant)
+        except TemplateError as error:
+            raise ContentError(render_error_problems(error, self.issue.path)) from None
+
     def _send_all(self, states: Sequence[State], total: int) -> None:
-        transports = self._open_transports()
+        transports, self.transports = self.transports, []  # the workers close them now
         threads = [
             threading.Thread(
                 target=self._work, args=(transport,), name=f"newsletter-send-{i}", daemon=True
@@ -554,11 +582,13 @@ class _SendRun:
             raise stopped
 
     def _open_transports(self) -> list[Transport]:
-        # Opened before anything is claimed, so a misconfiguration stops the run first.
+        # Opened and connected before anything is claimed, so a misconfiguration
+        # (a wrong host, a refused password, no API key) stops the run first.
         transports: list[Transport] = []
         try:
             for _ in range(self.workers):
                 transports.append(self.open_transport())
+                connect_now(transports[-1])
         except BaseException:
             for transport in transports:
                 transport.close()

@@ -25,7 +25,7 @@ from newsletter.project_bounds import outside_problems
 from newsletter.render import Renderer, budget_problems, sample_variants
 from newsletter.render_errors import render_error_problems
 from newsletter.settings import DEFAULT_TIMEZONE, UNSUBSCRIBE_SECRET_ENV, Settings, read_settings
-from newsletter.transports import route_of
+from newsletter.transports import route_of, setup_problems
 from newsletter.yamlfile import load_yaml
 
 
@@ -43,6 +43,7 @@ def validate_project(
     if settings is not None:
         problems += unsubscribe_secret_problems(settings)
         problems += route_problems(settings)
+        problems += transport_problems(settings)
     catalogue, catalogue_problems = read_catalogue(project_paths.catalogue_path)
     problems += outside_problems(project_paths.root_dir, [project_paths.catalogue_path])
     problems += catalogue_problems
@@ -81,6 +82,19 @@ def email_problems(project: Project, issue: Issue) -> list[Problem]:
     except (NewsletterError, TemplateError) as error:
         problems += render_error_problems(error, issue.path)
     return problems
+
+
+def transport_problems(settings: Settings) -> list[Problem]:
+    """Warnings for what the configured transport still needs (a placeholder host, no API key).
+
+    Warnings, not errors: content can be checked and previewed long before
+    anyone sets up the relay, and `send --send` refuses to start without it.
+    """
+    found = setup_problems(settings)
+    if not found:
+        return []
+    doc = load_yaml(settings.settings_path)
+    return [doc.problem(tuple(p.key.split(".")), p.message, "warning") for p in found]
 
 
 def unsubscribe_secret_problems(settings: Settings) -> list[Problem]:

@@ -27,10 +27,17 @@ from newsletter.approval import (
 from newsletter.cli import cli
 from newsletter.errors import ContentError, NewsletterError
 from newsletter.project import Project, bundled_project_dir, open_project
+from tests.support.project import unapprove_sample
 
 ISSUE = "2023-05-panel-reports"
 LONDON = ZoneInfo("Europe/London")
 MAY_10 = datetime(2023, 5, 10, 14, 3, tzinfo=LONDON)
+
+
+@pytest.fixture(autouse=True)
+def nobody_approved_yet(project_dir: Path) -> None:
+    """Each test starts from the sample as nobody has approved it (it ships approved)."""
+    unapprove_sample(project_dir)
 
 
 def edit(path: Path, pattern: str, replacement: str) -> None:

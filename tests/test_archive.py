@@ -20,16 +20,21 @@ from newsletter.links import share_ideas_mailto, web_version_url
 from newsletter.project import Project, open_project
 from newsletter.send import SendOptions, send_issue
 from newsletter.transports.memory import MemoryTransport
+from tests.support.project import approve_sample, unapprove_sample
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ISSUE_ID = "2023-05-panel-reports"
 
 
+@pytest.fixture(autouse=True)
+def sample_is_a_draft(project_dir: Path) -> None:
+    """The sample ships approved; here it starts as a draft, so approving it is a step."""
+    unapprove_sample(project_dir)
+
+
 def approve(project_dir: Path, issue_id: str = ISSUE_ID) -> Project:
-    path = project_dir / "issues" / f"{issue_id}.yaml"
-    text = path.read_text(encoding="utf-8")
-    assert "approved: false" in text
-    path.write_text(text.replace("approved: false", "approved: true"), encoding="utf-8")
+    """Approve as `newsletter approve` does (the issue file keeps `approved: false`)."""
+    approve_sample(project_dir, issue_id)
     return open_project(project_dir)
 
 
@@ -243,6 +248,24 @@ def test_drafts_are_left_out_unless_asked_for(project: Project, tmp_path: Path) 
 
     # Building for the public again takes the draft back off the site.
     build_archive(project, out)
+    assert not page.exists()
+
+
+def test_an_issue_changed_since_its_approval_is_a_draft_again(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    project = approve(project_dir)
+    out = tmp_path / "site"
+    build_archive(project, out)
+    page = out / "issues" / ISSUE_ID / "index.html"
+    assert "Draft" not in text_of(parse(page).xpath("//main")[0])
+
+    path = project_dir / "issues" / f"{ISSUE_ID}.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("title: ", "title: Draft 2 of ", 1),
+        encoding="utf-8",
+    )
+    build_archive(open_project(project_dir), out)
     assert not page.exists()
 
 

@@ -35,18 +35,13 @@ class QuietHandler(SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def site_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The sample project (its issue approved) built once, served from 127.0.0.1."""
+    """The sample project (its issue ships approved) built once, served from 127.0.0.1."""
     top = tmp_path_factory.mktemp("archive-browser")
     with pytest.MonkeyPatch.context() as patch:
         for name in list(os.environ):
             if name.startswith("NEWSLETTER_"):
                 patch.delenv(name)
         init_project(top / "project")
-        issue_path = top / "project" / "issues" / f"{ISSUE_ID}.yaml"
-        issue_path.write_text(
-            issue_path.read_text(encoding="utf-8").replace("approved: false", "approved: true"),
-            encoding="utf-8",
-        )
         # Served below a base path, as it will be in production, to prove links are relative.
         build_archive(open_project(top / "project"), top / "www" / BASE_PATH.strip("/"))
     handler = functools.partial(QuietHandler, directory=str(top / "www"))

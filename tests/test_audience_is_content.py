@@ -20,6 +20,7 @@ from newsletter.audience import check_list, iter_audience
 from newsletter.cli import cli
 from newsletter.errors import ContentError
 from newsletter.project import open_project
+from tests.support.project import approve_sample
 
 ISSUE = "2023-05-panel-reports"
 HEADER = ("email", "name", "organisation", "agency", "role", "district")
@@ -57,9 +58,7 @@ def send(project_dir: Path) -> Result:
 
 
 def approve_and_schedule(project_dir: Path) -> None:
-    path = project_dir / "issues" / f"{ISSUE}.yaml"
-    text = path.read_text(encoding="utf-8").replace("approved: false", "approved: true")
-    path.write_text(text, encoding="utf-8")
+    approve_sample(project_dir)  # the sample is scheduled already; approve it as it stands
 
 
 def test_the_sample_sends_to_everyone(project_dir: Path) -> None:

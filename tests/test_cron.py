@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from newsletter.cli import cli
 from newsletter.cron import CronSetup, cron_setup, newsletter_command
 from newsletter.project import open_project
+from tests.support.project import unapprove_sample
 
 
 def _setup(project_dir: Path, env_file: Path) -> CronSetup:
@@ -51,6 +52,7 @@ def test_crontab_command_works_from_a_bare_environment_and_reads_the_env_file(
     # A directory with a space and a percent sign: both need quoting or escaping.
     odd_dir = tmp_path / "News 100% update"
     shutil.copytree(project_dir, odd_dir)
+    unapprove_sample(odd_dir)  # a draft: this run has nothing to send or hold
     env_file = tmp_path / "secrets.env"
     setup = _setup(odd_dir, env_file)
     command = _cron_command(setup.crontab_line)

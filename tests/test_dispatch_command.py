@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def schedule_json(project_dir: Path, now: str) -> dict[str, object]:
 
 
 def test_a_draft_is_not_sent(project_dir: Path, server: SmtpTestServer) -> None:
+    edit_issue(project_dir, approved=False)
     result = dispatch_at(project_dir, SEND_AT)
     assert result.exit_code == 0, result.output
     assert "nothing to send (1 draft)" in result.output
@@ -104,19 +106,27 @@ def test_at_send_at_it_is_sent_once_and_a_second_run_sends_nothing(
     assert state["counts"] == {"sent": RECIPIENTS, "suppressed": 4}
 
 
-def test_more_than_the_window_overdue_is_skipped_unless_catching_up(
+def test_more_than_the_window_overdue_is_held_unless_catching_up(
     project_dir: Path, server: SmtpTestServer
 ) -> None:
     edit_issue(project_dir, approved=True)
     late = "2023-05-23T09:00:00+01:00"  # 8 days after send_at; the window is 7
 
-    skipped = dispatch_at(project_dir, late)
+    held = dispatch_at(project_dir, late)
 
-    assert skipped.exit_code == 0, skipped.output
-    assert "skipped: was due 8 days ago, more than the 7-day catch-up window" in skipped.output
+    assert held.exit_code == 1, held.output  # the first time: cron mails someone
+    assert (
+        f"{ISSUE}: overdue, held: was due 8 days ago, more than the 7-day catch-up window"
+        in held.output
+    )
     assert server.messages == []
-    assert log_entries(project_dir)[-1]["action"] == "skipped"
-    assert schedule_json(project_dir, late)["state"] == "overdue"
+    assert log_entries(project_dir)[-1]["action"] == "held"
+    state = schedule_json(project_dir, late)
+    assert state["state"] == "overdue" and state["detail"].startswith("overdue, held: ")
+
+    again = dispatch_at(project_dir, "2023-05-23T09:05:00+01:00")
+    assert again.exit_code == 0, again.output
+    assert "reported before" in again.output
 
     caught_up = dispatch_at(project_dir, late, "--catch-up")
 
@@ -134,7 +144,7 @@ def test_dry_run_sends_and_writes_nothing(project_dir: Path, server: SmtpTestSer
     assert not (project_dir / "var").exists()
 
 
-def test_a_refused_connection_fails_the_run_and_shows_in_the_schedule(
+def test_a_refused_connection_stops_the_run_before_anyone_is_claimed(
     project_dir: Path, server: SmtpTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     edit_issue(project_dir, approved=True)
@@ -145,12 +155,18 @@ def test_a_refused_connection_fails_the_run_and_shows_in_the_schedule(
     result = dispatch_at(project_dir, SEND_AT)
 
     assert result.exit_code == 1, result.output
-    assert f"{ISSUE}: nothing delivered ({RECIPIENTS} failed temporary" in result.output
+    assert f"{ISSUE}: not sent: cannot connect to the SMTP server 127.0.0.1:" in result.output
+    assert "check NEWSLETTER_SMTP_HOST and NEWSLETTER_SMTP_PORT" in result.output
     (entry,) = log_entries(project_dir)
     assert entry["action"] == "failed"
     assert entry["errors"] and "refused" in str(entry["errors"]).lower()
     log_text = (project_dir / "var" / "dispatch.log").read_text(encoding="utf-8")
     assert "hunter2" not in log_text and "hunter2" not in result.output
+    # Nobody was marked failed or queued for a retry because of the set-up.
+    assert "failed_temporary" not in str(entry["counts"])
+    conn = sqlite3.connect(project_dir / "var" / "ledger.sqlite3")
+    assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone() == (0,)
+    conn.close()
     state = schedule_json(project_dir, "2023-05-15T09:01:00+01:00")
     assert state["state"] == "failed"
 
@@ -184,8 +200,9 @@ def test_schedule_table_lists_the_issue_and_its_state(project_dir: Path) -> None
     result = run(project_dir, "schedule", "--now", "2023-05-13T09:00:00+01:00")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["issue", "send", "at", "state", "detail"]
+    assert lines[0].split() == ["issue", "send", "at", "state", "approval", "detail"]
     assert lines[2].split()[:5] == [ISSUE, "2023-05-15", "09:00", "BST", "waiting"]
+    assert "approved by Test Approver at 2023-05-10 14:03 BST" in lines[2]
     assert "sends in 2 days" in lines[2]
 
 

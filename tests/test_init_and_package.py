@@ -13,12 +13,16 @@ import sys
 import sysconfig
 import zipfile
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
 
+from newsletter.approval import check_approval
 from newsletter.cli import cli
+from newsletter.project import bundled_project_dir, open_project
 
+SAMPLE = "2023-05-panel-reports"
 REPO_DIR = Path(__file__).resolve().parents[1]
 
 
@@ -31,15 +35,37 @@ def test_init_creates_a_project_that_validates(tmp_path: Path) -> None:
     target = tmp_path / "news"
     result = CliRunner().invoke(cli, ["init", str(target)], env=clean_env())
     assert result.exit_code == 0, result.output
-    for name in ("newsletter.yaml", "issues", "templates", "recipients"):
+    for name in ("newsletter.yaml", "issues", "templates", "recipients", "approvals"):
         assert f"created {target.resolve() / name}" in result.output
     assert (target / "issues" / "2023-05-panel-reports.yaml").is_file()
+    assert (target / "approvals" / "2023-05-panel-reports.yaml").is_file()
     assert (target / "recipients" / "lists" / "comms.csv").is_file()
     assert "var/" in (target / ".gitignore").read_text(encoding="utf-8")
 
     result = CliRunner().invoke(cli, ["--root", str(target), "validate"], env=clean_env())
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
+
+
+def test_the_sample_issue_ships_approved_as_it_stands(tmp_path: Path) -> None:
+    # The README's first command is a real send of the sample, which needs an
+    # approval of exactly these files: a template or issue change without a new
+    # record fails here. Make it again with (in the checkout):
+    #   newsletter approve 2023-05-panel-reports --by "Sample Approver"
+    status = check_approval(open_project(bundled_project_dir()), SAMPLE)
+    assert status.approved, status.refusal(ZoneInfo("Europe/London"))
+    assert [a.by for a in status.current] == ["Sample Approver"]
+
+    target = tmp_path / "news"
+    assert CliRunner().invoke(cli, ["init", str(target)], env=clean_env()).exit_code == 0
+    result = CliRunner().invoke(
+        cli,
+        ["--root", str(target), "send", SAMPLE, "--send", "--yes", "--transport", "outbox"],
+        env=clean_env(),
+    )
+    assert result.exit_code == 0, result.output
+    assert "Sent 67; failed permanently 0" in result.output
+    assert len(list((target / "outbox" / "new").iterdir())) == 67
 
 
 def test_init_accepts_a_fresh_git_repository(tmp_path: Path) -> None:
@@ -131,6 +157,7 @@ def test_the_wheel_ships_the_sample_project_and_works_installed(tmp_path: Path) 
         "newsletter/_project/recipients/lists/comms.csv",
         "newsletter/_project/recipients/segments.yaml",
         "newsletter/_project/recipients/suppressed.csv",
+        "newsletter/_project/approvals/2023-05-panel-reports.yaml",
     ):
         assert required in names, required
     repo_templates = {
@@ -192,3 +219,9 @@ def test_the_wheel_ships_the_sample_project_and_works_installed(tmp_path: Path) 
         cwd=tmp_path,
     )
     assert "All sections" in result.stdout
+    # The README's first command works installed: the sample's approval shipped with it.
+    result = run(
+        [str(bin_dir / "newsletter"), "--root", "news", "send", SAMPLE, "--send", "--yes"],
+        cwd=tmp_path,
+    )
+    assert "Sent 67;" in result.stdout

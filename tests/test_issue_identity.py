@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from newsletter.cli import cli
 from newsletter.project import open_project
 from newsletter.validate import validate_project
+from tests.support.project import approve_sample
 
 ISSUE = "2023-05-panel-reports"
 
@@ -81,7 +82,8 @@ def test_an_issue_without_send_at_is_valid_and_not_scheduled(project_dir: Path) 
     assert errors(project_dir, path) == []
     issue = open_project(project_dir).load_issue(ISSUE)
     assert issue.send_at is None
-    # It can still be sent by hand.
+    # It can still be sent by hand, once approved as it now stands.
+    approve_sample(project_dir)
     result = run(project_dir, "send", ISSUE, "--send", "--yes", "--transport", "outbox")
     assert result.exit_code == 0, result.output
 
@@ -91,7 +93,7 @@ def test_the_archive_feed_dates_an_unscheduled_issue_by_its_date(
 ) -> None:
     path = issue_path(project_dir)
     rewrite(path, r"^send_at: .*\n", "")
-    rewrite(path, r"^approved: false$", "approved: true")
+    approve_sample(project_dir)
 
     result = run(project_dir, "archive", "--out", str(tmp_path / "site"))
 

@@ -27,6 +27,7 @@ from newsletter.list_events import ListEvent, prepare_list_events, record_list_e
 from newsletter.message import message_id_for
 from newsletter.project import open_project
 from newsletter.report import delivery_report
+from tests.support.project import approve_sample
 from tests.support.serve import WEBHOOK_USERS, ServeProcess
 from tests.support.smtp import SmtpTestServer
 
@@ -74,6 +75,7 @@ def sent(
     smtp_server.configure(monkeypatch)
     smtp_server.fail(REFUSED, 550)
     smtp_server.fail(DEFERRED, 451, times=10)
+    approve_sample(project_dir)  # one-click is on now: the footer changed
     result = run(project_dir, "send", ISSUE, "--send", "--yes", "--rate", "0")
     assert "Sent 65" in result.output, result.output
     return project_dir

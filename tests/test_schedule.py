@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -9,11 +10,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.dispatch import run_dispatch
+from newsletter.dispatch import DispatchOptions, run_dispatch
 from newsletter.dispatch_log import last_logged
-from newsletter.errors import NewsletterError
+from newsletter.errors import ContentError, NewsletterError
 from newsletter.project import open_project
 from newsletter.schedule import ScheduleEntry, describe_duration, issue_schedule, parse_now
+from tests.support.project import approve_sample, unapprove_sample
 
 ISSUE = "2023-05-panel-reports"
 LONDON = ZoneInfo("Europe/London")
@@ -22,16 +24,27 @@ LONDON = ZoneInfo("Europe/London")
 def edit_issue(
     project_dir: Path, *, approved: bool | None = None, send_at: str | None = None
 ) -> None:
-    """Change the sample issue as the comms officer would: approve it, or reschedule it."""
+    """Change the sample issue as the comms officer would: reschedule it, approve it or not.
+
+    `approved=True`: approved by "Test Approver" (in place of the approval the
+    sample ships with) before the change and again after it, as `newsletter
+    approve` does; a change that makes the issue invalid cannot be approved,
+    so then it stays approved-then-changed. `approved=False`: a draft nobody
+    approved.
+    """
+    if approved is not None:
+        unapprove_sample(project_dir)
+    if approved:
+        approve_sample(project_dir)
     path = project_dir / "issues" / f"{ISSUE}.yaml"
     text = path.read_text(encoding="utf-8")
-    if approved is not None:
-        text, n = re.subn(r"(?m)^approved: .*$", f"approved: {str(approved).lower()}", text)
-        assert n == 1
     if send_at is not None:
         text, n = re.subn(r"(?m)^send_at: .*$", f'send_at: "{send_at}"', text)
         assert n == 1
     path.write_text(text, encoding="utf-8")
+    if approved:
+        with contextlib.suppress(ContentError):  # invalid now: approved, then changed
+            approve_sample(project_dir)
 
 
 def speed_up(project_dir: Path, per_second: int | None = None) -> None:
@@ -58,6 +71,7 @@ def utc(*args: int) -> datetime:
 
 
 def test_a_draft_stays_a_draft_whatever_the_time(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=False)
     entry = entry_at(project_dir, utc(2024, 1, 1))
     assert entry.state == "draft"
     assert not entry.needs_sending
@@ -84,17 +98,91 @@ def test_more_overdue_than_the_catch_up_window_is_overdue(project_dir: Path) -> 
     assert "--catch-up" in beyond.detail
 
 
-def test_overdue_issue_is_skipped_and_logged_without_catch_up(project_dir: Path) -> None:
+def test_an_overdue_approved_issue_is_held_and_reported_once(project_dir: Path) -> None:
     edit_issue(project_dir, approved=True)
     project = open_project(project_dir)
-    run = run_dispatch(project, now=utc(2023, 8, 1))
-    (outcome,) = run.outcomes
-    assert outcome.action == "skipped"
-    assert run.exit_code == 0
+    log_path = project.settings.dispatch_log_path
+    assert entry_at(project_dir, utc(2023, 8, 1)).detail.startswith("overdue, held: was due ")
+
+    first = run_dispatch(project, now=utc(2023, 8, 1))
+
+    (outcome,) = first.outcomes
+    assert outcome.action == "held"
+    assert first.exit_code == 1  # cron mails the output: someone must decide
     assert not project.settings.ledger_path.exists()  # nothing was even planned
-    logged = last_logged(project.settings.dispatch_log_path)[ISSUE]
-    assert logged["action"] == "skipped"
+    logged = last_logged(log_path)[ISSUE]
+    assert logged["action"] == "held"
     assert "catch-up window" in logged["message"]
+    lines = log_path.read_text(encoding="utf-8").splitlines()
+
+    later = run_dispatch(project, now=utc(2023, 8, 1, 0, 5))
+
+    (outcome,) = later.outcomes
+    assert outcome.action == "held" and outcome.message.endswith("; reported before")
+    assert later.exit_code == 0  # said once; not every five minutes
+    assert log_path.read_text(encoding="utf-8").splitlines() == lines
+
+    # Rescheduled (and approved again) but still overdue: a new hold, reported again.
+    edit_issue(project_dir, approved=True, send_at="2023-06-01T09:00:00+01:00")
+    again = run_dispatch(open_project(project_dir), now=utc(2023, 8, 1, 0, 10))
+    assert again.exit_code == 1
+    assert len(log_path.read_text(encoding="utf-8").splitlines()) == len(lines) + 1
+
+
+def test_an_issue_changed_since_approval_is_refused_every_run(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=True)
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("title: ", "title: Draft 2 of ", 1),
+        encoding="utf-8",
+    )
+    project = open_project(project_dir)
+    waiting = entry_at(project_dir, utc(2023, 5, 13, 5, 0))
+    assert (waiting.state, waiting.approved) == ("waiting", False)
+    assert waiting.approval_text(LONDON) == "changed since approval (the issue file)"
+    assert waiting.detail.endswith(f"approve it again: newsletter approve {ISSUE} --by NAME")
+
+    for minute in (0, 5):
+        run = run_dispatch(project, now=utc(2023, 5, 15, 8, minute))
+        assert run.exit_code == 1
+        (outcome,) = run.outcomes
+        assert outcome.action == "refused"
+        assert (
+            f"{ISSUE}.yaml has changed since Test Approver approved it at 2023-05-10 14:03 BST: "
+            f"the issue file; check it, then run: newsletter approve {ISSUE} --by NAME"
+        ) in outcome.message
+    assert not project.settings.ledger_path.exists()
+    assert last_logged(project.settings.dispatch_log_path)[ISSUE]["action"] == "refused"
+    assert entry_at(project_dir, utc(2023, 5, 15, 8, 10)).state == "unapproved"
+
+    approve_sample(project_dir, by="Sam Patel")
+    entry = entry_at(project_dir, utc(2023, 5, 15, 8, 10))
+    assert entry.state == "due"
+    assert entry.approval_text(LONDON) == "approved by Sam Patel at 2023-05-10 14:03 BST"
+
+
+def test_a_draft_nobody_approved_is_left_alone_quietly(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=False)
+    project = open_project(project_dir)
+    run = run_dispatch(project, now=utc(2023, 5, 15, 8, 0))
+    assert (run.exit_code, run.outcomes) == (0, ())
+    assert not project.settings.dispatch_log_path.exists()
+    assert entry_at(project_dir, utc(2023, 5, 15, 8, 0)).approval_text(LONDON) == "not approved"
+
+
+def test_legacy_approved_true_is_dispatched_with_a_warning(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=False)
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("approved: false", "approved: true"),
+        encoding="utf-8",
+    )
+    run = run_dispatch(
+        open_project(project_dir), DispatchOptions(dry_run=True), now=utc(2023, 5, 15, 8, 0)
+    )
+    (outcome,) = run.outcomes
+    assert outcome.action == "planned"
+    assert any("does not notice later changes" in w for w in outcome.warnings)
 
 
 def test_an_approved_issue_with_errors_is_not_sent_and_the_error_logged(
@@ -122,6 +210,7 @@ def test_an_approved_issue_with_errors_is_not_sent_and_the_error_logged(
 
 
 def test_an_invalid_draft_does_not_fail_dispatch(project_dir: Path) -> None:
+    edit_issue(project_dir, approved=False)
     path = project_dir / "issues" / f"{ISSUE}.yaml"
     path.write_text(path.read_text(encoding="utf-8") + "\nnonsense_field: 1\n", encoding="utf-8")
     run = run_dispatch(open_project(project_dir), now=utc(2023, 5, 15, 8, 0))

@@ -367,10 +367,13 @@ def test_plan_writes_nothing(project: Project, issue: Issue) -> None:
 def test_test_copies_go_to_one_address_and_touch_no_ledger(project: Project, issue: Issue) -> None:
     sent: list[OutgoingMessage] = []
     results = send_test_copies(project, issue, "me@example.org", transport_factory=memory(sent))
-    assert [key for key, _ in results] == ["all-sections", "without-bruising-in-non-mobile-infants"]
-    assert all(r.ok for _, r in results)
+    assert [c.variant.key for c in results] == [
+        "all-sections",
+        "without-bruising-in-non-mobile-infants",
+    ]
+    assert all(c.result.ok for c in results)
     assert {m.recipient for m in sent} == {"me@example.org"}
-    assert all(str(m.message["Subject"]).startswith("[TEST]") for m in sent)
+    assert all(str(m.message["Subject"]).startswith("[TEST: ") for m in sent)
     assert [BRUISING in body(m) for m in sent] == [True, False]
     assert not project.settings.ledger_path.exists()
 

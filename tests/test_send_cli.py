@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import os
 import signal
@@ -20,9 +21,11 @@ from click.testing import CliRunner, Result
 
 from newsletter.audience import read_suppressed
 from newsletter.cli import cli
+from newsletter.project import open_project
 from newsletter.send import RECORD_EVERY
 from newsletter.settings import read_settings
 from newsletter.transports import TRANSPORT_NAMES
+from tests.support.project import unapprove_sample
 from tests.support.smtp import SmtpTestServer
 
 ISSUE = "2023-05-panel-reports"
@@ -241,11 +244,76 @@ def test_test_to_sends_one_copy_per_variant_and_records_nothing(
     result = run(smtp_project, "send", ISSUE, "--test-to", "me@example.org")
     assert result.exit_code == 0, result.output
     assert smtp_server.recipients() == ["me@example.org", "me@example.org"]
-    subjects = [m.message["Subject"] for m in smtp_server.messages]
-    assert all(s.startswith("[TEST] News Update") for s in subjects)
+    subjects = [str(m.message["Subject"]) for m in smtp_server.messages]
+    subject = open_project(smtp_project).load_issue(ISSUE).subject
+    # Each subject says who gets that variant: the segments of its targeted section.
+    assert subjects == [
+        f"[TEST: health, childrens-social-care, police, education] {subject}",
+        f"[TEST: everyone else] {subject}",
+    ]
     bodies = [m.message.get_body(("plain",)).get_content() for m in smtp_server.messages]
     assert [BRUISING in b for b in bodies] == [True, False]
     assert not (smtp_project / "var").exists()
+
+
+def test_test_copies_greet_a_sample_name_never_a_real_recipient(
+    smtp_project: Path, smtp_server: SmtpTestServer
+) -> None:
+    result = run(smtp_project, "send", ISSUE, "--test-to", "me@example.org")
+    assert result.exit_code == 0, result.output
+    real_names = set()
+    for path in (smtp_project / "recipients" / "lists").glob("*.csv"):
+        with path.open(encoding="utf-8", newline="") as handle:
+            real_names |= {row["name"].strip() for row in csv.DictReader(handle) if row["name"]}
+    for copy in smtp_server.messages:
+        text = copy.message.get_body(("plain",)).get_content()
+        html = copy.message.get_body(("html",)).get_content()
+        assert "Dear Sample Practitioner," in text
+        assert copy.message["To"].addresses[0].display_name == "Sample Practitioner"
+        assert not [name for name in real_names if name in text or name in html]
+
+
+def test_test_to_takes_several_addresses_repeated_or_comma_separated(
+    smtp_project: Path, smtp_server: SmtpTestServer
+) -> None:
+    result = run(
+        smtp_project,
+        "send",
+        ISSUE,
+        "--test-to",
+        "me@example.org",
+        "--test-to",
+        "editor@example.org, lead@example.org",
+    )
+    assert result.exit_code == 0, result.output
+    assert Counter(smtp_server.recipients()) == {
+        "me@example.org": 2,
+        "editor@example.org": 2,
+        "lead@example.org": 2,
+    }
+    assert len(result.output.splitlines()) == 6
+
+
+@pytest.mark.parametrize("bad", ["not-an-address", "me@example.org,someone@", "me@@example.org"])
+def test_a_bad_test_address_is_a_usage_error_and_nothing_is_sent(
+    smtp_project: Path, smtp_server: SmtpTestServer, bad: str
+) -> None:
+    result = run(smtp_project, "send", ISSUE, "--test-to", bad)
+    assert result.exit_code == 2, result.output
+    assert "--test-to" in result.output and "is not a valid email address" in result.output
+    assert smtp_server.messages == []
+
+
+def test_an_outbox_test_copy_says_where_it_was_written(project_dir: Path) -> None:
+    result = run(project_dir, "send", ISSUE, "--test-to", "me@example.org")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        assert line.startswith("sent: test copy [TEST: ")
+        written = Path(line.split(" -> ", 1)[1])
+        assert written.parent == project_dir / "outbox" / "new"
+        assert b"To: Sample Practitioner <me@example.org>" in written.read_bytes()
 
 
 def test_test_copies_answer_in_json_when_asked(
@@ -254,10 +322,10 @@ def test_test_copies_answer_in_json_when_asked(
     result = run(smtp_project, "send", ISSUE, "--test-to", "me@example.org", "--format", "json")
     assert result.exit_code == 0, result.output
     copies = json.loads(result.stdout)  # nothing but JSON on stdout
-    assert copies["issue"] == ISSUE and copies["to"] == "me@example.org"
-    assert [(c["variant"], c["status"]) for c in copies["copies"]] == [
-        ("all-sections", "sent"),
-        ("without-bruising-in-non-mobile-infants", "sent"),
+    assert copies["issue"] == ISSUE and copies["to"] == ["me@example.org"]
+    assert [(c["variant"], c["label"], c["status"]) for c in copies["copies"]] == [
+        ("all-sections", "health, childrens-social-care, police, education", "sent"),
+        ("without-bruising-in-non-mobile-infants", "everyone else", "sent"),
     ]
     assert len(smtp_server.messages) == 2 and not (smtp_project / "var").exists()
 
@@ -374,3 +442,46 @@ def test_sigkill_mid_send_then_rerun_leaves_everyone_sent_exactly_once(
         assert duplicates <= 2 * RECORD_EVERY
     finally:
         server.stop()
+
+
+def test_send_refuses_an_issue_changed_since_approval_and_says_how_to_approve(
+    project_dir: Path,
+) -> None:
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("title: ", "title: Draft 2 of ", 1),
+        encoding="utf-8",
+    )
+    for command in (["send", ISSUE, "--send", "--yes"], ["retry", ISSUE]):
+        result = run(project_dir, *command)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith(f"newsletter: {ISSUE}.yaml has changed since ")
+        assert result.stderr.rstrip().endswith(
+            f"the issue file; check it, then run: newsletter approve {ISSUE} --by NAME"
+        )
+    assert not (project_dir / "outbox").exists()
+    assert not (project_dir / "var").exists()
+
+    # Checking it needs no approval: the dry run says what --send would do, test copies go.
+    dry = run(project_dir, "send", ISSUE)
+    assert dry.exit_code == 0, dry.output
+    assert "Approval:   changed since approval (the issue file)" in dry.stdout
+    assert "--send will refuse it" in dry.stderr
+    assert run(project_dir, "send", ISSUE, "--test-to", "me@example.org").exit_code == 0
+
+    approved = run(project_dir, "approve", ISSUE, "--by", "Jo Bloggs")
+    assert approved.exit_code == 0, approved.output
+    sent = run(project_dir, "send", ISSUE, "--send", "--yes", "--rate", "0")
+    assert sent.exit_code == 0, sent.output
+    assert "Sent 67;" in sent.output
+
+
+def test_send_refuses_an_issue_nobody_approved(project_dir: Path) -> None:
+    unapprove_sample(project_dir)
+    result = run(project_dir, "send", ISSUE, "--send", "--yes")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"newsletter: {ISSUE}.yaml is not approved; check it, then run: "
+        f"newsletter approve {ISSUE} --by NAME\n"
+    )
+    assert not (project_dir / "outbox").exists()

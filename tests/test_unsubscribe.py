@@ -99,3 +99,33 @@ def test_a_reason_in_the_teams_own_words_is_kept(project_dir: Path) -> None:
         rows = list(csv.DictReader(handle))
     assert rows[-1] == {"email": "someone@example.org", "date": rows[-1]["date"], "reason": reason}
     assert _run(project_dir, "validate").exit_code == 0
+
+
+def test_unsubscribing_an_address_on_no_list_says_so_and_still_suppresses(
+    project_dir: Path,
+) -> None:
+    result = _run(project_dir, "unsubscribe", "Stranger@example.org")
+    assert result.exit_code == 0, result.output
+    assert "stranger@example.org is not on any recipient list" in result.output.lower()
+    assert any(r["email"].lower() == "stranger@example.org" for r in _rows(project_dir))
+
+    on_a_list = _run(project_dir, "unsubscribe", _someone(project_dir))
+    assert on_a_list.exit_code == 0
+    assert "not on any recipient list" not in on_a_list.output
+
+
+def test_resubscribing_a_hard_bounce_or_complaint_needs_force(project_dir: Path) -> None:
+    address = _someone(project_dir)
+    for reason, why in (("hard-bounce", "hard bounce"), ("complaint", "complaint")):
+        assert _run(project_dir, "unsubscribe", address, "--reason", reason).exit_code == 0
+
+        refused = _run(project_dir, "resubscribe", address)
+
+        assert refused.exit_code == 1
+        assert why in refused.stderr
+        assert f"newsletter resubscribe {address} --force" in refused.stderr
+        assert address.lower() not in _audience_keys(project_dir)
+
+        forced = _run(project_dir, "resubscribe", address, "--force")
+        assert forced.exit_code == 0, forced.output
+        assert address.lower() in _audience_keys(project_dir)

@@ -175,7 +175,7 @@ def test_dispatch_sends_the_due_issue_beside_an_alias_bomb(bomb_dir: Path) -> No
 
 
 def test_every_command_reports_deep_segments_with_their_place(deep_segments_dir: Path) -> None:
-    edit_issue(deep_segments_dir, approved=True)
+    # No approval can be made or checked over broken segments: dispatch reports them.
     where = re.escape(f"{deep_segments_dir / 'recipients' / 'segments.yaml'}:10:") + r"\d+: "
     for args in (
         ("validate",),
@@ -190,4 +190,4 @@ def test_every_command_reports_deep_segments_with_their_place(deep_segments_dir:
     result = newsletter(deep_segments_dir, "schedule", "--now", "2023-05-15T09:00:00+01:00")
     output = assert_clean(result)
     assert result.returncode == 0, output
-    assert re.search(rf"{ISSUE} .* invalid +due, but " + where + "the data is nested", output)
+    assert re.search(rf"{ISSUE} .* invalid .*due, but " + where + "the data is nested", output)

@@ -8,9 +8,12 @@ place, and printed as plain messages with the exit codes DESIGN.md promises:
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import click
+from jinja2 import TemplateError
 
 from newsletter import __version__
 from newsletter.cli import (
@@ -25,6 +28,7 @@ from newsletter.cli import (
 )
 from newsletter.cli.common import AppContext, content_error_summary, not_done_by, problem_lines
 from newsletter.errors import ContentError, LockHeldError, NewsletterError
+from newsletter.render_errors import render_error_problems
 
 EXIT_LOCK_HELD = 3
 
@@ -49,6 +53,23 @@ class NewsletterGroup(click.Group):
             ctx.exit(1)
         except NewsletterError as error:
             click.echo(f"newsletter: {error}", err=True)
+            ctx.exit(1)
+        # Last resorts, so no traceback reaches a user: the library turns what it
+        # expects into NewsletterError with a better message.
+        except TemplateError as error:
+            for problem in render_error_problems(error, Path("templates")):
+                click.echo(str(problem), err=True)
+            ctx.exit(1)
+        except sqlite3.Error as error:
+            click.echo(
+                "newsletter: a SQLite file the newsletter keeps (the delivery ledger, in var/ "
+                f"unless `ledger_path` says otherwise) cannot be used: {error}",
+                err=True,
+            )
+            ctx.exit(1)
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            click.echo(f"newsletter: {where}{error.strerror or error}", err=True)
             ctx.exit(1)
 
 

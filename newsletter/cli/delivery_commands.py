@@ -1,4 +1,9 @@
-"""Commands that deliver an issue and say what happened: send, report, retry."""
+"""Commands that deliver an issue and say what happened: send, report, retry.
+
+`send --send` and `retry` send only an issue approved as the files stand now
+(`approval.require_approval`); the dry run and `--test-to` need no approval,
+since they are how people check an issue before approving it.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 
 import click
 
+from newsletter.approval import check_approval, require_approval
 from newsletter.cli.common import (
     AppContext,
     csv_text,
@@ -22,9 +28,10 @@ from newsletter.cli.common import (
 )
 from newsletter.content import Issue
 from newsletter.daily_cap import cap_reached_line
+from newsletter.errors import NewsletterError
 from newsletter.plan import SendPlan, plan_send
 from newsletter.project import Project
-from newsletter.proofs import send_test_copies
+from newsletter.proofs import proof_addresses, send_test_copies
 from newsletter.report import delivery_report
 from newsletter.send import (
     SendOptions,
@@ -113,6 +120,25 @@ def _progress_reporter() -> Iterator[Callable[[SendProgress], None]]:
             bar.__exit__(None, None, None)
 
 
+def _require_approval(project: Project, issue: Issue) -> None:
+    """Refuse (NotApproved, exit 1) unless the issue is approved as it stands; warn if legacy."""
+    status = require_approval(project, issue)
+    if status.warning:
+        click.echo(f"warning: {status.warning}", err=True)
+
+
+def _test_to_addresses(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    """--test-to, repeated or comma-separated, each address checked: a bad one is a usage error."""
+    if not values:
+        return ()
+    try:
+        return proof_addresses(values)
+    except NewsletterError as error:
+        raise click.BadParameter(str(error), ctx=ctx, param=param) from None
+
+
 def _echo_plan(plan: SendPlan) -> None:
     click.echo(f"Issue:      {plan.issue_id}")
     click.echo(f"Subject:    {plan.subject}")
@@ -129,6 +155,8 @@ def _echo_plan(plan: SendPlan) -> None:
     click.echo(f"Already sent (ledger): {plan.already_sent}")
     limit = f" (limited to {plan.limit})" if plan.limit is not None else ""
     click.echo(f"Would send now: {plan.to_send}{limit}")
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _deliver(
@@ -195,37 +223,51 @@ def _deliver(
 
 
 def _dry_run(project: Project, issue: Issue, options: SendOptions, output_format: str) -> bool:
-    """Print the plan; send and write nothing."""
+    """Print the plan and whether the issue is approved; send and write nothing."""
     plan = plan_send(project, issue, options)
+    status = check_approval(project, issue)
+    zone = project.settings.zone
     if output_format == "json":
-        echo_json(plan.as_dict())
-    else:
-        _echo_plan(plan)
-        click.echo("\nThis was a dry run: nothing was sent. Add --send to send it.")
+        echo_json({**plan.as_dict(), "approved": status.approved, "approval": status.summary(zone)})
+        return True
+    _echo_plan(plan)
+    click.echo(f"Approval:   {status.summary(zone)}")
+    if not status.approved:
+        click.echo(f"--send will refuse it: {status.refusal(zone)}", err=True)
+    click.echo("\nThis was a dry run: nothing was sent. Add --send to send it.")
     return True
 
 
 def _test_copies(
-    project: Project, issue: Issue, address: str, options: SendOptions, output_format: str
+    project: Project,
+    issue: Issue,
+    addresses: tuple[str, ...],
+    options: SendOptions,
+    output_format: str,
 ) -> bool:
-    """Send one [TEST] copy of each variant to `address`; record nothing."""
-    results = send_test_copies(project, issue, address, options)
+    """Send one test copy of each variant to each address; record nothing."""
+    copies = send_test_copies(project, issue, addresses, options)
     if output_format == "json":
-        copies = [
-            {"variant": key, "status": r.status, "detail": r.detail, "message_id": r.message_id}
-            for key, r in results
-        ]
-        echo_json({"issue": issue.id, "to": address, "copies": copies})
+        echo_json(
+            {"issue": issue.id, "to": list(addresses), "copies": [c.as_dict() for c in copies]}
+        )
     else:
-        for key, outcome in results:
-            click.echo(f"{outcome.status}: test copy of {key} to {address} {outcome.detail}")
-    return all(outcome.ok for _, outcome in results)
+        for copy in copies:
+            result = copy.result
+            where = f" -> {copy.location}" if copy.location else ""
+            detail = f" ({result.detail})" if result.detail else ""
+            click.echo(
+                f"{result.status}: test copy [TEST: {copy.label}] ({copy.variant.label}) "
+                f"to {copy.address}{where}{detail}"
+            )
+    return all(copy.result.ok for copy in copies)
 
 
 def _real_send(
     project: Project, issue: Issue, options: SendOptions, output_format: str, *, confirm: bool
 ) -> bool:
-    """Send to the audience, after showing the plan and asking, if `confirm`."""
+    """Send to the audience if it is approved, after showing the plan and asking, if `confirm`."""
+    _require_approval(project, issue)
     if confirm:
         plan = plan_send(project, issue, options)
         _echo_plan(plan)
@@ -240,7 +282,10 @@ def _real_send(
 @click.option(
     "--test-to",
     metavar="ADDRESS",
-    help="Send one [TEST] copy of each variant to ADDRESS only; nothing is recorded.",
+    multiple=True,
+    callback=_test_to_addresses,
+    help="Send one [TEST] copy of each variant to ADDRESS only (repeat the option, or "
+    "separate addresses with commas); nothing is recorded and no approval is needed.",
 )
 @_send_options
 @format_option("table", "json")
@@ -250,7 +295,7 @@ def send(
     issue: str,
     really_send: bool,
     yes: bool,
-    test_to: str | None,
+    test_to: tuple[str, ...],
     options: SendOptions,
     output_format: str,
 ) -> None:
@@ -261,8 +306,10 @@ def send(
     --send, every delivery is recorded in the ledger, so running it again
     (after a crash, or Ctrl-C) only sends to the people not yet sent to.
     --send asks first unless --yes; with --format json it needs --yes.
-    Exits 1 if any delivery failed or its outcome is unknown; 130 or 143 when
-    stopped by Ctrl-C or SIGTERM (run it again to continue).
+    --send refuses an issue that is not approved, or changed since it was
+    (`newsletter approve`). Exits 1 if any delivery failed or its outcome is
+    unknown; 130 or 143 when stopped by Ctrl-C or SIGTERM (run it again to
+    continue).
     """
     if really_send and not test_to and not yes and output_format == "json":
         # The prompt (and the plan shown with it) would spoil the JSON, and a
@@ -305,11 +352,13 @@ def retry(
     Only the ledger's failed-temporary rows (and those given up on after
     retry.max_total_attempts) are tried; people already sent to, permanent
     failures and unknown outcomes are left alone. With --unknown, only the
-    unknown outcomes are sent, once. Exits 1 if any delivery still failed,
-    130 or 143 when stopped by Ctrl-C or SIGTERM.
+    unknown outcomes are sent, once. Like `send --send`, it refuses an issue
+    changed since it was approved. Exits 1 if any delivery still failed, 130
+    or 143 when stopped by Ctrl-C or SIGTERM.
     """
     project = app.project()
     loaded = project.load_issue(issue)
+    _require_approval(project, loaded)
     if app.verbose:
         click.echo(f"Delivery: {describe_transport(project.settings, options.transport)}", err=True)
     deliver = resend_unknown if unknown else retry_issue

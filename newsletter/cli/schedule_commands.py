@@ -7,16 +7,23 @@ from pathlib import Path
 
 import click
 
-from newsletter.audience import SUPPRESSION_REASONS
+from newsletter.audience import SUPPRESSION_REASONS, lists_containing
 from newsletter.checks import email_problem
 from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, table_text
 from newsletter.cron import DEFAULT_ENV_FILE, cron_setup
 from newsletter.dispatch import DispatchOptions, run_dispatch
+from newsletter.errors import NewsletterError
 from newsletter.schedule import issue_schedule, parse_now
 from newsletter.serve import DEFAULT_HOST, DEFAULT_PORT
-from newsletter.suppression import add_suppression, remove_suppression
+from newsletter.suppression import add_suppression, remove_suppression, suppression_reason
 from newsletter.transports import TRANSPORT_NAMES
 
+# Reasons that say the address does not want, or cannot take, our mail: taking one
+# off the list is a decision, so resubscribe asks for --force.
+NEEDS_FORCE = {
+    "hard-bounce": "mail to it failed permanently (a hard bounce)",
+    "complaint": "its owner reported our mail as spam (a complaint)",
+}
 NOW_HELP = "Pretend it is this time (ISO 8601, e.g. 2023-05-15T09:00:00+01:00); for testing."
 
 
@@ -55,9 +62,13 @@ def dispatch(
     """Send every approved issue whose send_at has passed: the command cron runs.
 
     Finished issues are left alone and an interrupted run is carried on, so
-    it is safe to run every few minutes. Exits 0 when all is well, 1 on
-    content errors or failed deliveries, and 3 when another dispatch is
-    already running. Each issue acted on gets a JSON line in var/dispatch.log.
+    it is safe to run every few minutes. Drafts nobody approved are left
+    alone. Exits 0 when all is well; 1 when someone must act: content
+    errors, failed deliveries, a due issue changed since it was approved, or
+    (the first time only) an approved issue held back for being more overdue
+    than the catch-up window; 3 when another dispatch is already running.
+    Each issue acted on gets a JSON line in var/dispatch.log, and so does an
+    error that stops the run.
     """
     project = app.project()
     options = DispatchOptions(
@@ -69,6 +80,8 @@ def dispatch(
     for outcome in run.outcomes:
         for error in outcome.errors:
             click.echo(error, err=True)
+        for warning in outcome.warnings:
+            click.echo(f"warning: {outcome.issue_id}: {warning}", err=True)
     if run.exit_code:
         raise SystemExit(run.exit_code)
 
@@ -78,24 +91,31 @@ def dispatch(
 @click.option("--now", "now_text", metavar="ISO8601", help=NOW_HELP)
 @pass_app
 def schedule(app: AppContext, output_format: str, now_text: str | None) -> None:
-    """List every issue with its state: draft, waiting, due, sending, sent, failed or overdue."""
+    """List every issue with its state and approval.
+
+    States: draft, waiting, due, unapproved (changed since approval, or
+    short of approvers), sending, sent, failed, invalid or overdue (held:
+    further past send_at than the catch-up window). The approval column says
+    who approved it and when, or what changed since.
+    """
     project = app.project()
     now = _now(app, now_text)
     entries = issue_schedule(project, now)
-    if output_format == "json":
-        echo_json({"now": now.isoformat(), "issues": [e.as_dict(now) for e in entries]})
-        return
     zone = project.settings.zone
+    if output_format == "json":
+        echo_json({"now": now.isoformat(), "issues": [e.as_dict(now, zone) for e in entries]})
+        return
     rows = [
         (
             e.issue_id,
             e.send_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z") if e.send_at else "?",
             e.state,
+            e.approval_text(zone),
             e.detail,
         )
         for e in entries
     ]
-    click.echo(table_text(("issue", "send at", "state", "detail"), rows))
+    click.echo(table_text(("issue", "send at", "state", "approval", "detail"), rows))
 
 
 @click.command()
@@ -140,25 +160,47 @@ def unsubscribe(app: AppContext, address: str, reason: str) -> None:
     """Stop sending to ADDRESS: add it to recipients/suppressed.csv.
 
     The next dispatch leaves them out, including an issue already part-sent.
+    An address on no recipient list is suppressed all the same (it stays out
+    if someone adds it to a list later), and the command says so.
     """
     address = _address(address)
-    path = app.project().paths.suppressed_path
+    project = app.project()
+    path = project.paths.suppressed_path
     if add_suppression(path, address, reason, date.today()):
         click.echo(f"{address} is unsubscribed ({reason}); no further issue will be sent to them")
     else:
         click.echo(f"{address} was already on the suppression list; nothing changed")
+    if not lists_containing(project.paths, address):
+        click.echo(
+            f"note: {address} is not on any recipient list (recipients/lists/*.csv); "
+            "it stays suppressed in case it is added to one later"
+        )
 
 
 @click.command()
 @click.argument("address")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Take the address off even though it hard-bounced or complained.",
+)
 @pass_app
-def resubscribe(app: AppContext, address: str) -> None:
+def resubscribe(app: AppContext, address: str, force: bool) -> None:
     """Send to ADDRESS again: take it off recipients/suppressed.csv.
 
-    They get future issues if they are on one of the recipient lists.
+    They get future issues if they are on one of the recipient lists. An
+    address suppressed for a hard bounce or a spam complaint needs --force:
+    mailing it again harms the sender's reputation unless you know it is
+    fixed (the mailbox exists again, the person asked to come back).
     """
     address = _address(address)
     path = app.project().paths.suppressed_path
+    reason = suppression_reason(path, address)
+    if reason in NEEDS_FORCE and not force:
+        raise NewsletterError(
+            f"{address} was suppressed because {NEEDS_FORCE[reason]}; if you are sure it "
+            f"should get mail again, run: newsletter resubscribe {address} --force"
+        )
     if remove_suppression(path, address):
         click.echo(f"{address} is back on the mailing list from the next issue")
     else:

@@ -27,6 +27,7 @@ from newsletter.transports.base import (
     ProviderBody,
     Route,
     SendsOwnBody,
+    SettingProblem,
     Transport,
     TransportFactory,
     TransportType,
@@ -42,6 +43,7 @@ __all__ = [
     "OutgoingMessage",
     "ProviderBody",
     "Route",
+    "SettingProblem",
     "Transport",
     "TransportFactory",
     "TransportType",
@@ -49,6 +51,7 @@ __all__ = [
     "open_transport",
     "provider_body",
     "route_of",
+    "setup_problems",
     "transport_opener",
     "transport_type",
 ]
@@ -145,3 +148,8 @@ def provider_body(settings: Settings, issue: Issue, name: str | None = None) -> 
     """How to write each person's body for a transport that sends its own format, else None."""
     kind = transport_type(name or settings.transport)
     return kind.provider_body(settings, issue) if isinstance(kind, SendsOwnBody) else None
+
+
+def setup_problems(settings: Settings, name: str | None = None) -> list[SettingProblem]:
+    """What the transport `name` (default: the setting) still needs set up; no network used."""
+    return transport_type(name or settings.transport).setup_problems(settings)

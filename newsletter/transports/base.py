@@ -27,6 +27,14 @@ token provider, opens them through `OpensPerRun.opener`; one whose provider
 draws the email itself from a body in its own format (GOV.UK Notify) says
 how to write that body (`SendsOwnBody.provider_body`), and the send run
 attaches it to each message as `OutgoingMessage.provider_body`.
+
+A transport that can check its set-up before any message exists (`Connects`:
+reach the relay and log in, reach the API, create the outbox folder) is asked
+to at the start of a run, before anyone is claimed, so a wrong host or
+password stops the run with one message naming what to set and nobody is
+marked failed or queued for a retry. Its class also says, without any
+network, which settings are missing or still the sample's placeholders
+(`TransportType.setup_problems`), for `validate` and the dry run.
 """
 
 from __future__ import annotations
@@ -178,6 +186,57 @@ class SendsOwnBody(Protocol):
         ...
 
 
+@runtime_checkable
+class Connects(Protocol):
+    """A transport that can check, before sending anything, that it can work."""
+
+    def connect(self) -> None:
+        """Connect (and log in) now; ConfigError or DeliveryError, naming what to set, if not."""
+        ...
+
+
+@runtime_checkable
+class KeepsCopies(Protocol):
+    """A transport that keeps what it "sends" somewhere a person can open (the outbox)."""
+
+    def location(self, result: DeliveryResult) -> str | None:
+        """Where the message of `result` was written, or None."""
+        ...
+
+
+def connect_now(transport: Transport) -> None:
+    """Ask the transport to check that it can work, if it can check (see `Connects`)."""
+    if isinstance(transport, Connects):
+        transport.connect()
+
+
+@dataclass(frozen=True)
+class SettingProblem:
+    """A setting a transport needs that is missing, or still the sample's placeholder.
+
+    `key` is where it is written in newsletter.yaml (e.g. `smtp.host`), so
+    `validate` can point at the line; `message` says what to set.
+    """
+
+    key: str
+    message: str
+
+
+# Names reserved for examples (RFC 2606, RFC 6761): no real relay or API lives there.
+PLACEHOLDER_DOMAINS = ("example.org", "example.com", "example.net")
+PLACEHOLDER_TLDS = ("example", "invalid")
+
+
+def is_placeholder_host(host: str | None) -> bool:
+    """Whether `host` is a reserved example name, as the sample settings use."""
+    name = (host or "").strip().rstrip(".").lower()
+    if not name:
+        return False
+    if any(name == domain or name.endswith("." + domain) for domain in PLACEHOLDER_DOMAINS):
+        return True
+    return name.rsplit(".", 1)[-1] in PLACEHOLDER_TLDS
+
+
 class TransportType(Protocol):
     """A transport class: how to open one from the settings, and its defaults.
 
@@ -199,4 +258,8 @@ class TransportType(Protocol):
 
     def route(self, settings: Settings) -> Route:
         """The route in a team's words, and what the settings still lack for it (no network)."""
+        ...
+
+    def setup_problems(self, settings: Settings) -> list[SettingProblem]:
+        """Settings this transport needs that are missing or placeholders (no network)."""
         ...

@@ -31,16 +31,23 @@ from email.headerregistry import AddressHeader
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
-from newsletter.errors import DeliveryError
+from newsletter.errors import ConfigError, DeliveryError
 from newsletter.message import envelope_address
 from newsletter.ratelimit import backoff_delay
 from newsletter.scrub import SecretScrubber
 from newsletter.settings import PROVIDER_KEY_ENV, ProviderSettings, Settings
-from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route
+from newsletter.transports.base import (
+    DeliveryResult,
+    OutgoingMessage,
+    Route,
+    SettingProblem,
+    is_placeholder_host,
+)
 from newsletter.transports.halt import Halt
 
 Sleep = Callable[[float], None]
@@ -261,6 +268,29 @@ class ApiClient:
             self.sleep(wait)
         return GaveUp(detail, wait)
 
+    def check_reachable(self, where_to_set: str) -> None:
+        """One request without retries, to learn that the API answers at all (any status will do).
+
+        A HEAD of the base URL, through any proxy the environment sets, as the
+        real requests will go. ConfigError naming `where_to_set` if the name does
+        not resolve, the connection is refused or TLS cannot be set up.
+        """
+        host = urlsplit(self.base_url).hostname
+        if is_placeholder_host(host):
+            raise ConfigError(
+                f"the {self.provider_name} address {self.base_url} is a placeholder; "
+                f"set {where_to_set}"
+            )
+        try:
+            self.session.head(self.base_url + "/", timeout=self.timeout, allow_redirects=False)
+        except requests.RequestException as error:
+            raise ConfigError(
+                self.scrub(
+                    f"cannot reach {self.provider_name} at {self.base_url} "
+                    f"({type(error).__name__}); check the network, or set {where_to_set}"
+                )
+            ) from None
+
     def close(self) -> None:
         self.session.close()
 
@@ -299,6 +329,37 @@ class BatchApiTransport:
         if secret_env is not None and not provider.api_secret:
             missing.append(secret_env)
         return Route(f"the {cls.name.capitalize()} API at {provider.base_url}", tuple(missing))
+
+    @classmethod
+    def setup_problems(cls, settings: Settings) -> list[SettingProblem]:
+        """A missing API key or a placeholder address: what `validate` and the dry run warn about."""
+        provider = settings.providers[cls.name]
+        key_env, secret_env = PROVIDER_KEY_ENV[cls.name]
+        problems = []
+        missing = [key_env] if provider.api_key is None else []
+        if secret_env is not None and provider.api_secret is None:
+            missing.append(secret_env)
+        if missing:
+            problems.append(
+                SettingProblem(
+                    "transport",
+                    f"the {cls.name} transport has no API key: set {' and '.join(missing)} "
+                    "in the environment",
+                )
+            )
+        if is_placeholder_host(urlsplit(provider.base_url).hostname):
+            problems.append(
+                SettingProblem(
+                    f"providers.{cls.name}",
+                    f"the {cls.name} address {provider.base_url} is a placeholder; "
+                    f"set NEWSLETTER_{cls.name.upper()}_URL or remove it to use the real API",
+                )
+            )
+        return problems
+
+    def connect(self) -> None:
+        """Check that the API answers before anyone is claimed (see `ApiClient.check_reachable`)."""
+        self._client.check_reachable(f"NEWSLETTER_{self.name.upper()}_URL")
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send in batches of `batch_size`; one result per message, in order."""

@@ -23,7 +23,7 @@ from typing import IO
 from newsletter.errors import DeliveryError
 from newsletter.private_files import PRIVATE_FILE_MODE, private_dir
 from newsletter.settings import Settings
-from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route
+from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route, SettingProblem
 from newsletter.transports.halt import Halt
 
 # mailbox.Maildir names files with a per-process counter that it increments
@@ -72,6 +72,25 @@ class OutboxTransport:
         return Route(
             f"the outbox, a Maildir at {settings.outbox_dir} (nothing leaves this computer)"
         )
+
+    @staticmethod
+    def setup_problems(settings: Settings) -> list[SettingProblem]:
+        return []  # needs no account: that is what it is for
+
+    def connect(self) -> None:
+        """Create the outbox folder now, so one that cannot be used stops the run before it starts."""
+        self._open()
+        if not (self.outbox_dir / "new").is_dir():
+            raise DeliveryError(
+                f"the outbox folder {self.outbox_dir} is not a Maildir folder (it needs tmp/, "
+                "new/ and cur/); remove what is there, or set `outbox_dir` in newsletter.yaml"
+            )
+
+    def location(self, result: DeliveryResult) -> str | None:
+        """The file a "sent" message was written to (Maildir's `new/`), for people to open."""
+        if not result.ok or not result.provider_id:
+            return None
+        return str(self.outbox_dir / "new" / result.provider_id)
 
     def _open(self) -> mailbox.Maildir:
         if self._maildir is None:

@@ -6,6 +6,10 @@ Certificates are always verified (`ssl.create_default_context()`; a relay
 with an internal CA is trusted by pointing SSL_CERT_FILE at that CA). The
 password is used only for AUTH and scrubbed from every message we produce.
 
+A run calls `connect` before anyone is claimed: a placeholder host, a host
+that does not resolve, a refused connection or a refused login then stops
+the run with one message naming the variables to set, instead of queueing
+everyone for a retry.
 Replies map to results per recipient: 2xx sent, 4xx temporary, 5xx
 permanent when it is about the recipient (`smtp_replies.refusal_scope`). A
 5xx about the message, the sender or the relay stops the run instead
@@ -55,7 +59,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
-from newsletter.errors import DeliveryError
+from newsletter.errors import ConfigError, DeliveryError
 from newsletter.message import envelope_address
 from newsletter.oauth import (
     SMTP_SCOPE,
@@ -74,6 +78,8 @@ from newsletter.transports.base import (
     DeliveryStatus,
     OutgoingMessage,
     Route,
+    SettingProblem,
+    is_placeholder_host,
 )
 from newsletter.transports.halt import Halt
 from newsletter.transports.smtp_replies import refusal_scope
@@ -96,6 +102,9 @@ THROTTLING = re.compile(
 POLICY_DEFERRAL = re.compile(r"\b4\.7\.\d+\b")
 PASSWORDS_DISABLED_ADVICE = (
     "this tenant no longer accepts passwords for SMTP; set smtp.auth: oauth2 (see README)"
+)
+WHERE_TO_SET = (
+    "NEWSLETTER_SMTP_HOST and NEWSLETTER_SMTP_PORT (or smtp.host and smtp.port in newsletter.yaml)"
 )
 
 
@@ -248,9 +257,49 @@ class SmtpTransport:
             return Route(f"the SMTP relay {where}, logging in with a password", (missing,))
         return Route(f"the SMTP relay {where}, without logging in (no username set)")
 
+    @staticmethod
+    def setup_problems(settings: Settings) -> list[SettingProblem]:
+        """A placeholder host, or half a login: what `validate` and the dry run warn about."""
+        smtp = settings.smtp
+        problems = []
+        if is_placeholder_host(smtp.host):
+            problems.append(
+                SettingProblem(
+                    "smtp.host",
+                    f"the SMTP host `{smtp.host}` is a placeholder (example names never "
+                    "receive mail); set NEWSLETTER_SMTP_HOST (or smtp.host) to your relay",
+                )
+            )
+        if bool(smtp.username) != bool(smtp.password):
+            missing = "NEWSLETTER_SMTP_PASSWORD" if smtp.username else "NEWSLETTER_SMTP_USERNAME"
+            problems.append(
+                SettingProblem(
+                    "smtp",
+                    "SMTP login needs both NEWSLETTER_SMTP_USERNAME and "
+                    f"NEWSLETTER_SMTP_PASSWORD; set {missing}",
+                )
+            )
+        return problems
+
     @property
     def where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
+
+    def connect(self) -> None:
+        """Connect, secure and log in now, so a relay that cannot work stops the run first.
+
+        ConfigError names the variables to set; a refused login or certificate
+        raises DeliveryError as it would mid-run.
+        """
+        if is_placeholder_host(self.settings.host):
+            raise ConfigError(
+                f"the SMTP host `{self.settings.host}` is a placeholder, not a relay; "
+                f"set {WHERE_TO_SET}"
+            )
+        try:
+            self._connect()
+        except _Unreachable as error:
+            raise ConfigError(self._scrub(f"{error}; check {WHERE_TO_SET}")) from None
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send each message in turn; one result per message, in order."""

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from newsletter.approval import approve_issue
 from newsletter.project import Project, init_project, open_project
 
 REPO_DIR = Path(__file__).resolve().parents[2]
+SAMPLE_ISSUE = "2023-05-panel-reports"
+# Before the sample's send_at (2023-05-15 09:00 BST), as a real approval would be.
+APPROVED_AT = datetime(2023, 5, 10, 14, 3, tzinfo=ZoneInfo("Europe/London"))
+
+
+def approve_sample(root: Path, issue: str = SAMPLE_ISSUE, by: str = "Test Approver") -> None:
+    """Approve an issue as its files stand now, as `newsletter approve` does.
+
+    The sample ships approved; a test that edits what the approval covers
+    (the issue, a template, the settings shown in the email) approves again.
+    """
+    approve_issue(open_project(root), issue, by, now=APPROVED_AT)
+
+
+def unapprove_sample(root: Path, issue: str = SAMPLE_ISSUE) -> None:
+    """Make an issue a draft nobody approved: remove its approvals file (and an empty folder)."""
+    folder = root / "approvals"
+    (folder / f"{issue}.yaml").unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 @pytest.fixture
@@ -53,5 +76,9 @@ def enable_one_click(root: Path, monkeypatch: pytest.MonkeyPatch, url: str = ONE
 
 @pytest.fixture
 def one_click(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The sample project with one-click unsubscribe on; ask for it before `project`."""
+    """The sample project with one-click unsubscribe on; ask for it before `project`.
+
+    The unsubscribe setting shows in every email, so the sample is approved again.
+    """
     enable_one_click(project_dir, monkeypatch)
+    approve_sample(project_dir)
