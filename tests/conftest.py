@@ -1,6 +1,7 @@
 """Shared fixtures live in tests/support/, one module per real component."""
 
 pytest_plugins = [
+    "tests.support.tls",  # first: other fixture modules import it
     "tests.support.network",
     "tests.support.project",
     "tests.support.smtp",
@@ -9,7 +10,6 @@ pytest_plugins = [
     "tests.support.imap",
     "tests.support.bounce_apis",
     "tests.support.serve",
-    "tests.support.tls",
     "tests.support.microsoft",
     "tests.support.notify",
 ]

@@ -211,3 +211,15 @@ def test_no_secret_or_token_reaches_the_logs_even_at_debug_level(
     assert "/sendMail" in caplog.text  # the debug logs really were captured
     for secret in [CLIENT_SECRET, *identity.tokens_for(GRAPH_SCOPE)]:
         assert secret not in caplog.text
+
+
+def test_a_message_taken_but_never_answered_is_unknown_and_posted_once(
+    graph_transport, graph, make_outgoing
+) -> None:
+    # Graph stores the message, then its answer never arrives within our timeout:
+    # it may well have been sent, so posting it again would mail the person twice.
+    graph.answer_late(2.0)
+    [result] = graph_transport(timeout=0.5).send_batch(make_outgoing(["jo@example.org"]))
+    assert result.status == "unknown"
+    assert "may have been delivered" in result.detail
+    assert graph.recipients() == ["jo@example.org"]  # one POST, never retried

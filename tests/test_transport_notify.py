@@ -359,3 +359,14 @@ def test_the_api_key_never_reaches_the_logs(notify, notify_server, make_outgoing
     assert notify().send_batch(make_outgoing(1))[0].ok
     assert "/v2/notifications/email" in caplog.text  # the client's own logs were captured
     assert KEY_SECRET not in caplog.text and API_KEY not in caplog.text
+
+
+def test_an_email_taken_but_never_answered_is_unknown_and_sent_once(
+    notify, notify_server, make_outgoing
+) -> None:
+    # The client reports a lost answer as HTTP 503; retrying it would email the person twice.
+    notify_server.answer_late(2.0)
+    [result] = notify(timeout=0.5).send_batch(make_outgoing(["jo@example.org"]))
+    assert result.status == "unknown"
+    assert "may have been sent" in result.detail
+    assert notify_server.sent_to() == ["jo@example.org"]  # one request, never retried

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
-import ssl
 import traceback
-from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from newsletter.errors import DeliveryError
 from newsletter.project import Project
 from newsletter.transports import open_transport
 from newsletter.transports.smtp import SmtpTransport
+from tests.support.tls import ThrowawayCA
 
 SENDER = "newsupdate@mars-board.example.org"
 PASSWORD = "s3cret-Smtp-Passw0rd!"
@@ -267,81 +260,9 @@ def test_open_transport_uses_the_smtp_environment_settings(
 # -- TLS: certificate verification is on --------------------------------------
 
 
-class ThrowawayCA:
-    """A throwaway certificate authority and a server certificate for 127.0.0.1."""
-
-    def __init__(self, directory: Path) -> None:
-        now = dt.datetime.now(dt.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "newsletter test CA")])
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.ca_path = directory / "ca.pem"
-        self.ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-        self.cert_path = directory / "server.pem"
-        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        self.key_path = directory / "server.key"
-        self.key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-
-    def server_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_path, self.key_path)
-        return context
-
-    def client_context(self) -> ssl.SSLContext:
-        """Verification stays on: this only adds our CA to what is trusted."""
-        return ssl.create_default_context(cafile=str(self.ca_path))
-
-
-@pytest.fixture(scope="module")
-def trusted_ca(tmp_path_factory) -> ThrowawayCA:
-    return ThrowawayCA(tmp_path_factory.mktemp("tls"))
+@pytest.fixture
+def trusted_ca(local_ca: ThrowawayCA) -> ThrowawayCA:
+    return local_ca  # tests/support/tls.py: the session's throwaway CA
 
 
 def test_starttls_refuses_an_untrusted_certificate(

@@ -55,7 +55,7 @@ from newsletter.ratelimit import Clock, SystemClock
 from newsletter.settings import DEFAULT_GRAPH_URL, GRAPH_URL_ENV, Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route, SettingProblem
 from newsletter.transports.halt import Halt
-from newsletter.transports.http import RetryPolicy, retry_after_seconds
+from newsletter.transports.http import RetryPolicy, may_have_arrived, retry_after_seconds
 
 RECIPIENT_CODES = frozenset({"ErrorInvalidRecipients"})
 MAILBOX_CODES = frozenset({"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "ResourceNotFound"})
@@ -218,6 +218,17 @@ class GraphTransport:
                     "your organisation's certificate authority"
                 ) from None
             except requests.RequestException as error:
+                if may_have_arrived(error):
+                    # The whole message went and no answer came: Graph may have sent it,
+                    # so it is never posted again here (see ledger.py: unknown outcomes).
+                    return DeliveryResult(
+                        outgoing.recipient,
+                        outgoing.message_id,
+                        "unknown",
+                        f"Microsoft Graph was sent the whole message, then gave no answer "
+                        f"({type(error).__name__}); it may have been delivered, so it is not "
+                        "sent again unless asked",
+                    )
                 detail = f"Microsoft Graph could not be reached ({type(error).__name__})"
                 wait = self.retry.backoff(attempt)
             else:

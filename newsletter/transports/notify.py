@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import requests
 from notifications_python_client.errors import APIError
 from notifications_python_client.notifications import NotificationsAPIClient
 
@@ -68,7 +69,7 @@ from newsletter.transports.base import (
     SettingProblem,
 )
 from newsletter.transports.halt import Halt
-from newsletter.transports.http import RetryPolicy
+from newsletter.transports.http import RetryPolicy, may_have_arrived
 
 if TYPE_CHECKING:
     from newsletter.content import Issue
@@ -252,6 +253,22 @@ class NotifyTransport:
             try:
                 answer = self._client.send_email_notification(**arguments)
             except APIError as error:
+                cause = error.__cause__
+                if (
+                    getattr(error, "response", None) is None
+                    and isinstance(cause, requests.RequestException)
+                    and may_have_arrived(cause)
+                ):
+                    # The client reports a lost answer as HTTP 503; but the request had
+                    # gone, so Notify may have taken it: never post it again here.
+                    return DeliveryResult(
+                        outgoing.recipient,
+                        outgoing.message_id,
+                        "unknown",
+                        f"GOV.UK Notify was sent the request, then gave no answer "
+                        f"({type(cause).__name__}); it may have been sent, so it is not "
+                        "sent again unless asked",
+                    )
                 status = error.status_code
                 kind, text = _error_of(error)
                 if status == 429 and kind == "TooManyRequestsError":

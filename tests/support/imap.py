@@ -16,9 +16,7 @@ the code under test verifies the certificate the ordinary way).
 
 from __future__ import annotations
 
-import datetime as dt
 import imaplib
-import ipaddress
 import os
 import pwd
 import shutil
@@ -33,83 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from tests.support.tls import ThrowawayCA
 
 DOVECOT = "/usr/sbin/dovecot"
 USERNAME = "bounces@example.org"
 PASSWORD = "imap-Passw0rd-for-tests!"
 START_SECONDS = 20.0
-
-
-@dataclass(frozen=True)
-class TestCertificates:
-    """A test CA and a server certificate for 127.0.0.1 signed by it, as PEM files."""
-
-    ca_path: Path
-    cert_path: Path
-    key_path: Path
-
-    @classmethod
-    def create(cls, directory: Path) -> TestCertificates:
-        now = dt.datetime.now(dt.UTC)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "newsletter test IMAP CA")])
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                critical=False,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
-        made = cls(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-        made.ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-        made.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        made.key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return made
 
 
 @dataclass
@@ -118,7 +46,7 @@ class DovecotServer:
 
     directory: Path
     port: int
-    certificates: TestCertificates
+    certificates: ThrowawayCA
     process: subprocess.Popen[bytes]
     host: str = "127.0.0.1"
     username: str = USERNAME
@@ -215,7 +143,7 @@ def _accounts() -> tuple[str, str, int, int]:
     return me.pw_name, me.pw_name, me.pw_uid, me.pw_gid
 
 
-def _configuration(directory: Path, port: int, certs: TestCertificates) -> str:
+def _configuration(directory: Path, port: int, certs: ThrowawayCA) -> str:
     internal, login, uid, gid = _accounts()
     return f"""
 base_dir = {directory}/run
@@ -293,7 +221,7 @@ def dovecot() -> Iterator[DovecotServer]:
         for name in ("run", "state", "home"):
             (directory / name).mkdir()
         os.chown(directory / "home", uid, gid)
-        certificates = TestCertificates.create(directory)
+        certificates = ThrowawayCA(directory)
         (directory / "users").write_text(f"{USERNAME}:{{PLAIN}}{PASSWORD}::::::\n")
         port = _free_port()
         config = directory / "dovecot.conf"

@@ -326,6 +326,7 @@ class FakeGraph:
         self.violations: list[str] = []
         self.rejected_tokens = 0
         self._mail_send = True
+        self._late_seconds = 0.0
         self._script: list[_Scripted] = []
         self._lock = threading.Lock()
         self._server = LocalHttpServer(self._handle, tls=ca.server_context())
@@ -355,6 +356,10 @@ class FakeGraph:
     def recipients(self) -> list[str]:
         with self._lock:
             return [parseaddr(str(m["To"]))[1] for m in self.accepted]
+
+    def answer_late(self, seconds: float) -> None:
+        """Accept each message, then wait `seconds` before answering (longer than the client waits)."""
+        self._late_seconds = seconds
 
     def _handle(self, request: Request) -> Reply:
         with self._lock:
@@ -414,6 +419,8 @@ class FakeGraph:
                 self._accept(message)
             return Reply(scripted.status, body, scripted.headers)
         self._accept(message)
+        if self._late_seconds:
+            time.sleep(self._late_seconds)  # the message is taken; the answer is lost
         return Reply(202, None, {"request-id": str(uuid.uuid4())})
 
     def _message_problem(self, message: Any) -> str | None:

@@ -75,6 +75,7 @@ class FakeNotify:
         self._bounces: set[str] = set()
         self._team: set[str] | None = None
         self._script: list[_Scripted] = []
+        self._late_seconds = 0.0
         self._lock = threading.Lock()
         self._server = LocalHttpServer(self._handle)
 
@@ -119,6 +120,10 @@ class FakeNotify:
             return [n["email_address"] for n in self.sent]
 
     # -- the API ---------------------------------------------------------------
+
+    def answer_late(self, seconds: float) -> None:
+        """Take each email, then wait `seconds` before answering (longer than the client waits)."""
+        self._late_seconds = seconds
 
     def _handle(self, request: Request) -> Reply:
         with self._lock:
@@ -215,6 +220,8 @@ class FakeNotify:
         with self._lock:
             self.notifications.append(record)
             self.sent.append({**body, "id": record["id"]})
+        if self._late_seconds:
+            time.sleep(self._late_seconds)  # the email is taken; the answer is lost
         return Reply(
             201,
             {
