@@ -11,8 +11,8 @@ something that renders differently in some reader's inbox.
 Installs nothing: point it at a node_modules directory holding doiuse-email
 and mjml, for example one made with
 
-    npm install --prefix /work/tools doiuse-email@0.4.1 mjml@5
-    python bench/email_features.py --node-modules /work/tools/node_modules
+    npm install --prefix ~/newsletter-tools doiuse-email@0.4.1 mjml@5
+    python bench/email_features.py --node-modules ~/newsletter-tools/node_modules
 
 The rendered files (ours.html, newsletter.mjml, mjml.html) are left in
 out/email-features/ for a look.
