@@ -54,18 +54,11 @@ from newsletter.oauth import (
 from newsletter.ratelimit import Clock, SystemClock
 from newsletter.settings import DEFAULT_GRAPH_URL, GRAPH_URL_ENV, Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route, SettingProblem
-from newsletter.transports.halt import Halt
+from newsletter.transports.halt import Halt, RestLater, send_each
 from newsletter.transports.http import RetryPolicy, may_have_arrived, retry_after_seconds
 
 RECIPIENT_CODES = frozenset({"ErrorInvalidRecipients"})
 MAILBOX_CODES = frozenset({"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "ResourceNotFound"})
-
-
-class _Retryable(Exception):
-    def __init__(self, detail: str, wait: float | None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.wait = wait
 
 
 class GraphTransport:
@@ -145,30 +138,12 @@ class GraphTransport:
         )
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
-        """Send each message in turn; one result per message, in order."""
-        self._halt.check()
-        results: list[DeliveryResult] = []
-        for index, outgoing in enumerate(messages):
-            try:
-                results.append(self._send_one(outgoing))
-            except _Retryable as error:
-                # Graph asked for a longer wait than we sleep: the rest would only be
-                # throttled too, so all of them go back with the wait it asked for.
-                results += [
-                    DeliveryResult(
-                        m.recipient,
-                        m.message_id,
-                        "failed-temporary",
-                        error.detail,
-                        None,
-                        error.wait,
-                    )
-                    for m in messages[index:]
-                ]
-                break
-            except DeliveryError as error:
-                return self._halt.stop(error, results, messages[index:])
-        return results
+        """Send each message in turn; one result per message, in order.
+
+        When Graph asks for a longer wait than we sleep, the rest would only be
+        throttled too, so all of them go back with the wait it asked for.
+        """
+        return send_each(self._halt, messages, self._send_one)
 
     def close(self) -> None:
         self.session.close()
@@ -200,7 +175,7 @@ class GraphTransport:
             try:
                 token = self.tokens.token()
             except TokenUnavailable as error:
-                raise _Retryable(str(error), None) from None
+                raise RestLater(str(error), None) from None
             try:
                 response = self.session.post(
                     self._url,
@@ -264,7 +239,7 @@ class GraphTransport:
             if attempt >= self.retry.attempts or wait > self.retry.max_wait:
                 break
             self.clock.sleep(wait)
-        raise _Retryable(detail, wait)
+        raise RestLater(detail, wait)
 
     def _refusal(self, status: int, code: str, text: str) -> str:
         """One clear line for a refusal that no retry can fix."""

@@ -11,7 +11,7 @@ and the error is raised at the start of the next batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from newsletter.errors import DeliveryError
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
@@ -51,3 +51,45 @@ def halted(messages: Sequence[OutgoingMessage], detail: str) -> list[DeliveryRes
         DeliveryResult(m.recipient, m.message_id, "failed-temporary", detail, halted=True)
         for m in messages
     ]
+
+
+class RestLater(Exception):
+    """Raised while sending one message: it and the rest of the batch go back as temporary.
+
+    For a server that is unreachable or asks us to slow down: every later
+    message would meet the same answer, so none is tried, and `wait` (seconds,
+    or None for the usual back-off) tells the run how long to hold off.
+    """
+
+    def __init__(self, detail: str, wait: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.wait = wait
+
+
+def send_each(
+    halt: Halt,
+    messages: Sequence[OutgoingMessage],
+    send_one: Callable[[OutgoingMessage], DeliveryResult],
+) -> list[DeliveryResult]:
+    """Send a batch one message at a time: one result per message, in order.
+
+    `send_one` may raise `RestLater` (the rest go back as temporary) or
+    `DeliveryError` (the run stops, without losing what was handed over).
+    """
+    halt.check()
+    results: list[DeliveryResult] = []
+    for index, outgoing in enumerate(messages):
+        try:
+            results.append(send_one(outgoing))
+        except RestLater as later:
+            results += [
+                DeliveryResult(
+                    m.recipient, m.message_id, "failed-temporary", later.detail, None, later.wait
+                )
+                for m in messages[index:]
+            ]
+            break
+        except DeliveryError as error:
+            return halt.stop(error, results, messages[index:])
+    return results

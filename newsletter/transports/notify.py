@@ -68,7 +68,7 @@ from newsletter.transports.base import (
     Route,
     SettingProblem,
 )
-from newsletter.transports.halt import Halt
+from newsletter.transports.halt import Halt, RestLater, send_each
 from newsletter.transports.http import RetryPolicy, may_have_arrived
 
 if TYPE_CHECKING:
@@ -200,27 +200,7 @@ class NotifyTransport:
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send each message in turn; one result per message, in order."""
-        self._halt.check()
-        results: list[DeliveryResult] = []
-        for index, outgoing in enumerate(messages):
-            try:
-                results.append(self._send_one(outgoing))
-            except _Later as later:
-                results += [
-                    DeliveryResult(
-                        m.recipient,
-                        m.message_id,
-                        "failed-temporary",
-                        later.detail,
-                        None,
-                        later.wait,
-                    )
-                    for m in messages[index:]
-                ]
-                break
-            except DeliveryError as error:
-                return self._halt.stop(error, results, messages[index:])
-        return results
+        return send_each(self._halt, messages, self._send_one)
 
     def close(self) -> None:
         self._client.request_session.close()
@@ -272,7 +252,7 @@ class NotifyTransport:
                 status = error.status_code
                 kind, text = _error_of(error)
                 if status == 429 and kind == "TooManyRequestsError":
-                    raise _Later(
+                    raise RestLater(
                         f"GOV.UK Notify's daily limit is reached ({text}); the rest go after "
                         "midnight UTC",
                         self._until_midnight_utc(),
@@ -283,7 +263,7 @@ class NotifyTransport:
                     if attempt < self.retry.attempts and wait <= self.retry.max_wait:
                         self.clock.sleep(wait)
                         continue
-                    raise _Later(detail, wait) from None
+                    raise RestLater(detail, wait) from None
                 if status == 400 and kind == "ValidationError" and text.startswith("email_address"):
                     return DeliveryResult(
                         outgoing.recipient,
@@ -296,7 +276,7 @@ class NotifyTransport:
             return DeliveryResult(
                 outgoing.recipient, outgoing.message_id, "sent", "", notification_id
             )
-        raise _Later(detail, None)  # pragma: no cover - the loop always returns or raises
+        raise RestLater(detail, None)  # pragma: no cover - the loop always returns or raises
 
     def _refusal(self, status: int, kind: str, text: str) -> str:
         said = f"GOV.UK Notify refused the email (HTTP {status}, {kind}: {text})"
@@ -391,15 +371,6 @@ def one_click_url(list_unsubscribe: str) -> str | None:
         (link for link in _ANGLE_LINKS.findall(list_unsubscribe) if link.startswith("https://")),
         None,
     )
-
-
-class _Later(Exception):
-    """Stop this batch: the rest go back as temporary with this wait."""
-
-    def __init__(self, detail: str, wait: float | None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.wait = wait
 
 
 def _error_of(error: APIError) -> tuple[str, str]:

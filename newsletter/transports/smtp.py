@@ -81,7 +81,7 @@ from newsletter.transports.base import (
     SettingProblem,
     is_placeholder_host,
 )
-from newsletter.transports.halt import Halt
+from newsletter.transports.halt import Halt, RestLater, send_each
 from newsletter.transports.smtp_replies import refusal_scope
 
 if TYPE_CHECKING:
@@ -303,38 +303,18 @@ class SmtpTransport:
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send each message in turn; one result per message, in order."""
-        self._halt.check()
-        results: list[DeliveryResult] = []
-        for index, outgoing in enumerate(messages):
-            try:
-                results.append(self._send_one(outgoing))
-            except _Unreachable as error:
-                # Every later message would wait for the same dead server: give the
-                # rest back as temporary and let the dispatcher back off.
-                detail = self._scrub(str(error))
-                results += [
-                    DeliveryResult(m.recipient, m.message_id, "failed-temporary", detail)
-                    for m in messages[index:]
-                ]
-                break
-            except _Throttled as error:
-                # Sending on would only be refused again (and Microsoft punishes that).
-                detail = self._scrub(error.detail)
-                results += [
-                    DeliveryResult(
-                        m.recipient,
-                        m.message_id,
-                        "failed-temporary",
-                        detail,
-                        None,
-                        self.throttle_wait,
-                    )
-                    for m in messages[index:]
-                ]
-                break
-            except DeliveryError as error:
-                return self._halt.stop(error, results, messages[index:])
-        return results
+        return send_each(self._halt, messages, self._send_one_or_rest_later)
+
+    def _send_one_or_rest_later(self, outgoing: OutgoingMessage) -> DeliveryResult:
+        try:
+            return self._send_one(outgoing)
+        except _Unreachable as error:
+            # Every later message would wait for the same dead server: give the
+            # rest back as temporary and let the dispatcher back off.
+            raise RestLater(self._scrub(str(error))) from None
+        except _Throttled as error:
+            # Sending on would only be refused again (and Microsoft punishes that).
+            raise RestLater(self._scrub(error.detail), self.throttle_wait) from None
 
     def close(self) -> None:
         """Say QUIT and drop the connection; safe to call twice."""
