@@ -65,6 +65,7 @@ from aiosmtpd.smtp import SMTP, AuthResult
 from newsletter.oauth import GRAPH_SCOPE, SMTP_SCOPE, MicrosoftIdentity
 from newsletter.settings import Secret
 from tests.support.clock import FakeClock
+from tests.support.scripted import Script
 from tests.support.smtp import SmtpTestServer
 from tests.support.tls import LocalHttpServer, Reply, Request, ThrowawayCA, serve
 
@@ -106,7 +107,7 @@ class FakeIdentityPlatform:
         self.issued: list[IssuedToken] = []
         self.token_requests: list[dict[str, str]] = []
         self.violations: list[str] = []
-        self._script: list[_Scripted] = []
+        self._script: Script[_Scripted] = Script()
         self._lock = threading.Lock()
         self._server = LocalHttpServer(self._handle, tls=ca.server_context())
 
@@ -148,7 +149,7 @@ class FakeIdentityPlatform:
     ) -> None:
         """Answer the next `times` valid token requests with this instead of a token."""
         with self._lock:
-            self._script.append(_Scripted(status, body, headers or {}, times))
+            self._script.add(_Scripted(status, body, headers or {}, times))
 
     def valid(self, token: str, scope: str) -> bool:
         """Whether `token` was issued here for `scope` and has not expired on the clock."""
@@ -233,7 +234,7 @@ class FakeIdentityPlatform:
                 "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in "
                 "the request is the client secret value, not the client secret ID.",
             )
-        scripted = self._next_scripted()
+        scripted = self._script.next()
         if scripted is not None:
             return Reply(scripted.status, scripted.body, scripted.headers)
         token = f"eyJ0eXAiOiJKV1Qi.{secrets.token_urlsafe(48)}.{len(self.issued) + 1}"
@@ -283,16 +284,6 @@ class FakeIdentityPlatform:
             return False
         return True
 
-    def _next_scripted(self) -> _Scripted | None:
-        with self._lock:
-            if not self._script:
-                return None
-            scripted = self._script[0]
-            scripted.times -= 1
-            if scripted.times <= 0:
-                self._script.pop(0)
-            return scripted
-
     def _error(self, status: int, error: str, description: str) -> Reply:
         trace = uuid.uuid4()
         return Reply(
@@ -327,7 +318,7 @@ class FakeGraph:
         self.rejected_tokens = 0
         self._mail_send = True
         self._late_seconds = 0.0
-        self._script: list[_Scripted] = []
+        self._script: Script[_Scripted] = Script()
         self._lock = threading.Lock()
         self._server = LocalHttpServer(self._handle, tls=ca.server_context())
 
@@ -351,7 +342,7 @@ class FakeGraph:
     ) -> None:
         """Answer the next `times` valid, authorised requests with this."""
         with self._lock:
-            self._script.append(_Scripted(status, body, headers or {}, times))
+            self._script.add(_Scripted(status, body, headers or {}, times))
 
     def recipients(self) -> list[str]:
         with self._lock:
@@ -409,7 +400,7 @@ class FakeGraph:
         if problem:
             self._violation(problem)
             return _graph_error(400, "ErrorMimeContentInvalid", problem)
-        scripted = self._next_scripted()
+        scripted = self._script.next()
         if scripted is not None:
             body = scripted.body
             if body is None and scripted.status >= 400:
@@ -438,16 +429,6 @@ class FakeGraph:
     def _accept(self, message: EmailMessage) -> None:
         with self._lock:
             self.accepted.append(message)
-
-    def _next_scripted(self) -> _Scripted | None:
-        with self._lock:
-            if not self._script:
-                return None
-            scripted = self._script[0]
-            scripted.times -= 1
-            if scripted.times <= 0:
-                self._script.pop(0)
-            return scripted
 
     def _violation(self, text: str) -> None:
         with self._lock:

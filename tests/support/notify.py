@@ -38,6 +38,7 @@ import jwt
 import pytest
 
 from newsletter.settings import Secret
+from tests.support.scripted import Script
 from tests.support.tls import LocalHttpServer, Reply, Request, serve
 
 SERVICE_ID = "0c1f6b5e-7a2d-4e8f-9b3c-5d6e7f8a9b0c"
@@ -74,7 +75,7 @@ class FakeNotify:
         self._invalid: set[str] = set()
         self._bounces: set[str] = set()
         self._team: set[str] | None = None
-        self._script: list[_Scripted] = []
+        self._script: Script[_Scripted] = Script()
         self._late_seconds = 0.0
         self._lock = threading.Lock()
         self._server = LocalHttpServer(self._handle)
@@ -108,7 +109,7 @@ class FakeNotify:
 
     def respond(self, status: int, error: str, message: str, times: int = 1) -> None:
         with self._lock:
-            self._script.append(_Scripted(status, error, message, times))
+            self._script.add(_Scripted(status, error, message, times))
 
     def add_notification(self, reference: str, email_address: str, status: str) -> None:
         """A notification sent earlier (by us or by someone else on the service)."""
@@ -212,7 +213,7 @@ class FakeNotify:
                 "Can't send to this recipient when service is in trial mode - see "
                 "https://www.notifications.service.gov.uk/trial-mode",
             )
-        scripted = self._next_scripted()
+        scripted = self._script.next()
         if scripted is not None:
             return _error(scripted.status, scripted.error, scripted.message)
         status = "permanent-failure" if address.lower() in self._bounces else "delivered"
@@ -291,16 +292,6 @@ class FakeNotify:
             "sent_at": "2023-05-15T08:00:01.000000Z",
             "completed_at": "2023-05-15T08:00:09.000000Z",
         }
-
-    def _next_scripted(self) -> _Scripted | None:
-        with self._lock:
-            if not self._script:
-                return None
-            scripted = self._script[0]
-            scripted.times -= 1
-            if scripted.times <= 0:
-                self._script.pop(0)
-            return scripted
 
     def _violation(self, text: str) -> None:
         with self._lock:

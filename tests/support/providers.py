@@ -45,6 +45,7 @@ from newsletter.message import PersonalisedEmail, build_message
 from newsletter.project import Project
 from newsletter.settings import ProviderSettings, Secret
 from newsletter.transports.base import OutgoingMessage
+from tests.support.scripted import Script
 
 POSTMARK_TOKEN = "pm-server-token-5f2b9c1e-test"
 MAILJET_KEY = "mj-public-key-8d1e"
@@ -78,7 +79,7 @@ class FakeProvider:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._script: list[_Scripted] = []
+        self._script: Script[_Scripted] = Script()
         self._failures: dict[str, Any] = {}
         self._unanswered: list[tuple[str, float]] = []  # ("hang-up" | "stall", seconds)
         provider = self
@@ -113,7 +114,7 @@ class FakeProvider:
     ) -> None:
         """Answer the next `times` requests with this status (after checking the contract)."""
         with self._lock:
-            self._script.append(_Scripted(status, body, headers or {}, times))
+            self._script.add(_Scripted(status, body, headers or {}, times))
 
     def accept_then_hang_up(self, times: int = 1) -> None:
         """Accept the next `times` requests, then close the connection without answering."""
@@ -129,16 +130,6 @@ class FakeProvider:
         self._server.shutdown()
         self._server.server_close()
 
-    def _next_scripted(self) -> _Scripted | None:
-        with self._lock:
-            if not self._script:
-                return None
-            scripted = self._script[0]
-            scripted.times -= 1
-            if scripted.times <= 0:
-                self._script.pop(0)
-            return scripted
-
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length)
@@ -153,7 +144,7 @@ class FakeProvider:
         status, body, extra = self.answer(handler.command, handler.path, headers, payload)
         # A script only replaces the answer to a request that was valid and authorised.
         valid = status not in (401, 404) and len(self.violations) == before
-        scripted = self._next_scripted() if valid else None
+        scripted = self._script.next() if valid else None
         if scripted is not None:
             if scripted.status != 200 or scripted.body is not None:
                 body = (
