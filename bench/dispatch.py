@@ -33,11 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from newsletter.audience import iter_audience
-from newsletter.message import build_message, message_bytes
-from newsletter.project import Project, init_project, open_project
-from newsletter.render import Renderer
-from newsletter.send import SendOptions, send_issue
+from newsletter.audience.lists import iter_audience
+from newsletter.core.project import Project, init_project, open_project
+from newsletter.delivery.send import SendOptions, send_issue
+from newsletter.render.message import build_message, message_bytes
+from newsletter.render.variants import Renderer
 
 ISSUE = "2023-05-panel-reports"
 AGENCIES = ("health", "police", "education", "childrens-social-care", "adults-social-care")

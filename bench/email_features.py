@@ -30,10 +30,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.audience import variant_for
-from newsletter.project import open_project
-from newsletter.render import SAMPLE_RECIPIENT, Renderer
-from newsletter.templating import make_environment
+from newsletter.audience.lists import variant_for
+from newsletter.core.project import open_project
+from newsletter.render.templating import make_environment
+from newsletter.render.variants import SAMPLE_RECIPIENT, Renderer
 
 ISSUE_ID = "2023-05-panel-reports"
 CLIENTS = "gmail.*,outlook.*,apple-mail.*,yahoo.*,samsung-email.*,thunderbird.*"

@@ -17,9 +17,9 @@ import itertools
 import time
 from pathlib import Path
 
-from newsletter.audience import Recipient, Variant, sample_recipients
-from newsletter.project import open_project
-from newsletter.render import Renderer
+from newsletter.audience.lists import Recipient, Variant, sample_recipients
+from newsletter.core.project import open_project
+from newsletter.render.variants import Renderer
 
 ISSUE_ID = "2023-05-panel-reports"
 

@@ -2,7 +2,7 @@
 
 Each command parses its arguments, calls one library function and prints the
 result. Errors from the library (`NewsletterError`) are caught here, in one
-place, and printed as plain messages with the exit codes DESIGN.md promises:
+place, and printed as plain messages with the exit codes ARCHITECTURE.md lists:
 0 success, 1 content invalid or deliveries failed, 2 usage, 3 lock held.
 """
 
@@ -27,8 +27,8 @@ from newsletter.cli import (
     serve_commands,
 )
 from newsletter.cli.common import AppContext, content_error_summary, not_done_by, problem_lines
-from newsletter.errors import ContentError, LockHeldError, NewsletterError
-from newsletter.render_errors import render_error_problems
+from newsletter.core.errors import ContentError, LockHeldError, NewsletterError
+from newsletter.render.problems import render_error_problems
 
 EXIT_LOCK_HELD = 3
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from newsletter.approval import approve_issue
 from newsletter.cli.common import AppContext, issue_argument, pass_app, when_refused
-from newsletter.new_issue import new_issue
+from newsletter.content.new_issue import new_issue
+from newsletter.review.approval import approve_issue
 
 
 @when_refused("no issue was written")

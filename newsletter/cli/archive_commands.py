@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from newsletter.archive import build_archive
 from newsletter.cli.common import AppContext, pass_app
+from newsletter.web.archive import build_archive
 
 
 @click.command()

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 import click
 
-from newsletter.csvcells import write_row
-from newsletter.errors import Problem
-from newsletter.paths import find_project_root
-from newsletter.project import Project, open_project
+from newsletter.core.csvcells import write_row
+from newsletter.core.errors import Problem
+from newsletter.core.paths import find_project_root
+from newsletter.core.project import Project, open_project
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=click.Command)

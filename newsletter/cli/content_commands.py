@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.audience import count_audience
+from newsletter.audience.lists import count_audience
 from newsletter.cli.common import (
     AppContext,
     content_error_summary,
@@ -20,9 +20,9 @@ from newsletter.cli.common import (
     table_text,
     when_refused,
 )
-from newsletter.paths import ProjectPaths
-from newsletter.project import init_project, resolve_issue_path
-from newsletter.validate import route_line, validate_project
+from newsletter.core.paths import ProjectPaths
+from newsletter.core.project import init_project, resolve_issue_path
+from newsletter.review.validate import route_line, validate_project
 
 
 @when_refused("fix them before sending")

@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 
-from newsletter.approval import check_approval, require_approval
 from newsletter.cli.common import (
     AppContext,
     csv_text,
@@ -26,14 +25,14 @@ from newsletter.cli.common import (
     pass_app,
     table_text,
 )
-from newsletter.content import Issue
-from newsletter.daily_cap import cap_reached_line
-from newsletter.errors import NewsletterError
-from newsletter.plan import SendPlan, plan_send
-from newsletter.project import Project
-from newsletter.proofs import proof_addresses, send_test_copies
-from newsletter.report import delivery_report
-from newsletter.send import (
+from newsletter.content.issue import Issue
+from newsletter.core.errors import NewsletterError
+from newsletter.core.project import Project
+from newsletter.delivery.daily_cap import cap_reached_line
+from newsletter.delivery.plan import SendPlan, plan_send
+from newsletter.delivery.proofs import proof_addresses, send_test_copies
+from newsletter.delivery.report import delivery_report
+from newsletter.delivery.send import (
     SendOptions,
     SendProgress,
     SendResult,
@@ -41,11 +40,12 @@ from newsletter.send import (
     retry_issue,
     send_issue,
 )
-from newsletter.stopping import Interrupted
+from newsletter.delivery.stopping import Interrupted
+from newsletter.review.approval import check_approval, require_approval
 from newsletter.transports import TRANSPORT_NAMES, describe_transport
 
 LOG_EVERY = 500
-EXIT_FAILED = 1  # some deliveries failed (DESIGN.md's exit codes)
+EXIT_FAILED = 1  # some deliveries failed (ARCHITECTURE.md's exit codes)
 
 
 def _send_options(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, when_refused
-from newsletter.inbox import InboxReport, process_mailbox, process_provider
-from newsletter.inbox_providers import PROVIDERS
-from newsletter.inbox_settings import imap_settings
-from newsletter.mailsources import ImapSource, MaildirSource, MailSource, MboxSource
+from newsletter.inbox.providers import PROVIDERS
+from newsletter.inbox.run import InboxReport, process_mailbox, process_provider
+from newsletter.inbox.settings import imap_settings
+from newsletter.inbox.sources import ImapSource, MaildirSource, MailSource, MboxSource
 
 
 @when_refused("nothing was read from the inbox")

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from newsletter.cli.common import AppContext, issue_argument, pass_app
-from newsletter.preview import make_preview
-from newsletter.render_files import write_rendered_issue
+from newsletter.web.preview import make_preview
+from newsletter.web.render_files import write_rendered_issue
 
 
 @click.command()

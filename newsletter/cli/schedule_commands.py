@@ -7,16 +7,16 @@ from pathlib import Path
 
 import click
 
-from newsletter.audience import SUPPRESSION_REASONS, lists_containing
-from newsletter.checks import email_problem
+from newsletter.audience.lists import SUPPRESSION_REASONS, lists_containing
+from newsletter.audience.suppression import add_suppression, remove_suppression, suppression_reason
 from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, table_text
-from newsletter.cron import DEFAULT_ENV_FILE, cron_setup
-from newsletter.dispatch import DispatchOptions, run_dispatch
-from newsletter.errors import NewsletterError
-from newsletter.schedule import issue_schedule, parse_now
-from newsletter.serve import DEFAULT_HOST, DEFAULT_PORT
-from newsletter.suppression import add_suppression, remove_suppression, suppression_reason
+from newsletter.core.checks import email_problem
+from newsletter.core.errors import NewsletterError
+from newsletter.schedule.cron import DEFAULT_ENV_FILE, cron_setup
+from newsletter.schedule.dispatch import DispatchOptions, run_dispatch
+from newsletter.schedule.due import issue_schedule, parse_now
 from newsletter.transports import TRANSPORT_NAMES
+from newsletter.web.serve import DEFAULT_HOST, DEFAULT_PORT
 
 # Reasons that say the address does not want, or cannot take, our mail: taking one
 # off the list is a decision, so resubscribe asks for --force.

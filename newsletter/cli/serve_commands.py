@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from newsletter.cli.common import AppContext, pass_app
-from newsletter.cron import DEFAULT_ENV_FILE, serve_unit
-from newsletter.serve import (
+from newsletter.schedule.cron import DEFAULT_ENV_FILE, serve_unit
+from newsletter.web.serve import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_THREADS,

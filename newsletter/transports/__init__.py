@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from newsletter.errors import ConfigError
-from newsletter.ratelimit import Clock, SystemClock
-from newsletter.settings import Settings
+from newsletter.core.errors import ConfigError
+from newsletter.core.ratelimit import Clock, SystemClock
+from newsletter.core.settings import Settings
 from newsletter.transports.base import (
     DeliveryResult,
     OpensPerRun,
@@ -34,7 +34,7 @@ from newsletter.transports.base import (
 )
 
 if TYPE_CHECKING:
-    from newsletter.content import Issue
+    from newsletter.content.issue import Issue
 
 __all__ = [
     "TRANSPORTS",

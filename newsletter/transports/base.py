@@ -45,15 +45,15 @@ from email.message import EmailMessage
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-from newsletter.message import message_bytes, parse_message
-from newsletter.ratelimit import Clock
-from newsletter.settings import Settings
+from newsletter.core.ratelimit import Clock
+from newsletter.core.settings import Settings
+from newsletter.render.message import message_bytes, parse_message
 
 if TYPE_CHECKING:
-    from newsletter.audience import Recipient, Variant
-    from newsletter.content import Issue
+    from newsletter.audience.lists import Recipient, Variant
+    from newsletter.content.issue import Issue
 
-# The ledger's own spelling of these states (`newsletter.ledger.State`), so a result
+# The ledger's own spelling of these states (`newsletter.ledger.deliveries.State`), so a result
 # is recorded as it is, never translated.
 DeliveryStatus = Literal["sent", "failed-temporary", "failed-permanent", "unknown"]
 

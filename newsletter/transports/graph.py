@@ -42,8 +42,13 @@ from urllib.parse import quote
 
 import requests
 
-from newsletter.errors import DeliveryError
-from newsletter.oauth import (
+from newsletter.core.errors import DeliveryError
+from newsletter.core.ratelimit import Clock, SystemClock
+from newsletter.core.settings import DEFAULT_GRAPH_URL, GRAPH_URL_ENV, Settings
+from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route, SettingProblem
+from newsletter.transports.halt import Halt, RestLater, send_each
+from newsletter.transports.http import RetryPolicy, may_have_arrived, retry_after_seconds
+from newsletter.transports.oauth import (
     GRAPH_SCOPE,
     MicrosoftIdentity,
     TokenProvider,
@@ -51,11 +56,6 @@ from newsletter.oauth import (
     TokenUnavailable,
     https_verify,
 )
-from newsletter.ratelimit import Clock, SystemClock
-from newsletter.settings import DEFAULT_GRAPH_URL, GRAPH_URL_ENV, Settings
-from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route, SettingProblem
-from newsletter.transports.halt import Halt, RestLater, send_each
-from newsletter.transports.http import RetryPolicy, may_have_arrived, retry_after_seconds
 
 RECIPIENT_CODES = frozenset({"ErrorInvalidRecipients"})
 MAILBOX_CODES = frozenset({"ErrorInvalidUser", "MailboxNotEnabledForRESTAPI", "ResourceNotFound"})

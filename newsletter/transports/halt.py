@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from newsletter.errors import DeliveryError
+from newsletter.core.errors import DeliveryError
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 
 

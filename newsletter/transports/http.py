@@ -36,11 +36,11 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from newsletter.errors import ConfigError, DeliveryError
-from newsletter.message import envelope_address
-from newsletter.ratelimit import backoff_delay
-from newsletter.scrub import SecretScrubber
-from newsletter.settings import PROVIDER_KEY_ENV, ProviderSettings, Settings
+from newsletter.core.errors import ConfigError, DeliveryError
+from newsletter.core.ratelimit import backoff_delay
+from newsletter.core.scrub import SecretScrubber
+from newsletter.core.settings import PROVIDER_KEY_ENV, ProviderSettings, Settings
+from newsletter.render.message import envelope_address
 from newsletter.transports.base import (
     DeliveryResult,
     OutgoingMessage,

@@ -38,8 +38,8 @@ from collections.abc import Sequence
 from email.utils import parseaddr
 from typing import Any
 
-from newsletter.errors import ConfigError, DeliveryError
-from newsletter.settings import ProviderSettings, Settings
+from newsletter.core.errors import ConfigError, DeliveryError
+from newsletter.core.settings import ProviderSettings, Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.halt import halted
 from newsletter.transports.http import (

@@ -11,7 +11,7 @@ the client, github.com/alphagov/notifications-python-client):
   and answers 201 `{id, reference, content, uri, template}`. Notify builds
   the email from the template: ours has subject `((subject))` and body
   `((body))`, filled with the subject and the body in Notify's formatting
-  (`newsletter.notify_format`). `reference` is our Message-ID (a hash, no
+  (`newsletter.render.notify_format`). `reference` is our Message-ID (a hash, no
   personal data), so a failure reported later can be matched to the
   ledger; `one_click_unsubscribe_url` (client 9.1+) is our https
   one-click address from List-Unsubscribe, when there is one.
@@ -53,9 +53,9 @@ import requests
 from notifications_python_client.errors import APIError
 from notifications_python_client.notifications import NotificationsAPIClient
 
-from newsletter.errors import ConfigError, DeliveryError
-from newsletter.ratelimit import Clock, SystemClock
-from newsletter.settings import (
+from newsletter.core.errors import ConfigError, DeliveryError
+from newsletter.core.ratelimit import Clock, SystemClock
+from newsletter.core.settings import (
     DEFAULT_NOTIFY_URL,
     NOTIFY_API_KEY_ENV,
     Secret,
@@ -72,7 +72,7 @@ from newsletter.transports.halt import Halt, RestLater, send_each
 from newsletter.transports.http import RetryPolicy, may_have_arrived
 
 if TYPE_CHECKING:
-    from newsletter.content import Issue
+    from newsletter.content.issue import Issue
 
 API_KEY_ENV = NOTIFY_API_KEY_ENV
 TEMPLATE_SETTING = "notify.template_id"
@@ -191,7 +191,7 @@ class NotifyTransport:
     @staticmethod
     def provider_body(settings: Settings, issue: Issue) -> ProviderBody:
         """Each person's `((body))`: the issue in Notify's formatting (`notify_format`)."""
-        from newsletter.notify_format import NotifyRenderer
+        from newsletter.render.notify_format import NotifyRenderer
 
         return ProviderBody(
             "GOV.UK Notify version (Notify draws it in its own style)",

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from newsletter.errors import DeliveryError
-from newsletter.private_files import PRIVATE_FILE_MODE, private_dir
-from newsletter.settings import Settings
+from newsletter.core.errors import DeliveryError
+from newsletter.core.private_files import PRIVATE_FILE_MODE, private_dir
+from newsletter.core.settings import Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route, SettingProblem
 from newsletter.transports.halt import Halt
 
@@ -37,7 +37,7 @@ class _PrivateMaildir(mailbox.Maildir):
     def _create_tmp(self) -> IO[bytes]:
         # Maildir.add creates every message through this (undocumented) hook;
         # changing the mode after the file reaches new/ would race a mail client
-        # moving it to cur/. tests/test_private_files.py notices if it stops being used.
+        # moving it to cur/. tests/core/test_private_files.py notices if it stops being used.
         handle: IO[bytes] = super()._create_tmp()  # type: ignore[misc]  # not in typeshed
         os.fchmod(handle.fileno(), PRIVATE_FILE_MODE)
         return handle

@@ -38,9 +38,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from newsletter.errors import ConfigError, DeliveryError
-from newsletter.message import format_address
-from newsletter.settings import ProviderSettings, Settings
+from newsletter.core.errors import ConfigError, DeliveryError
+from newsletter.core.settings import ProviderSettings, Settings
+from newsletter.render.message import format_address
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.halt import halted
 from newsletter.transports.http import (

@@ -59,20 +59,11 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
-from newsletter.errors import ConfigError, DeliveryError
-from newsletter.message import envelope_address
-from newsletter.oauth import (
-    SMTP_SCOPE,
-    AccessToken,
-    MicrosoftIdentity,
-    TokenProvider,
-    TokenSource,
-    TokenUnavailable,
-    xoauth2_response,
-)
-from newsletter.ratelimit import Clock, SystemClock
-from newsletter.scrub import SecretScrubber
-from newsletter.settings import Settings, SmtpSettings
+from newsletter.core.errors import ConfigError, DeliveryError
+from newsletter.core.ratelimit import Clock, SystemClock
+from newsletter.core.scrub import SecretScrubber
+from newsletter.core.settings import Settings, SmtpSettings
+from newsletter.render.message import envelope_address
 from newsletter.transports.base import (
     DeliveryResult,
     DeliveryStatus,
@@ -82,6 +73,15 @@ from newsletter.transports.base import (
     is_placeholder_host,
 )
 from newsletter.transports.halt import Halt, RestLater, send_each
+from newsletter.transports.oauth import (
+    SMTP_SCOPE,
+    AccessToken,
+    MicrosoftIdentity,
+    TokenProvider,
+    TokenSource,
+    TokenUnavailable,
+    xoauth2_response,
+)
 from newsletter.transports.smtp_replies import refusal_scope
 
 if TYPE_CHECKING:

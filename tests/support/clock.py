@@ -1,6 +1,6 @@
 """A clock for tests that moves only when told to or when someone sleeps on it.
 
-It fits `newsletter.ratelimit.Clock` (time() and sleep()), so transports,
+It fits `newsletter.core.ratelimit.Clock` (time() and sleep()), so transports,
 token providers and the local fake servers can share one: sleeping through a
 provider's Retry-After moves the same time a token expires on.
 """

@@ -37,7 +37,7 @@ from typing import Any
 import jwt
 import pytest
 
-from newsletter.settings import Secret
+from newsletter.core.settings import Secret
 from tests.support.scripted import Script
 from tests.support.tls import LocalHttpServer, Reply, Request, serve
 

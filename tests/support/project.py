@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import contextlib
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.approval import approve_issue
-from newsletter.project import Project, init_project, open_project
+from newsletter.core.errors import ContentError
+from newsletter.core.project import Project, init_project, open_project
+from newsletter.review.approval import approve_issue
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 SAMPLE_ISSUE = "2023-05-panel-reports"
@@ -82,3 +85,58 @@ def one_click(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """
     enable_one_click(project_dir, monkeypatch)
     approve_sample(project_dir)
+
+
+# --- editing the sample as a comms officer would ---------------------------------
+
+ISSUE = SAMPLE_ISSUE
+
+
+def edit_issue(
+    project_dir: Path, *, approved: bool | None = None, send_at: str | None = None
+) -> None:
+    """Change the sample issue as the comms officer would: reschedule it, approve it or not.
+
+    `approved=True`: approved by "Test Approver" (in place of the approval the
+    sample ships with) before the change and again after it, as `newsletter
+    approve` does; a change that makes the issue invalid cannot be approved,
+    so then it stays approved-then-changed. `approved=False`: a draft nobody
+    approved.
+    """
+    if approved is not None:
+        unapprove_sample(project_dir)
+    if approved:
+        approve_sample(project_dir)
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    text = path.read_text(encoding="utf-8")
+    if send_at is not None:
+        text, n = re.subn(r"(?m)^send_at: .*$", f'send_at: "{send_at}"', text)
+        assert n == 1
+    path.write_text(text, encoding="utf-8")
+    if approved:
+        with contextlib.suppress(ContentError):  # invalid now: approved, then changed
+            approve_sample(project_dir)
+
+
+def speed_up(project_dir: Path, per_second: int | None = None) -> None:
+    """Lift the sample's rate limit (10 a second) and retry delays, so tests run quickly."""
+    path = project_dir / "newsletter.yaml"
+    text = path.read_text(encoding="utf-8")
+    text, n = re.subn(r"(?m)^  per_second: .*$", f"  per_second: {per_second or 'null'}", text)
+    assert n == 1
+    text, n = re.subn(r"(?m)^  base_delay_seconds: .*$", "  base_delay_seconds: 0.01", text)
+    assert n == 1
+    path.write_text(text, encoding="utf-8")
+
+
+def set_per_day(project_dir: Path, per_day: int) -> None:
+    """Add `rate.per_day` to the sample settings, as the README says to."""
+    path = project_dir / "newsletter.yaml"
+    text = path.read_text("utf-8")
+    text, n = re.subn(r"(?m)^  per_hour: null$", f"  per_hour: null\n  per_day: {per_day}", text)
+    assert n == 1
+    path.write_text(text, encoding="utf-8")
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]

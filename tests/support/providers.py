@@ -40,10 +40,10 @@ from typing import Any
 
 import pytest
 
-from newsletter.audience import Recipient
-from newsletter.message import PersonalisedEmail, build_message
-from newsletter.project import Project
-from newsletter.settings import ProviderSettings, Secret
+from newsletter.audience.lists import Recipient
+from newsletter.core.project import Project
+from newsletter.core.settings import ProviderSettings, Secret
+from newsletter.render.message import PersonalisedEmail, build_message
 from newsletter.transports.base import OutgoingMessage
 from tests.support.scripted import Script
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from newsletter.links import unsubscribe_https_url
-from newsletter.project import open_project
+from newsletter.core.project import open_project
+from newsletter.render.links import unsubscribe_https_url
 from tests.support.project import ONE_CLICK_URL, enable_one_click
 
 PUBLIC_BASE = ONE_CLICK_URL.rsplit("/", 1)[0]  # https://news.example.org

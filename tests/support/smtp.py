@@ -57,7 +57,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
-from newsletter.settings import Secret, SmtpSettings
+from newsletter.core.settings import Secret, SmtpSettings
 
 
 @dataclass(frozen=True)

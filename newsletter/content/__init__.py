@@ -1,0 +1,1 @@
+"""What the team writes: issues, the publications catalogue, their Markdown."""

@@ -1,0 +1,164 @@
+"""`newsletter new`: start an issue file, fresh or from an earlier one.
+
+An issue's identity is its file, so a new issue is a new file: issues/ID.yaml
+with the new id, today's date, no `send_at` (it is not scheduled) and no
+approval. With an earlier issue, everything else is copied from it (sections,
+audience, reply-to, title, subject, preheader, intro) as the text it is written
+in, comments and Markdown blocks kept, so nobody copies files by hand and
+forgets to change the id or leaves last quarter's `send_at` in.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from newsletter.content.issue import SLUG
+from newsletter.core.atomicfile import write_text_atomic
+from newsletter.core.errors import ContentError, NewsletterError
+from newsletter.core.project import Project
+from newsletter.core.yamlfile import load_yaml, parse_yaml
+
+# What a new issue never inherits: its identity, its date, its schedule and its approval.
+NOT_COPIED = ("id", "date", "send_at", "approved")
+
+
+def check_issue_id(issue_id: str) -> str:
+    """The id, if it can name an issue file; NewsletterError saying the rule if not."""
+    if not SLUG.match(issue_id):
+        raise NewsletterError(
+            f"`{issue_id}` cannot be an issue id: use lower-case letters, digits and hyphens, "
+            "e.g. 2023-08-news-update"
+        )
+    return issue_id
+
+
+def _refuse_taken(project: Project, issue_id: str) -> None:
+    for suffix in (".yaml", ".yml"):
+        path = project.issues_dir / f"{issue_id}{suffix}"
+        if path.exists():
+            raise NewsletterError(
+                f"{path} already exists; choose another id, or edit that file instead"
+            )
+    for path in project.issue_paths():
+        data = load_yaml(path).data
+        if isinstance(data, dict) and str(data.get("id")) == issue_id:
+            raise NewsletterError(f"{path} already has the id `{issue_id}`; choose another id")
+
+
+def _copied_text(earlier_path: Path) -> tuple[str, dict[str, Any]]:
+    """The earlier issue's fields other than NOT_COPIED, as written, and their values.
+
+    Each top-level field is cut from the file between its key and the next
+    key, so comments and block scalars come across exactly. Comment lines just
+    before a key travel with that key.
+    """
+    text = earlier_path.read_text(encoding="utf-8")
+    doc = parse_yaml(text, earlier_path)
+    if doc.problems:
+        raise ContentError(doc.problems)
+    if not isinstance(doc.data, dict):
+        raise NewsletterError(f"{earlier_path} is not an issue (it is not a block of fields)")
+    kept = {k: v for k, v in doc.data.items() if k not in NOT_COPIED}
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    lines = text.splitlines(keepends=True)
+    if not isinstance(root, yaml.MappingNode) or root.flow_style:
+        return _dumped(kept), kept
+    starts = [key.start_mark.line for key, _ in root.value]
+    if len(set(starts)) != len(starts) or any(key.start_mark.column for key, _ in root.value):
+        return _dumped(kept), kept
+    chunks: list[list[str]] = []
+    for index, start in enumerate(starts):
+        end = starts[index + 1] if index + 1 < len(starts) else len(lines)
+        chunks.append(lines[start:end])
+    # Move trailing comments and blank lines to the key they come before.
+    for index in range(len(chunks) - 1):
+        while chunks[index] and _is_loose(chunks[index][-1]):
+            chunks[index + 1].insert(0, chunks[index].pop())
+    names = [str(key.value) for key, _ in root.value]
+    copied = "".join(
+        "".join(chunk) for name, chunk in zip(names, chunks, strict=True) if name not in NOT_COPIED
+    )
+    if not copied.endswith("\n"):
+        copied += "\n"
+    # Anchors or merge keys across fields could make a cut-out field mean something
+    # else; if the cut text does not read back as the same values, write them afresh.
+    if yaml.safe_load(copied) != (kept or None):
+        return _dumped(kept), kept
+    return copied, kept
+
+
+def _is_loose(line: str) -> bool:
+    """A blank line or a comment starting at the margin (never inside a block scalar)."""
+    return not line.strip() or line.startswith("#")
+
+
+def _dumped(values: dict[str, Any]) -> str:
+    return yaml.safe_dump(values, sort_keys=False, allow_unicode=True, width=1000)
+
+
+def _skeleton(project: Project, today: date) -> str:
+    """A fresh issue that passes `newsletter validate`, with words that say what to write."""
+    names = list(project.audience_source().segments)
+    audience = "all-practitioners" if "all-practitioners" in names else (names or ["everyone"])[0]
+    month = today.strftime("%B %Y")
+    return (
+        f"title: News Update, {month}\n"
+        f'subject: "News Update, {month}"\n'
+        'preheader: "Write one line here: it shows in the inbox after the subject."\n'
+        f"audience: [{audience}]                 # segments from recipients/segments.yaml\n"
+        f"reply_to: {json.dumps(project.settings.reply_to)}   # where replies to the prompts go\n"
+        "intro: |\n"
+        "  Write the introduction here (Markdown).\n"
+        "sections:\n"
+        "  - id: first-section\n"
+        "    title: Write the section title here\n"
+        '    lead_in: "Write the line that introduces the points:"\n'
+        "    points:\n"
+        "      - Write the first point here (Markdown); add prompts and links as needed.\n"
+    )
+
+
+def new_issue(
+    project: Project,
+    new_id: str,
+    from_issue: str | Path | None = None,
+    *,
+    today: date | None = None,
+) -> Path:
+    """Write issues/NEW_ID.yaml: a fresh issue, or a copy of an earlier one; return its path.
+
+    The new file has the new id, today's date (in the project's time zone), no
+    `send_at` and no approval. Refuses an id that cannot name a file or that
+    another issue already has; never overwrites a file.
+    """
+    check_issue_id(new_id)
+    _refuse_taken(project, new_id)
+    day = today if today is not None else datetime.now(project.settings.zone).date()
+    if from_issue is not None:
+        earlier_path = project.resolve_issue_path(from_issue)
+        body, _ = _copied_text(earlier_path)
+        origin = f" from {earlier_path.name}"
+        hint = (
+            "# Copied: rewrite the title, subject, preheader, intro and sections for this issue.\n"
+        )
+    else:
+        body = _skeleton(project, day)
+        origin = ""
+        hint = ""
+    text = (
+        f"# Issue {new_id}, started by `newsletter new` on {day.isoformat()}{origin}.\n"
+        f"{hint}"
+        '# Not scheduled: add `send_at: "YYYY-MM-DDTHH:MM:SS+01:00"` when it is ready to go,\n'
+        f"# check it with `newsletter preview {new_id}`, then `newsletter approve {new_id} --by NAME`.\n"
+        f"id: {new_id}\n"
+        f"date: {day.isoformat()}\n"
+        f"{body}"
+    )
+    target = project.issues_dir / f"{new_id}.yaml"
+    write_text_atomic(target, text, overwrite=False)
+    return target

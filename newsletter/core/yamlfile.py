@@ -1,0 +1,246 @@
+"""Load YAML while remembering where every value came from.
+
+PyYAML's composer keeps the line and column of every node; we walk the node
+tree ourselves so a validation message can point at `path:line:column`, and
+so a key written twice is an error instead of a silent overwrite.
+
+A few hundred bytes of YAML can describe a billion values (aliases of
+aliases: `b: [*a, *a, ...]`) or nest deeper than Python's stack. The loader
+therefore counts while it composes, before anything is expanded: nesting
+deeper than `MAX_DEPTH` (aliases included) and aliases that would repeat more
+than `MAX_ALIASED_VALUES` values in all are refused as located problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from newsletter.core.errors import Problem
+
+KeyPath = tuple[str | int, ...]
+
+# Newsletter files nest a handful of levels; the stack needs about three
+# frames a level while composing, well inside Python's 1,000.
+MAX_DEPTH = 64
+# Aliases may repeat small blocks (a shared list of links); not thousands of values.
+MAX_ALIASED_VALUES = 10_000
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """YAML that is valid but would exhaust memory or the stack; the message is final."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(problem=message, problem_mark=mark)
+
+
+class _GuardedLoader(yaml.SafeLoader):
+    """SafeLoader that counts nesting and alias expansion while composing, and refuses early.
+
+    Composing never copies an alias (it reuses the anchored node), so nothing
+    is expanded before these checks; expansion happens only later, when the
+    node tree is walked, and by then the totals are known to be small.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0  # levels open now
+        self._deepest = 0  # deepest level reached inside the node being read, aliases expanded
+        self._values = 0  # values read so far, each alias counted as everything it repeats
+        self._aliased = 0  # of those, the values that aliases repeat
+        self._anchored: dict[str, tuple[int, int]] = {}  # anchor -> (values, levels)
+        self._open: set[str] = set()  # anchors whose block is still being read
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            return self._compose_alias(event, parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _Refused(
+                f"the data is nested more than {MAX_DEPTH} levels deep here, far more than "
+                "a newsletter file needs; check the brackets and the indentation",
+                event.start_mark,
+            )
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self._open.add(anchor)
+        values_before, outer_deepest = self._values, self._deepest
+        self._deepest = self._depth
+        node = super().compose_node(parent, index)
+        self._values += 1
+        if anchor is not None:
+            self._open.discard(anchor)
+            levels = self._deepest - self._depth + 1
+            self._anchored[anchor] = (self._values - values_before, levels)
+        self._deepest = max(self._deepest, outer_deepest)
+        self._depth -= 1
+        return node
+
+    def _compose_alias(
+        self, event: yaml.AliasEvent, parent: yaml.Node | None, index: Any
+    ) -> yaml.Node | None:
+        anchor = event.anchor or ""
+        if anchor in self._open:
+            raise _Refused(
+                f"the alias *{anchor} is inside the block &{anchor} it repeats, "
+                "so it would repeat forever",
+                event.start_mark,
+            )
+        node = super().compose_node(parent, index)  # PyYAML refuses an unknown alias
+        values, levels = self._anchored[anchor]
+        self._values += values
+        self._aliased += values
+        if self._aliased > MAX_ALIASED_VALUES:
+            raise _Refused(
+                f"aliases (*name) in this file repeat more than {MAX_ALIASED_VALUES:,} values "
+                f"in all by here (*{anchor}); write the values out, or repeat smaller blocks",
+                event.start_mark,
+            )
+        if self._depth + levels > MAX_DEPTH:
+            raise _Refused(
+                f"the alias *{anchor} nests the data more than {MAX_DEPTH} levels deep here",
+                event.start_mark,
+            )
+        self._deepest = max(self._deepest, self._depth + levels)
+        return node
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    """A parsed YAML file: its data, where each value sits, and any parse problems."""
+
+    path: Path
+    data: Any
+    positions: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    problems: tuple[Problem, ...] = ()
+
+    def where(self, *key_path: str | int) -> tuple[int, int]:
+        """Line and column of the value at `key_path`, or of its nearest known ancestor."""
+        path: KeyPath = tuple(key_path)
+        while path not in self.positions and path:
+            path = path[:-1]
+        return self.positions.get(path, (1, 1))
+
+    def key_where(self, *key_path: str | int) -> tuple[int, int]:
+        """Line and column of the *key* that holds the value at `key_path`."""
+        return self.positions.get((*key_path, "<key>"), self.where(*key_path))
+
+    def problem(
+        self, key_path: KeyPath, message: str, severity: str = "error", *, at_key: bool = False
+    ) -> Problem:
+        line, column = self.key_where(*key_path) if at_key else self.where(*key_path)
+        return Problem(self.path, line, column, message, severity)
+
+
+def _describe_yaml_error(error: yaml.MarkedYAMLError, text: str) -> str:
+    problem = error.problem or "the file is not valid YAML"
+    mark = error.problem_mark
+    if mark is not None:
+        lines = text.splitlines()
+        if 0 <= mark.line < len(lines) and "\t" in lines[mark.line][: mark.column + 1]:
+            return "a tab character is used for indenting; indent with spaces only"
+    if "mapping values are not allowed" in problem:
+        return (
+            "a colon in the middle of a value: put the value in quotes, "
+            "or check the indentation of this line"
+        )
+    if "expected <block end>" in problem or "did not find expected" in problem:
+        return f"the indentation is inconsistent here ({problem})"
+    return f"this is not valid YAML: {problem}"
+
+
+def parse_yaml(text: str, path: Path) -> YamlDocument:
+    """Parse YAML text, returning located data or located problems (never raising)."""
+    loader = _GuardedLoader(text)
+    try:
+        root = loader.get_single_node()
+    except _Refused as error:
+        mark = error.problem_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = error.problem or "this YAML is too large to read"
+        return YamlDocument(path, None, {}, (Problem(path, line, column, message),))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = _describe_yaml_error(error, text)
+        return YamlDocument(path, None, {}, (Problem(path, line, column, message),))
+    except yaml.YAMLError as error:
+        return YamlDocument(
+            path, None, {}, (Problem(path, 1, 1, f"this is not valid YAML: {error}"),)
+        )
+    finally:
+        loader.dispose()
+
+    positions: dict[KeyPath, tuple[int, int]] = {}
+    problems: list[Problem] = []
+
+    def build(node: yaml.Node, key_path: KeyPath) -> Any:
+        positions[key_path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            loader.flatten_mapping(node)  # resolves `<<` merge keys
+            result: dict[Any, Any] = {}
+            first_seen: dict[Hashable, int] = {}
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node, deep=True)
+                if not isinstance(key, Hashable):
+                    problems.append(
+                        Problem(
+                            path,
+                            key_node.start_mark.line + 1,
+                            key_node.start_mark.column + 1,
+                            "a key here is not a plain name",
+                        )
+                    )
+                    continue
+                key_line = key_node.start_mark.line + 1
+                if key in first_seen:
+                    problems.append(
+                        Problem(
+                            path,
+                            key_line,
+                            key_node.start_mark.column + 1,
+                            f"`{key}` appears twice in the same block "
+                            f"(first on line {first_seen[key]}); remove one",
+                        )
+                    )
+                    continue
+                first_seen[key] = key_line
+                child_path = (*key_path, str(key))
+                positions[(*child_path, "<key>")] = (key_line, key_node.start_mark.column + 1)
+                result[key] = build(value_node, child_path)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [build(item, (*key_path, index)) for index, item in enumerate(node.value)]
+        try:
+            return loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as error:
+            problems.append(
+                Problem(
+                    path,
+                    node.start_mark.line + 1,
+                    node.start_mark.column + 1,
+                    f"this value cannot be read: {error.problem}",
+                )
+            )
+            return None
+
+    data = build(root, ()) if root is not None else None
+    return YamlDocument(path, data, positions, tuple(problems))
+
+
+def load_yaml(path: Path) -> YamlDocument:
+    """Read and parse a YAML file; an unreadable file becomes a located problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return YamlDocument(path, None, {}, (Problem(path, 1, 1, "file not found"),))
+    except UnicodeDecodeError as error:
+        return YamlDocument(
+            path, None, {}, (Problem(path, 1, 1, f"the file is not UTF-8 text ({error.reason})"),)
+        )
+    return parse_yaml(text, path)

@@ -1,0 +1,1 @@
+"""What comes back: returned mail and provider events, read, classified and acted on once."""

@@ -1,0 +1,282 @@
+"""What `newsletter inbox` has processed, kept in the delivery ledger's SQLite file.
+
+Two tables of their own beside the ledger's (`ledger.py` owns the rest of the
+file and is not touched):
+- `inbox_messages`: one row per processed message, keyed by its Message-ID
+  (or a provider's record id, or a hash of the bytes when a message has no
+  Message-ID). A key found here is never acted on again: that is what makes
+  a second run change nothing.
+- `inbox_events`: what each message said (hard or soft bounce, complaint,
+  unsubscribe, auto-reply), per address, with the issue it answered when the
+  returned Message-ID names one, and whether it added the address to the
+  suppression list.
+
+A message and its events are written in one transaction, after the
+suppression list has been updated: a crash in between only means the next
+run adds the same addresses again, which the list ignores.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from newsletter.core.errors import NewsletterError
+from newsletter.core.private_files import create_private_database
+from newsletter.inbox.classify import InboxEvent, issue_for_message_id
+from newsletter.ledger.deliveries import open_ledger_if_exists
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS inbox_messages (
+        message_key TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        message_class TEXT NOT NULL,
+        sender TEXT NOT NULL DEFAULT '',
+        subject TEXT NOT NULL DEFAULT '',
+        processed_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS inbox_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_key TEXT NOT NULL REFERENCES inbox_messages (message_key),
+        kind TEXT NOT NULL,
+        address TEXT,
+        address_key TEXT,
+        status TEXT NOT NULL DEFAULT '',
+        action TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '',
+        issue_id TEXT,
+        original_message_id TEXT,
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        recorded_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS inbox_events_address ON inbox_events (address_key)",
+    "CREATE INDEX IF NOT EXISTS inbox_events_issue ON inbox_events (issue_id, kind)",
+)
+
+
+@dataclass(frozen=True)
+class ProcessedMessage:
+    """One message to record as processed."""
+
+    key: str
+    source: str
+    message_class: str
+    sender: str
+    subject: str
+    events: tuple[InboxEvent, ...]
+    suppressed: frozenset[str]  # lower-cased addresses this message added to the list
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """One event as the inbox tables keep it, for `report` to join with deliveries."""
+
+    kind: str
+    address: str | None
+    status: str
+    action: str
+    detail: str
+    issue_id: str | None
+    original_message_id: str | None
+    source: str
+    suppressed: bool  # this message added the address to the suppression list
+    recorded_at: datetime
+
+
+class InboxStore:
+    """The inbox tables in the ledger file at `ledger_path`.
+
+    `read_only=True` (a dry run) never creates the file or the tables: a
+    missing file or table simply means nothing has been processed yet.
+    """
+
+    def __init__(self, ledger_path: Path, *, read_only: bool = False) -> None:
+        self.ledger_path = Path(ledger_path)
+        self.read_only = read_only
+        self._conn: sqlite3.Connection | None = None
+        try:
+            if read_only:
+                if self.ledger_path.exists():
+                    self._conn = sqlite3.connect(
+                        f"{self.ledger_path.resolve().as_uri()}?mode=ro",
+                        uri=True,
+                        isolation_level=None,
+                        timeout=60,
+                    )
+            else:
+                create_private_database(self.ledger_path)
+                self._conn = sqlite3.connect(self.ledger_path, isolation_level=None, timeout=60)
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+                self._conn.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA:
+                    self._conn.execute(statement)
+                self._conn.execute("COMMIT")
+        except sqlite3.DatabaseError as error:
+            raise NewsletterError(
+                f"{self.ledger_path}: cannot open the delivery ledger ({error})"
+            ) from error
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> InboxStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def is_processed(self, key: str) -> bool:
+        """Whether the message (or provider record) with this key was acted on before."""
+        if self._conn is None:
+            return False
+        try:
+            row = self._conn.execute(
+                "SELECT 1 FROM inbox_messages WHERE message_key = ?", (key,)
+            ).fetchone()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return False
+            raise
+        return row is not None
+
+    def record(self, processed: ProcessedMessage) -> bool:
+        """Record a message and its events in one transaction; False if it was already there."""
+        if self._conn is None or self.read_only:
+            raise NewsletterError("a dry run records nothing")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.execute(
+                "INSERT INTO inbox_messages (message_key, source, message_class, sender, subject, "
+                "processed_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_key) DO NOTHING",
+                (
+                    processed.key,
+                    processed.source,
+                    processed.message_class,
+                    processed.sender,
+                    processed.subject,
+                    now,
+                ),
+            )
+            if cursor.rowcount != 1:
+                conn.execute("ROLLBACK")
+                return False
+            conn.executemany(
+                "INSERT INTO inbox_events (message_key, kind, address, address_key, status, "
+                "action, detail, issue_id, original_message_id, suppressed, recorded_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        processed.key,
+                        e.kind,
+                        e.address,
+                        e.address.lower() if e.address else None,
+                        e.status,
+                        e.action,
+                        e.detail,
+                        e.issue_id,
+                        e.original_message_id,
+                        int((e.address or "").lower() in processed.suppressed),
+                        now,
+                    )
+                    for e in processed.events
+                ],
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return True
+
+    def events(self, kinds: Iterable[str] | None = None) -> list[dict[str, object]]:
+        """Every recorded event (optionally of some kinds), oldest first, for reports and tests."""
+        if self._conn is None:
+            return []
+        query = (
+            "SELECT e.message_key, m.source, e.kind, e.address, e.status, e.action, e.issue_id, "
+            "e.suppressed FROM inbox_events AS e JOIN inbox_messages AS m USING (message_key)"
+        )
+        wanted = list(kinds or [])
+        if wanted:
+            query += f" WHERE e.kind IN ({', '.join('?' for _ in wanted)})"
+        try:
+            rows = self._conn.execute(query + " ORDER BY e.seq", wanted).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return []
+            raise
+        names = ("key", "source", "kind", "address", "status", "action", "issue", "suppressed")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def recorded_events(self) -> list[RecordedEvent]:
+        """Every recorded event with all it says, oldest first."""
+        if self._conn is None:
+            return []
+        try:
+            rows = self._conn.execute(
+                "SELECT e.kind, e.address, e.status, e.action, e.detail, e.issue_id, "
+                "e.original_message_id, m.source, e.suppressed, e.recorded_at "
+                "FROM inbox_events AS e JOIN inbox_messages AS m USING (message_key) "
+                "ORDER BY e.seq"
+            ).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return []
+            raise
+        return [
+            RecordedEvent(
+                kind=str(kind),
+                address=None if address is None else str(address),
+                status=str(status),
+                action=str(action),
+                detail=str(detail),
+                issue_id=None if issue_id is None else str(issue_id),
+                original_message_id=None if message_id is None else str(message_id),
+                source=str(source),
+                suppressed=bool(suppressed),
+                recorded_at=datetime.fromisoformat(str(recorded_at)),
+            )
+            for (
+                kind, address, status, action, detail, issue_id, message_id, source, suppressed,
+                recorded_at,
+            ) in rows
+        ]  # fmt: skip
+
+
+def read_recorded_events(ledger_path: Path) -> list[RecordedEvent]:
+    """Every event the inbox has recorded, oldest first (none before the first `inbox` run)."""
+    with InboxStore(ledger_path, read_only=True) as store:
+        return store.recorded_events()
+
+
+def recipient_lookup(ledger_path: Path) -> Callable[[str], str | None]:
+    """A function answering "who was sent this Message-ID?" from the delivery ledger.
+
+    Used only for complaints whose reporter hid the recipient, so reading
+    through the ledger's public rows (no index on Message-IDs) is cheap enough.
+    """
+
+    def lookup(message_id: str) -> str | None:
+        issue_id = issue_for_message_id(message_id, message_id.rpartition("@")[2].rstrip(">"))
+        if issue_id is None:
+            return None
+        try:
+            ledger = open_ledger_if_exists(ledger_path)
+            if ledger is None:
+                return None
+            with ledger:
+                for row in ledger.rows(issue_id):
+                    if row.message_id == message_id:
+                        return row.email
+        except sqlite3.OperationalError:
+            return None  # no deliveries table yet: nothing was sent
+        return None
+
+    return lookup

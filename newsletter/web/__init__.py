@@ -1,0 +1,1 @@
+"""What a browser sees: `serve` (unsubscribe, webhooks), the preview and the archive site."""

@@ -1,0 +1,319 @@
+"""Settings: environment overrides, secrets only from the environment, located mistakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from newsletter.cli import cli
+from newsletter.core.errors import ContentError
+from newsletter.core.settings import Secret, load_settings, read_settings
+
+PASSWORD = "correct-horse-battery-staple-5512"
+
+
+def edit(project_dir: Path, old: str, new: str) -> Path:
+    """Replace one exact piece of the sample newsletter.yaml."""
+    path = project_dir / "newsletter.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    return path.resolve()
+
+
+def validate(project_dir: Path, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, ["--root", str(project_dir), "validate", "--quiet"], env=env)
+
+
+def test_sample_settings_without_environment(project_dir: Path) -> None:
+    settings = load_settings(project_dir, environ={})
+    assert settings.transport == "outbox"
+    assert (settings.smtp.host, settings.smtp.port, settings.smtp.security) == (
+        "smtp.example.org",
+        587,
+        "starttls",
+    )
+    assert settings.smtp.username is None and settings.smtp.password is None
+    assert settings.timezone == "Europe/London"
+    assert settings.archive_base_url.endswith("/")
+    assert settings.ledger_path == project_dir.resolve() / "var" / "ledger.sqlite3"
+
+
+def test_environment_overrides_the_smtp_settings_and_transport(project_dir: Path) -> None:
+    env = {
+        "NEWSLETTER_SMTP_HOST": "relay.example.net",
+        "NEWSLETTER_SMTP_PORT": "2525",
+        "NEWSLETTER_SMTP_USERNAME": "comms-relay",
+        "NEWSLETTER_SMTP_PASSWORD": PASSWORD,
+        "NEWSLETTER_SMTP_SECURITY": "ssl",
+        "NEWSLETTER_TRANSPORT": "smtp",
+    }
+    settings = load_settings(project_dir, environ=env)
+    assert settings.transport == "smtp"
+    assert settings.smtp.host == "relay.example.net"
+    assert settings.smtp.port == 2525
+    assert settings.smtp.username == "comms-relay"
+    assert settings.smtp.security == "ssl"
+    assert settings.smtp.password is not None
+    assert settings.smtp.password.reveal() == PASSWORD
+    assert settings.smtp.connections == 2  # still from the file
+
+
+def test_environment_is_read_from_the_process_by_default(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SMTP_HOST", "from-process.example.net")
+    monkeypatch.setenv("NEWSLETTER_TRANSPORT", "postmark")
+    settings = load_settings(project_dir)
+    assert settings.smtp.host == "from-process.example.net"
+    assert settings.transport == "postmark"
+
+
+def test_ssl_without_a_port_defaults_to_465(project_dir: Path) -> None:
+    edit(project_dir, "  port: 587\n", "")
+    assert load_settings(project_dir, environ={}).smtp.port == 587
+    assert load_settings(project_dir, environ={"NEWSLETTER_SMTP_SECURITY": "ssl"}).smtp.port == 465
+
+
+def test_the_password_never_shows_in_repr_or_str(project_dir: Path) -> None:
+    env = {
+        "NEWSLETTER_SMTP_PASSWORD": PASSWORD,
+        "NEWSLETTER_POSTMARK_TOKEN": PASSWORD + "-postmark",
+        "NEWSLETTER_MAILJET_API_KEY": PASSWORD + "-mj-key",
+        "NEWSLETTER_MAILJET_SECRET_KEY": PASSWORD + "-mj-secret",
+    }
+    settings = load_settings(project_dir, environ=env)
+    for shown in (
+        repr(settings),
+        str(settings),
+        f"{settings}",
+        repr(settings.smtp),
+        str(settings.smtp.password),
+        f"{settings.smtp.password}",
+        repr(settings.providers),
+    ):
+        assert PASSWORD not in shown
+    assert "********" in repr(settings.smtp)
+    postmark_key = settings.providers["postmark"].api_key
+    assert postmark_key is not None and postmark_key.reveal() == PASSWORD + "-postmark"
+
+
+def test_the_unsubscribe_secret_comes_from_the_environment_and_never_shows(
+    project_dir: Path,
+) -> None:
+    settings = load_settings(project_dir, environ={"NEWSLETTER_UNSUBSCRIBE_SECRET": PASSWORD})
+    assert settings.unsubscribe_secret is not None
+    assert settings.unsubscribe_secret.reveal() == PASSWORD
+    assert PASSWORD not in repr(settings) and PASSWORD not in str(settings)
+    assert load_settings(project_dir, environ={}).unsubscribe_secret is None
+
+
+def test_an_unsubscribe_secret_in_the_settings_file_is_refused(project_dir: Path) -> None:
+    path = edit(
+        project_dir,
+        "  mailto: unsubscribe@example.org\n",
+        f"  mailto: unsubscribe@example.org\n  secret: {PASSWORD}\n",
+    )
+    result = validate(project_dir)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:16:3: `unsubscribe.secret` looks like a secret; "
+        "set NEWSLETTER_UNSUBSCRIBE_SECRET in the environment instead"
+    )
+    assert PASSWORD not in result.output
+
+
+def test_secret_compares_by_value_and_is_false_when_empty() -> None:
+    assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
+    assert not Secret("") and Secret("x")
+
+
+def test_a_password_in_the_settings_file_is_refused_with_its_location(project_dir: Path) -> None:
+    path = edit(project_dir, "  connections: 2\n", f"  connections: 2\n  password: {PASSWORD}\n")
+    result = validate(project_dir)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:30:3: `smtp.password` looks like a secret; "
+        "set NEWSLETTER_SMTP_PASSWORD in the environment instead"
+    )
+    assert PASSWORD not in result.output
+    with pytest.raises(ContentError) as caught:
+        load_settings(project_dir, environ={})
+    assert PASSWORD not in str(caught.value)
+
+
+def test_an_api_key_in_the_settings_file_is_refused_with_its_location(project_dir: Path) -> None:
+    path = edit(
+        project_dir,
+        "    message_stream: broadcast\n",
+        f"    message_stream: broadcast\n    api_key: {PASSWORD}\n",
+    )
+    result = validate(project_dir)
+    assert result.exit_code == 1
+    assert (
+        f"{path}:48:5: `providers.postmark.api_key` looks like a secret; "
+        "set NEWSLETTER_POSTMARK_TOKEN in the environment instead"
+    ) in result.stderr.splitlines()
+    assert PASSWORD not in result.output
+
+
+def test_a_bad_security_value_is_located(project_dir: Path) -> None:
+    path = edit(project_dir, "  security: starttls ", "  security: tls      ")
+    result = validate(project_dir)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:28:13: `tls` is not an SMTP security mode; use starttls, ssl or none"
+    )
+
+
+def test_a_bad_security_value_from_the_environment_names_the_variable(project_dir: Path) -> None:
+    _, problems = read_settings(project_dir, environ={"NEWSLETTER_SMTP_SECURITY": "TLS"})
+    assert [str(p) for p in problems] == [
+        f"{project_dir.resolve() / 'newsletter.yaml'}:1:1: NEWSLETTER_SMTP_SECURITY `TLS` is not "
+        "an SMTP security mode; use starttls, ssl or none"
+    ]
+
+
+def test_a_bad_transport_is_located(project_dir: Path) -> None:
+    path = edit(project_dir, "transport: outbox ", "transport: sendgrid ")
+    _, problems = read_settings(project_dir, environ={})
+    assert [str(p) for p in problems] == [
+        f"{path}:21:12: `sendgrid` is not a transport; choose one of outbox, smtp, postmark, mailjet, graph, notify"
+    ]
+    _, problems = read_settings(project_dir, environ={"NEWSLETTER_TRANSPORT": "smtp"})
+    assert problems == []
+
+
+def test_a_bad_port_from_the_environment_names_the_variable(project_dir: Path) -> None:
+    result = validate(project_dir, env={"NEWSLETTER_SMTP_PORT": "five-eight-seven"})
+    assert result.exit_code == 1
+    assert "NEWSLETTER_SMTP_PORT `five-eight-seven` is not a port number" in result.stderr
+
+
+def test_unknown_settings_suggest_the_nearest_name(project_dir: Path) -> None:
+    path = edit(project_dir, "timezone: Europe/London", "time_zone: Europe/London")
+    _, problems = read_settings(project_dir, environ={})
+    assert [str(p) for p in problems] == [
+        f"{path}:19:1: `time_zone` is not a field of the settings; did you mean `timezone`?"
+    ]
+
+
+def test_an_unknown_timezone_is_located(project_dir: Path) -> None:
+    path = edit(project_dir, "timezone: Europe/London", "timezone: Europe/Lundon")
+    _, problems = read_settings(project_dir, environ={})
+    assert [str(p) for p in problems] == [
+        f"{path}:19:11: `Europe/Lundon` is not a known time zone, e.g. Europe/London"
+    ]
+
+
+def test_broken_settings_yaml_is_located_not_a_traceback(project_dir: Path) -> None:
+    path = edit(project_dir, "  port: 587\n", "  port: 587\n\tsecurity: ssl\n")
+    result = validate(project_dir)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert f"{path}:28:1: a tab character is used for indenting; indent with spaces only" in (
+        result.stderr.splitlines()
+    )
+
+
+def test_validate_reports_an_unknown_timezone_instead_of_crashing(project_dir: Path) -> None:
+    path = edit(project_dir, "timezone: Europe/London", "timezone: Europe/Lundon")
+    result = validate(project_dir)
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.splitlines()[0] == (
+        f"{path}:19:11: `Europe/Lundon` is not a known time zone, e.g. Europe/London"
+    )
+
+
+def test_a_setting_left_empty_takes_its_default(project_dir: Path) -> None:
+    text = (project_dir / "newsletter.yaml").read_text(encoding="utf-8")
+    footer = text[text.index("footer: >-") : text.index("unsubscribe:")]
+    edit(project_dir, footer, "footer:\n")
+    edit(project_dir, "  connections: 2\n", "  connections:\n")
+    settings, problems = read_settings(project_dir, environ={})
+    assert problems == []
+    assert settings is not None
+    assert (settings.footer, settings.smtp.connections) == ("", 1)
+
+
+def test_a_list_where_text_belongs_is_located(project_dir: Path) -> None:
+    path = edit(project_dir, "  host: smtp.example.org", "  host: [smtp.example.org]")
+    _, problems = read_settings(project_dir, environ={})
+    assert [str(p) for p in problems] == [f"{path}:26:9: `smtp.host` must be text"]
+
+
+# --- approval, bounce address and the inbox: declared like every other setting ------
+
+
+def add(project_dir: Path, extra: str) -> tuple[Path, int]:
+    """Append settings to the sample newsletter.yaml; return it and the line `extra` starts on."""
+    path = project_dir / "newsletter.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + extra, encoding="utf-8")
+    return path.resolve(), len(text.splitlines()) + 1
+
+
+def test_the_bounce_address_is_read_and_checked(project_dir: Path) -> None:
+    assert load_settings(project_dir, environ={}).bounce_address is None
+    path, line = add(project_dir, "bounce_address: bounces@example.org\n")
+    assert load_settings(project_dir, environ={}).bounce_address == "bounces@example.org"
+    edit(project_dir, "bounce_address: bounces@example.org", "bounce_address: bounces@")
+    _, problems = read_settings(project_dir, environ={})
+    ((where, message),) = [(f"{p.path}:{p.line}:{p.column}", p.message) for p in problems]
+    assert where == f"{path}:{line}:17"
+    assert message.startswith("`bounces@` is not a valid email address")
+
+
+def test_the_inbox_is_read_from_newsletter_yaml_and_the_login_from_the_environment(
+    project_dir: Path,
+) -> None:
+    assert load_settings(project_dir, environ={}).imap is None
+    add(project_dir, "inbox:\n  imap:\n    host: imap.example.org\n    folder: Bounces\n")
+    env = {"NEWSLETTER_IMAP_USERNAME": "comms", "NEWSLETTER_IMAP_PASSWORD": PASSWORD}
+    imap = load_settings(project_dir, environ=env).imap
+    assert imap is not None
+    assert (imap.host, imap.port, imap.folder, imap.processed_folder, imap.username) == (
+        "imap.example.org",
+        993,
+        "Bounces",
+        "Processed",
+        "comms",
+    )
+    assert imap.password is not None and imap.password.reveal() == PASSWORD
+    assert PASSWORD not in repr(imap)
+    env["NEWSLETTER_IMAP_HOST"] = "imap.example.net"
+    overridden = load_settings(project_dir, environ=env).imap
+    assert overridden is not None and overridden.host == "imap.example.net"
+
+
+def test_the_inbox_host_may_come_from_the_environment_alone(project_dir: Path) -> None:
+    imap = load_settings(project_dir, environ={"NEWSLETTER_IMAP_HOST": "imap.example.org"}).imap
+    assert imap is not None and (imap.host, imap.folder) == ("imap.example.org", "INBOX")
+
+
+def test_inbox_mistakes_are_located(project_dir: Path) -> None:
+    path, line = add(
+        project_dir,
+        "inbox:\n"
+        "  imap:\n"
+        "    host: imap.example.org\n"
+        "    port: 99999\n"
+        "    folder: Processed\n"
+        "    username: comms\n"
+        "    hots: typo\n",
+    )
+    _, problems = read_settings(project_dir, environ={})
+    assert sorted(str(p) for p in problems) == sorted(
+        [
+            f"{path}:{line + 5}:5: `inbox.imap.username` comes only from the environment; "
+            "set NEWSLETTER_IMAP_USERNAME instead",
+            f"{path}:{line + 6}:5: `hots` is not a field of the `inbox.imap` settings; "
+            "did you mean `host`?",
+            f"{path}:{line + 3}:11: `inbox.imap.port` must be a port number (1 to 65535)",
+            f"{path}:{line + 4}:13: `inbox.imap.folder` and `inbox.imap.processed_folder` are "
+            "both `Processed`; processed messages must move to another folder",
+        ]
+    )
