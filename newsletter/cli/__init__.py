@@ -17,13 +17,14 @@ from jinja2 import TemplateError
 
 from newsletter import __version__
 from newsletter.cli import (
-    approval_commands,
     archive_commands,
-    content_commands,
-    delivery_commands,
     inbox_commands,
+    issue_commands,
+    list_commands,
+    project_commands,
     render_commands,
     schedule_commands,
+    send_commands,
     serve_commands,
 )
 from newsletter.cli.common import AppContext, content_error_summary, not_done_by, problem_lines
@@ -97,10 +98,11 @@ def cli(ctx: click.Context, root_dir: str | None, verbose: bool) -> None:
 
 
 for module in (
-    content_commands,
-    approval_commands,
+    project_commands,
+    issue_commands,
     render_commands,
-    delivery_commands,
+    send_commands,
+    list_commands,
     schedule_commands,
     archive_commands,
     inbox_commands,

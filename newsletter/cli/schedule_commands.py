@@ -1,29 +1,19 @@
-"""Commands for sending on a schedule: dispatch, schedule, cron, unsubscribe, resubscribe."""
+"""Commands for sending on a schedule: dispatch, schedule, cron."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from newsletter.audience.lists import SUPPRESSION_REASONS, lists_containing
-from newsletter.audience.suppression import add_suppression, remove_suppression, suppression_reason
 from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, table_text
-from newsletter.core.checks import email_problem
-from newsletter.core.errors import NewsletterError
 from newsletter.schedule.cron import DEFAULT_ENV_FILE, cron_setup
 from newsletter.schedule.dispatch import DispatchOptions, run_dispatch
 from newsletter.schedule.due import issue_schedule, parse_now
 from newsletter.transports import TRANSPORT_NAMES
 from newsletter.web.serve import DEFAULT_HOST, DEFAULT_PORT
 
-# Reasons that say the address does not want, or cannot take, our mail: taking one
-# off the list is a decision, so resubscribe asks for --force.
-NEEDS_FORCE = {
-    "hard-bounce": "mail to it failed permanently (a hard bounce)",
-    "complaint": "its owner reported our mail as spam (a complaint)",
-}
 NOW_HELP = "Pretend it is this time (ISO 8601, e.g. 2023-05-15T09:00:00+01:00); for testing."
 
 
@@ -138,73 +128,4 @@ def cron(app: AppContext, env_file: Path) -> None:
     click.echo(setup.as_text())
 
 
-def _address(value: str) -> str:
-    problem = email_problem(value)
-    if problem:
-        raise click.BadParameter(problem, param_hint="ADDRESS")
-    return value.strip()
-
-
-@click.command()
-@click.argument("address")
-@click.option(
-    "--reason",
-    metavar="TEXT",
-    default="unsubscribed",
-    show_default=True,
-    help=f"Why they are leaving the list, kept in recipients/suppressed.csv "
-    f"(usually one of: {', '.join(SUPPRESSION_REASONS)}).",
-)
-@pass_app
-def unsubscribe(app: AppContext, address: str, reason: str) -> None:
-    """Stop sending to ADDRESS: add it to recipients/suppressed.csv.
-
-    The next dispatch leaves them out, including an issue already part-sent.
-    An address on no recipient list is suppressed all the same (it stays out
-    if someone adds it to a list later), and the command says so.
-    """
-    address = _address(address)
-    project = app.project()
-    path = project.paths.suppressed_path
-    if add_suppression(path, address, reason, date.today()):
-        click.echo(f"{address} is unsubscribed ({reason}); no further issue will be sent to them")
-    else:
-        click.echo(f"{address} was already on the suppression list; nothing changed")
-    if not lists_containing(project.paths, address):
-        click.echo(
-            f"note: {address} is not on any recipient list (recipients/lists/*.csv); "
-            "it stays suppressed in case it is added to one later"
-        )
-
-
-@click.command()
-@click.argument("address")
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Take the address off even though it hard-bounced or complained.",
-)
-@pass_app
-def resubscribe(app: AppContext, address: str, force: bool) -> None:
-    """Send to ADDRESS again: take it off recipients/suppressed.csv.
-
-    They get future issues if they are on one of the recipient lists. An
-    address suppressed for a hard bounce or a spam complaint needs --force:
-    mailing it again harms the sender's reputation unless you know it is
-    fixed (the mailbox exists again, the person asked to come back).
-    """
-    address = _address(address)
-    path = app.project().paths.suppressed_path
-    reason = suppression_reason(path, address)
-    if reason in NEEDS_FORCE and not force:
-        raise NewsletterError(
-            f"{address} was suppressed because {NEEDS_FORCE[reason]}; if you are sure it "
-            f"should get mail again, run: newsletter resubscribe {address} --force"
-        )
-    if remove_suppression(path, address):
-        click.echo(f"{address} is back on the mailing list from the next issue")
-    else:
-        click.echo(f"{address} was not on the suppression list; nothing changed")
-
-
-COMMANDS: list[click.Command] = [dispatch, schedule, cron, unsubscribe, resubscribe]
+COMMANDS: list[click.Command] = [dispatch, schedule, cron]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
-from newsletter.cli.common import AppContext, issue_argument, pass_app, when_refused
+from newsletter.cli.common import (
+    AppContext,
+    issue_argument,
+    pass_app,
+    when_refused,
+)
 from newsletter.content.new_issue import new_issue
 from newsletter.review.approval import approve_issue
 

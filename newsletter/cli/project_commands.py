@@ -1,4 +1,4 @@
-"""Commands about content and audience: validate, audience, init."""
+"""Commands that set up and check a project: init, validate."""
 
 from __future__ import annotations
 
@@ -6,18 +6,12 @@ from pathlib import Path
 
 import click
 
-from newsletter.audience.lists import count_audience
 from newsletter.cli.common import (
     AppContext,
     content_error_summary,
-    csv_text,
-    echo_json,
     echo_problems,
-    format_option,
-    issue_argument,
     not_done_by,
     pass_app,
-    table_text,
     when_refused,
 )
 from newsletter.core.paths import ProjectPaths
@@ -55,37 +49,6 @@ def validate(app: AppContext, issues: tuple[str, ...], quiet: bool, verbose: boo
     click.echo(f"OK: {counted}")
 
 
-@when_refused("the audience was not counted")
-@click.command()
-@issue_argument
-@format_option("table", "json", "csv")
-@pass_app
-def audience(app: AppContext, issue: str, output_format: str) -> None:
-    """Show who would get ISSUE: totals, per segment, per variant, merged and suppressed.
-
-    ISSUE is a path to an issue file or its id (the file name in issues/).
-    """
-    project = app.project()
-    loaded = project.load_issue(issue)
-    counts = count_audience(project.audience_source(), loaded)
-    data = {"issue": loaded.id, **counts.as_dict()}
-    if output_format == "json":
-        echo_json(data)
-        return
-    rows: list[tuple[str, str, object]] = [
-        ("total", "recipients", counts.recipients),
-        ("total", "duplicates merged", counts.duplicates_merged),
-        ("total", "suppressed", counts.suppressed),
-    ]
-    rows += [("segment", name, n) for name, n in sorted(counts.per_segment.items())]
-    rows += [("variant", v["label"], v["recipients"]) for v in data["per_variant"]]
-    if output_format == "csv":
-        click.echo(csv_text(("kind", "name", "count"), rows), nl=False)
-        return
-    click.echo(f"Audience for {loaded.id}: {loaded.title}\n")
-    click.echo(table_text(("kind", "name", "count"), rows))
-
-
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def init(directory: Path) -> None:
@@ -102,4 +65,4 @@ def init(directory: Path) -> None:
     )
 
 
-COMMANDS: list[click.Command] = [validate, audience, init]
+COMMANDS: list[click.Command] = [validate, init]
