@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from newsletter.content.issue import SLUG
+from newsletter.content.fields import SLUG
 from newsletter.core.atomicfile import write_text_atomic
 from newsletter.core.errors import ContentError, NewsletterError
 from newsletter.core.project import Project

@@ -28,7 +28,8 @@ from newsletter.audience.lists import (
     read_project_segments,
     read_suppressed,
 )
-from newsletter.content.issue import Catalogue, Issue, read_catalogue, read_issue
+from newsletter.content.catalogue import Catalogue, read_catalogue
+from newsletter.content.issue import Issue, read_issue
 from newsletter.core.bounds import outside_problems
 from newsletter.core.checks import did_you_mean
 from newsletter.core.errors import ContentError, NewsletterError, Problem

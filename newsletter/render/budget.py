@@ -63,6 +63,24 @@ class _Scanner(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k: (v or "") for k, v in attrs}
+        self._note(tag, values)
+        if (
+            self.body_seen
+            and tag not in ("body", "html")
+            and values.get("lang")
+            and values.get("dir")
+        ):
+            self.wrapper_lang_dir = True
+        if tag in _VOID:
+            return
+        hidden = _style_hides(values.get("style", "")) or "hidden" in values
+        self.stack.append((tag, values))
+        self.preheader_hidden_stack.append(hidden)
+        if hidden:
+            self.hidden_depth += 1
+
+    def _note(self, tag: str, values: dict[str, str]) -> None:
+        """Record what one start tag tells the checks."""
         if tag == "html":
             self.html_attrs = values
         elif tag == "body":
@@ -82,21 +100,6 @@ class _Scanner(HTMLParser):
             self.open_links.append((values.get("href", ""), []))
         elif tag in _LAYOUT_TAGS and values.get("role") != "presentation":
             self.tables_without_role += 1
-        if (
-            self.body_seen
-            and tag not in ("body", "html")
-            and values.get("lang")
-            and values.get("dir")
-            and not self.wrapper_lang_dir
-        ):
-            self.wrapper_lang_dir = True
-        if tag in _VOID:
-            return
-        hidden = _style_hides(values.get("style", "")) or "hidden" in values
-        self.stack.append((tag, values))
-        self.preheader_hidden_stack.append(hidden)
-        if hidden:
-            self.hidden_depth += 1
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "title" and self.title_text is not None:
@@ -147,7 +150,17 @@ def check_email_html(html: str, *, preheader: str | None = None) -> list[str]:
     scanner = _Scanner()
     scanner.feed(html)
     scanner.close()
+    problems += _document_problems(scanner)
+    problems += _element_problems(scanner)
+    for href, parts in scanner.links:
+        problems += _link_problems(href, " ".join("".join(parts).split()))
+    problems += _preheader_problems(scanner.first_body_text, preheader)
+    return problems
 
+
+def _document_problems(scanner: _Scanner) -> list[str]:
+    """The document as a whole: language, title, viewport, dark mode."""
+    problems = []
     attrs = scanner.html_attrs or {}
     if not attrs.get("lang") or not attrs.get("dir"):
         problems.append("the <html> element needs `lang` and `dir` attributes")
@@ -162,8 +175,15 @@ def check_email_html(html: str, *, preheader: str | None = None) -> list[str]:
         problems.append('there is no `<meta name="viewport" content="width=device-width, ...">`')
     if not _meta(scanner.metas, "color-scheme"):
         problems.append('there is no `<meta name="color-scheme">` for dark mode')
-    for what in scanner.external:
-        problems.append(f"the email loads {what}; emails must not use external CSS or scripts")
+    return problems
+
+
+def _element_problems(scanner: _Scanner) -> list[str]:
+    """External resources, images without alt text, layout tables screen readers misread."""
+    problems = [
+        f"the email loads {what}; emails must not use external CSS or scripts"
+        for what in scanner.external
+    ]
     if scanner.images_without_alt:
         problems.append(
             f'{scanner.images_without_alt} image(s) have no `alt` text (use alt="" for decoration)'
@@ -173,32 +193,35 @@ def check_email_html(html: str, *, preheader: str | None = None) -> list[str]:
             f'{scanner.tables_without_role} layout table(s) lack role="presentation", '
             "so screen readers announce them as data tables"
         )
-    for href, parts in scanner.links:
-        text = " ".join("".join(parts).split())
-        target = href.strip()
-        if not target.lower().startswith(("https://", "mailto:")):
-            problems.append(
-                f"the link `{text or '(no text)'}` goes to `{target or '(nothing)'}`; "
-                "every link must be an absolute https: or mailto: address"
-            )
-        if not text:
-            problems.append(f"the link to `{target}` has no text")
-        elif text.lower().strip(" .:!…>»") in VAGUE_LINK_TEXTS:
-            problems.append(
-                f"the link text `{text}` (to {target}) does not make sense on its own; "
-                "say where it goes, e.g. `Read the report: ...`"
-            )
-    first = scanner.first_body_text
-    if first is None:
-        problems.append("the body has no text")
-    else:
-        text, hidden = first
-        if not hidden:
-            problems.append(
-                f"the first text in the body (`{text[:60]}`) should be the hidden preheader"
-            )
-        elif preheader is not None and not text.startswith(" ".join(preheader.split())):
-            problems.append(
-                f"the first text in the body (`{text[:60]}`) is not the preheader `{preheader}`"
-            )
     return problems
+
+
+def _link_problems(href: str, text: str) -> list[str]:
+    """A link must go somewhere safe and say where it goes."""
+    problems = []
+    target = href.strip()
+    if not target.lower().startswith(("https://", "mailto:")):
+        problems.append(
+            f"the link `{text or '(no text)'}` goes to `{target or '(nothing)'}`; "
+            "every link must be an absolute https: or mailto: address"
+        )
+    if not text:
+        problems.append(f"the link to `{target}` has no text")
+    elif text.lower().strip(" .:!…>»") in VAGUE_LINK_TEXTS:
+        problems.append(
+            f"the link text `{text}` (to {target}) does not make sense on its own; "
+            "say where it goes, e.g. `Read the report: ...`"
+        )
+    return problems
+
+
+def _preheader_problems(first: tuple[str, bool] | None, preheader: str | None) -> list[str]:
+    """The first text in the body must be the hidden preheader."""
+    if first is None:
+        return ["the body has no text"]
+    text, hidden = first
+    if not hidden:
+        return [f"the first text in the body (`{text[:60]}`) should be the hidden preheader"]
+    if preheader is not None and not text.startswith(" ".join(preheader.split())):
+        return [f"the first text in the body (`{text[:60]}`) is not the preheader `{preheader}`"]
+    return []

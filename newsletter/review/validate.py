@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 from jinja2 import TemplateError
 
 from newsletter.audience.lists import check_list, read_audience_source
-from newsletter.content.issue import Issue, read_catalogue, read_issue
+from newsletter.content.catalogue import read_catalogue
+from newsletter.content.issue import Issue, read_issue
 from newsletter.core.bounds import outside_problems
 from newsletter.core.errors import NewsletterError, Problem
 from newsletter.core.paths import ProjectPaths, is_issue_file

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from newsletter.content.issue import Issue, resolve_send_at
+from newsletter.content.issue import Issue
+from newsletter.content.send_time import resolve_send_at
 from newsletter.core.errors import ContentError, NewsletterError, Problem
 from newsletter.core.project import Project
 from newsletter.core.yamlfile import load_yaml

@@ -23,7 +23,8 @@ from typing import Any
 from jinja2 import Environment
 from markupsafe import Markup
 
-from newsletter.content.issue import PUBLICATION_TYPES, Catalogue, Issue, Link, Publication, Section
+from newsletter.content.catalogue import PUBLICATION_TYPES, Catalogue, Publication
+from newsletter.content.issue import Issue, Link, Section
 from newsletter.content.markup import markdown_plain
 from newsletter.core.bounds import project_file
 from newsletter.core.project import Project

@@ -14,7 +14,7 @@ import lxml.html
 import pytest
 
 from newsletter.audience.lists import sample_recipients
-from newsletter.content.issue import markdown_link_problems
+from newsletter.content.fields import markdown_link_problems
 from newsletter.content.markup import (
     markdown_block,
     markdown_inline,

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import cli
-from newsletter.content.issue import PUBLICATION_TYPES
+from newsletter.content.catalogue import PUBLICATION_TYPES
 from newsletter.core.errors import ContentError
 from newsletter.core.project import Project, open_project
 from newsletter.delivery.send import SendOptions, send_issue
