@@ -26,8 +26,8 @@ from newsletter.core.settings import RateSettings
 from newsletter.delivery.send import SendOptions, send_issue
 from newsletter.ledger.deliveries import Ledger, NewRecipient, Outcome
 from newsletter.transports.base import OutgoingMessage
-from newsletter.transports.memory import MemoryTransport
 from tests.support.clock import FakeClock
+from tests.support.memory_transport import MemoryTransport
 from tests.support.project import ISSUE, edit_issue, set_per_day, speed_up
 from tests.support.smtp import SmtpTestServer
 

@@ -31,7 +31,7 @@ from newsletter.delivery.send import (
 )
 from newsletter.ledger.deliveries import Ledger
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
-from newsletter.transports.memory import MemoryTransport
+from tests.support.memory_transport import MemoryTransport
 
 ISSUE = "2023-05-panel-reports"
 BRUISING = "Bruising in non-mobile infants"

@@ -18,8 +18,8 @@ from newsletter.core.errors import ContentError
 from newsletter.core.project import Project, open_project
 from newsletter.delivery.send import SendOptions, send_issue
 from newsletter.render.links import share_ideas_mailto, web_version_url
-from newsletter.transports.memory import MemoryTransport
 from newsletter.web.archive import build_archive, render_web_issue
+from tests.support.memory_transport import MemoryTransport
 from tests.support.project import approve_sample, unapprove_sample
 
 ATOM = "{http://www.w3.org/2005/Atom}"
