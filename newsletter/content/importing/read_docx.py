@@ -1,0 +1,220 @@
+"""Read a Word briefing (.docx) with python-docx, as people really write them.
+
+Lists are recognised however they were made: a "List Bullet 2" style, a
+"List Paragraph" with Word numbering (its level is the numbering's `ilvl`),
+or a bullet typed by hand (`•`, `-`, `–`; each leading tab one level deeper).
+Headings are "Title" and "Heading N" styles, or paragraphs written wholly in
+bold (marked `emphasised`; the recogniser decides). Runs become Markdown:
+bold `**`, italic `*`, hyperlinks `[text](url)`, the rest escaped. Images,
+embedded documents, text boxes and comments become OTHER blocks where they
+stood. Places are "paragraph N" (paragraphs with something in them, counted
+from the top, table cells excluded) and "table N".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docx
+from docx.document import Document
+from docx.opc.exceptions import PackageNotFoundError
+from docx.oxml.ns import qn
+from docx.table import Table
+from docx.text.hyperlink import Hyperlink
+from docx.text.paragraph import Paragraph
+from docx.text.run import Run
+
+from newsletter.content.importing.blocks import Block, Kind, Source
+from newsletter.content.importing.docx_package import check_docx_package
+from newsletter.content.importing.text import cleaned, escape_markdown, one_line
+from newsletter.core.errors import BriefingError
+
+TYPED_BULLET = re.compile(r"^(?P<tabs>\t*)\s*(?:[•·▪◦\-–]|o\t)\s*")
+LIST_STYLE = re.compile(r"^list (?:bullet|number|continue)(?: (?P<level>\d))?$")
+HEADING_STYLE = re.compile(r"^heading (?P<level>\d)$")
+
+
+@dataclass(frozen=True)
+class _Piece:
+    text: str
+    bold: bool = False
+    italic: bool = False
+    url: str | None = None  # inside a hyperlink to this address
+
+
+def read_docx(path: Path) -> Source:
+    check_docx_package(path)
+    try:
+        document = docx.Document(str(path))
+    except (
+        PackageNotFoundError,
+        KeyError,
+        ValueError,
+        SyntaxError,
+    ) as error:  # lxml's XMLSyntaxError is a SyntaxError
+        raise BriefingError(f"{path}: cannot be read as a Word document ({error})") from None
+    blocks: list[Block] = []
+    paragraphs = tables = 0
+    for item in _body_items(document):
+        if isinstance(item, Table):
+            tables += 1
+            blocks.append(_table(item, f"table {tables}"))
+            continue
+        read = _paragraph_blocks(document, item, f"paragraph {paragraphs + 1}")
+        if read:
+            paragraphs += 1
+            blocks += read
+    return Source(tuple(blocks))
+
+
+def _body_items(document: Document) -> Iterator[Paragraph | Table]:
+    """Paragraphs and tables in order, including those inside content controls."""
+
+    def walk(element: Any) -> Iterator[Paragraph | Table]:
+        for child in element.iterchildren():
+            if child.tag == qn("w:p"):
+                yield Paragraph(child, document)
+            elif child.tag == qn("w:tbl"):
+                yield Table(child, document)
+            elif child.tag in (qn("w:sdt"), qn("w:sdtContent")):
+                yield from walk(child)
+
+    yield from walk(document.element.body)
+
+
+def _table(table: Table, where: str) -> Block:
+    rows = tuple(
+        tuple(escape_markdown(one_line(cell.text)) for cell in row.cells) for row in table.rows
+    )
+    return Block(Kind.TABLE, where, rows=rows)
+
+
+def _pieces(paragraph: Paragraph) -> list[_Piece]:
+    pieces: list[_Piece] = []
+    for item in paragraph.iter_inner_content():
+        if isinstance(item, Hyperlink):
+            url = item.address + (f"#{item.fragment}" if item.fragment else "")
+            pieces += [_run_piece(run, url or None) for run in item.runs]
+        else:
+            pieces.append(_run_piece(item, None))
+    return [p for p in pieces if p.text]
+
+
+def _run_piece(run: Run, url: str | None) -> _Piece:
+    style = (run.style.name or "").casefold() if run.style is not None else ""
+    bold = bool(run.bold) or style in {"strong", "bold"}
+    italic = bool(run.italic) or style in {"emphasis", "italic"}
+    return _Piece(cleaned(run.text), bold, italic, url)
+
+
+def _markdown(pieces: list[_Piece]) -> str:
+    """The pieces as Markdown inline text: neighbours with the same link share one `[...]()`."""
+    out: list[str] = []
+    index = 0
+    while index < len(pieces):
+        url = pieces[index].url
+        end = index
+        while end < len(pieces) and pieces[end].url == url:
+            end += 1
+        words = "".join(_styled(p) for p in pieces[index:end])
+        if url:
+            target = f"<{url}>" if any(ch in url for ch in " ()<>") else url
+            out.append(f"[{words}]({target})")
+        else:
+            out.append(words)
+        index = end
+    return "".join(out).strip()
+
+
+def _styled(piece: _Piece) -> str:
+    core = piece.text.strip()
+    if not core:
+        return piece.text
+    marker = ("**" if piece.bold else "") + ("*" if piece.italic else "")
+    lead = piece.text[: len(piece.text) - len(piece.text.lstrip())]
+    trail = piece.text[len(piece.text.rstrip()) :]
+    return f"{lead}{marker}{escape_markdown(core)}{marker[::-1]}{trail}"
+
+
+def _list_level(paragraph: Paragraph) -> int | None:
+    """The nesting depth when the paragraph is a Word list item, else None."""
+    style = (paragraph.style.name or "").casefold() if paragraph.style is not None else ""
+    named = LIST_STYLE.match(style)
+    if named:
+        return int(named["level"] or 1) - 1
+    numbered = paragraph._p.xpath("./w:pPr/w:numPr/w:numId/@w:val")
+    if numbered and numbered[0] != "0":  # numId 0 is Word's "numbering removed"
+        level = paragraph._p.xpath("./w:pPr/w:numPr/w:ilvl/@w:val")
+        return int(level[0]) if level and str(level[0]).isdigit() else 0
+    return None
+
+
+def _strip_typed_bullet(pieces: list[_Piece]) -> tuple[list[_Piece], int] | None:
+    """The pieces without a typed bullet sign and the depth its tabs give, or None."""
+    if not pieces or pieces[0].url:
+        return None
+    mark = TYPED_BULLET.match(pieces[0].text)
+    rest = pieces[0].text[mark.end() :] if mark else ""
+    if mark is None or (not rest.strip() and len(pieces) == 1):
+        return None
+    first = _Piece(rest, pieces[0].bold, pieces[0].italic)
+    return [first, *pieces[1:]], len(mark["tabs"])
+
+
+def _paragraph_blocks(document: Document, paragraph: Paragraph, where: str) -> list[Block]:
+    pieces = _pieces(paragraph)
+    blocks: list[Block] = []
+    text = _markdown(pieces)
+    if text:
+        blocks.append(_text_block(paragraph, pieces, text, where))
+    blocks += _objects(document, paragraph, where)
+    return blocks
+
+
+def _text_block(paragraph: Paragraph, pieces: list[_Piece], text: str, where: str) -> Block:
+    style = (paragraph.style.name or "").casefold() if paragraph.style is not None else ""
+    if style == "title":
+        return Block(Kind.HEADING, where, one_line(text), 0)
+    heading = HEADING_STYLE.match(style)
+    if heading:
+        return Block(Kind.HEADING, where, one_line(text), int(heading["level"]))
+    level = _list_level(paragraph)
+    if level is not None:
+        return Block(Kind.BULLET, where, text, level)
+    typed = _strip_typed_bullet(pieces)
+    if typed is not None:
+        return Block(Kind.BULLET, where, _markdown(typed[0]), typed[1])
+    links = {p.url for p in pieces if p.text.strip()}
+    if len(links) == 1 and None not in links:
+        words = one_line("".join(p.text for p in pieces))
+        return Block(Kind.LINK, where, words, url=links.pop())
+    emphasised = all(p.bold and not p.url for p in pieces if p.text.strip())
+    return Block(Kind.PARAGRAPH, where, text, emphasised=emphasised)
+
+
+def _objects(document: Document, paragraph: Paragraph, where: str) -> list[Block]:
+    """Images, embedded documents, text boxes and comments in the paragraph, as OTHER blocks."""
+    element = paragraph._p
+    blocks: list[Block] = []
+    for described in element.xpath(".//w:drawing//wp:docPr"):
+        words = described.get("descr") or described.get("title") or "no description"
+        blocks.append(Block(Kind.OTHER, where, f"Image: {one_line(words)}", what="an image"))
+    if element.xpath(".//w:object | .//w:pict[not(.//w:txbxContent)]"):
+        blocks.append(
+            Block(Kind.OTHER, where, "Embedded document", what="an embedded document or picture")
+        )
+    for box in element.xpath(".//w:txbxContent"):
+        words = one_line(" ".join(box.xpath(".//w:t/text()")))
+        if words:
+            blocks.append(Block(Kind.OTHER, where, escape_markdown(words), what="a text box"))
+    for comment_id in dict.fromkeys(element.xpath(".//w:commentRangeStart/@w:id")):
+        comment = document.comments.get(int(comment_id))
+        if comment is not None:
+            who = f" by {comment.author}" if comment.author else ""
+            words = escape_markdown(one_line(comment.text))
+            blocks.append(Block(Kind.OTHER, where, f"Comment{who}: {words}", what="a comment"))
+    return blocks
