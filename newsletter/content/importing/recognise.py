@@ -71,6 +71,14 @@ def _short_line(block: Block) -> bool:
     )
 
 
+def is_caption(blocks: tuple[Block, ...], index: int) -> bool:
+    """Whether the block names the publications table that follows it."""
+    following = blocks[index + 1] if index + 1 < len(blocks) else None
+    return (
+        following is not None and following.kind is Kind.TABLE and is_publications_table(following)
+    )
+
+
 def section_starts(blocks: tuple[Block, ...], first: int) -> set[int]:
     """The indexes of the blocks that open a section."""
     explicit = {
@@ -78,6 +86,7 @@ def section_starts(blocks: tuple[Block, ...], first: int) -> set[int]:
         for i in range(first, len(blocks))
         if (blocks[i].kind is Kind.HEADING or (blocks[i].emphasised and _short_line(blocks[i])))
         and not _is_label(blocks, i)
+        and not is_caption(blocks, i)
     }
     if explicit:
         return explicit
@@ -140,6 +149,7 @@ class _Recogniser:
         self.intro: list[str] = []
         self.rows: list[TableRow] = []
         self.sections: list[_Section] = []
+        self.link_expected_at = -1  # the block after a link heading or a link
 
     def warn(self, where: str, message: str) -> None:
         self.warnings.append(ImportWarning(where, message))
@@ -175,15 +185,10 @@ class _Recogniser:
 
     def before_sections(self, index: int) -> None:
         block = self.blocks[index]
-        following = self.blocks[index + 1] if index + 1 < len(self.blocks) else None
         if block.kind is Kind.TABLE:
             if not self.table(block):
                 self.unplaced(block, "a table that is not the publications table")
-        elif (
-            following is not None
-            and following.kind is Kind.TABLE
-            and is_publications_table(following)
-        ):
+        elif is_caption(self.blocks, index):
             return  # the publications table's caption
         elif block.kind is Kind.OTHER:
             self.unplaced(block, _capitalised(block.what))
@@ -204,10 +209,17 @@ class _Recogniser:
         elif text_block and _is_link_label(self.blocks, index):
             section.link_heading = plain(block.text).rstrip(":")
             section.phase = "links"
+            self.link_expected_at = index + 1
         elif block.kind is Kind.LINK or (block.kind is Kind.BULLET and section.phase == "links"):
             self.link(block, section)
+            self.link_expected_at = index + 1
         elif block.kind is Kind.BULLET:
             self.bullet(block, section)
+        elif block.kind is Kind.PARAGRAPH and self.names_a_document(index):
+            section.links.append(
+                DraftLink(plain(block.text), None, section.link_heading, block.where)
+            )
+            self.link_expected_at = index + 1
         elif (
             block.kind is Kind.PARAGRAPH
             and section.phase == "points"
@@ -220,6 +232,13 @@ class _Recogniser:
             self.unplaced(block, _capitalised(block.what))
         else:
             self.unplaced(block, "A paragraph")
+
+    def names_a_document(self, index: int) -> bool:
+        """Whether a paragraph is a link's words without its address (none pasted in yet).
+
+        It is, when it is one line straight after a "Link to document" heading or another link.
+        """
+        return index == self.link_expected_at and "\n" not in self.blocks[index].text.strip()
 
     def bullet(self, block: Block, section: _Section) -> None:
         if section.phase == "prompts":

@@ -1,0 +1,142 @@
+"""Build real Word documents with python-docx for the import tests.
+
+python-docx has no call for a hyperlink or for Word's own list numbering on
+a "List Paragraph", so those are written into the XML here the way Word
+writes them (a relationship to the address plus `w:hyperlink`; `w:numPr`
+with `w:ilvl`). Markdown inline text (`**bold**`, `*italic*`, links) is
+turned into runs through markdown-it, so a paragraph built here holds
+exactly the words and styles the paper has.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from docx import Document
+from docx.document import Document as DocumentObject
+from docx.opc.constants import RELATIONSHIP_TYPE
+from docx.oxml import OxmlElement
+from docx.oxml.ns import qn
+from docx.shared import Inches
+from docx.text.paragraph import Paragraph
+from markdown_it import MarkdownIt
+
+from tests.content.test_seed_fidelity import paper_sections, paper_table
+
+MARKDOWN = MarkdownIt("commonmark")
+# A 1x1 PNG, for an image in the document.
+PIXEL = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d4944415478da63f8cfc0f01f0005000201a5e2d5de0000000049454e44ae426082"
+)
+
+
+def add_hyperlink(paragraph: Paragraph, text: str, url: str, *, bold: bool = False) -> None:
+    """A real Word hyperlink: an external relationship, and runs inside `w:hyperlink`."""
+    rel_id = paragraph.part.relate_to(url, RELATIONSHIP_TYPE.HYPERLINK, is_external=True)
+    link = OxmlElement("w:hyperlink")
+    link.set(qn("r:id"), rel_id)
+    run = OxmlElement("w:r")
+    if bold:
+        properties = OxmlElement("w:rPr")
+        properties.append(OxmlElement("w:b"))
+        run.append(properties)
+    words = OxmlElement("w:t")
+    words.text = text
+    words.set(qn("xml:space"), "preserve")
+    run.append(words)
+    link.append(run)
+    paragraph._p.append(link)
+
+
+def add_markdown(paragraph: Paragraph, text: str) -> Paragraph:
+    """Runs for Markdown inline text: bold, italic and links as Word formats them."""
+    children = MARKDOWN.parseInline(text)[0].children or []
+    bold = italic = False
+    url: str | None = None
+    for token in children:
+        if token.type in {"strong_open", "strong_close"}:
+            bold = token.type == "strong_open"
+        elif token.type in {"em_open", "em_close"}:
+            italic = token.type == "em_open"
+        elif token.type == "link_open":
+            url = str(token.attrGet("href"))
+        elif token.type == "link_close":
+            url = None
+        elif token.type in {"text", "softbreak"}:
+            words = token.content if token.type == "text" else " "
+            if url:
+                add_hyperlink(paragraph, words, url, bold=bold)
+            else:
+                run = paragraph.add_run(words)
+                run.bold = bold or None
+                run.italic = italic or None
+    return paragraph
+
+
+def number_paragraph(paragraph: Paragraph, level: int, num_id: int = 1) -> Paragraph:
+    """Word's own numbering on a paragraph: `w:numPr` with the list level (`ilvl`)."""
+    numbering = OxmlElement("w:numPr")
+    ilvl = OxmlElement("w:ilvl")
+    ilvl.set(qn("w:val"), str(level))
+    num = OxmlElement("w:numId")
+    num.set(qn("w:val"), str(num_id))
+    numbering.append(ilvl)
+    numbering.append(num)
+    paragraph._p.get_or_add_pPr().append(numbering)
+    return paragraph
+
+
+def add_image(document: DocumentObject, path: Path, description: str) -> None:
+    path.write_bytes(PIXEL)
+    document.add_picture(str(path), width=Inches(0.2))
+    last = document.paragraphs[-1]
+    for properties in last._p.xpath(".//wp:docPr"):
+        properties.set("descr", description)
+
+
+def may_2023_docx(path: Path) -> Path:
+    """The May 2023 paper as Word: Title and Heading styles, List Bullet styles, a real table,
+    real hyperlinks, the embedded briefing as a picture, built from the .txt paper."""
+    document = Document()
+    document.add_paragraph("Reports from the Child Safeguarding Practice Review Panel", "Title")
+    document.add_paragraph("May 2023")
+    document.add_paragraph("Child Safeguarding Practice Review Panel publications", "Heading 2")
+    table = document.add_table(rows=1, cols=3)
+    for cell, name in zip(table.rows[0].cells, ("Type", "Title document", "Date")):
+        cell.text = name
+    for row in paper_table():
+        cells = table.add_row().cells
+        title = row["title"] + (f" (Plus separate {row['note']})" if row["note"] else "")
+        cells[0].text, cells[1].text = row["type"], title
+        cells[2].text = _month_label(row["published"])
+    for section in paper_sections():
+        document.add_paragraph(section["title"], "Heading 1")
+        document.add_paragraph(section["lead_in"])
+        for text, children in section["points"]:
+            add_markdown(document.add_paragraph(style="List Bullet"), text)
+            for child in children:
+                add_markdown(document.add_paragraph(style="List Bullet 2"), child)
+        document.add_paragraph(section["prompts_heading"])
+        for text, _ in section["prompts"]:
+            add_markdown(document.add_paragraph(style="List Bullet"), text)
+        heading = None
+        for link in section["links"]:
+            if link["heading"] != heading:
+                heading = link["heading"]
+                document.add_paragraph(heading)
+            if link["text"].endswith("(Microsoft Word document)"):
+                add_image(document, path.with_suffix(".png"), link["text"])
+            elif link["url"]:
+                add_hyperlink(document.add_paragraph(), link["text"], link["url"])
+            else:
+                document.add_paragraph(link["text"])
+    document.save(str(path))
+    return path
+
+
+def _month_label(month: str) -> str:
+    import calendar
+
+    year, number = month.split("-")
+    return f"{calendar.month_name[int(number)]} {year}"
