@@ -100,7 +100,7 @@ def _new_entry(row: TableRow, taken: set[str]) -> Publication:
         words = row.attachment.removesuffix(" document").strip()
         attachments = (Attachment(slug(words) or "attachment", words[:1].upper() + words[1:]),)
     return Publication(
-        id=unique(slug(name) or "publication", taken),
+        id=unique(slug(name, limit=60) or "publication", taken),
         type=row.type,
         title=row.title,
         published=row.published,

@@ -150,6 +150,8 @@ class _Recogniser:
         self.rows: list[TableRow] = []
         self.sections: list[_Section] = []
         self.link_expected_at = -1  # the block after a link heading or a link
+        self.link_label_at = -2  # the last link heading
+        self.current = -1  # the block being read
 
     def warn(self, where: str, message: str) -> None:
         self.warnings.append(ImportWarning(where, message))
@@ -166,7 +168,7 @@ class _Recogniser:
     def unplaced(self, block: Block, what: str) -> None:
         """Keep a block that fits nowhere where it stood, and say so."""
         text = _as_markdown(block)
-        if self.sections and self.sections[-1].phase == "links" and self.sections[-1].link_heading:
+        if self.current == self.link_label_at + 1 and self.sections[-1].link_heading:
             text = f"{escape_markdown(self.sections[-1].link_heading)}: {text}"
         if not self.sections:
             self.intro.append(text)
@@ -199,6 +201,7 @@ class _Recogniser:
 
     def in_section(self, index: int) -> None:
         block, section = self.blocks[index], self.sections[-1]
+        self.current = index
         text_block = block.kind in TEXT_KINDS
         if block.kind is Kind.TABLE:
             if not self.table(block):
@@ -210,6 +213,7 @@ class _Recogniser:
             section.link_heading = plain(block.text).rstrip(":")
             section.phase = "links"
             self.link_expected_at = index + 1
+            self.link_label_at = index
         elif block.kind is Kind.LINK or (block.kind is Kind.BULLET and section.phase == "links"):
             self.link(block, section)
             self.link_expected_at = index + 1
@@ -236,9 +240,16 @@ class _Recogniser:
     def names_a_document(self, index: int) -> bool:
         """Whether a paragraph is a link's words without its address (none pasted in yet).
 
-        It is, when it is one line straight after a "Link to document" heading or another link.
+        It is, when it is one line straight after a "Link to document" heading or another
+        link, and does not read as a sentence.
         """
-        return index == self.link_expected_at and "\n" not in self.blocks[index].text.strip()
+        words = plain(self.blocks[index].text)
+        return (
+            index == self.link_expected_at
+            and "\n" not in self.blocks[index].text.strip()
+            and len(words.split()) <= 2 * HEADING_WORDS
+            and not words.endswith((".", "!", ":"))
+        )
 
     def bullet(self, block: Block, section: _Section) -> None:
         if section.phase == "prompts":
@@ -290,6 +301,9 @@ def _title_and_date(blocks: tuple[Block, ...]) -> tuple[str, int, date | None]:
     first = next((i for i, b in enumerate(blocks) if b.kind in TEXT_KINDS), None)
     if first is None:
         raise BriefingError("has no title: its first lines should be the title and the date")
+    lines = blocks[first].text.strip().split("\n")
+    if len(lines) > 1 and (dated := parse_when(lines[-1])) is not None:  # title and date as one
+        return plain(" ".join(lines[:-1])), first + 1, dated[0]
     title = plain(blocks[first].text)
     after = first + 1
     if after < len(blocks) and blocks[after].kind in TEXT_KINDS:

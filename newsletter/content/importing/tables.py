@@ -43,7 +43,8 @@ def _columns(row: tuple[str, ...]) -> tuple[int, int, int] | None:
     def find(word: str) -> int | None:
         return next((i for i, name in enumerate(names) if word in name.split()), None)
 
-    found = (find("type"), find("title"), find("date") or find("published"))
+    when = find("date")
+    found = (find("type"), find("title"), when if when is not None else find("published"))
     if None in found or len(set(found)) != 3:
         return None
     return found  # type: ignore[return-value]
