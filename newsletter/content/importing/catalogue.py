@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from newsletter.content.importing.text import comparable, slug, unique
 from newsletter.content.issue import Attachment, Catalogue, Publication
 from newsletter.core.errors import BriefingError
 
-NEAR = 0.85  # difflib ratio from which two different titles are likely the same report
+NEAR = 0.9  # difflib ratio from which two different titles are likely the same report
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,9 @@ def match_rows(rows: tuple[TableRow, ...], catalogue: Catalogue) -> CatalogueMat
                     )
                 )
             continue
-        near = difflib.get_close_matches(key, list(by_title), n=1, cutoff=NEAR)
-        if near:
-            other = by_title[near[0]]
+        near = _near(key, catalogue)
+        if near is not None:
+            other = near
             warnings.append(
                 ImportWarning(
                     row.where,
@@ -91,6 +92,22 @@ def match_rows(rows: tuple[TableRow, ...], catalogue: Catalogue) -> CatalogueMat
         added.append(entry)
         by_title[key] = entry
     return CatalogueMatch(tuple(matched), tuple(added), tuple(warnings))
+
+
+def _near(key: str, catalogue: Catalogue) -> Publication | None:
+    """The catalogue entry whose title is close to `key` (a typo away), if any.
+
+    Titles that differ in a number (a year, a phase) are different reports,
+    however alike the rest of their words.
+    """
+    numbers = re.findall(r"\d+", key)
+    for entry in catalogue.publications:
+        title = comparable(entry.title)
+        if re.findall(r"\d+", title) != numbers:
+            continue
+        if difflib.SequenceMatcher(None, key, title).ratio() >= NEAR:
+            return entry
+    return None
 
 
 def _new_entry(row: TableRow, taken: set[str]) -> Publication:
