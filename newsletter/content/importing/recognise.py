@@ -73,9 +73,13 @@ def _short_line(block: Block) -> bool:
 
 def is_caption(blocks: tuple[Block, ...], index: int) -> bool:
     """Whether the block names the publications table that follows it."""
+    block = blocks[index]
     following = blocks[index + 1] if index + 1 < len(blocks) else None
     return (
-        following is not None and following.kind is Kind.TABLE and is_publications_table(following)
+        (block.kind is Kind.HEADING or (block.kind is Kind.PARAGRAPH and _short_line(block)))
+        and following is not None
+        and following.kind is Kind.TABLE
+        and is_publications_table(following)
     )
 
 

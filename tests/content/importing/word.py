@@ -140,3 +140,61 @@ def _month_label(month: str) -> str:
 
     year, number = month.split("-")
     return f"{calendar.month_name[int(number)]} {year}"
+
+
+def messy_docx(path: Path) -> dict[str, int]:
+    """A briefing written the way people really use Word, saved at `path`.
+
+    Returns the paragraph number of the places a warning must name. The title
+    and section headings are only bold; lists are "List Paragraph" plus Word
+    numbering three levels deep, bullets typed by hand, and one "List Bullet";
+    a line break inside the intro; a non-breaking space in the prompts
+    heading; a comment, an image and a table that is not the publications one.
+    """
+    document = Document()
+    places: dict[str, int] = {}
+    number = 0
+
+    def paragraph(text: str = "", style: str | None = None, *, bold: bool = False) -> Paragraph:
+        nonlocal number
+        number += 1
+        made = document.add_paragraph(style=style)
+        if text:
+            made.add_run(text).bold = bold or None
+        return made
+
+    paragraph("Partnership Briefing", bold=True)
+    paragraph("June 2024")
+    intro = paragraph("A short round-up for practitioners.")
+    intro.runs[0].add_break()
+    intro.add_run("Please share it with your teams.")
+    paragraph("Domestic abuse and young people", bold=True)
+    lead_in = paragraph("Key messages from the review were:")
+    places["comment"] = number
+    document.add_comment(lead_in.runs, text="Check this wording with Jo", author="Sam Patel")
+    number_paragraph(
+        paragraph("Young people can be victims in their own relationships", "List Paragraph"), 0
+    )
+    number_paragraph(paragraph("Including control through their phones", "List Paragraph"), 1)
+    number_paragraph(paragraph("such as sharing their location", "List Paragraph"), 2)
+    paragraph("•\tSchools often see the first signs")
+    typed = paragraph("-\tUse the ")
+    add_hyperlink(typed, "relationships toolkit", "https://www.example.org/relationships-toolkit")
+    typed.add_run(" in every school")
+    paragraph("For\u00a0information and consideration", bold=True)
+    number_paragraph(
+        paragraph("How do we ask young people about relationships?", "List Paragraph"), 0
+    )
+    paragraph("Link to document")
+    add_hyperlink(paragraph(), "Domestic abuse toolkit", "https://www.example.org/da-toolkit")
+    number += 1
+    places["image"] = number
+    add_image(document, path.with_suffix(".png"), "Chart of referrals by age")
+    table = document.add_table(rows=2, cols=2)
+    table.rows[0].cells[0].text, table.rows[0].cells[1].text = "When", "What"
+    table.rows[1].cells[0].text, table.rows[1].cells[1].text = "3 July", "Briefing session"
+    paragraph("Neglect", bold=True)
+    paragraph("What we found:")
+    paragraph("Neglect often went unseen for months", "List Bullet")
+    document.save(str(path))
+    return places
