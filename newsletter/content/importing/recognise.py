@@ -176,16 +176,14 @@ class _Recogniser:
             text = f"{escape_markdown(self.sections[-1].link_heading)}: {text}"
         if not self.sections:
             self.intro.append(text)
-            self.warn(
-                block.where, f"{what} outside the briefing's usual structure; kept in the intro"
-            )
+            self.warn(block.where, f"{what}, outside the usual structure, is kept in the intro")
             return
         section = self.sections[-1]
         for line in text.split("\n") if block.kind is Kind.TABLE else [text]:
             section.add_point(line, block.where)
         self.warn(
             block.where,
-            f"{what} outside the briefing's usual structure; kept as a bullet in the section "
+            f"{what}, outside the usual structure, is kept as a bullet in the section "
             f"“{section.title}”",
         )
 
@@ -193,7 +191,7 @@ class _Recogniser:
         block = self.blocks[index]
         if block.kind is Kind.TABLE:
             if not self.table(block):
-                self.unplaced(block, "a table that is not the publications table")
+                self.unplaced(block, "A table that is not the publications table")
         elif is_caption(self.blocks, index):
             return  # the publications table's caption
         elif block.kind is Kind.OTHER:
@@ -209,7 +207,7 @@ class _Recogniser:
         text_block = block.kind in TEXT_KINDS
         if block.kind is Kind.TABLE:
             if not self.table(block):
-                self.unplaced(block, "a table that is not the publications table")
+                self.unplaced(block, "A table that is not the publications table")
         elif text_block and is_prompts_label(block.text) and not section.prompts_heading:
             section.prompts_heading = plain(block.text).rstrip(":")
             section.phase = "prompts"
