@@ -94,14 +94,67 @@ def _table(table: Table, where: str) -> Block:
 
 
 def _pieces(paragraph: Paragraph) -> list[_Piece]:
+    """The paragraph's runs in reading order, each with the address of the link it is in.
+
+    python-docx reads only runs and hyperlinks directly in the paragraph; Word
+    also puts text in tracked insertions, smart tags, content controls and
+    fields (old documents make links with a HYPERLINK field), so walk those too.
+    Deleted text (tracked changes) is left out, as Word shows the text now.
+    """
     pieces: list[_Piece] = []
-    for item in paragraph.iter_inner_content():
-        if isinstance(item, Hyperlink):
-            url = item.address + (f"#{item.fragment}" if item.fragment else "")
-            pieces += [_run_piece(run, url or None) for run in item.runs]
-        else:
-            pieces.append(_run_piece(item, None))
+    field = _Field()
+
+    def walk(element: Any, url: str | None) -> None:
+        for child in element.iterchildren():
+            if child.tag == qn("w:r"):
+                field.step(child)
+                pieces.append(_run_piece(Run(child, paragraph), url or field.url))
+            elif child.tag == qn("w:hyperlink"):
+                link = Hyperlink(child, paragraph)
+                address = link.address + (f"#{link.fragment}" if link.fragment else "")
+                walk(child, address or None)
+            elif child.tag == qn("w:fldSimple"):
+                walk(child, _field_link(child.get(qn("w:instr")) or "") or url)
+            elif child.tag in _READ_THROUGH:
+                walk(child, url)
+
+    walk(paragraph._p, None)
     return [p for p in pieces if p.text]
+
+
+_READ_THROUGH = frozenset(
+    qn(tag)
+    for tag in ("w:ins", "w:moveTo", "w:smartTag", "w:customXml", "w:sdt", "w:sdtContent", "w:dir")
+)
+FIELD_LINK = re.compile(r'^\s*HYPERLINK\s+"([^"]+)"(?:\s+\\l\s+"([^"]+)")?')
+
+
+def _field_link(instruction: str) -> str | None:
+    found = FIELD_LINK.match(instruction)
+    if found is None:
+        return None
+    return found[1] + (f"#{found[2]}" if found[2] else "")
+
+
+class _Field:
+    """Where the runs are in a Word field (begin, instruction, separate, result, end)."""
+
+    def __init__(self) -> None:
+        self.instruction = ""
+        self.url: str | None = None  # while in the result of a HYPERLINK field
+
+    def step(self, run: Any) -> None:
+        for part in run.iterchildren():
+            if part.tag == qn("w:fldChar"):
+                kind = part.get(qn("w:fldCharType"))
+                if kind == "begin":
+                    self.instruction, self.url = "", None
+                elif kind == "separate":
+                    self.url = _field_link(self.instruction)
+                elif kind == "end":
+                    self.instruction, self.url = "", None
+            elif part.tag == qn("w:instrText"):
+                self.instruction += part.text or ""
 
 
 def _run_piece(run: Run, url: str | None) -> _Piece:
@@ -171,8 +224,28 @@ def _paragraph_blocks(document: Document, paragraph: Paragraph, where: str) -> l
     text = _markdown(pieces)
     if text:
         blocks.append(_text_block(paragraph, pieces, text, where))
+    blocks += _unread_text(paragraph, pieces, where)
     blocks += _objects(document, paragraph, where)
     return blocks
+
+
+def _unread_text(paragraph: Paragraph, pieces: list[_Piece], where: str) -> list[Block]:
+    """The paragraph's whole text as an OTHER block, if Word kept some where the walk missed it."""
+    shown = paragraph._p.xpath(
+        ".//w:t[not(ancestor::w:txbxContent) and not(ancestor::w:del) and not(ancestor::w:moveFrom)]"
+    )
+    everything = one_line("".join(t.text or "" for t in shown))
+    read = one_line("".join(p.text for p in pieces))
+    if len(everything.replace(" ", "")) <= len(read.replace(" ", "")):
+        return []
+    return [
+        Block(
+            Kind.OTHER,
+            where,
+            escape_markdown(everything),
+            what="text in a form the import cannot read",
+        )
+    ]
 
 
 def _text_block(paragraph: Paragraph, pieces: list[_Piece], text: str, where: str) -> Block:
