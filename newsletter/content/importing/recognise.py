@@ -126,6 +126,11 @@ class _Section:
     phase: str = "points"  # then "prompts", then "links"
     link_heading: str | None = None
 
+    def awaits_lead_in(self, block: Block) -> bool:
+        """Whether the paragraph is the line introducing the bullets (the first, ending in ":")."""
+        starting = self.phase == "points" and not self.lead_in and not self.points
+        return starting and plain(block.text).endswith(":")
+
     def add_point(self, text: str, where: str, level: int = 0) -> None:
         siblings = self.points
         for _ in range(level):
@@ -154,8 +159,8 @@ class _Recogniser:
         self.rows: list[TableRow] = []
         self.sections: list[_Section] = []
         self.link_expected_at = -1  # the block after a link heading or a link
-        self.link_label_at = -2  # the last link heading
-        self.current = -1  # the block being read
+        self.link_label_at = -1  # the last link heading
+        self.current = -1  # the block being read (in a section)
 
     def warn(self, where: str, message: str) -> None:
         self.warnings.append(ImportWarning(where, message))
@@ -172,7 +177,8 @@ class _Recogniser:
     def unplaced(self, block: Block, what: str) -> None:
         """Keep a block that fits nowhere where it stood, and say so."""
         text = _as_markdown(block)
-        if self.current == self.link_label_at + 1 and self.sections[-1].link_heading:
+        after_link_heading = self.current == self.link_label_at + 1
+        if self.sections and after_link_heading and self.sections[-1].link_heading:
             text = f"{escape_markdown(self.sections[-1].link_heading)}: {text}"
         if not self.sections:
             self.intro.append(text)
@@ -226,13 +232,7 @@ class _Recogniser:
                 DraftLink(plain(block.text), None, section.link_heading, block.where)
             )
             self.link_expected_at = index + 1
-        elif (
-            block.kind is Kind.PARAGRAPH
-            and section.phase == "points"
-            and not section.lead_in
-            and not section.points
-            and plain(block.text).endswith(":")
-        ):
+        elif block.kind is Kind.PARAGRAPH and section.awaits_lead_in(block):
             section.lead_in = block.text.strip()
         elif block.kind is Kind.OTHER:
             self.unplaced(block, _capitalised(block.what))

@@ -89,6 +89,8 @@ def test_a_markdown_briefing_with_other_headings_and_a_deep_list(project_dir: Pa
     places = {w.where: w.message for w in result.warnings}
     assert "Partnership news" in places[line_of(source, "Our annual conference")]
     assert "image" in places[line_of(source, "![Photograph")]
+    assert "kept in the intro" in places[line_of(source, "![The partnership")]
+    assert "The partnership's logo" in data["intro"]
     assert errors_of(project_dir, result.issue_path) == []
     text, _ = rendered_text(project_dir, result.issue_id)
     assert "early years settings" in text and "Our annual conference is on 14 May" in text
