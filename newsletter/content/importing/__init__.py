@@ -12,11 +12,14 @@ structure has no place for stays where it stood, listed in `warnings`.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+
+import yaml
 
 from newsletter.content.importing.blocks import ImportWarning, Source
 from newsletter.content.importing.briefing import Briefing
@@ -27,7 +30,7 @@ from newsletter.content.importing.read_markdown import read_markdown
 from newsletter.content.importing.read_text import read_plain_text
 from newsletter.content.importing.recognise import recognise
 from newsletter.content.importing.text import slug
-from newsletter.content.issue import Catalogue, Publication, read_catalogue, read_issue
+from newsletter.content.issue import Publication, read_catalogue, read_issue
 from newsletter.content.new_issue import _refuse_taken, check_issue_id
 from newsletter.core.atomicfile import write_text_atomic
 from newsletter.core.errors import BriefingError, ContentError
@@ -131,25 +134,45 @@ def default_issue_id(briefing: Briefing, issue_date: date) -> str:
 
 def issue_defaults(project: Project, from_issue: str | None) -> IssueDefaults:
     """The audience and reply-to of `from_issue`, or of the most recent issue, or the settings'."""
-    if from_issue is not None:
-        path: Path | None = project.resolve_issue_path(from_issue)
-    else:
-        dated = []
-        for candidate in project.issue_paths():
-            data = load_yaml(candidate).data
-            if isinstance(data, dict) and isinstance(data.get("date"), date):
-                dated.append((data["date"], candidate.name, candidate))
-        path = max(dated)[2] if dated else None
+    path = project.resolve_issue_path(from_issue) if from_issue else latest_issue(project)
     data = load_yaml(path).data if path is not None else None
-    if isinstance(data, dict) and data.get("audience") and data.get("reply_to"):
+    if (
+        path is not None
+        and isinstance(data, dict)
+        and data.get("audience")
+        and data.get("reply_to")
+    ):
         audience = data["audience"]
         names = tuple(str(a) for a in (audience if isinstance(audience, list) else [audience]))
-        return IssueDefaults(names, str(data["reply_to"]), f"copied from {path.name}")  # type: ignore[union-attr]
+        return IssueDefaults(names, str(data["reply_to"]), f"copied from {path.name}")
     segments = list(project.audience_source().segments)
     first = (
         "all-practitioners" if "all-practitioners" in segments else (segments or ["everyone"])[0]
     )
     return IssueDefaults((first,), project.settings.reply_to, "the settings' defaults")
+
+
+def latest_issue(project: Project) -> Path | None:
+    """The issue with the latest `date` (the file name breaks ties), if any has one.
+
+    Only each file's top-level `date:` is read, from the YAML node tree (which
+    never expands aliases), with libyaml when present: a project holds years
+    of issues, and parsing each in full would make every import slow.
+    """
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    dated = []
+    for candidate in project.issue_paths():
+        try:
+            root = yaml.compose(candidate.read_text(encoding="utf-8"), Loader=loader)
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            continue  # `validate` reports it; it cannot be the one to copy from
+        if not isinstance(root, yaml.MappingNode):
+            continue
+        for key, value in root.value:
+            if key.value == "date" and isinstance(value, yaml.ScalarNode):
+                with contextlib.suppress(ValueError):
+                    dated.append((date.fromisoformat(str(value.value)), candidate.name, candidate))
+    return max(dated)[2] if dated else None
 
 
 def _check_draft(project: Project, issue_id: str, text: str, catalogue_text: str | None) -> None:
@@ -163,12 +186,7 @@ def _check_draft(project: Project, issue_id: str, text: str, catalogue_text: str
             catalogue_path.write_text(catalogue_text, encoding="utf-8")
         catalogue, problems = read_catalogue(catalogue_path)
         segments = project.audience_source().segments.keys()
-        _, issue_problems = read_issue(
-            issue_path,
-            Catalogue(catalogue.path, catalogue.publications),
-            segments,
-            project.settings.zone,
-        )
+        _, issue_problems = read_issue(issue_path, catalogue, segments, project.settings.zone)
         errors = [p for p in [*problems, *issue_problems] if p.is_error]
         if errors:
             details = "; ".join(p.message for p in errors[:3])

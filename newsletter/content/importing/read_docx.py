@@ -21,6 +21,7 @@ from typing import Any
 
 import docx
 from docx.document import Document
+from docx.enum.style import WD_STYLE_TYPE
 from docx.opc.exceptions import PackageNotFoundError
 from docx.oxml.ns import qn
 from docx.table import Table
@@ -36,6 +37,23 @@ from newsletter.core.errors import BriefingError
 TYPED_BULLET = re.compile(r"^(?P<tabs>\t*)\s*(?:[•·▪◦\-–]|o\t)\s*")
 LIST_STYLE = re.compile(r"^list (?:bullet|number|continue)(?: (?P<level>\d))?$")
 HEADING_STYLE = re.compile(r"^heading (?P<level>\d)$")
+
+
+class _StyleNames:
+    """Style names by id, read once: python-docx looks a style up afresh on every use, slowly."""
+
+    def __init__(self, document: Document) -> None:
+        self._names = {style.style_id: (style.name or "").casefold() for style in document.styles}
+        default = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+        self._default_paragraph = (default.name or "").casefold() if default is not None else ""
+
+    def of_paragraph(self, paragraph: Paragraph) -> str:
+        style_id = paragraph._p.style
+        return self._names.get(style_id, "") if style_id else self._default_paragraph
+
+    def of_run(self, run: Run) -> str:
+        style_id = run._r.style
+        return self._names.get(style_id, "") if style_id else ""
 
 
 @dataclass(frozen=True)
@@ -58,13 +76,14 @@ def read_docx(path: Path) -> Source:
     ) as error:  # lxml's XMLSyntaxError is a SyntaxError
         raise BriefingError(f"{path}: cannot be read as a Word document ({error})") from None
     blocks: list[Block] = []
+    styles = _StyleNames(document)
     paragraphs = tables = 0
     for item in _body_items(document):
         if isinstance(item, Table):
             tables += 1
             blocks.append(_table(item, f"table {tables}"))
             continue
-        read = _paragraph_blocks(document, item, f"paragraph {paragraphs + 1}")
+        read = _paragraph_blocks(document, styles, item, f"paragraph {paragraphs + 1}")
         if read:
             paragraphs += 1
             blocks += read
@@ -93,7 +112,7 @@ def _table(table: Table, where: str) -> Block:
     return Block(Kind.TABLE, where, rows=rows)
 
 
-def _pieces(paragraph: Paragraph) -> list[_Piece]:
+def _pieces(paragraph: Paragraph, styles: _StyleNames) -> list[_Piece]:
     """The paragraph's runs in reading order, each with the address of the link it is in.
 
     python-docx reads only runs and hyperlinks directly in the paragraph; Word
@@ -108,7 +127,7 @@ def _pieces(paragraph: Paragraph) -> list[_Piece]:
         for child in element.iterchildren():
             if child.tag == qn("w:r"):
                 field.step(child)
-                pieces.append(_run_piece(Run(child, paragraph), url or field.url))
+                pieces.append(_run_piece(Run(child, paragraph), url or field.url, styles))
             elif child.tag == qn("w:hyperlink"):
                 link = Hyperlink(child, paragraph)
                 address = link.address + (f"#{link.fragment}" if link.fragment else "")
@@ -157,8 +176,8 @@ class _Field:
                 self.instruction += part.text or ""
 
 
-def _run_piece(run: Run, url: str | None) -> _Piece:
-    style = (run.style.name or "").casefold() if run.style is not None else ""
+def _run_piece(run: Run, url: str | None, styles: _StyleNames) -> _Piece:
+    style = styles.of_run(run)
     bold = bool(run.bold) or style in {"strong", "bold"}
     italic = bool(run.italic) or style in {"emphasis", "italic"}
     return _Piece(cleaned(run.text), bold, italic, url)
@@ -193,9 +212,8 @@ def _styled(piece: _Piece) -> str:
     return f"{lead}{marker}{escape_markdown(core)}{marker[::-1]}{trail}"
 
 
-def _list_level(paragraph: Paragraph) -> int | None:
+def _list_level(paragraph: Paragraph, style: str) -> int | None:
     """The nesting depth when the paragraph is a Word list item, else None."""
-    style = (paragraph.style.name or "").casefold() if paragraph.style is not None else ""
     named = LIST_STYLE.match(style)
     if named:
         return int(named["level"] or 1) - 1
@@ -218,12 +236,14 @@ def _strip_typed_bullet(pieces: list[_Piece]) -> tuple[list[_Piece], int] | None
     return [first, *pieces[1:]], len(mark["tabs"])
 
 
-def _paragraph_blocks(document: Document, paragraph: Paragraph, where: str) -> list[Block]:
-    pieces = _pieces(paragraph)
+def _paragraph_blocks(
+    document: Document, styles: _StyleNames, paragraph: Paragraph, where: str
+) -> list[Block]:
+    pieces = _pieces(paragraph, styles)
     blocks: list[Block] = []
     text = _markdown(pieces)
     if text:
-        blocks.append(_text_block(paragraph, pieces, text, where))
+        blocks.append(_text_block(paragraph, styles.of_paragraph(paragraph), pieces, text, where))
     blocks += _unread_text(paragraph, pieces, where)
     blocks += _objects(document, paragraph, where)
     return blocks
@@ -248,14 +268,15 @@ def _unread_text(paragraph: Paragraph, pieces: list[_Piece], where: str) -> list
     ]
 
 
-def _text_block(paragraph: Paragraph, pieces: list[_Piece], text: str, where: str) -> Block:
-    style = (paragraph.style.name or "").casefold() if paragraph.style is not None else ""
+def _text_block(
+    paragraph: Paragraph, style: str, pieces: list[_Piece], text: str, where: str
+) -> Block:
     if style == "title":
         return Block(Kind.HEADING, where, one_line(text), 0)
     heading = HEADING_STYLE.match(style)
     if heading:
         return Block(Kind.HEADING, where, one_line(text), int(heading["level"]))
-    level = _list_level(paragraph)
+    level = _list_level(paragraph, style)
     if level is not None:
         return Block(Kind.BULLET, where, text, level)
     typed = _strip_typed_bullet(pieces)
