@@ -32,9 +32,10 @@ class DraftSection:
     title: str
     where: str
     lead_in: str = ""
+    lead_in_where: str = ""
     points: tuple[DraftPoint, ...] = ()
     prompts_heading: str = ""
-    prompts: tuple[str, ...] = ()
+    prompts: tuple[DraftPoint, ...] = ()  # never nested
     links: tuple[DraftLink, ...] = ()
 
 
@@ -53,7 +54,7 @@ class TableRow:
 class Briefing:
     title: str
     issue_date: date | None
-    intro: tuple[str, ...]  # Markdown blocks (paragraphs, lists), in order
+    intro: tuple[DraftPoint, ...]  # Markdown blocks (paragraphs, list items), in order
     rows: tuple[TableRow, ...]
     sections: tuple[DraftSection, ...]
     warnings: tuple[ImportWarning, ...] = field(default=())

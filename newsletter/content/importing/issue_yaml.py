@@ -112,14 +112,14 @@ class _Writer:
         if publication is not None:
             mapping["publication"] = publication.id
         if section.lead_in:
-            mapping["lead_in"] = self.markdown(section.lead_in, section.where)
+            mapping["lead_in"] = self.markdown(section.lead_in, section.lead_in_where)
         if points:
             mapping["points"] = CommentedSeq(points)
         if section.prompts_heading:
             mapping["prompts_heading"] = section.prompts_heading
         if section.prompts:
             mapping["prompts"] = CommentedSeq(
-                self.markdown(p, section.where) for p in section.prompts
+                self.markdown(p.text, p.where) for p in section.prompts
             )
         if links:
             mapping["links"] = links
@@ -172,7 +172,7 @@ def draft_issue(
     issue["audience"].fa.set_flow_style()
     issue["reply_to"] = defaults.reply_to
     if briefing.intro:
-        intro = "\n\n".join(writer.markdown(block, "the intro") for block in briefing.intro)
+        intro = "\n\n".join(writer.markdown(block.text, block.where) for block in briefing.intro)
         issue["intro"] = LiteralScalarString(intro + "\n")
     issue["sections"] = sections
     warnings = [*briefing.warnings, *writer.warnings]

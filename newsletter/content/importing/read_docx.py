@@ -294,9 +294,10 @@ def _objects(document: Document, paragraph: Paragraph, where: str) -> list[Block
     """Images, embedded documents, text boxes and comments in the paragraph, as OTHER blocks."""
     element = paragraph._p
     blocks: list[Block] = []
-    for described in element.xpath(".//w:drawing//wp:docPr"):
-        words = described.get("descr") or described.get("title") or "no description"
-        blocks.append(Block(Kind.OTHER, where, f"Image: {one_line(words)}", what="an image"))
+    for described in element.xpath(".//w:drawing[not(.//w:txbxContent)]//wp:docPr"):
+        words = escape_markdown(one_line(described.get("descr") or described.get("title") or ""))
+        text = f"Image: {words or 'no description'}"
+        blocks.append(Block(Kind.OTHER, where, text, what="an image"))
     if element.xpath(".//w:object | .//w:pict[not(.//w:txbxContent)]"):
         blocks.append(
             Block(Kind.OTHER, where, "Embedded document", what="an embedded document or picture")

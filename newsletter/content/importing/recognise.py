@@ -121,7 +121,8 @@ class _Section:
     lead_in: str = ""
     points: list[_Node] = field(default_factory=list)
     prompts_heading: str = ""
-    prompts: list[str] = field(default_factory=list)
+    prompts: list[DraftPoint] = field(default_factory=list)
+    lead_in_where: str = ""
     links: list[DraftLink] = field(default_factory=list)
     phase: str = "points"  # then "prompts", then "links"
     link_heading: str | None = None
@@ -144,6 +145,7 @@ class _Section:
             title=self.title,
             where=self.where,
             lead_in=self.lead_in,
+            lead_in_where=self.lead_in_where,
             points=tuple(p.frozen() for p in self.points),
             prompts_heading=self.prompts_heading,
             prompts=tuple(self.prompts),
@@ -155,7 +157,7 @@ class _Recogniser:
     def __init__(self, blocks: tuple[Block, ...]) -> None:
         self.blocks = blocks
         self.warnings: list[ImportWarning] = []
-        self.intro: list[str] = []
+        self.intro: list[DraftPoint] = []
         self.rows: list[TableRow] = []
         self.sections: list[_Section] = []
         self.link_expected_at = -1  # the block after a link heading or a link
@@ -181,7 +183,7 @@ class _Recogniser:
         if self.sections and after_link_heading and self.sections[-1].link_heading:
             text = f"{escape_markdown(self.sections[-1].link_heading)}: {text}"
         if not self.sections:
-            self.intro.append(text)
+            self.intro.append(DraftPoint(text, block.where))
             self.warn(block.where, f"{what}, outside the usual structure, is kept in the intro")
             return
         section = self.sections[-1]
@@ -203,9 +205,9 @@ class _Recogniser:
         elif block.kind is Kind.OTHER:
             self.unplaced(block, _capitalised(block.what))
         elif block.kind is Kind.BULLET:
-            self.intro.append(f"{'  ' * block.level}- {block.text}")
+            self.intro.append(DraftPoint(f"{'  ' * block.level}- {block.text}", block.where))
         else:
-            self.intro.append(_as_markdown(block))
+            self.intro.append(DraftPoint(_as_markdown(block), block.where))
 
     def in_section(self, index: int) -> None:
         block, section = self.blocks[index], self.sections[-1]
@@ -233,7 +235,7 @@ class _Recogniser:
             )
             self.link_expected_at = index + 1
         elif block.kind is Kind.PARAGRAPH and section.awaits_lead_in(block):
-            section.lead_in = block.text.strip()
+            section.lead_in, section.lead_in_where = block.text.strip(), block.where
         elif block.kind is Kind.OTHER:
             self.unplaced(block, _capitalised(block.what))
         else:
@@ -260,7 +262,7 @@ class _Recogniser:
                     block.where,
                     "a nested prompt; prompts cannot nest, so it is a prompt of its own",
                 )
-            section.prompts.append(block.text.strip())
+            section.prompts.append(DraftPoint(block.text.strip(), block.where))
         else:
             section.add_point(block.text.strip(), block.where, block.level)
 
@@ -359,7 +361,7 @@ def _settled(sections: list[DraftSection], reader: _Recogniser) -> tuple[DraftSe
                 f"the section “{section.title}” has a lead-in but no bullets; the lead-in is kept as a bullet",
             )
             section = replace(
-                section, lead_in="", points=(DraftPoint(section.lead_in, section.where),)
+                section, lead_in="", points=(DraftPoint(section.lead_in, section.lead_in_where),)
             )
         if section.points or section.prompts or section.links:
             kept.append(section)
@@ -370,7 +372,7 @@ def _settled(sections: list[DraftSection], reader: _Recogniser) -> tuple[DraftSe
             kept[-1] = replace(last, points=(*last.points, DraftPoint(heading, section.where)))
             place = f"kept as a bullet in the section “{last.title}”"
         else:
-            reader.intro.append(heading)
+            reader.intro.append(DraftPoint(heading, section.where))
             place = "kept in the intro"
         reader.warn(section.where, f"the heading “{section.title}” has nothing under it; {place}")
     return tuple(kept)
