@@ -357,7 +357,7 @@ def _settled(sections: list[DraftSection], reader: _Recogniser) -> tuple[DraftSe
     for section in sections:
         if section.lead_in and not section.points:
             reader.warn(
-                section.where,
+                section.lead_in_where,
                 f"the section “{section.title}” has a lead-in but no bullets; the lead-in is kept as a bullet",
             )
             section = replace(
