@@ -10,6 +10,7 @@ numbers.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from newsletter.content.importing.blocks import Block, Kind, Source
@@ -49,51 +50,72 @@ def _indent_width(indent: str) -> int:
 
 
 def read_plain_text(path: Path) -> Source:
-    lines = read_text_file(path).split("\n")
-    blocks: list[Block] = []
-    paragraph: list[str] = []
-    start = 0
-    indents: list[int] = []  # the indents of the open bullet levels
+    reader = _Lines()
+    for number, line in enumerate(read_text_file(path).split("\n"), start=1):
+        reader.line(number, line)
+    reader.end_paragraph()
+    reader.end_table()
+    return Source(tuple(reader.blocks))
 
-    def end_paragraph() -> None:
-        if paragraph:
-            blocks.append(_paragraph("\n".join(paragraph), f"line {start}"))
-            paragraph.clear()
 
-    table: list[tuple[str, ...]] = []
-    table_start = 0
-    for number, line in enumerate(lines, start=1):
-        if "\t" in line.strip() and not BULLET.match(line):
-            end_paragraph()
-            if not table:
-                table_start = number
-            table.append(tuple(cell.strip() for cell in line.strip().split("\t")))
-            continue
-        if table:
-            blocks.append(Block(Kind.TABLE, f"line {table_start}", rows=tuple(table)))
-            table = []
-        if not line.strip():
-            end_paragraph()
-            continue
+class _Lines:
+    """Groups lines into blocks: tables (tab-separated rows), bullets, paragraphs."""
+
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self.paragraph: list[str] = []
+        self.paragraph_start = 0
+        self.table: list[tuple[str, ...]] = []
+        self.table_start = 0
+        self.indents: list[int] = []  # the indents of the open bullet levels
+        self.after_bullet = False  # the previous line was a bullet (or its continuation)
+
+    def line(self, number: int, line: str) -> None:
         bullet = BULLET.match(line)
-        if bullet:
-            end_paragraph()
-            width = _indent_width(bullet["indent"])
-            while indents and indents[-1] > width:
-                indents.pop()
-            if not indents or indents[-1] < width:
-                indents.append(width)
-            level = len(indents) - 1
-            blocks.append(Block(Kind.BULLET, f"line {number}", bullet["text"].strip(), level))
-            continue
-        indents = []
-        if not paragraph:
-            start = number
-        paragraph.append(line.strip())
-    end_paragraph()
-    if table:
-        blocks.append(Block(Kind.TABLE, f"line {table_start}", rows=tuple(table)))
-    return Source(tuple(blocks))
+        if "\t" in line.strip() and not bullet:
+            self.end_paragraph()
+            self.table_start = self.table_start if self.table else number
+            self.table.append(tuple(cell.strip() for cell in line.strip().split("\t")))
+            return
+        self.end_table()
+        if not line.strip():
+            self.end_paragraph()
+            self.after_bullet = False
+        elif bullet:
+            self.end_paragraph()
+            self.bullet(number, bullet)
+        elif self.after_bullet and line[:1].isspace():  # a long bullet wrapped onto the next line
+            last = self.blocks[-1]
+            self.blocks[-1] = replace(last, text=f"{last.text}\n{line.strip()}")
+        else:
+            self.indents = []
+            self.after_bullet = False
+            self.paragraph_start = self.paragraph_start if self.paragraph else number
+            self.paragraph.append(line.strip())
+
+    def bullet(self, number: int, bullet: re.Match[str]) -> None:
+        width = _indent_width(bullet["indent"])
+        while self.indents and self.indents[-1] > width:
+            self.indents.pop()
+        if not self.indents or self.indents[-1] < width:
+            self.indents.append(width)
+        level = len(self.indents) - 1
+        self.blocks.append(Block(Kind.BULLET, f"line {number}", bullet["text"].strip(), level))
+        self.after_bullet = True
+
+    def end_paragraph(self) -> None:
+        if self.paragraph:
+            self.blocks.append(
+                _paragraph("\n".join(self.paragraph), f"line {self.paragraph_start}")
+            )
+            self.paragraph = []
+
+    def end_table(self) -> None:
+        if self.table:
+            self.blocks.append(
+                Block(Kind.TABLE, f"line {self.table_start}", rows=tuple(self.table))
+            )
+            self.table = []
 
 
 def _paragraph(text: str, where: str) -> Block:

@@ -120,6 +120,10 @@ def test_a_text_export_with_typed_bullets_smart_quotes_and_news_between_sections
     assert [p.id for p in result.catalogue_matched] == [
         "supporting-vulnerable-children-during-covid-19"
     ]
+    assert [words(text) for text, _ in bullets(families["points"])] == [
+        "Families who lost touch with services",
+        "Children who missed health checks and immunisations in 2020 and 2021",  # wrapped
+    ]
     assert families["links"][0] == {
         "heading": "Useful link",
         "text": "Local family support directory",
