@@ -19,7 +19,8 @@ from newsletter.core.errors import BriefingError
 
 MAX_FILE_BYTES = 20_000_000
 MAX_PARTS = 1_000
-MAX_UNPACKED_BYTES = 100_000_000
+MAX_UNPACKED_BYTES = 100_000_000  # pictures included
+MAX_XML_BYTES = 20_000_000  # the parts python-docx parses: some thousands of pages of text
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # encrypted .docx, or an old .doc
 
@@ -53,6 +54,12 @@ def check_docx_package(path: Path) -> None:
         raise BriefingError(
             f"{path}: would unpack to {unpacked:,} bytes, more than a briefing can be "
             f"(at most {MAX_UNPACKED_BYTES:,}); it was not opened"
+        )
+    xml = sum(e.file_size for e in entries if e.filename.endswith((".xml", ".rels")))
+    if xml > MAX_XML_BYTES:
+        raise BriefingError(
+            f"{path}: holds {xml:,} bytes of document text, far more than a briefing "
+            f"(at most {MAX_XML_BYTES:,}); it was not opened"
         )
     if any(entry.flag_bits & 0x1 for entry in entries):
         raise BriefingError(f"{path}: is encrypted; save an unprotected copy and import that")

@@ -17,7 +17,7 @@ from docx import Document
 
 from newsletter.cli import cli
 from newsletter.content.importing import import_briefing
-from newsletter.content.importing.docx_package import MAX_PARTS, MAX_UNPACKED_BYTES
+from newsletter.content.importing.docx_package import MAX_PARTS, MAX_UNPACKED_BYTES, MAX_XML_BYTES
 from newsletter.core.errors import BriefingError
 from newsletter.core.project import open_project
 
@@ -46,6 +46,13 @@ def bomb(path: Path) -> None:
             chunk = bytes(1 << 20)
             for _ in range(MAX_UNPACKED_BYTES // len(chunk) + 1):
                 part.write(chunk)
+
+
+def huge_text(path: Path) -> None:
+    """A document whose text part alone is more than a briefing could be."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("[Content_Types].xml", "<Types/>")
+        package.writestr("word/document.xml", b"<w:p/>" * (MAX_XML_BYTES // 6 + 1))
 
 
 def many_parts(path: Path) -> None:
@@ -80,6 +87,7 @@ CASES: list[tuple[str, Callable[[Path], None], str]] = [
     ("report.docx", zip_not_word, "not a Word document"),
     ("report.docx", bomb, "would unpack to"),
     ("report.docx", many_parts, "parts, more than a Word document has"),
+    ("report.docx", huge_text, "bytes of document text"),
     ("report.docx", empty_docx, "is empty"),
     ("report.txt", empty_text, "is empty"),
     ("report.md", empty_text, "is empty"),
@@ -109,7 +117,14 @@ def test_a_bad_briefing_is_refused_by_name_and_nothing_is_written(
     assert snapshot(project_dir) == before
 
 
-@pytest.mark.parametrize(("name", "make", "says"), CASES[:3] + CASES[5:6], ids=IDS[:3] + IDS[5:6])
+ON_THE_COMMAND_LINE = [case for case in CASES if case[1] in (pdf, encrypted, bomb, empty_docx)]
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "says"),
+    ON_THE_COMMAND_LINE,
+    ids=[f"{make.__name__}-{name.rsplit('.', 1)[1]}" for name, make, _ in ON_THE_COMMAND_LINE],
+)
 def test_the_command_prints_one_line_and_exits_1(
     project_dir: Path, tmp_path: Path, name: str, make: Callable[[Path], None], says: str
 ) -> None:
