@@ -3,7 +3,8 @@
 Lists are recognised however they were made: a "List Bullet 2" style, a
 "List Paragraph" with Word numbering (its level is the numbering's `ilvl`),
 or a bullet typed by hand (`•`, `-`, `–`; each leading tab one level deeper).
-Headings are "Title" and "Heading N" styles, or paragraphs written wholly in
+Headings are "Title" and "Heading N" styles, any paragraph or style with
+Word's outline level (custom heading styles), or paragraphs written wholly in
 bold (marked `emphasised`; the recogniser decides). Runs become Markdown:
 bold `**`, italic `*`, hyperlinks `[text](url)`, the rest escaped. Images,
 embedded documents, text boxes and comments become OTHER blocks where they
@@ -44,12 +45,28 @@ class _StyleNames:
 
     def __init__(self, document: Document) -> None:
         self._names = {style.style_id: (style.name or "").casefold() for style in document.styles}
+        # Custom heading styles ("Report heading") carry Word's outline level, 0 for level 1.
+        self._outline = {
+            style.style_id: int(found[0]) + 1
+            for style in document.styles
+            if (found := style.element.xpath("./w:pPr/w:outlineLvl/@w:val"))
+            and str(found[0]).isdigit()
+            and int(found[0]) < 9  # 9 is Word's "body text"
+        }
         default = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
         self._default_paragraph = (default.name or "").casefold() if default is not None else ""
 
     def of_paragraph(self, paragraph: Paragraph) -> str:
         style_id = paragraph._p.style
         return self._names.get(style_id, "") if style_id else self._default_paragraph
+
+    def outline_level(self, paragraph: Paragraph) -> int | None:
+        """The heading level Word's outline gives the paragraph (or its style), if any."""
+        found = paragraph._p.xpath("./w:pPr/w:outlineLvl/@w:val")
+        if found and str(found[0]).isdigit():
+            return int(found[0]) + 1 if int(found[0]) < 9 else None
+        style_id = paragraph._p.style
+        return self._outline.get(style_id) if style_id else None
 
     def of_run(self, run: Run) -> str:
         style_id = run._r.style
@@ -243,7 +260,12 @@ def _paragraph_blocks(
     blocks: list[Block] = []
     text = _markdown(pieces)
     if text:
-        blocks.append(_text_block(paragraph, styles.of_paragraph(paragraph), pieces, text, where))
+        outline = styles.outline_level(paragraph)
+        if outline is not None and styles.of_paragraph(paragraph) != "title":
+            blocks.append(Block(Kind.HEADING, where, one_line(text), outline))
+        else:
+            style = styles.of_paragraph(paragraph)
+            blocks.append(_text_block(paragraph, style, pieces, text, where))
     blocks += _unread_text(paragraph, pieces, where)
     blocks += _objects(document, paragraph, where)
     return blocks

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from docx import Document
 from docx.document import Document as DocumentObject
+from docx.enum.style import WD_STYLE_TYPE
 from docx.opc.constants import RELATIONSHIP_TYPE
 from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
@@ -193,7 +194,11 @@ def messy_docx(path: Path) -> dict[str, int]:
     table = document.add_table(rows=2, cols=2)
     table.rows[0].cells[0].text, table.rows[0].cells[1].text = "When", "What"
     table.rows[1].cells[0].text, table.rows[1].cells[1].text = "3 July", "Briefing session"
-    paragraph("Neglect", bold=True)
+    report_heading = document.styles.add_style("Report Heading", WD_STYLE_TYPE.PARAGRAPH)
+    outline = OxmlElement("w:outlineLvl")
+    outline.set(qn("w:val"), "0")
+    report_heading.element.get_or_add_pPr().append(outline)
+    paragraph("Neglect", "Report Heading")
     paragraph("What we found:")
     paragraph("Neglect often went unseen for months", "List Bullet")
     document.save(str(path))
