@@ -35,7 +35,11 @@ from newsletter.content.importing.docx_package import check_docx_package
 from newsletter.content.importing.text import cleaned, escape_markdown, one_line
 from newsletter.core.errors import BriefingError
 
-TYPED_BULLET = re.compile(r"^(?P<tabs>\t*)\s*(?:[•·▪◦\-–]|o\t)\s*")
+# A bullet typed by hand: a sign (, , pasted from PDFs, are Symbol and Wingdings
+# bullets), Word's "o" or a number, each followed by space or a tab.
+TYPED_BULLET = re.compile(
+    r"^(?P<tabs>\t*)\s*(?:[•·▪◦\uf0b7\uf0a7]\s*|[-–]\s+|(?:o|\d{1,2}[.)])\t\s*)"
+)
 LIST_STYLE = re.compile(r"^list (?:bullet|number|continue)(?: (?P<level>\d))?$")
 HEADING_STYLE = re.compile(r"^heading (?P<level>\d)$")
 

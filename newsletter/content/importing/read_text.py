@@ -22,7 +22,7 @@ MAX_TEXT_BYTES = 2_000_000  # a briefing is tens of kilobytes
 # A typed bullet: a dash, bullet sign or number, then space. `o` is Word's second-level
 # bullet when it saves as text, so it counts only when a tab or two spaces follow.
 BULLET = re.compile(
-    r"^(?P<indent>[ \t]*)(?:[-•*–·▪◦]|\d{1,2}[.)]|o(?=\t| {2}))[ \t]+(?P<text>\S.*)$"
+    r"^(?P<indent>[ \t]*)(?:[-•*–·▪◦\uf0b7\uf0a7]|\d{1,2}[.)]|o(?=\t| {2}))[ \t]+(?P<text>\S.*)$"
 )
 # Word writes an embedded document as its icon's caption: "Microsoft Word" / "Document".
 EMBEDDED = re.compile(r"^(Microsoft \w+|Adobe Acrobat)\n(Document|Worksheet|Presentation)$")

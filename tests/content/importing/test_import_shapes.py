@@ -158,6 +158,7 @@ def test_word_as_people_really_write_it(project_dir: Path, tmp_path: Path) -> No
         "Use the [relationships toolkit](https://www.example.org/relationships-toolkit) "
         "in every school"
     )
+    assert points[3] == ("Guidance pasted from a PDF keeps its Symbol-font bullet", [])
     assert abuse["prompts_heading"] == "For information and consideration"
     assert abuse["prompts"] == ["How do we ask young people about relationships?"]
     assert abuse["links"] == [

@@ -182,6 +182,7 @@ def messy_docx(path: Path) -> dict[str, int]:
     typed = paragraph("-\tUse the ")
     add_hyperlink(typed, "relationships toolkit", "https://www.example.org/relationships-toolkit")
     typed.add_run(" in every school")
+    paragraph("\uf0b7\tGuidance pasted from a PDF keeps its Symbol-font bullet")
     paragraph("For\u00a0information and consideration", bold=True)
     number_paragraph(
         paragraph("How do we ask young people about relationships?", "List Paragraph"), 0
