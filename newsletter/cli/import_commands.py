@@ -59,18 +59,23 @@ def _report(result: ImportResult) -> None:
             f"{add} to the catalogue: {entry.id} ({entry.type}, {entry.published}) {entry.title}",
             err=not result.written,
         )
-    if result.catalogue_matched:
-        click.echo(
-            f"{len(result.catalogue_matched)} publications of the paper's table are already "
-            "in the catalogue",
-            err=not result.written,
+    matched = len(result.catalogue_matched)
+    if matched:
+        are = (
+            "publication of the paper's table is"
+            if matched == 1
+            else "publications of the paper's table are"
         )
+        click.echo(f"{matched} {are} already in the catalogue", err=not result.written)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     if result.warnings:
+        places = (
+            "place of the paper needs" if len(result.warnings) == 1 else "places of the paper need"
+        )
         click.echo(
-            f"{len(result.warnings)} places of the paper need a person to check them "
-            "(listed above, and at the top of the issue file)",
+            f"{len(result.warnings)} {places} checking by a person (listed above, and at the "
+            "top of the issue file)",
             err=True,
         )
     if result.written:
