@@ -39,6 +39,7 @@ PROMPT_LABELS = ("for information", "for discussion", "for consideration", "for 
 LINK_LABELS = ("link to", "links to", "associated ", "further reading", "read more")
 HEADING_WORDS = 15  # a heading is short; a longer line is a sentence
 TEXT_KINDS = (Kind.HEADING, Kind.PARAGRAPH)
+DEEPEST = 5  # the deepest bullet level kept (0 at the margin): an email reads badly deeper
 
 
 def plain(text: str) -> str:
@@ -205,7 +206,9 @@ class _Recogniser:
         elif block.kind is Kind.OTHER:
             self.unplaced(block, _capitalised(block.what))
         elif block.kind is Kind.BULLET:
-            self.intro.append(DraftPoint(f"{'  ' * block.level}- {block.text}", block.where))
+            self.intro.append(
+                DraftPoint(f"{'  ' * min(block.level, DEEPEST)}- {block.text}", block.where)
+            )
         else:
             self.intro.append(DraftPoint(_as_markdown(block), block.where))
 
@@ -264,7 +267,12 @@ class _Recogniser:
                 )
             section.prompts.append(DraftPoint(block.text.strip(), block.where))
         else:
-            section.add_point(block.text.strip(), block.where, block.level)
+            if block.level > DEEPEST:
+                self.warn(
+                    block.where,
+                    f"a bullet nested {block.level + 1} levels deep; kept at level {DEEPEST + 1}",
+                )
+            section.add_point(block.text.strip(), block.where, min(block.level, DEEPEST))
 
     def link(self, block: Block, section: _Section) -> None:
         if block.kind is Kind.BULLET:
@@ -294,7 +302,7 @@ def _as_markdown(block: Block) -> str:
         text = escape_markdown(block.text)
         return f"[{text}]({block.url})" if block.url else text
     if block.kind is Kind.BULLET:
-        return f"{'  ' * block.level}- {block.text}"
+        return f"{'  ' * min(block.level, DEEPEST)}- {block.text}"
     if block.emphasised or block.kind is Kind.HEADING:
         return block.text if block.emphasised else f"**{block.text}**"
     return block.text

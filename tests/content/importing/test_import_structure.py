@@ -57,3 +57,22 @@ def test_bends_in_the_structure_are_kept_and_named(project_dir: Path, tmp_path: 
     assert "lead-in but no bullets" in warned["line 18"]
     assert second["prompts"] == ["Is there more we can do?"]
     assert errors_of(project_dir, result.issue_path) == []
+
+
+def test_bullets_nested_absurdly_deep_are_kept_at_a_readable_depth(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    deep = "\n".join(f"{' ' * level}- level {level + 1}" for level in range(300))
+    source = tmp_path / "deep.txt"
+    source.write_text(f"Deep Briefing\nMay 2024\n\nA report\n\nWhat we found:\n\n{deep}\n", "utf-8")
+    result = import_briefing(open_project(project_dir), source)
+    points = bullets(issue_data(result)["sections"][0]["points"])
+    depth, level = 0, points
+    while level:
+        depth += 1
+        *_, (_, level) = level
+    assert depth == 6
+    kept = " ".join(str(point) for point in points)
+    assert all(f"'level {n}'" in kept for n in range(1, 301))
+    assert len(result.warnings) == 300 - 6
+    assert errors_of(project_dir, result.issue_path) == []
