@@ -145,7 +145,7 @@ def _header(source_name: str, defaults: IssueDefaults, warnings: list[ImportWarn
     ]
     if warnings:
         lines.append("Check these places of the paper, which did not fit its usual structure:")
-        lines += [f"  - {w}" for w in warnings]
+        lines += [f"  - {' '.join(str(w).split())}" for w in warnings]  # a comment is one line
     return "\n".join(lines)
 
 
