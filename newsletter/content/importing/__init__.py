@@ -89,7 +89,13 @@ def import_briefing(
     _refuse_taken(project, new_id)
     defaults = issue_defaults(project, from_issue)
     draft = draft_issue(
-        briefing, match.everything(catalogue), new_id, issue_date, defaults, source.name
+        briefing,
+        match.everything(catalogue),
+        new_id,
+        issue_date,
+        defaults,
+        source.name,
+        tuple(warnings),
     )
     catalogue_text = (
         catalogue_with(project.catalogue_path, match.added, source.name) if match.added else None
@@ -106,7 +112,7 @@ def import_briefing(
         issue_yaml=draft.text,
         catalogue_added=match.added,
         catalogue_matched=match.matched,
-        warnings=(*draft.warnings, *warnings),
+        warnings=draft.warnings,
         written=not dry_run,
     )
 

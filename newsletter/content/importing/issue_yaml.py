@@ -156,7 +156,9 @@ def draft_issue(
     issue_date: date,
     defaults: IssueDefaults,
     source_name: str,
+    earlier_warnings: tuple[ImportWarning, ...] = (),
 ) -> DraftIssue:
+    """The issue's text, and every warning (`earlier_warnings` first: the date, the catalogue)."""
     writer = _Writer(catalogue)
     taken: set[str] = set()
     sections = CommentedSeq(
@@ -175,7 +177,7 @@ def draft_issue(
         intro = "\n\n".join(writer.markdown(block.text, block.where) for block in briefing.intro)
         issue["intro"] = LiteralScalarString(intro + "\n")
     issue["sections"] = sections
-    warnings = [*briefing.warnings, *writer.warnings]
+    warnings = [*earlier_warnings, *briefing.warnings, *writer.warnings]
     issue.yaml_set_start_comment(_header(source_name, defaults, warnings))
     yaml = YAML()
     yaml.width = 4096

@@ -76,3 +76,13 @@ def test_bullets_nested_absurdly_deep_are_kept_at_a_readable_depth(
     assert all(f"'level {n}'" in kept for n in range(1, 301))
     assert len(result.warnings) == 300 - 6
     assert errors_of(project_dir, result.issue_path) == []
+
+
+def test_every_warning_also_heads_the_issue_file(project_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "bent.md"
+    source.write_text(PAPER, encoding="utf-8")
+    result = import_briefing(open_project(project_dir), source, today=date(2024, 2, 29))
+    header = result.issue_yaml.split("\nid: ", 1)[0]
+    assert result.warnings
+    for warning in result.warnings:
+        assert f"#   - {warning}" in header
