@@ -10,6 +10,7 @@ exactly the words and styles the paper has.
 
 from __future__ import annotations
 
+import calendar
 from pathlib import Path
 
 from docx import Document
@@ -137,8 +138,6 @@ def may_2023_docx(path: Path) -> Path:
 
 
 def _month_label(month: str) -> str:
-    import calendar
-
     year, number = month.split("-")
     return f"{calendar.month_name[int(number)]} {year}"
 
