@@ -18,6 +18,7 @@ from jinja2 import TemplateError
 from newsletter import __version__
 from newsletter.cli import (
     archive_commands,
+    import_commands,
     inbox_commands,
     issue_commands,
     list_commands,
@@ -100,6 +101,7 @@ def cli(ctx: click.Context, root_dir: str | None, verbose: bool) -> None:
 for module in (
     project_commands,
     issue_commands,
+    import_commands,
     render_commands,
     send_commands,
     list_commands,

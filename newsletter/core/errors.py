@@ -61,3 +61,7 @@ class DeliveryError(NewsletterError):
 
 class LockHeldError(NewsletterError):
     """Another dispatch holds the process lock."""
+
+
+class BriefingError(NewsletterError):
+    """A briefing paper cannot be imported (not the format its name says, unsafe, empty, no sections)."""

@@ -70,6 +70,9 @@ RUNS: dict[str, list[Callable[[Place], list[str]]]] = {
     "unsubscribe": [lambda p: ["unsubscribe", "someone@example.org"]],
     "resubscribe": [lambda p: ["resubscribe", "someone@example.org"]],
     "new": [lambda p: ["new", "2023-09-next", "--from", ISSUE]],
+    "import": [
+        lambda p: ["import", str(REPO_DIR / "issues" / "sources" / "panel-reports-may-2023.txt")]
+    ],
     "approve": [lambda p: ["approve", ISSUE, "--by", "Jo Bloggs"]],
     "serve": [lambda p: ["serve", "--port", "0"]],
     "inbox": [lambda p: ["inbox", "--maildir", str(p.scratch / "maildir"), "--dry-run"]],
