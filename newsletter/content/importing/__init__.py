@@ -21,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from newsletter.content.importing.blocks import ImportWarning, Source
+from newsletter.content.catalogue import Publication, read_catalogue
+from newsletter.content.importing.blocks import BriefingWarning, Source
 from newsletter.content.importing.briefing import Briefing
 from newsletter.content.importing.catalogue import catalogue_with, match_rows
 from newsletter.content.importing.issue_yaml import IssueDefaults, draft_issue
@@ -30,14 +31,14 @@ from newsletter.content.importing.read_markdown import read_markdown
 from newsletter.content.importing.read_text import read_plain_text
 from newsletter.content.importing.recognise import recognise
 from newsletter.content.importing.text import slug
-from newsletter.content.issue import Publication, read_catalogue, read_issue
+from newsletter.content.issue import read_issue
 from newsletter.content.new_issue import _refuse_taken, check_issue_id
 from newsletter.core.atomicfile import write_text_atomic
 from newsletter.core.errors import BriefingError, ContentError
 from newsletter.core.project import Project
 from newsletter.core.yamlfile import load_yaml
 
-__all__ = ["ImportResult", "ImportWarning", "import_briefing"]
+__all__ = ["BriefingWarning", "ImportResult", "import_briefing"]
 
 READERS: dict[str, Callable[[Path], Source]] = {
     ".docx": read_docx,
@@ -54,7 +55,7 @@ class ImportResult:
     issue_yaml: str
     catalogue_added: tuple[Publication, ...]  # new entries of issues/publications.yaml
     catalogue_matched: tuple[Publication, ...]  # the table's rows already in the catalogue
-    warnings: tuple[ImportWarning, ...]
+    warnings: tuple[BriefingWarning, ...]
     written: bool  # False for a dry run
 
 
@@ -83,7 +84,7 @@ def import_briefing(
     if issue_date is None:
         issue_date = today or datetime.now(project.settings.zone).date()
         warnings.append(
-            ImportWarning("the start", f"no date line under the title; dated {issue_date}")
+            BriefingWarning("the start", f"no date line under the title; dated {issue_date}")
         )
     new_id = check_issue_id(issue_id or default_issue_id(briefing, issue_date))
     _refuse_taken(project, new_id)

@@ -40,7 +40,7 @@ class Block:
 
 
 @dataclass(frozen=True)
-class ImportWarning:
+class BriefingWarning:
     """Something a person must check, with its place in the source."""
 
     where: str
@@ -55,4 +55,4 @@ class Source:
     """What a reader made of a file: its blocks, and anything it already had to warn about."""
 
     blocks: tuple[Block, ...]
-    warnings: tuple[ImportWarning, ...] = ()
+    warnings: tuple[BriefingWarning, ...] = ()

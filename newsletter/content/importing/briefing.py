@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from newsletter.content.importing.blocks import ImportWarning
+from newsletter.content.importing.blocks import BriefingWarning
 
 
 @dataclass(frozen=True)
@@ -57,4 +57,4 @@ class Briefing:
     intro: tuple[DraftPoint, ...]  # Markdown blocks (paragraphs, list items), in order
     rows: tuple[TableRow, ...]
     sections: tuple[DraftSection, ...]
-    warnings: tuple[ImportWarning, ...] = field(default=())
+    warnings: tuple[BriefingWarning, ...] = field(default=())

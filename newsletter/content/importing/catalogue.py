@@ -22,10 +22,10 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.util import load_yaml_guess_indent
 
-from newsletter.content.importing.blocks import ImportWarning
+from newsletter.content.catalogue import Attachment, Catalogue, Publication
+from newsletter.content.importing.blocks import BriefingWarning
 from newsletter.content.importing.briefing import TableRow
 from newsletter.content.importing.text import comparable, slug, unique
-from newsletter.content.issue import Attachment, Catalogue, Publication
 from newsletter.core.errors import BriefingError
 
 NEAR = 0.9  # difflib ratio from which two different titles are likely the same report
@@ -37,7 +37,7 @@ class CatalogueMatch:
 
     matched: tuple[Publication, ...]
     added: tuple[Publication, ...]
-    warnings: tuple[ImportWarning, ...]
+    warnings: tuple[BriefingWarning, ...]
 
     def everything(self, catalogue: Catalogue) -> Catalogue:
         return Catalogue(catalogue.path, (*catalogue.publications, *self.added))
@@ -57,14 +57,14 @@ def match_rows(rows: tuple[TableRow, ...], catalogue: Catalogue) -> CatalogueMat
     taken = set(catalogue.ids)
     matched: list[Publication] = []
     added: list[Publication] = []
-    warnings: list[ImportWarning] = []
+    warnings: list[BriefingWarning] = []
     for row in rows:
         key = comparable(row.title)
         entry = by_title.get(key)
         if entry is not None:
             if entry in added:
                 warnings.append(
-                    ImportWarning(
+                    BriefingWarning(
                         row.where, f"“{row.title}” is listed twice in the paper; added once"
                     )
                 )
@@ -72,7 +72,7 @@ def match_rows(rows: tuple[TableRow, ...], catalogue: Catalogue) -> CatalogueMat
                 matched.append(entry)
             if differences := _differences(row, entry):
                 warnings.append(
-                    ImportWarning(
+                    BriefingWarning(
                         row.where,
                         f"“{row.title}” is in the catalogue as `{entry.id}`, but the paper gives {differences}; the catalogue was left as it is",
                     )
@@ -82,7 +82,7 @@ def match_rows(rows: tuple[TableRow, ...], catalogue: Catalogue) -> CatalogueMat
         if near is not None:
             other = near
             warnings.append(
-                ImportWarning(
+                BriefingWarning(
                     row.where,
                     f"“{row.title}” is close to the catalogue's `{other.id}` (“{other.title}”) but not the same; it was not added: correct the title in the paper or add the entry by hand",
                 )

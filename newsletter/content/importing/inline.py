@@ -12,8 +12,8 @@ from functools import lru_cache
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from newsletter.content.fields import markdown_link_problems
 from newsletter.content.importing.text import escape_markdown, one_line
-from newsletter.content.issue import markdown_link_problems
 from newsletter.content.markup import markdown_plain
 
 

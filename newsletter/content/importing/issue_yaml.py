@@ -18,12 +18,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from newsletter.content.importing.blocks import ImportWarning
+from newsletter.content.catalogue import Catalogue, Publication
+from newsletter.content.importing.blocks import BriefingWarning
 from newsletter.content.importing.briefing import Briefing, DraftLink, DraftPoint, DraftSection
 from newsletter.content.importing.inline import safe_markdown
 from newsletter.content.importing.text import escape_markdown, slug, unique
 from newsletter.content.importing.ties import link_publication, section_publication
-from newsletter.content.issue import Catalogue, Publication
 from newsletter.core.checks import link_problem
 
 
@@ -39,18 +39,18 @@ class IssueDefaults:
 @dataclass(frozen=True)
 class DraftIssue:
     text: str
-    warnings: tuple[ImportWarning, ...]
+    warnings: tuple[BriefingWarning, ...]
 
 
 class _Writer:
     def __init__(self, catalogue: Catalogue) -> None:
         self.catalogue = catalogue
-        self.warnings: list[ImportWarning] = []
+        self.warnings: list[BriefingWarning] = []
 
     def markdown(self, text: str, where: str) -> str:
         kept, problems = safe_markdown(text)
         for why in problems:
-            self.warnings.append(ImportWarning(where, f"{why}; kept as words without the link"))
+            self.warnings.append(BriefingWarning(where, f"{why}; kept as words without the link"))
         return kept
 
     def point(self, point: DraftPoint) -> Any:
@@ -68,12 +68,12 @@ class _Writer:
         """The issue's link, or the words of a link an issue cannot hold, for a bullet."""
         url = link.url
         if url and (why := link_problem(url)):
-            self.warnings.append(ImportWarning(link.where, f"{why}; the address was left out"))
+            self.warnings.append(BriefingWarning(link.where, f"{why}; the address was left out"))
             url = None
         if url is None and tie is None:
             label = f"{link.heading}: " if link.heading else ""
             self.warnings.append(
-                ImportWarning(
+                BriefingWarning(
                     link.where,
                     f"the link “{link.text}” has no address and matches no catalogue "
                     f"publication; kept as a bullet in the section “{section.title}”: "
@@ -136,7 +136,7 @@ def preheader(briefing: Briefing) -> str:
     return titles[0]
 
 
-def _header(source_name: str, defaults: IssueDefaults, warnings: list[ImportWarning]) -> str:
+def _header(source_name: str, defaults: IssueDefaults, warnings: list[BriefingWarning]) -> str:
     lines = [
         f"Imported by `newsletter import` from {source_name}: a draft, not scheduled and "
         "not approved.",
@@ -156,7 +156,7 @@ def draft_issue(
     issue_date: date,
     defaults: IssueDefaults,
     source_name: str,
-    earlier_warnings: tuple[ImportWarning, ...] = (),
+    earlier_warnings: tuple[BriefingWarning, ...] = (),
 ) -> DraftIssue:
     """The issue's text, and every warning (`earlier_warnings` first: the date, the catalogue)."""
     writer = _Writer(catalogue)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date
 
-from newsletter.content.importing.blocks import Block, ImportWarning, Kind
+from newsletter.content.importing.blocks import Block, BriefingWarning, Kind
 from newsletter.content.importing.briefing import (
     Briefing,
     DraftLink,
@@ -157,7 +157,7 @@ class _Section:
 class _Recogniser:
     def __init__(self, blocks: tuple[Block, ...]) -> None:
         self.blocks = blocks
-        self.warnings: list[ImportWarning] = []
+        self.warnings: list[BriefingWarning] = []
         self.intro: list[DraftPoint] = []
         self.rows: list[TableRow] = []
         self.sections: list[_Section] = []
@@ -166,7 +166,7 @@ class _Recogniser:
         self.current = -1  # the block being read (in a section)
 
     def warn(self, where: str, message: str) -> None:
-        self.warnings.append(ImportWarning(where, message))
+        self.warnings.append(BriefingWarning(where, message))
 
     def table(self, block: Block) -> bool:
         """Read a publications table into the rows; False if it is some other table."""

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from newsletter.content.importing.blocks import Block, ImportWarning
+from newsletter.content.catalogue import PUBLICATION_TYPES
+from newsletter.content.importing.blocks import Block, BriefingWarning
 from newsletter.content.importing.briefing import TableRow
 from newsletter.content.importing.text import comparable, one_line
-from newsletter.content.issue import PUBLICATION_TYPES
 from newsletter.content.markup import markdown_plain
 
 PLUS_NOTE = re.compile(r"\s*\(\s*plus (?:a )?separate ([^)]*)\)\s*$", re.IGNORECASE)
@@ -63,11 +63,11 @@ def is_publications_table(block: Block) -> bool:
     return all(len(row) == 3 and _known_type(row[0]) for row in block.rows)
 
 
-def read_publication_rows(block: Block) -> tuple[list[TableRow], list[ImportWarning]]:
+def read_publication_rows(block: Block) -> tuple[list[TableRow], list[BriefingWarning]]:
     """The rows of a publications table (header rows skipped, wherever they repeat)."""
     columns = (0, 1, 2)
     rows: list[TableRow] = []
-    warnings: list[ImportWarning] = []
+    warnings: list[BriefingWarning] = []
     for number, row in enumerate(block.rows, start=1):
         where = f"{block.where}, row {number}"
         header = _columns(row)
@@ -77,29 +77,29 @@ def read_publication_rows(block: Block) -> tuple[list[TableRow], list[ImportWarn
         if not any(cell.strip() for cell in row):
             continue
         if len(row) <= max(columns):
-            warnings.append(ImportWarning(where, f"this table row has too few cells: {row}"))
+            warnings.append(BriefingWarning(where, f"this table row has too few cells: {row}"))
             continue
         kind, title, when = (one_line(markdown_plain(row[i])) for i in columns)
         read = _row((kind, title, when), where)
-        if isinstance(read, ImportWarning):
+        if isinstance(read, BriefingWarning):
             warnings.append(read)
         else:
             rows.append(read)
     return rows, warnings
 
 
-def _row(cells: tuple[str, str, str], where: str) -> TableRow | ImportWarning:
+def _row(cells: tuple[str, str, str], where: str) -> TableRow | BriefingWarning:
     kind, title, when = cells
     known = _known_type(kind)
     if known is None:
-        return ImportWarning(
+        return BriefingWarning(
             where,
             f"“{title}” has the type “{kind}”, which is not a catalogue type "
             f"({', '.join(PUBLICATION_TYPES)}); add it to the catalogue by hand",
         )
     month = parse_when(when)
     if month is None:
-        return ImportWarning(
+        return BriefingWarning(
             where,
             f"“{title}” has the date “{when}”, which is not a month like “April 2019”; "
             "add it to the catalogue by hand",

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 
-from newsletter.content.importing.blocks import ImportWarning
+from newsletter.content.catalogue import Catalogue, Publication
+from newsletter.content.importing.blocks import BriefingWarning
 from newsletter.content.importing.briefing import DraftLink, DraftSection
 from newsletter.content.importing.text import comparable
-from newsletter.content.issue import Catalogue, Publication
 
 SITE_SUFFIX = re.compile(r"\s+-\s+gov\.uk(\s*\(www\.gov\.uk\))?$")
 
@@ -49,7 +49,7 @@ def link_publication(link: DraftLink, catalogue: Catalogue) -> Publication | Non
 
 def section_publication(
     section: DraftSection, link_ties: list[Publication | None], catalogue: Catalogue
-) -> tuple[Publication | None, ImportWarning | None]:
+) -> tuple[Publication | None, BriefingWarning | None]:
     """The section's publication, and a warning when its heading fits more than one."""
     candidates = _by_name(section.title, catalogue)
     if len(candidates) == 1:
@@ -61,7 +61,7 @@ def section_publication(
         return linked[0], None
     if len(candidates) > 1:
         names = ", ".join(f"`{p.id}`" for p in candidates)
-        return None, ImportWarning(
+        return None, BriefingWarning(
             section.where,
             f"the section “{section.title}” could be any of the publications {names}; "
             "add `publication:` to the section by hand",
