@@ -33,12 +33,13 @@ def validate(app: AppContext, issues: tuple[str, ...], quiet: bool, verbose: boo
     ISSUE (an id, the file name in issues/, or a path), only those issues are
     checked, with the shared files they depend on.
     """
-    paths = [resolve_issue_path(ProjectPaths(app.root_dir.resolve()), issue) for issue in issues]
-    problems = validate_project(app.root_dir, paths)
+    root_dir = app.project_dir()
+    paths = [resolve_issue_path(ProjectPaths(root_dir.resolve()), issue) for issue in issues]
+    problems = validate_project(root_dir, paths)
     errors = [p for p in problems if p.is_error]
     warnings = [p for p in problems if not p.is_error]
     echo_problems(problems, verbose or app.verbose, errors_only=quiet)
-    route = route_line(app.root_dir)
+    route = route_line(root_dir)
     if route is not None and not quiet:
         click.echo(route)
     counted = f"{len(errors)} error(s), {len(warnings)} warning(s)"

@@ -41,6 +41,7 @@ __all__ = [
     "ProjectPaths",
     "bundled_project_dir",
     "init_project",
+    "missing_project_message",
     "open_project",
     "resolve_issue_path",
 ]
@@ -176,14 +177,29 @@ def _refuse(problems: list[Problem]) -> None:
         raise ContentError(problems)
 
 
+def missing_project_message(directory: Path, *, searched: bool) -> str:
+    """One line for a command run where there is no project, saying how to point at one.
+
+    `searched`: no folder was named, so `directory` and every folder above it were tried.
+    """
+    if searched:
+        return (
+            f"no newsletter.yaml was found in {directory} or any folder above it: "
+            "cd into your project folder (the one holding newsletter.yaml), or name it with "
+            "--root DIR (or NEWSLETTER_ROOT=DIR); to start a project, run `newsletter init DIR`"
+        )
+    return (
+        f"{directory} is not a newsletter project (it has no newsletter.yaml): check the folder "
+        "given with --root or NEWSLETTER_ROOT; to start a project there, run "
+        "`newsletter init DIR`"
+    )
+
+
 def open_project(root_dir: Path, environ: Mapping[str, str] | None = None) -> Project:
     """Open a project directory, loading its settings (raising ContentError on problems)."""
     root_dir = root_dir.resolve()
     if not ProjectPaths(root_dir).settings_path.exists():
-        raise NewsletterError(
-            f"{root_dir} is not a newsletter project (no newsletter.yaml); "
-            "run `newsletter init DIR` to create one, or pass --root"
-        )
+        raise NewsletterError(missing_project_message(root_dir, searched=False))
     return Project(root_dir, load_settings(root_dir, environ))
 
 
