@@ -14,6 +14,7 @@ from newsletter.cli.common import (
     pass_app,
     when_refused,
 )
+from newsletter.core.envfile import UNSUBSCRIBE_SECRET, env_file_path, new_unsubscribe_secret
 from newsletter.core.paths import ProjectPaths
 from newsletter.core.project import init_project, resolve_issue_path
 from newsletter.review.validate import route_line, validate_project
@@ -66,4 +67,24 @@ def init(directory: Path) -> None:
     )
 
 
-COMMANDS: list[click.Command] = [validate, init]
+@click.command()
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace the secret already there (links in emails already sent stop working).",
+)
+def secret(replace: bool) -> None:
+    """Write a new random unsubscribe secret into the environment file.
+
+    The secret signs the one-click unsubscribe links. It goes into
+    ~/.config/newsletter/newsletter.env (or the file NEWSLETTER_ENV_FILE
+    names), readable by you only, where every command, cron and systemd read it.
+    """
+    path = new_unsubscribe_secret(env_file_path(), replace=replace)
+    click.echo(
+        f"wrote a new {UNSUBSCRIBE_SECRET} to {path} (readable by you only); every newsletter "
+        "command, and the cron and systemd set-ups, read it from there"
+    )
+
+
+COMMANDS: list[click.Command] = [validate, init, secret]
