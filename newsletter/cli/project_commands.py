@@ -113,14 +113,21 @@ def init(directory: Path, organisation: str | None, from_address: str | None, sa
     is_flag=True,
     help="Replace the secret already there (links in emails already sent stop working).",
 )
-def secret(replace: bool) -> None:
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    show_default="NEWSLETTER_ENV_FILE, else ~/.config/newsletter/newsletter.env",
+    help="The environment file to write the secret into.",
+)
+def secret(replace: bool, env_file: Path | None) -> None:
     """Write a new random unsubscribe secret into the environment file.
 
     The secret signs the one-click unsubscribe links. It goes into
     ~/.config/newsletter/newsletter.env (or the file NEWSLETTER_ENV_FILE
     names), readable by you only, where every command, cron and systemd read it.
     """
-    path = new_unsubscribe_secret(env_file_path(), replace=replace)
+    path = new_unsubscribe_secret(env_file or env_file_path(), replace=replace)
     click.echo(
         f"wrote a new {UNSUBSCRIBE_SECRET} to {path} (readable by you only); every newsletter "
         "command, and the cron and systemd set-ups, read it from there"
