@@ -45,6 +45,7 @@ from newsletter.delivery.send import (
 from newsletter.delivery.stopping import Interrupted
 from newsletter.review.approval import check_approval, require_approval
 from newsletter.transports import TRANSPORT_NAMES, describe_transport
+from newsletter.web.outbox_view import outbox_hint
 
 LOG_EVERY = 500
 EXIT_FAILED = 1  # some deliveries failed (ARCHITECTURE.md's exit codes)
@@ -351,6 +352,9 @@ def send(
         ok = _real_send(project, loaded, options, output_format, confirm=not yes)
     else:
         ok = _dry_run(project, loaded, options, output_format)
+    hint = outbox_hint(project.settings, options.transport)
+    if (test_to or really_send) and output_format == "table" and hint:
+        click.echo(hint)
     if not ok:
         raise SystemExit(EXIT_FAILED)
 

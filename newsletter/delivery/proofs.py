@@ -32,6 +32,7 @@ from newsletter.transports.base import (
     OutgoingMessage,
     connect_now,
 )
+from newsletter.transports.outbox import OutboxTransport
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,8 @@ def send_test_copies(
         transport = transport_factory()
     else:
         transport = open_transport(settings, (options or SendOptions()).transport)
+        if isinstance(transport, OutboxTransport):
+            transport = transport.for_test_copies()  # apart from the real send: outbox/tests/
     # The Notify route sends its own version of the body: the copy carries it too.
     own_body = provider_body(settings, issue, (options or SendOptions()).transport)
     copies: list[Proof] = []

@@ -29,6 +29,8 @@ from newsletter.transports.halt import Halt
 # mailbox.Maildir names files with a per-process counter that it increments
 # without a lock; two worker threads could otherwise pick the same name.
 _ADD_LOCK = threading.Lock()
+# Test copies go to a Maildir of their own inside the outbox, kept apart from the real send.
+TEST_COPIES_DIR = "tests"
 
 
 class _PrivateMaildir(mailbox.Maildir):
@@ -58,6 +60,10 @@ class OutboxTransport:
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboxTransport:
         return cls(settings.outbox_dir)
+
+    def for_test_copies(self) -> OutboxTransport:
+        """The same transport writing into outbox/tests/, so test copies never mix with a send."""
+        return OutboxTransport(self.outbox_dir / TEST_COPIES_DIR, self.batch_size)
 
     @staticmethod
     def default_concurrency(settings: Settings) -> int:

@@ -312,7 +312,7 @@ def test_an_outbox_test_copy_says_where_it_was_written(project_dir: Path) -> Non
     for line in lines:
         assert line.startswith("sent: test copy [TEST: ")
         written = Path(line.split(" -> ", 1)[1])
-        assert written.parent == project_dir / "outbox" / "new"
+        assert written.parent == project_dir / "outbox" / "tests" / "new"  # apart from a send
         assert b"To: Sample Practitioner <me@example.org>" in written.read_bytes()
 
 

@@ -67,6 +67,7 @@ RUNS: dict[str, list[Callable[[Place], list[str]]]] = {
     ],
     "retry": [lambda p: ["retry", ISSUE]],
     "report": [lambda p: ["report", ISSUE]],
+    "outbox": [lambda p: ["outbox"], lambda p: ["outbox", "--format", "json"]],
     "dispatch": [lambda p: ["dispatch", "--now", SEND_AT]],
     "schedule": [lambda p: ["schedule"]],
     "cron": [lambda p: ["cron"]],
