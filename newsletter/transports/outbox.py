@@ -51,8 +51,9 @@ class OutboxTransport:
     name = "outbox"
     sends_batch_in_one_request = False
 
-    def __init__(self, outbox_dir: Path, batch_size: int = 100) -> None:
+    def __init__(self, outbox_dir: Path, batch_size: int = 100, within: Path | None = None) -> None:
         self.outbox_dir = Path(outbox_dir)
+        self._within = within  # the outbox that holds this folder (test copies), if any
         self.batch_size = batch_size
         self._maildir: mailbox.Maildir | None = None
         self._halt = Halt()
@@ -63,7 +64,9 @@ class OutboxTransport:
 
     def for_test_copies(self) -> OutboxTransport:
         """The same transport writing into outbox/tests/, so test copies never mix with a send."""
-        return OutboxTransport(self.outbox_dir / TEST_COPIES_DIR, self.batch_size)
+        return OutboxTransport(
+            self.outbox_dir / TEST_COPIES_DIR, self.batch_size, within=self.outbox_dir
+        )
 
     @staticmethod
     def default_concurrency(settings: Settings) -> int:
@@ -85,6 +88,9 @@ class OutboxTransport:
 
     def connect(self) -> None:
         """Create the outbox folder now, so one that cannot be used stops the run before it starts."""
+        if self._within is not None:
+            # The outbox itself is a Maildir too, whichever is written first.
+            OutboxTransport(self._within).connect()
         self._open()
         if not (self.outbox_dir / "new").is_dir():
             raise DeliveryError(
