@@ -70,17 +70,26 @@ def _copied_text(earlier_path: Path) -> tuple[str, dict[str, Any]]:
     if not isinstance(doc.data, dict):
         raise NewsletterError(f"{earlier_path} is not an issue (it is not a block of fields)")
     kept = {k: v for k, v in doc.data.items() if k not in NOT_COPIED}
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    lines = text.splitlines(keepends=True)
-    if not isinstance(root, yaml.MappingNode) or root.flow_style:
+    copied = _cut_fields(text)
+    # Anchors or merge keys across fields could make a cut-out field mean something
+    # else; if the cut text does not read back as the same values, write them afresh.
+    if copied is None or yaml.safe_load(copied) != (kept or None):
         return _dumped(kept), kept
+    return copied, kept
+
+
+def _cut_fields(text: str) -> str | None:
+    """The top-level fields other than NOT_COPIED, cut from `text` as written; None if it
+    is not written one field to a line from the margin (flow style, say)."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(root, yaml.MappingNode) or root.flow_style:
+        return None
     starts = [key.start_mark.line for key, _ in root.value]
     if len(set(starts)) != len(starts) or any(key.start_mark.column for key, _ in root.value):
-        return _dumped(kept), kept
-    chunks: list[list[str]] = []
-    for index, start in enumerate(starts):
-        end = starts[index + 1] if index + 1 < len(starts) else len(lines)
-        chunks.append(lines[start:end])
+        return None
+    lines = text.splitlines(keepends=True)
+    ends = [*starts[1:], len(lines)]
+    chunks = [lines[start:end] for start, end in zip(starts, ends, strict=True)]
     # Move trailing comments and blank lines to the key they come before.
     for index in range(len(chunks) - 1):
         while chunks[index] and _is_loose(chunks[index][-1]):
@@ -89,13 +98,7 @@ def _copied_text(earlier_path: Path) -> tuple[str, dict[str, Any]]:
     copied = "".join(
         "".join(chunk) for name, chunk in zip(names, chunks, strict=True) if name not in NOT_COPIED
     )
-    if not copied.endswith("\n"):
-        copied += "\n"
-    # Anchors or merge keys across fields could make a cut-out field mean something
-    # else; if the cut text does not read back as the same values, write them afresh.
-    if yaml.safe_load(copied) != (kept or None):
-        return _dumped(kept), kept
-    return copied, kept
+    return copied if copied.endswith("\n") else copied + "\n"
 
 
 def _send_at_example(day: date, project: Project) -> str:

@@ -20,7 +20,11 @@ def send_test_copies(project_dir: Path, *values: str) -> Result:
 
 def addressed_to(result: Result) -> list[str]:
     """Who each test copy went to, from the `sent: test copy ... to ADDRESS -> file` lines."""
-    return [line.split(" to ", 1)[1].split(" -> ")[0] for line in result.stdout.splitlines()]
+    return [
+        line.split(" to ", 1)[1].split(" -> ")[0]
+        for line in result.stdout.splitlines()
+        if line.startswith("sent: test copy ")
+    ]
 
 
 @pytest.mark.parametrize(
