@@ -14,6 +14,7 @@ newsletter send ...` does what it says. python-dotenv reads the format (quotes,
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from newsletter.core.errors import NewsletterError
 from newsletter.core.private_files import private_dir, write_private_text
@@ -62,9 +64,17 @@ def read_env_file(path: Path) -> dict[str, str]:
             f"(mode {stat.S_IMODE(info.st_mode):o}); make it yours alone with: chmod 600 {path}"
         )
     try:
-        values = dotenv_values(path, encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise NewsletterError(f"{path} is not UTF-8 text; save it as UTF-8") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            # The line itself is never shown: it may hold a password.
+            raise NewsletterError(
+                f"{path}:{binding.original.line}: this line is not NAME=value (a quote not "
+                "closed?); fix it, e.g. NEWSLETTER_SMTP_PASSWORD='the password'"
+            )
+    values = dotenv_values(stream=io.StringIO(text))
     return {name: value for name, value in values.items() if value is not None}
 
 

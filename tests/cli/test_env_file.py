@@ -132,3 +132,13 @@ def test_newsletter_secret_writes_a_private_file_and_never_replaces_by_accident(
     assert values["NEWSLETTER_UNSUBSCRIBE_SECRET"] != first
     assert values["NEWSLETTER_SMTP_PASSWORD"] == "kept"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_line_that_cannot_be_read_is_named_without_showing_it(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    path = env_file(tmp_path, 'NEWSLETTER_TRANSPORT=smtp\nNEWSLETTER_SMTP_PASSWORD="hunter2\n')
+    result = run_newsletter(project_dir, "schedule", env={"NEWSLETTER_ENV_FILE": str(path)})
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"newsletter: {path}:2: this line is not NAME=value")
+    assert "hunter2" not in result.stdout + result.stderr
