@@ -309,7 +309,8 @@ def _real_send(
     multiple=True,
     callback=_test_to_addresses,
     help="Send one [TEST] copy of each variant to ADDRESS only (repeat the option, or "
-    "separate addresses with commas); nothing is recorded and no approval is needed.",
+    "separate addresses with commas or semicolons, as Outlook does); nothing is recorded "
+    "and no approval is needed.",
 )
 @_send_options
 @format_option("table", "json")

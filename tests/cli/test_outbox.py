@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 from playwright.sync_api import Page
 
@@ -89,6 +90,7 @@ def test_open_writes_private_pages_and_opens_the_index_in_the_browser(
     assert stat.S_IMODE(index.parent.stat().st_mode) == 0o700
 
 
+@pytest.mark.browser
 def test_each_page_shows_the_email_as_the_recipient_sees_it(
     project_dir: Path, tmp_path: Path, page: Page
 ) -> None:

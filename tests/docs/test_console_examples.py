@@ -63,6 +63,7 @@ def test_the_convention_finds_examples_on_the_task_pages() -> None:
         assert counted[name] >= 2, f"docs/{name} lost its runnable examples"
 
 
+@pytest.mark.slow  # a process per example: about fifteen seconds a page
 @pytest.mark.parametrize(
     "page",
     [p for p in PAGES if examples(p)],
