@@ -116,6 +116,11 @@ def send_test_copies(
     to = (addresses,) if isinstance(addresses, str) else tuple(addresses)
     settings = project.settings
     samples, _ = sample_recipients(project.audience_source(), issue)
+    if not samples:  # each copy is a variant some recipient gets: with nobody, there is none
+        raise NewsletterError(
+            f"nobody is in the audience of {issue.id} yet, so there is no email to copy: add "
+            "people to the lists in recipients/lists/ (docs/lists.md), then send test copies"
+        )
     renderer = Renderer(project, issue)
     emails = []
     try:

@@ -8,6 +8,8 @@ import pty
 import subprocess
 import sys
 from datetime import date
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 
 import yaml
@@ -67,6 +69,11 @@ def test_a_team_project_has_its_own_settings_empty_lists_one_draft_and_no_approv
     result = invoke("--root", str(target), "send", draft)
     assert result.exit_code == 0, result.output
     assert "Recipients: 0" in result.output
+    # A test copy before anyone is on the list says what to do, rather than nothing.
+    result = invoke("--root", str(target), "send", draft, "--test-to", "me@example.org")
+    assert result.exit_code == 1
+    assert "add people to the lists in recipients/lists/" in result.stderr
+    assert "newsletter outbox" not in result.output
 
 
 def test_without_a_terminal_the_options_are_required_and_nothing_is_made(tmp_path: Path) -> None:
@@ -111,3 +118,29 @@ def test_at_a_terminal_init_asks_for_the_name_and_the_address(tmp_path: Path) ->
     settings = yaml.safe_load((target / "newsletter.yaml").read_text(encoding="utf-8"))
     assert settings["from"]["address"] == SENDER
     assert settings["organisation"] == ORGANISATION
+
+
+def test_the_first_real_issue_path_of_the_readme(tmp_path: Path) -> None:
+    """init, a person on the list, a test copy, approve, send: the README's steps 2 to 6."""
+    target = tmp_path / "news"
+    assert init_team(target).exit_code == 0
+    draft = draft_issue_id(date.today())
+    people = target / "recipients" / "lists" / "practitioners.csv"
+    people.write_text(
+        people.read_text(encoding="utf-8") + "jo@example.org,Jo Bloggs,Exampletown ICB,health,\n",
+        encoding="utf-8",
+    )
+    root = ("--root", str(target))
+    result = invoke(*root, "send", draft, "--test-to", "you@example.org; Jo <jo@example.org>")
+    assert result.exit_code == 0, result.output
+    assert len(list((target / "outbox" / "tests" / "new").iterdir())) == 2
+    assert invoke(*root, "approve", draft, "--by", "Jo Bloggs").exit_code == 0
+    result = invoke(*root, "send", draft, "--send", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "Sent 1;" in result.output
+    sent = list((target / "outbox" / "new").iterdir())
+    assert len(sent) == 1
+    message = BytesParser(policy=policy.default).parsebytes(sent[0].read_bytes())
+    sender = message["From"].addresses[0]
+    assert (sender.display_name, sender.addr_spec) == (ORGANISATION, SENDER)
+    assert message["To"].addresses[0].addr_spec == "jo@example.org"
