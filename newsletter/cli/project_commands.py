@@ -96,8 +96,8 @@ def init(directory: Path, organisation: str | None, from_address: str | None, sa
         created = init_project(directory)
         next_step = f"cd {directory} && newsletter validate && newsletter preview {SAMPLE_ISSUE}"
     else:
-        created = init_team_project(directory, _team_details(organisation, from_address))
-        draft = created[2].stem
+        team = init_team_project(directory, _team_details(organisation, from_address))
+        created, draft = list(team.created), team.draft.stem
         next_step = (
             f"cd {directory}, add your people to recipients/lists/practitioners.csv, write "
             f"issues/{draft}.yaml, then: newsletter validate && newsletter preview {draft}"

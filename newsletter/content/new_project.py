@@ -68,8 +68,19 @@ def draft_issue_id(today: date) -> str:
     return f"{today:%Y-%m}-news-update"
 
 
-def init_team_project(target_dir: Path, team: TeamDetails, today: date | None = None) -> list[Path]:
-    """Create a team's project in a new or empty folder; return what was created.
+@dataclass(frozen=True)
+class TeamProject:
+    """What `init_team_project` made: the folder, the draft issue, and every path created."""
+
+    root_dir: Path
+    draft: Path
+    created: tuple[Path, ...]
+
+
+def init_team_project(
+    target_dir: Path, team: TeamDetails, today: date | None = None
+) -> TeamProject:
+    """Create a team's project in a new or empty folder.
 
     Refuses a folder that holds anything, and details that cannot be used,
     before writing a file.
@@ -82,5 +93,5 @@ def init_team_project(target_dir: Path, team: TeamDetails, today: date | None = 
     write_gitignore(target_dir)
     day = today if today is not None else datetime.now(SKELETON_ZONE).date()
     draft = new_issue(open_project(target_dir), draft_issue_id(day), today=day)
-    created = [target_dir / "newsletter.yaml", target_dir / "issues", draft]
-    return [*created, target_dir / "recipients", target_dir / "templates"]
+    created = [target_dir / name for name in ("newsletter.yaml", "issues", "recipients")]
+    return TeamProject(target_dir, draft, (*created, draft, target_dir / "templates"))
