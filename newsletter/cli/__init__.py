@@ -8,6 +8,7 @@ place, and printed as plain messages with the exit codes ARCHITECTURE.md lists:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from newsletter.cli import (
     inbox_commands,
     issue_commands,
     list_commands,
+    outbox_commands,
     project_commands,
     render_commands,
     schedule_commands,
@@ -29,6 +31,7 @@ from newsletter.cli import (
     serve_commands,
 )
 from newsletter.cli.common import AppContext, content_error_summary, not_done_by, problem_lines
+from newsletter.core.envfile import environment_from_file
 from newsletter.core.errors import ContentError, LockHeldError, NewsletterError
 from newsletter.render.problems import render_error_problems
 
@@ -94,7 +97,16 @@ class NewsletterGroup(click.Group):
 @click.version_option(__version__, prog_name="newsletter")
 @click.pass_context
 def cli(ctx: click.Context, root_dir: str | None, verbose: bool) -> None:
-    """Write, check, preview, send and archive the partnership's News Update."""
+    """Write, check, preview, send and archive the partnership's News Update.
+
+    Secrets (passwords, API keys, the unsubscribe secret) are read from
+    ~/.config/newsletter/newsletter.env, or the file NEWSLETTER_ENV_FILE names.
+    """
+    # Every command sees the environment file, as cron and systemd do; the real
+    # environment wins, and nothing stays behind once the command ends.
+    ctx.with_resource(environment_from_file())
+    if root_dir is None:
+        root_dir = os.environ.get("NEWSLETTER_ROOT") or None
     ctx.obj = AppContext.create(root_dir, verbose)
 
 
@@ -104,6 +116,7 @@ for module in (
     import_commands,
     render_commands,
     send_commands,
+    outbox_commands,
     list_commands,
     schedule_commands,
     archive_commands,

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 import click
 
 from newsletter.core.csvcells import write_row
-from newsletter.core.errors import Problem
-from newsletter.core.paths import find_project_root
-from newsletter.core.project import Project, open_project
+from newsletter.core.errors import NewsletterError, Problem
+from newsletter.core.paths import ProjectPaths, find_project_root
+from newsletter.core.project import Project, missing_project_message, open_project
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=click.Command)
@@ -27,6 +27,8 @@ class AppContext:
 
     root_dir: Path
     verbose: bool = False
+    # True when no folder was named and none at or above the current one is a project.
+    not_found: bool = False
     _project: Project | None = field(default=None, repr=False)
 
     @classmethod
@@ -36,12 +38,21 @@ class AppContext:
         if root_dir is not None:
             return cls(Path(root_dir), verbose)
         here = Path.cwd()
-        return cls(find_project_root(here) or here, verbose)
+        found = find_project_root(here)
+        return cls(found or here, verbose, not_found=found is None)
+
+    def project_dir(self) -> Path:
+        """The project folder, refused in one line when it holds no newsletter.yaml."""
+        if not ProjectPaths(self.root_dir).settings_path.is_file():
+            raise NewsletterError(
+                missing_project_message(self.root_dir.resolve(), searched=self.not_found)
+            )
+        return self.root_dir
 
     def project(self) -> Project:
         """The project, opened (and its settings loaded) on first use."""
         if self._project is None:
-            self._project = open_project(self.root_dir)
+            self._project = open_project(self.project_dir())
         return self._project
 
 

@@ -6,11 +6,12 @@ import click
 
 from newsletter.cli.common import (
     AppContext,
+    echo_problems,
     issue_argument,
     pass_app,
     when_refused,
 )
-from newsletter.content.new_issue import new_issue
+from newsletter.content.new_issue import new_issue, outdated_dates
 from newsletter.review.approval import approve_issue
 
 
@@ -35,6 +36,7 @@ def new(app: AppContext, issue_id: str, from_issue: str | None) -> None:
     project = app.project()
     path = new_issue(project, issue_id, from_issue)
     click.echo(f"created {path}")
+    echo_problems(outdated_dates(path), app.verbose)
     click.echo(
         f"Next: edit it, check it with `newsletter preview {issue_id}`, add `send_at` when "
         f"it is ready, then `newsletter approve {issue_id} --by NAME`."

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, table_text
-from newsletter.schedule.cron import DEFAULT_ENV_FILE, cron_setup
+from newsletter.schedule.cron import cron_setup, needs_serve
 from newsletter.schedule.dispatch import DispatchOptions, run_dispatch
 from newsletter.schedule.due import issue_schedule, parse_now
 from newsletter.transports import TRANSPORT_NAMES
@@ -112,20 +113,25 @@ def schedule(app: AppContext, output_format: str, now_text: str | None) -> None:
 @click.option(
     "--env-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=str(DEFAULT_ENV_FILE),
-    show_default=True,
+    default=None,
+    show_default="NEWSLETTER_ENV_FILE, else ~/.config/newsletter/newsletter.env",
     help="File of NAME=value lines holding secrets such as NEWSLETTER_SMTP_PASSWORD.",
 )
+@click.option(
+    "--systemd", is_flag=True, help="Print systemd services and timers, not crontab lines."
+)
 @pass_app
-def cron(app: AppContext, env_file: Path) -> None:
-    """Print crontab lines and systemd units that run dispatch and inbox, and keep serve up.
+def cron(app: AppContext, env_file: Path | None, systemd: bool) -> None:
+    """Print what this project needs to run on its own: crontab lines (or systemd timers).
 
-    dispatch runs every 5 minutes, inbox every 15; the serve service (for
-    one-click unsubscribe and provider webhooks) listens on 127.0.0.1:8080:
-    `newsletter serve --systemd --port N` prints it for another port.
+    dispatch every 5 minutes always; inbox every 15 only when a bounce
+    mailbox (inbox.imap) is set up; the service that keeps `newsletter serve`
+    up only when one-click unsubscribe or a provider webhook needs it.
     """
-    setup = cron_setup(app.project(), env_file=env_file, serve_at=(DEFAULT_HOST, DEFAULT_PORT))
-    click.echo(setup.as_text())
+    project = app.project()
+    serve_at = (DEFAULT_HOST, DEFAULT_PORT) if needs_serve(project, os.environ) else None
+    setup = cron_setup(project, env_file=env_file, serve_at=serve_at)
+    click.echo(setup.as_text(systemd=systemd))
 
 
 COMMANDS: list[click.Command] = [dispatch, schedule, cron]

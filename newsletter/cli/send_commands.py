@@ -8,10 +8,12 @@ since they are how people check an issue before approving it.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from email.utils import getaddresses
 from typing import Any
 
 import click
@@ -43,6 +45,7 @@ from newsletter.delivery.send import (
 from newsletter.delivery.stopping import Interrupted
 from newsletter.review.approval import check_approval, require_approval
 from newsletter.transports import TRANSPORT_NAMES, describe_transport
+from newsletter.web.outbox_view import outbox_hint
 
 LOG_EVERY = 500
 EXIT_FAILED = 1  # some deliveries failed (ARCHITECTURE.md's exit codes)
@@ -130,11 +133,32 @@ def _require_approval(project: Project, issue: Issue) -> None:
 def _test_to_addresses(
     ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 ) -> tuple[str, ...]:
-    """--test-to, repeated or comma-separated, each address checked: a bad one is a usage error."""
+    """--test-to, repeated or as a list pasted from Outlook, each address checked.
+
+    Commas and semicolons both separate addresses, and `Name <a@x.org>` gives
+    a@x.org (email.utils reads the list, quotes and all); a bad one is a usage error.
+    """
     if not values:
         return ()
+    addresses: list[str] = []
+    for value in values:
+        # getaddresses knows commas, quotes and names; Outlook separates with semicolons.
+        parsed = getaddresses([value.replace(";", ",")])
+        found = [address for _, address in parsed if address]
+        # An empty entry is a stray separator, unless an address was lost in it:
+        # then each part is checked as written, so the message names it.
+        if any(not a for _, a in parsed) and value.count("@") > "".join(found).count("@"):
+            found = [part.strip() for part in re.split(r"[,;]", value) if part.strip()]
+        if any(address.count("@") > 1 and len(address.split()) > 1 for address in found):
+            raise click.BadParameter(
+                f"`{value}` is not one email address or a list of them; separate addresses "
+                'with commas or semicolons, e.g. --test-to "me@example.org; Jo <jo@example.org>"',
+                ctx=ctx,
+                param=param,
+            )
+        addresses += found
     try:
-        return proof_addresses(values)
+        return proof_addresses(addresses)
     except NewsletterError as error:
         raise click.BadParameter(str(error), ctx=ctx, param=param) from None
 
@@ -285,7 +309,8 @@ def _real_send(
     multiple=True,
     callback=_test_to_addresses,
     help="Send one [TEST] copy of each variant to ADDRESS only (repeat the option, or "
-    "separate addresses with commas); nothing is recorded and no approval is needed.",
+    "separate addresses with commas or semicolons, as Outlook does); nothing is recorded "
+    "and no approval is needed.",
 )
 @_send_options
 @format_option("table", "json")
@@ -328,6 +353,9 @@ def send(
         ok = _real_send(project, loaded, options, output_format, confirm=not yes)
     else:
         ok = _dry_run(project, loaded, options, output_format)
+    hint = outbox_hint(project.settings, options.transport)
+    if (test_to or really_send) and output_format == "table" and hint:
+        click.echo(hint)
     if not ok:
         raise SystemExit(EXIT_FAILED)
 

@@ -10,8 +10,10 @@ forgets to change the id or leaves last quarter's `send_at` in.
 
 from __future__ import annotations
 
+import calendar
 import json
-from datetime import date, datetime
+import re
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,16 @@ import yaml
 
 from newsletter.content.fields import SLUG
 from newsletter.core.atomicfile import write_text_atomic
-from newsletter.core.errors import ContentError, NewsletterError
+from newsletter.core.errors import ContentError, NewsletterError, Problem
 from newsletter.core.project import Project
 from newsletter.core.yamlfile import load_yaml, parse_yaml
 
 # What a new issue never inherits: its identity, its date, its schedule and its approval.
 NOT_COPIED = ("id", "date", "send_at", "approved")
+# The copied words most likely to still name last quarter's month or year.
+DATED_FIELDS = ("title", "subject", "preheader")
+_MONTHS = tuple(calendar.month_name)[1:]
+_DATE_MENTION = re.compile(rf"\b(?:(?:{'|'.join(_MONTHS)})(?:\s+(?:19|20)\d\d)?|(?:19|20)\d\d)\b")
 
 
 def check_issue_id(issue_id: str) -> str:
@@ -64,17 +70,26 @@ def _copied_text(earlier_path: Path) -> tuple[str, dict[str, Any]]:
     if not isinstance(doc.data, dict):
         raise NewsletterError(f"{earlier_path} is not an issue (it is not a block of fields)")
     kept = {k: v for k, v in doc.data.items() if k not in NOT_COPIED}
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    lines = text.splitlines(keepends=True)
-    if not isinstance(root, yaml.MappingNode) or root.flow_style:
+    copied = _cut_fields(text)
+    # Anchors or merge keys across fields could make a cut-out field mean something
+    # else; if the cut text does not read back as the same values, write them afresh.
+    if copied is None or yaml.safe_load(copied) != (kept or None):
         return _dumped(kept), kept
+    return copied, kept
+
+
+def _cut_fields(text: str) -> str | None:
+    """The top-level fields other than NOT_COPIED, cut from `text` as written; None if it
+    is not written one field to a line from the margin (flow style, say)."""
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if not isinstance(root, yaml.MappingNode) or root.flow_style:
+        return None
     starts = [key.start_mark.line for key, _ in root.value]
     if len(set(starts)) != len(starts) or any(key.start_mark.column for key, _ in root.value):
-        return _dumped(kept), kept
-    chunks: list[list[str]] = []
-    for index, start in enumerate(starts):
-        end = starts[index + 1] if index + 1 < len(starts) else len(lines)
-        chunks.append(lines[start:end])
+        return None
+    lines = text.splitlines(keepends=True)
+    ends = [*starts[1:], len(lines)]
+    chunks = [lines[start:end] for start, end in zip(starts, ends, strict=True)]
     # Move trailing comments and blank lines to the key they come before.
     for index in range(len(chunks) - 1):
         while chunks[index] and _is_loose(chunks[index][-1]):
@@ -83,13 +98,53 @@ def _copied_text(earlier_path: Path) -> tuple[str, dict[str, Any]]:
     copied = "".join(
         "".join(chunk) for name, chunk in zip(names, chunks, strict=True) if name not in NOT_COPIED
     )
-    if not copied.endswith("\n"):
-        copied += "\n"
-    # Anchors or merge keys across fields could make a cut-out field mean something
-    # else; if the cut text does not read back as the same values, write them afresh.
-    if yaml.safe_load(copied) != (kept or None):
-        return _dumped(kept), kept
-    return copied, kept
+    return copied if copied.endswith("\n") else copied + "\n"
+
+
+def _send_at_example(day: date, project: Project) -> str:
+    """A send_at for 9:00 on `day`, with the UTC offset the project's zone has then (DST)."""
+    nine = datetime.combine(day, time(9), tzinfo=project.settings.zone)
+    return nine.isoformat(timespec="seconds")
+
+
+def _is_stale(mention: str, day: date) -> bool:
+    month = next((m for m in _MONTHS if m in mention), None)
+    year = re.search(r"\d{4}", mention)
+    return (month is not None and month != _MONTHS[day.month - 1]) or (
+        year is not None and int(year.group()) != day.year
+    )
+
+
+def outdated_dates(path: Path) -> list[Problem]:
+    """Warnings for months and years in the title, subject and preheader that are not the issue's.
+
+    A copy made with `--from` keeps "May 2023" in a December issue's subject
+    unless someone notices; this notices. The issue's own `date` is the measure.
+    """
+    doc = load_yaml(path)
+    data = doc.data if isinstance(doc.data, dict) else {}
+    day = data.get("date")
+    if not isinstance(day, date):
+        return []
+    warnings = []
+    for name in DATED_FIELDS:
+        value = data.get(name)
+        stale = (
+            [m for m in _DATE_MENTION.findall(value) if _is_stale(m, day)]
+            if isinstance(value, str)
+            else []
+        )
+        if stale:
+            said = ", ".join(dict.fromkeys(stale))
+            warnings.append(
+                doc.problem(
+                    (name,),
+                    f"the {name} says {said}, but this issue is dated {day:%B %Y}: "
+                    "rewrite it for this issue",
+                    "warning",
+                )
+            )
+    return warnings
 
 
 def _is_loose(line: str) -> bool:
@@ -153,7 +208,7 @@ def new_issue(
     text = (
         f"# Issue {new_id}, started by `newsletter new` on {day.isoformat()}{origin}.\n"
         f"{hint}"
-        '# Not scheduled: add `send_at: "YYYY-MM-DDTHH:MM:SS+01:00"` when it is ready to go,\n'
+        f'# Not scheduled: add `send_at: "{_send_at_example(day, project)}"` when it is ready to go,\n'
         f"# check it with `newsletter preview {new_id}`, then `newsletter approve {new_id} --by NAME`.\n"
         f"id: {new_id}\n"
         f"date: {day.isoformat()}\n"

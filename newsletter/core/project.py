@@ -42,8 +42,11 @@ __all__ = [
     "ProjectPaths",
     "bundled_project_dir",
     "init_project",
+    "missing_project_message",
     "open_project",
     "resolve_issue_path",
+    "start_project_dir",
+    "write_gitignore",
 ]
 
 
@@ -177,25 +180,41 @@ def _refuse(problems: list[Problem]) -> None:
         raise ContentError(problems)
 
 
+def missing_project_message(directory: Path, *, searched: bool) -> str:
+    """One line for a command run where there is no project, saying how to point at one.
+
+    `searched`: no folder was named, so `directory` and every folder above it were tried.
+    """
+    if searched:
+        return (
+            f"no newsletter.yaml was found in {directory} or any folder above it: "
+            "cd into your project folder (the one holding newsletter.yaml), or name it with "
+            "--root DIR (or NEWSLETTER_ROOT=DIR); to start a project, run `newsletter init DIR`"
+        )
+    return (
+        f"{directory} is not a newsletter project (it has no newsletter.yaml): check the folder "
+        "given with --root or NEWSLETTER_ROOT; to start a project there, run "
+        "`newsletter init DIR`"
+    )
+
+
 def open_project(root_dir: Path, environ: Mapping[str, str] | None = None) -> Project:
     """Open a project directory, loading its settings (raising ContentError on problems)."""
     root_dir = root_dir.resolve()
     if not ProjectPaths(root_dir).settings_path.exists():
-        raise NewsletterError(
-            f"{root_dir} is not a newsletter project (no newsletter.yaml); "
-            "run `newsletter init DIR` to create one, or pass --root"
-        )
+        raise NewsletterError(missing_project_message(root_dir, searched=False))
     return Project(root_dir, load_settings(root_dir, environ))
 
 
-def init_project(target_dir: Path) -> list[Path]:
-    """Create a working project directory from the bundled sample; refuse to overwrite."""
-    source = bundled_project_dir()
+def start_project_dir(target_dir: Path) -> Path:
+    """The (resolved) folder for a new project, created; refused if it holds anything.
+
+    Anything already there (even a .gitignore, which init writes) could be
+    overwritten or mixed up with the new project; a fresh `git init` is fine.
+    """
     target_dir = target_dir.resolve()
     if target_dir.exists() and not target_dir.is_dir():
         raise NewsletterError(f"{target_dir} is a file; choose an empty or new directory")
-    # Anything already there (even a .gitignore, which init writes) could be
-    # overwritten or mixed up with the sample; a fresh `git init` is fine.
     present = (
         sorted(p.name for p in target_dir.iterdir() if p.name != ".git")
         if target_dir.exists()
@@ -207,6 +226,26 @@ def init_project(target_dir: Path) -> list[Path]:
             f"{target_dir} is not empty (it has {shown}); choose an empty or new directory"
         )
     target_dir.mkdir(parents=True, exist_ok=True)
+    return target_dir
+
+
+def write_gitignore(target_dir: Path) -> Path:
+    """A .gitignore keeping what the pipeline writes (ledger, outbox, out/, site/) out of git."""
+    target = ProjectPaths(target_dir)
+    ignored = "".join(f"{path.relative_to(target_dir)}/\n" for path in target.generated)
+    path = target_dir / ".gitignore"
+    path.write_text(ignored, encoding="utf-8")
+    return path
+
+
+def init_project(target_dir: Path) -> list[Path]:
+    """Create the sample project (the May 2023 issue, approved) in a new folder; refuse to overwrite.
+
+    It is the walk-through's project and the tests' fixture; a team starting
+    its own newsletter wants `content.new_project.init_team_project`.
+    """
+    source = bundled_project_dir()
+    target_dir = start_project_dir(target_dir)
     target = ProjectPaths(target_dir)
     created = []
     for origin, copy in zip(ProjectPaths(source).sources, target.sources, strict=True):
@@ -215,6 +254,5 @@ def init_project(target_dir: Path) -> list[Path]:
         else:
             shutil.copy2(origin, copy)
         created.append(copy)
-    ignored = "".join(f"{path.relative_to(target_dir)}/\n" for path in target.generated)
-    (target_dir / ".gitignore").write_text(ignored, encoding="utf-8")
+    write_gitignore(target_dir)
     return created

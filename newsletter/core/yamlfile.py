@@ -137,21 +137,87 @@ class YamlDocument:
         return Problem(self.path, line, column, message, severity)
 
 
-def _describe_yaml_error(error: yaml.MarkedYAMLError, text: str) -> str:
-    problem = error.problem or "the file is not valid YAML"
-    mark = error.problem_mark
-    if mark is not None:
-        lines = text.splitlines()
-        if 0 <= mark.line < len(lines) and "\t" in lines[mark.line][: mark.column + 1]:
-            return "a tab character is used for indenting; indent with spaces only"
+def _quoted_example(line: str) -> str:
+    """`key: the value` as it should be written, with the value in quotes."""
+    key, _, value = line.strip().partition(": ")
+    value = value.replace('"', '\\"')
+    return f'{key}: "{value}"' if key and value else 'key: "the value: with a colon"'
+
+
+def _explain_yaml_error(error: yaml.MarkedYAMLError, line: str) -> str:
+    """PyYAML's parser words, turned into what a comms officer should change on the line."""
+    problem = error.problem or ""
+    context = error.context or ""
+    if "\t" in line[: len(line) - len(line.lstrip())] or "'\\t'" in problem:
+        return (
+            "this line is indented with a tab (shown as →); YAML needs spaces: "
+            "replace the tab with spaces, lined up with the lines above"
+        )
     if "mapping values are not allowed" in problem:
         return (
-            "a colon in the middle of a value: put the value in quotes, "
-            "or check the indentation of this line"
+            "a colon followed by a space inside a value makes YAML read a new field here: "
+            f"put the whole value in quotes, e.g. {_quoted_example(line)}"
         )
+    if "quoted scalar" in context:
+        quote = line[error.context_mark.column] if error.context_mark else '"'
+        inside = '\\"' if quote == '"' else "''"
+        return (
+            f"the quote ({quote}) opened here is never closed: add the closing {quote} at the "
+            f"end of the value (to write {quote} inside the value, write {inside})"
+        )
+    if "could not find expected ':'" in problem or "found '?'" in problem:
+        return (
+            "this line is not a `field: value` and not a list item: if it belongs to the list "
+            "above, start it with `- `; if it continues the text above, indent it further"
+        )
+    if "'<block sequence start>'" in problem:
+        return (
+            "this bullet (`- `) is not lined up with the bullets above it: "
+            "start it in the same column as the others"
+        )
+    if "'<block mapping start>'" in problem:
+        return (
+            "this line is indented differently from the fields around it: "
+            "use the same number of spaces as the field above it"
+        )
+    if "'<scalar>'" in problem:
+        return (
+            "there is text after the closing quote: put the whole value inside the quotes, "
+            "or remove them"
+        )
+    if "another document" in problem:
+        return "a second document starts here (`---`); this file holds one: remove this line"
     if "expected <block end>" in problem or "did not find expected" in problem:
-        return f"the indentation is inconsistent here ({problem})"
-    return f"this is not valid YAML: {problem}"
+        return f"the indentation is inconsistent here: line it up with the lines above ({problem})"
+    return f"this is not valid YAML: {problem or 'the file cannot be read as YAML'}"
+
+
+def _error_mark(error: yaml.MarkedYAMLError) -> Any:
+    """Where the mistake is: an unclosed quote or a line without a colon at its start."""
+    problem, context = error.problem or "", error.context or ""
+    if error.context_mark is not None and (
+        "quoted scalar" in context or "could not find expected ':'" in problem
+    ):
+        return error.context_mark
+    return error.problem_mark or error.context_mark
+
+
+def _shown_line(lines: list[str], line: int, column: int) -> str:
+    """The line (1-based) with a caret under `column`; tabs shown as → so the caret lines up."""
+    if not 1 <= line <= len(lines):
+        return ""
+    text = lines[line - 1].replace("\t", "→")
+    return f"\n    {text}\n    {' ' * (column - 1)}^"
+
+
+def _syntax_problem(error: yaml.MarkedYAMLError, text: str, path: Path) -> Problem:
+    """One located problem for YAML that cannot be parsed, in plain words, the line shown."""
+    mark = _error_mark(error)
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    lines = text.splitlines()
+    source = lines[line - 1] if 1 <= line <= len(lines) else ""
+    message = _explain_yaml_error(error, source)
+    return Problem(path, line, column, message + _shown_line(lines, line, column))
 
 
 def parse_yaml(text: str, path: Path) -> YamlDocument:
@@ -165,10 +231,7 @@ def parse_yaml(text: str, path: Path) -> YamlDocument:
         message = error.problem or "this YAML is too large to read"
         return YamlDocument(path, None, {}, (Problem(path, line, column, message),))
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = _describe_yaml_error(error, text)
-        return YamlDocument(path, None, {}, (Problem(path, line, column, message),))
+        return YamlDocument(path, None, {}, (_syntax_problem(error, text, path),))
     except yaml.YAMLError as error:
         return YamlDocument(
             path, None, {}, (Problem(path, 1, 1, f"this is not valid YAML: {error}"),)

@@ -32,6 +32,7 @@ from newsletter.transports.base import (
     OutgoingMessage,
     connect_now,
 )
+from newsletter.transports.outbox import OutboxTransport
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,11 @@ def send_test_copies(
     to = (addresses,) if isinstance(addresses, str) else tuple(addresses)
     settings = project.settings
     samples, _ = sample_recipients(project.audience_source(), issue)
+    if not samples:  # each copy is a variant some recipient gets: with nobody, there is none
+        raise NewsletterError(
+            f"nobody is in the audience of {issue.id} yet, so there is no email to copy: add "
+            "people to the lists in recipients/lists/ (docs/lists.md), then send test copies"
+        )
     renderer = Renderer(project, issue)
     emails = []
     try:
@@ -129,6 +135,8 @@ def send_test_copies(
         transport = transport_factory()
     else:
         transport = open_transport(settings, (options or SendOptions()).transport)
+        if isinstance(transport, OutboxTransport):
+            transport = transport.for_test_copies()  # apart from the real send: outbox/tests/
     # The Notify route sends its own version of the body: the copy carries it too.
     own_body = provider_body(settings, issue, (options or SendOptions()).transport)
     copies: list[Proof] = []

@@ -13,14 +13,16 @@ from __future__ import annotations
 import shlex
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from newsletter.core.envfile import DEFAULT_ENV_FILE as DEFAULT_ENV_FILE  # serve --systemd
+from newsletter.core.envfile import env_file_path
 from newsletter.core.project import Project
 
 UNIT_NAME = "newsletter-dispatch"
 INBOX_UNIT_NAME = "newsletter-inbox"
-DEFAULT_ENV_FILE = Path("~/.config/newsletter/newsletter.env")
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,10 @@ class CronSetup:
     """The crontab lines and the systemd unit files for one project directory.
 
     `dispatch` sends what is due; `inbox` reads bounces, complaints and mailed
-    unsubscribes; `serve` (when asked for) answers one-click unsubscribes and
-    provider webhooks, and runs all the time, so only systemd can keep it up.
+    unsubscribes, only worth running when a bounce mailbox is set up
+    (`inbox_mailbox`); `serve` (when the project needs it) answers one-click
+    unsubscribes and provider webhooks, and runs all the time, so only
+    systemd can keep it up.
     """
 
     crontab_line: str
@@ -62,45 +66,74 @@ class CronSetup:
     inbox_crontab_line: str
     inbox_units: TimedUnits
     serve: ServeUnit | None = None
+    inbox_mailbox: str | None = None  # e.g. "imap.example.org", when inbox.imap is set up
 
-    def as_text(self) -> str:
-        """Everything, with short instructions, as `newsletter cron` prints it."""
+    def as_text(self, *, systemd: bool = False) -> str:
+        """What this project needs, each part saying what it is for, as `newsletter cron` prints it."""
+        lines = self._systemd_lines() if systemd else self._cron_lines()
+        if self.inbox_mailbox is None:
+            lines += [
+                "# No bounce mailbox is set up (inbox.imap in newsletter.yaml), so there is no",
+                "# `newsletter inbox` job; docs/list-loop.md says how to add one.",
+            ]
+        if self.serve is not None:
+            lines += [
+                "",
+                "# One-click unsubscribe links (unsubscribe.url) and provider webhooks need",
+                "# `newsletter serve` running all the time; cron cannot keep a server up, systemd can:",
+                self.serve.as_text(),
+            ]
+        lines += [
+            "",
+            f"# Secrets (NEWSLETTER_SMTP_PASSWORD=... and the like) are read from {self.env_file},",
+            "# one NAME=value per line, readable only by you (chmod 600); `newsletter secret`",
+            "# creates it with the unsubscribe secret. It may be absent when nothing needs a secret.",
+        ]
+        return "\n".join(lines)
+
+    def _cron_lines(self) -> list[str]:
+        lines = [
+            "# Add these lines with `crontab -e` (or print systemd timers: newsletter cron --systemd).",
+            "# Send approved issues when they are due (checks every 5 minutes; output goes to",
+            f"# {self.output_log}):",
+            self.crontab_line,
+        ]
+        if self.inbox_mailbox is not None:
+            lines += [
+                f"# Read bounces, complaints and unsubscribe requests from {self.inbox_mailbox}",
+                "# (every 15 minutes):",
+                self.inbox_crontab_line,
+            ]
+        return lines
+
+    def _systemd_lines(self) -> list[str]:
         dispatch_units = TimedUnits(
             self.service_name, self.service_text, self.timer_name, self.timer_text
         )
-        lines = [
-            "# --- Option 1: cron ------------------------------------------------",
-            "# Add these lines with `crontab -e`. The first sends issues that are due",
-            "# (every 5 minutes):",
-            self.crontab_line,
-            "# the second reads bounces, complaints and unsubscribe requests every 15",
-            "# minutes (`newsletter inbox`; needs inbox.imap and NEWSLETTER_IMAP_* set):",
-            self.inbox_crontab_line,
-            "",
-            "# --- Option 2: systemd timers ----------------------------------------",
-            dispatch_units.as_text(),
-            self.inbox_units.as_text(),
-            "# Then: systemctl --user daemon-reload",
-            f"#       systemctl --user enable --now {self.timer_name} "
-            f"{self.inbox_units.timer_name}",
-            "#       loginctl enable-linger   (keeps them running when you log out)",
-            "",
-        ]
-        if self.serve is not None:
+        lines = ["# Sends approved issues when they are due:", dispatch_units.as_text()]
+        timers = [self.timer_name]
+        if self.inbox_mailbox is not None:
             lines += [
-                "# --- With either option: newsletter serve --------------------------",
-                "# One-click unsubscribe links and provider webhooks need `newsletter serve`",
-                "# running all the time (only when unsubscribe.url is set, or webhooks are",
-                "# used). Cron cannot keep a server running; systemd can:",
-                self.serve.as_text(),
-                "",
+                f"# Reads bounces, complaints and unsubscribe requests from {self.inbox_mailbox}:",
+                self.inbox_units.as_text(),
             ]
-        lines += [
-            f"# Secrets (e.g. NEWSLETTER_SMTP_PASSWORD=...) go in {self.env_file},",
-            "# one NAME=value per line, readable only by you (chmod 600). It may be absent",
-            "# when the transport needs no secrets.",
+            timers.append(self.inbox_units.timer_name)
+        return [
+            *lines,
+            "# Then: systemctl --user daemon-reload",
+            f"#       systemctl --user enable --now {' '.join(timers)}",
+            "#       loginctl enable-linger   (keeps them running when you log out)",
         ]
-        return "\n".join(lines)
+
+
+def needs_serve(project: Project, environ: Mapping[str, str]) -> bool:
+    """Whether `newsletter serve` must run: one-click links are on, or a webhook has a login."""
+    if project.settings.unsubscribe_url:
+        return True
+    return any(
+        environ.get(f"NEWSLETTER_{provider}_WEBHOOK_USERNAME")
+        for provider in ("POSTMARK", "MAILJET")
+    )
 
 
 def newsletter_command() -> list[str]:
@@ -142,7 +175,7 @@ def cron_setup(
     `serve_at` (host, port) adds the service that keeps `newsletter serve` running.
     """
     root = project.root_dir.resolve()
-    env_path = (env_file or DEFAULT_ENV_FILE).expanduser().absolute()
+    env_path = (env_file or env_file_path()).expanduser().absolute()
     program = command or newsletter_command()
     output_log = project.settings.dispatch_log_path.parent.absolute() / "cron.log"
     quoted_env = shlex.quote(str(env_path))
@@ -175,6 +208,7 @@ def cron_setup(
         inbox_every_minutes,
     )
     serve = None
+    imap = project.settings.imap
     if serve_at is not None:
         host, port = serve_at
         serve = serve_unit(project, host=host, port=port, env_file=env_path, command=program)
@@ -189,6 +223,7 @@ def cron_setup(
         inbox_crontab_line=f"*/{inbox_every_minutes} * * * * {shell([*program, 'inbox'])}",
         inbox_units=inbox,
         serve=serve,
+        inbox_mailbox=f"the mailbox at {imap.host}" if imap is not None else None,
     )
 
 
@@ -261,9 +296,9 @@ class ServeUnit:
                 "#       loginctl enable-linger   (keeps it running when you log out)",
                 "",
                 f"# {self.env_file} must hold NEWSLETTER_UNSUBSCRIBE_SECRET=... (the same value",
-                "# `dispatch` uses to sign the links), plus any webhook credentials; chmod 600.",
-                "# Put a reverse proxy (nginx, Caddy) in front for HTTPS: see the README,",
-                '# "When people leave the list".',
+                "# `dispatch` uses to sign the links; `newsletter secret` writes one), plus any",
+                "# webhook credentials; chmod 600.",
+                "# Put a reverse proxy (nginx, Caddy) in front for HTTPS: see docs/server.md.",
             ]
         )
 
@@ -278,7 +313,7 @@ def serve_unit(
 ) -> ServeUnit:
     """Build the systemd service that runs `newsletter serve` for `project`."""
     root = project.root_dir.resolve()
-    env_path = (env_file or DEFAULT_ENV_FILE).expanduser().absolute()
+    env_path = (env_file or env_file_path()).expanduser().absolute()
     argv = [*(command or newsletter_command()), "serve", "--host", host, "--port", str(port)]
     service_name = f"{SERVE_UNIT_NAME}.service"
     service_text = "\n".join(

@@ -29,6 +29,8 @@ from newsletter.transports.halt import Halt
 # mailbox.Maildir names files with a per-process counter that it increments
 # without a lock; two worker threads could otherwise pick the same name.
 _ADD_LOCK = threading.Lock()
+# Test copies go to a Maildir of their own inside the outbox, kept apart from the real send.
+TEST_COPIES_DIR = "tests"
 
 
 class _PrivateMaildir(mailbox.Maildir):
@@ -49,8 +51,9 @@ class OutboxTransport:
     name = "outbox"
     sends_batch_in_one_request = False
 
-    def __init__(self, outbox_dir: Path, batch_size: int = 100) -> None:
+    def __init__(self, outbox_dir: Path, batch_size: int = 100, within: Path | None = None) -> None:
         self.outbox_dir = Path(outbox_dir)
+        self._within = within  # the outbox that holds this folder (test copies), if any
         self.batch_size = batch_size
         self._maildir: mailbox.Maildir | None = None
         self._halt = Halt()
@@ -58,6 +61,12 @@ class OutboxTransport:
     @classmethod
     def from_settings(cls, settings: Settings) -> OutboxTransport:
         return cls(settings.outbox_dir)
+
+    def for_test_copies(self) -> OutboxTransport:
+        """The same transport writing into outbox/tests/, so test copies never mix with a send."""
+        return OutboxTransport(
+            self.outbox_dir / TEST_COPIES_DIR, self.batch_size, within=self.outbox_dir
+        )
 
     @staticmethod
     def default_concurrency(settings: Settings) -> int:
@@ -79,6 +88,9 @@ class OutboxTransport:
 
     def connect(self) -> None:
         """Create the outbox folder now, so one that cannot be used stops the run before it starts."""
+        if self._within is not None:
+            # The outbox itself is a Maildir too, whichever is written first.
+            OutboxTransport(self._within).connect()
         self._open()
         if not (self.outbox_dir / "new").is_dir():
             raise DeliveryError(

@@ -228,9 +228,10 @@ def test_audience_of_an_unknown_issue_is_a_plain_error(project_dir: Path) -> Non
 def test_commands_outside_a_project_say_how_to_make_one(tmp_path: Path) -> None:
     result = invoke("--root", str(tmp_path), "audience", ISSUE_ID)
     assert result.exit_code == 1
-    assert f"{tmp_path.resolve()} is not a newsletter project (no newsletter.yaml)" in (
+    assert f"{tmp_path.resolve()} is not a newsletter project (it has no newsletter.yaml)" in (
         result.stderr
     )
+    assert "--root" in result.stderr
     assert "newsletter init DIR" in result.stderr
 
 
@@ -304,15 +305,25 @@ def test_root_and_newsletter_root_still_win_over_the_current_folder(
     assert f"{elsewhere.resolve()} is not a newsletter project" in result.stderr
 
 
-def test_outside_any_project_the_current_folder_is_named(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "command",
+    [["validate"], ["audience", ISSUE_ID], ["send", ISSUE_ID], ["schedule"], ["cron"]],
+    ids=lambda words: words[0],
+)
+def test_outside_any_project_one_line_says_where_it_looked_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
+    # A comms officer who opened a terminal in their home folder, not the project's.
     monkeypatch.chdir(tmp_path)
-    result = invoke("audience", ISSUE_ID)
+    result = invoke(*command)
     assert result.exit_code == 1
-    assert f"{tmp_path.resolve()} is not a newsletter project (no newsletter.yaml)" in (
-        result.stderr
+    assert result.stderr == (
+        f"newsletter: no newsletter.yaml was found in {tmp_path.resolve()} or any folder above "
+        "it: cd into your project folder (the one holding newsletter.yaml), or name it with "
+        "--root DIR (or NEWSLETTER_ROOT=DIR); to start a project, run `newsletter init DIR`\n"
     )
+    assert "file not found" not in result.output
+    assert "no recipient lists" not in result.output
 
 
 # --- what the last line says, and warnings that repeat -------------------------------

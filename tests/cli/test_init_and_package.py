@@ -23,6 +23,7 @@ from newsletter.core.project import bundled_project_dir, open_project
 from newsletter.review.approval import check_approval
 
 SAMPLE = "2023-05-panel-reports"
+TEAM = ("--organisation", "Exampletown Children's Partnership", "--from-address", "news@ex.org")
 REPO_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -31,9 +32,9 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
 
 
-def test_init_creates_a_project_that_validates(tmp_path: Path) -> None:
+def test_init_sample_creates_the_walk_through_project_that_validates(tmp_path: Path) -> None:
     target = tmp_path / "news"
-    result = CliRunner().invoke(cli, ["init", str(target)], env=clean_env())
+    result = CliRunner().invoke(cli, ["init", "--sample", str(target)], env=clean_env())
     assert result.exit_code == 0, result.output
     for name in ("newsletter.yaml", "issues", "templates", "recipients", "approvals"):
         assert f"created {target.resolve() / name}" in result.output
@@ -57,7 +58,9 @@ def test_the_sample_issue_ships_approved_as_it_stands(tmp_path: Path) -> None:
     assert [a.by for a in status.current] == ["Sample Approver"]
 
     target = tmp_path / "news"
-    assert CliRunner().invoke(cli, ["init", str(target)], env=clean_env()).exit_code == 0
+    assert (
+        CliRunner().invoke(cli, ["init", "--sample", str(target)], env=clean_env()).exit_code == 0
+    )
     result = CliRunner().invoke(
         cli,
         ["--root", str(target), "send", SAMPLE, "--send", "--yes", "--transport", "outbox"],
@@ -70,7 +73,7 @@ def test_the_sample_issue_ships_approved_as_it_stands(tmp_path: Path) -> None:
 
 def test_init_accepts_a_fresh_git_repository(tmp_path: Path) -> None:
     (tmp_path / "news" / ".git").mkdir(parents=True)
-    result = CliRunner().invoke(cli, ["init", str(tmp_path / "news")])
+    result = CliRunner().invoke(cli, ["init", "--sample", str(tmp_path / "news")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "news" / "newsletter.yaml").is_file()
 
@@ -81,7 +84,7 @@ def test_init_refuses_a_non_empty_directory(tmp_path: Path, existing: str) -> No
     target.mkdir()
     (target / existing).write_text("keep me\n", encoding="utf-8")
 
-    result = CliRunner().invoke(cli, ["init", str(target)])
+    result = CliRunner().invoke(cli, ["init", *TEAM, str(target)])
 
     assert result.exit_code == 1
     assert "Traceback" not in result.output
@@ -96,7 +99,7 @@ def test_init_refuses_a_non_empty_directory(tmp_path: Path, existing: str) -> No
 def test_init_refuses_a_file(tmp_path: Path) -> None:
     target = tmp_path / "news"
     target.write_text("", encoding="utf-8")
-    result = CliRunner().invoke(cli, ["init", str(target)])
+    result = CliRunner().invoke(cli, ["init", *TEAM, str(target)])
     assert result.exit_code == 2  # click's own usage check: DIRECTORY must not be a file
     assert "Traceback" not in result.output
 
@@ -211,7 +214,7 @@ def test_the_wheel_ships_the_sample_project_and_works_installed(tmp_path: Path) 
     assert bundled.is_relative_to(venv), "the venv imported the checkout, not the wheel"
     assert bundled.name == "_project"
 
-    run([str(bin_dir / "newsletter"), "init", "news"], cwd=tmp_path)
+    run([str(bin_dir / "newsletter"), "init", "--sample", "news"], cwd=tmp_path)
     result = run([str(bin_dir / "newsletter"), "--root", "news", "validate"], cwd=tmp_path)
     assert "OK: 0 error(s)" in result.stdout
     result = run(
@@ -225,3 +228,7 @@ def test_the_wheel_ships_the_sample_project_and_works_installed(tmp_path: Path) 
         cwd=tmp_path,
     )
     assert "Sent 67;" in result.stdout
+    # A team's own project is made from the skeleton, which ships as package data too.
+    run([str(bin_dir / "newsletter"), "init", *TEAM, "team"], cwd=tmp_path)
+    result = run([str(bin_dir / "newsletter"), "--root", "team", "validate"], cwd=tmp_path)
+    assert "OK: 0 error(s)" in result.stdout

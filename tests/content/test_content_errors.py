@@ -197,7 +197,14 @@ CASES = [
     Case(
         "tab-indentation.yaml",
         "issues/fixture-issue.yaml",
-        ((12, 1, "a tab character is used for indenting; indent with spaces only"),),
+        (
+            (
+                12,
+                1,
+                "this line is indented with a tab (shown as →); YAML needs spaces: "
+                "replace the tab with spaces, lined up with the lines above",
+            ),
+        ),
     ),
     Case(
         "bad-indentation.yaml",
@@ -206,8 +213,8 @@ CASES = [
             (
                 13,
                 4,
-                "the indentation is inconsistent here "
-                "(expected <block end>, but found '<block mapping start>')",
+                "this line is indented differently from the fields around it: "
+                "use the same number of spaces as the field above it",
             ),
         ),
     ),
@@ -290,8 +297,19 @@ def test_an_invalid_issue_is_refused_by_commands_that_use_it(project_dir: Path) 
     [
         ("", 1, 1, "the issue file is empty"),
         ("- a\n- b\n", 1, 1, "an issue must be a block of fields (`name: value` lines)"),
-        ('title: "unterminated\n', 2, 1, "this is not valid YAML: found unexpected end of stream"),
-        ("a: 1\n---\nb: 2\n", 2, 1, "this is not valid YAML: but found another document"),
+        (
+            'title: "unterminated\n',
+            1,
+            8,
+            'the quote (") opened here is never closed: add the closing " at the end of the '
+            'value (to write " inside the value, write \\")',
+        ),
+        (
+            "a: 1\n---\nb: 2\n",
+            2,
+            1,
+            "a second document starts here (`---`); this file holds one: remove this line",
+        ),
     ],
 )
 def test_malformed_issue_files_give_a_located_error(

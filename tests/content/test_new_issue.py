@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from newsletter.cli import cli
-from newsletter.content.new_issue import new_issue
+from newsletter.content.new_issue import new_issue, outdated_dates
 from newsletter.core.errors import NewsletterError, Problem
 from newsletter.core.project import Project, open_project
 from newsletter.review.approval import approve_issue, check_approval
@@ -175,3 +175,47 @@ def test_a_new_issue_can_be_scheduled_and_approved(project_dir: Path) -> None:
     assert [p for p in validate_project(project_dir, [path]) if p.is_error] == []
     approve_issue(project, "2023-08-news", "Jo Bloggs")
     assert check_approval(project, "2023-08-news").approved
+
+
+def test_new_from_warns_about_last_issues_month_and_year_in_the_words_people_see(
+    project_dir: Path,
+) -> None:
+    # The sample is May 2023; a copy dated December 2026 keeps its words until rewritten.
+    project = open_project(project_dir)
+    path = new_issue(project, "2026-12-news", EARLIER, today=date(2026, 12, 7))
+    subject_line = next(
+        n
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if line.startswith("subject:")
+    )
+    warnings = [str(p) for p in outdated_dates(path)]
+    assert warnings == [
+        f"{path}:{subject_line}:10: warning: the subject says May 2023, but this issue is "
+        "dated December 2026: rewrite it for this issue"
+    ]
+    result = CliRunner().invoke(
+        cli, ["--root", str(project_dir), "new", "2023-05-again", "--from", EARLIER]
+    )
+    assert result.exit_code == 0, result.output
+    # Run today: May 2023 is never today's month and year, so the warning shows.
+    assert "warning: the subject says May 2023" in result.stdout
+
+
+def test_a_copy_in_the_same_month_has_nothing_to_warn_about(project_dir: Path) -> None:
+    path = new_issue(open_project(project_dir), "2023-05-b", EARLIER, today=date(2023, 5, 30))
+    assert outdated_dates(path) == []
+
+
+@pytest.mark.parametrize(
+    ("day", "offset"),
+    [(date(2026, 12, 7), "+00:00"), (date(2026, 7, 7), "+01:00")],
+    ids=["winter", "summer"],
+)
+def test_the_send_at_hint_has_the_offset_the_new_date_will_have(
+    project_dir: Path, day: date, offset: str
+) -> None:
+    path = new_issue(open_project(project_dir), "next", EARLIER, today=day)
+    text = path.read_text(encoding="utf-8")
+    assert f'add `send_at: "{day.isoformat()}T09:00:00{offset}"`' in text
+    other = "+01:00" if offset == "+00:00" else "+00:00"
+    assert other not in text.split("\nid:")[0]

@@ -213,9 +213,10 @@ def test_broken_settings_yaml_is_located_not_a_traceback(project_dir: Path) -> N
     result = validate(project_dir)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
-    assert f"{path}:28:1: a tab character is used for indenting; indent with spaces only" in (
-        result.stderr.splitlines()
-    )
+    assert (
+        f"{path}:28:1: this line is indented with a tab (shown as →); YAML needs spaces: "
+        "replace the tab with spaces, lined up with the lines above"
+    ) in result.stderr.splitlines()
 
 
 def test_validate_reports_an_unknown_timezone_instead_of_crashing(project_dir: Path) -> None:

@@ -74,41 +74,86 @@ def test_a_key_written_twice_is_a_problem_not_an_overwrite(
     assert first in ("A", "One")
 
 
-@pytest.mark.parametrize(
-    ("text", "where", "message"),
-    [
-        (
-            "sections:\n  - id: a\n\t title: One\n",
-            (3, 1),
-            "a tab character is used for indenting; indent with spaces only",
-        ),
-        (
-            "sections:\n  - id: a\n    title: One\n   lead_in: Two\n",
-            (4, 4),
-            "the indentation is inconsistent here "
-            "(expected <block end>, but found '<block mapping start>')",
-        ),
-        (
-            "title: Panel report: the findings\n",
-            (1, 20),
-            "a colon in the middle of a value: put the value in quotes, "
-            "or check the indentation of this line",
-        ),
-        (
-            'title: "unterminated\n',
-            (2, 1),
-            "this is not valid YAML: found unexpected end of stream",
-        ),
-        ("a: 1\n---\nb: 2\n", (2, 1), "this is not valid YAML: but found another document"),
-    ],
-)
-def test_malformed_yaml_is_one_located_problem(
-    text: str, where: tuple[int, int], message: str
+# The mistakes people make typing YAML by hand, each explained in plain words
+# with what to change, the line shown and a caret under the place.
+COMMON_MISTAKES = [
+    pytest.param(
+        "sections:\n  - id: a\n    points:\n      - one\n     - two\n",
+        (5, 6),
+        "this bullet (`- `) is not lined up with the bullets above it: "
+        "start it in the same column as the others",
+        "         - two\n         ^",
+        id="mis-indented bullet",
+    ),
+    pytest.param(
+        "sections:\n  - id: a\n    title: One\n   lead_in: Two\n",
+        (4, 4),
+        "this line is indented differently from the fields around it: "
+        "use the same number of spaces as the field above it",
+        "       lead_in: Two\n       ^",
+        id="mis-indented field",
+    ),
+    pytest.param(
+        "sections:\n  - id: a\n\t title: One\n",
+        (3, 1),
+        "this line is indented with a tab (shown as →); YAML needs spaces: "
+        "replace the tab with spaces, lined up with the lines above",
+        "    → title: One\n    ^",
+        id="tab",
+    ),
+    pytest.param(
+        "title: Panel report: the findings\n",
+        (1, 20),
+        "a colon followed by a space inside a value makes YAML read a new field here: "
+        'put the whole value in quotes, e.g. title: "Panel report: the findings"',
+        "    title: Panel report: the findings\n                       ^",
+        id="unquoted colon",
+    ),
+    pytest.param(
+        "points:\n  - First\n  Second\n",
+        (3, 3),
+        "this line is not a `field: value` and not a list item: if it belongs to the list "
+        "above, start it with `- `; if it continues the text above, indent it further",
+        "      Second\n      ^",
+        id="missing dash",
+    ),
+    pytest.param(
+        'title: "unterminated\nsubject: x\n',
+        (1, 8),
+        'the quote (") opened here is never closed: add the closing " at the end of the '
+        'value (to write " inside the value, write \\")',
+        '    title: "unterminated\n           ^',
+        id="unclosed quote",
+    ),
+    pytest.param(
+        'title: "News" Update\n',
+        (1, 15),
+        "there is text after the closing quote: put the whole value inside the quotes, "
+        "or remove them",
+        '    title: "News" Update\n                  ^',
+        id="text after a quote",
+    ),
+    pytest.param(
+        "a: 1\n---\nb: 2\n",
+        (2, 1),
+        "a second document starts here (`---`); this file holds one: remove this line",
+        "    ---\n    ^",
+        id="second document",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "where", "message", "shown"), COMMON_MISTAKES)
+def test_malformed_yaml_is_one_located_problem_in_plain_words(
+    text: str, where: tuple[int, int], message: str, shown: str
 ) -> None:
     doc = parse_yaml(text, PATH)
     assert doc.data is None
-    assert [(p.line, p.column, p.message) for p in doc.problems] == [(*where, message)]
-    assert all(p.is_error for p in doc.problems)
+    assert [(p.line, p.column) for p in doc.problems] == [where]
+    (problem,) = doc.problems
+    assert problem.is_error
+    assert str(problem) == f"{PATH}:{where[0]}:{where[1]}: {message}\n{shown}"
+    assert "<block" not in str(problem)  # no parser jargon reaches a person
 
 
 def test_unsafe_tags_are_refused_not_run() -> None:

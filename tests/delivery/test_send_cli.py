@@ -307,12 +307,13 @@ def test_a_bad_test_address_is_a_usage_error_and_nothing_is_sent(
 def test_an_outbox_test_copy_says_where_it_was_written(project_dir: Path) -> None:
     result = run(project_dir, "send", ISSUE, "--test-to", "me@example.org")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    *lines, hint = result.output.splitlines()
     assert len(lines) == 2
+    assert hint.endswith("See them as the recipients will: newsletter outbox --open")
     for line in lines:
         assert line.startswith("sent: test copy [TEST: ")
         written = Path(line.split(" -> ", 1)[1])
-        assert written.parent == project_dir / "outbox" / "new"
+        assert written.parent == project_dir / "outbox" / "tests" / "new"  # apart from a send
         assert b"To: Sample Practitioner <me@example.org>" in written.read_bytes()
 
 

@@ -48,7 +48,11 @@ class Place:
 
 # Each command with the arguments of a typical use; some more than once.
 RUNS: dict[str, list[Callable[[Place], list[str]]]] = {
-    "init": [lambda p: ["init", str(p.scratch / "fresh")]],
+    "init": [
+        lambda p: ["init", "--sample", str(p.scratch / "fresh")],
+        lambda p: ["init", "--organisation", "Team", "--from-address", "a@example.org", "new"],
+    ],
+    "secret": [lambda p: ["secret", "--env-file", str(p.scratch / "newsletter.env")]],
     "validate": [lambda p: ["validate"]],
     "audience": [lambda p: ["audience", ISSUE]],
     "render": [
@@ -63,6 +67,7 @@ RUNS: dict[str, list[Callable[[Place], list[str]]]] = {
     ],
     "retry": [lambda p: ["retry", ISSUE]],
     "report": [lambda p: ["report", ISSUE]],
+    "outbox": [lambda p: ["outbox"], lambda p: ["outbox", "--format", "json"]],
     "dispatch": [lambda p: ["dispatch", "--now", SEND_AT]],
     "schedule": [lambda p: ["schedule"]],
     "cron": [lambda p: ["cron"]],

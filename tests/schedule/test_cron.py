@@ -9,12 +9,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import cli
 from newsletter.core.project import open_project
 from newsletter.schedule.cron import CronSetup, cron_setup, newsletter_command
-from tests.support.project import unapprove_sample
+from tests.support.project import enable_one_click, unapprove_sample
 
 
 def _setup(project_dir: Path, env_file: Path) -> CronSetup:
@@ -116,17 +117,59 @@ def test_systemd_units_pass_systemd_analyze_verify(project_dir: Path, tmp_path: 
     assert "newsletter-dispatch" not in result.stderr, result.stderr
 
 
-def test_cron_command_prints_both_options(project_dir: Path, tmp_path: Path) -> None:
-    env_file = tmp_path / "secrets.env"
+def cron_output(project_dir: Path, env_file: Path, *args: str, **env: str) -> str:
     result = CliRunner().invoke(
-        cli, ["--root", str(project_dir), "cron", "--env-file", str(env_file)]
+        cli, ["--root", str(project_dir), "cron", "--env-file", str(env_file), *args], env=env
     )
     assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_a_new_project_gets_only_the_dispatch_line_each_part_saying_what_it_is_for(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    env_file = tmp_path / "secrets.env"
+    output = cron_output(project_dir, env_file)
     setup = _setup(project_dir, env_file)
-    assert setup.crontab_line in result.output
-    assert setup.service_text in result.output
-    assert setup.timer_text in result.output
-    assert f"systemctl --user enable --now {setup.timer_name}" in result.output
+    jobs = [line for line in output.splitlines() if line and not line.startswith("#")]
+    assert jobs == [setup.crontab_line]
+    # No inbox job that would fail every 15 minutes without a mailbox, and it says why.
+    assert " inbox" not in setup.crontab_line and "No bounce mailbox is set up" in output
+    assert "[Service]" not in output  # no serve unit: nothing needs `serve`
+    assert f"read from {env_file}" in output
+    assert len(output.splitlines()) <= 15
+    systemd = cron_output(project_dir, env_file, "--systemd")
+    assert setup.service_text in systemd and setup.timer_text in systemd
+    assert "newsletter-inbox" not in systemd
+    assert f"systemctl --user enable --now {setup.timer_name}\n" in systemd
+
+
+def test_a_bounce_mailbox_adds_the_inbox_job(project_dir: Path, tmp_path: Path) -> None:
+    env_file = tmp_path / "secrets.env"
+    output = cron_output(project_dir, env_file, NEWSLETTER_IMAP_HOST="imap.example.net")
+    setup = _setup(project_dir, env_file)
+    assert setup.crontab_line in output
+    assert "from the mailbox at imap.example.net" in output
+    assert setup.inbox_crontab_line in output
+    systemd = cron_output(
+        project_dir, env_file, "--systemd", NEWSLETTER_IMAP_HOST="imap.example.net"
+    )
+    assert setup.inbox_units.service_text in systemd
+    assert setup.inbox_units.timer_text in systemd
+    assert (
+        "systemctl --user enable --now newsletter-dispatch.timer newsletter-inbox.timer" in systemd
+    )
+
+
+def test_cron_reads_the_env_file_named_by_newsletter_env_file(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    named = tmp_path / "team.env"
+    result = CliRunner().invoke(
+        cli, ["--root", str(project_dir), "cron"], env={"NEWSLETTER_ENV_FILE": str(named)}
+    )
+    assert result.exit_code == 0, result.output
+    assert f". {named};" in result.output
 
 
 def test_inbox_has_a_systemd_service_and_timer_like_dispatch(
@@ -178,26 +221,18 @@ def test_every_unit_cron_prints_passes_systemd_analyze_verify(
     assert "newsletter-" not in result.stderr, result.stderr
 
 
-def test_cron_command_offers_inbox_units_and_the_serve_service(
-    project_dir: Path, tmp_path: Path
+def test_one_click_unsubscribe_adds_the_serve_service(
+    project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env_file = tmp_path / "secrets.env"
-    result = CliRunner().invoke(
-        cli, ["--root", str(project_dir), "cron", "--env-file", str(env_file)]
-    )
-    assert result.exit_code == 0, result.output
-    setup = _setup(project_dir, env_file)
-    assert setup.inbox_crontab_line in result.output
-    assert setup.inbox_units.service_text in result.output
-    assert setup.inbox_units.timer_text in result.output
-    assert (
-        "systemctl --user enable --now newsletter-dispatch.timer newsletter-inbox.timer"
-        in result.output
-    )
+    assert "newsletter-serve" not in cron_output(project_dir, env_file)
+    enable_one_click(project_dir, monkeypatch)
+    output = cron_output(project_dir, env_file)
+    assert "One-click unsubscribe links (unsubscribe.url)" in output
     # The same service `newsletter serve --systemd` prints, on serve's default address.
     serve = CliRunner().invoke(
         cli, ["--root", str(project_dir), "serve", "--systemd", "--env-file", str(env_file)]
     )
     assert serve.exit_code == 0, serve.output
-    assert serve.output.strip() in result.output
+    assert serve.output.strip() in output
     assert "ExecStart=" in serve.output and "serve --host 127.0.0.1 --port 8080" in serve.output
