@@ -129,7 +129,14 @@ class _Undeliverable(Exception):
 
 
 class _Unreachable(Exception):
-    """The server cannot be reached or dropped us while connecting: try later."""
+    """The server (or the identity platform) cannot be reached or dropped us: try later.
+
+    `check` names what to set if it keeps happening.
+    """
+
+    def __init__(self, detail: str, check: str = WHERE_TO_SET) -> None:
+        super().__init__(detail)
+        self.check = check
 
 
 class _Throttled(Exception):
@@ -299,7 +306,9 @@ class SmtpTransport:
         try:
             self._connect()
         except _Unreachable as error:
-            raise ConfigError(self._scrub(f"{error}; check {WHERE_TO_SET}")) from None
+            raise ConfigError(
+                self._scrub(f"{error}; if it keeps failing, check {error.check}")
+            ) from None
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send each message in turn; one result per message, in order."""
@@ -559,7 +568,7 @@ class SmtpTransport:
         except smtplib.SMTPNotSupportedError as error:
             raise DeliveryError(self._scrub(f"the SMTP server {self.where}: {error}")) from None
         except TokenUnavailable as error:
-            raise _Unreachable(str(error)) from None
+            raise _Unreachable(str(error), error.check) from None
         except smtplib.SMTPResponseException as error:
             reply = _Reply("connect", error.smtp_code, _text(error.smtp_error))
             answer = f"{reply.code} {reply.text}"
