@@ -92,11 +92,11 @@ def test_the_password_never_shows_in_repr_or_str(project_dir: Path) -> None:
         repr(settings.smtp),
         str(settings.smtp.password),
         f"{settings.smtp.password}",
-        repr(settings.providers),
+        repr(settings.blocks),
     ):
         assert PASSWORD not in shown
     assert "********" in repr(settings.smtp)
-    postmark_key = settings.providers["postmark"].api_key
+    postmark_key = settings.postmark.api_key
     assert postmark_key is not None and postmark_key.reveal() == PASSWORD + "-postmark"
 
 

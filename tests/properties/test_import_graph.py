@@ -20,7 +20,7 @@ happens to run it:
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import newsletter
@@ -46,12 +46,15 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 def _imports(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
     """Every import statement under `node`, leaving out the body of `if TYPE_CHECKING:`."""
-    for child in ast.iter_child_nodes(node):
+    yield from _imports_in(ast.iter_child_nodes(node))
+
+
+def _imports_in(nodes: Iterable[ast.AST]) -> Iterator[ast.Import | ast.ImportFrom]:
+    for child in nodes:
         if isinstance(child, ast.Import | ast.ImportFrom):
             yield child
         elif isinstance(child, ast.If) and _is_type_checking(child.test):
-            for other in child.orelse:
-                yield from _imports(other)
+            yield from _imports_in(child.orelse)
         else:
             yield from _imports(child)
 

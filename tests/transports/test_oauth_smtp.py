@@ -16,7 +16,7 @@ from aiosmtpd.smtp import AuthResult
 
 from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.settings import Secret, load_settings, read_settings
-from newsletter.transports.oauth import (
+from newsletter.transports.microsoft.identity import (
     GRAPH_SCOPE,
     SMTP_SCOPE,
     MicrosoftIdentity,
@@ -24,7 +24,7 @@ from newsletter.transports.oauth import (
     TokenRefused,
     TokenUnavailable,
 )
-from newsletter.transports.smtp import SmtpTransport
+from newsletter.transports.smtp.send import SmtpTransport
 from tests.support.microsoft import CLIENT_ID, CLIENT_SECRET, MAILBOX, TENANT_ID, write_certificate
 
 PASSWORD = "s3cret-Smtp-Passw0rd!"

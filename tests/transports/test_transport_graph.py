@@ -12,9 +12,9 @@ from email.utils import parseaddr
 import pytest
 
 from newsletter.core.errors import DeliveryError
-from newsletter.transports.graph import GraphTransport
+from newsletter.transports.graph.send import GraphTransport
 from newsletter.transports.http import RetryPolicy
-from newsletter.transports.oauth import GRAPH_SCOPE, TokenProvider
+from newsletter.transports.microsoft.identity import GRAPH_SCOPE, TokenProvider
 from tests.support.microsoft import CLIENT_SECRET, MAILBOX
 
 

@@ -23,7 +23,8 @@ from newsletter.render.notify_format import NotifyRenderer, escape_line_starts, 
 from newsletter.render.variants import PersonalisedEmail
 from newsletter.transports.base import OutgoingMessage
 from newsletter.transports.http import RetryPolicy
-from newsletter.transports.notify import NotifyTransport, one_click_url, permanent_failures
+from newsletter.transports.notify.feedback import permanent_failures
+from newsletter.transports.notify.send import NotifyTransport, one_click_url
 from tests.support.clock import FakeClock
 from tests.support.notify import API_KEY, KEY_SECRET, SERVICE_ID, TEMPLATE_ID
 

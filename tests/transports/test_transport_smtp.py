@@ -9,8 +9,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from newsletter.core.errors import DeliveryError
 from newsletter.core.project import Project
-from newsletter.transports import open_transport
-from newsletter.transports.smtp import SmtpTransport
+from newsletter.transports.lookup import open_transport
+from newsletter.transports.smtp.send import SmtpTransport
 from tests.support.tls import ThrowawayCA
 
 SENDER = "newsupdate@mars-board.example.org"

@@ -21,9 +21,10 @@ v2-oauth2-client-creds-grant-flow; MSAL for Python's
   or a local test server) is used as given: instance discovery, which would
   ask login.microsoftonline.com about it, is turned off as MSAL documents.
 
-The app registration comes from `Settings.oauth` (NEWSLETTER_OAUTH_*, read
-by `newsletter.core.settings` like every other secret); `MicrosoftIdentity.from_settings`
-says which variables are missing.
+The app registration comes from the `oauth` block of the settings
+(NEWSLETTER_OAUTH_*, declared in `transports.microsoft.settings` and read
+like every other secret); `MicrosoftIdentity.from_settings` says which
+variables are missing.
 
 Our rules: one `TokenProvider` per scope per run, shared by every worker;
 a token is reused until `refresh_margin` seconds before it expires on the
@@ -48,28 +49,22 @@ import requests
 from newsletter.core.errors import ConfigError, DeliveryError, NewsletterError
 from newsletter.core.ratelimit import Clock, SystemClock
 from newsletter.core.scrub import SecretScrubber
-from newsletter.core.settings import (
+from newsletter.core.setting_parts import Secret
+from newsletter.core.settings import https_ca_bundle
+from newsletter.transports.microsoft.settings import (
+    AUTHORITY_ENV,
+    CERTIFICATE_ENV,
+    CLIENT_ID_ENV,
+    CLIENT_SECRET_ENV,
     DEFAULT_AUTHORITY,
-    OAUTH_AUTHORITY_ENV,
-    OAUTH_CERTIFICATE_ENV,
-    OAUTH_CLIENT_ID_ENV,
-    OAUTH_CLIENT_SECRET_ENV,
-    OAUTH_TENANT_ENV,
+    TENANT_ENV,
     OAuthSettings,
-    Secret,
-    https_ca_bundle,
 )
 
 SMTP_SCOPE = "https://outlook.office365.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 # MSAL itself treats a cached token within five minutes of expiry as expired.
 REFRESH_MARGIN = 300.0
-
-TENANT_ENV = OAUTH_TENANT_ENV
-CLIENT_ID_ENV = OAUTH_CLIENT_ID_ENV
-CLIENT_SECRET_ENV = OAUTH_CLIENT_SECRET_ENV
-CERTIFICATE_ENV = OAUTH_CERTIFICATE_ENV
-AUTHORITY_ENV = OAUTH_AUTHORITY_ENV
 
 # What to check when the identity platform keeps failing: the app registration and where it is.
 IDENTITY_SETTINGS = (

@@ -39,7 +39,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from newsletter.core.errors import ConfigError, DeliveryError
-from newsletter.core.settings import ProviderSettings, Settings
+from newsletter.core.settings import Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.halt import halted
 from newsletter.transports.http import (
@@ -54,17 +54,19 @@ from newsletter.transports.http import (
     to_name_for,
     unknown_for_all,
 )
+from newsletter.transports.mailjet.settings import KEY_ENV, SECRET_ENV, URL_ENV
+from newsletter.transports.provider_settings import ProviderSettings
 
 MAX_BATCH = 50
 _RECIPIENT_FIELDS = frozenset({"To", "Cc", "Bcc"})
-KEY_ENV = "NEWSLETTER_MAILJET_API_KEY"
-SECRET_ENV = "NEWSLETTER_MAILJET_SECRET_KEY"
 
 
 class MailjetTransport(BatchApiTransport):
     """Sends through Mailjet's `/v3.1/send`, splitting into batches of at most 50."""
 
     name = "mailjet"
+    key_envs = (KEY_ENV, SECRET_ENV)
+    url_env = URL_ENV
 
     def __init__(
         self,
@@ -74,28 +76,14 @@ class MailjetTransport(BatchApiTransport):
         sleep: Sleep = time.sleep,
         timeout: float = 30.0,
     ) -> None:
-        if provider.api_key is None or provider.api_secret is None:
-            raise ConfigError(
-                f"the mailjet transport needs an API key and secret key: set {KEY_ENV} and "
-                f"{SECRET_ENV} in the environment (never in newsletter.yaml)"
-            )
-        auth = (provider.api_key.reveal(), provider.api_secret.reveal())
-        client = ApiClient(
-            "Mailjet",
-            provider.base_url,
-            headers={},
-            auth=auth,
-            secrets=auth,
-            retry=retry,
-            sleep=sleep,
-            timeout=timeout,
-            key_hint=f"{KEY_ENV} and {SECRET_ENV}",
+        client = mailjet_client(
+            provider, "the mailjet transport", retry=retry, sleep=sleep, timeout=timeout
         )
         super().__init__(provider, MAX_BATCH, client)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MailjetTransport:
-        return cls(settings.providers[cls.name])
+        return cls(ProviderSettings.of(settings, cls.name))
 
     def payload(self, outgoing: OutgoingMessage) -> dict[str, Any]:
         """One message in Mailjet's v3.1 JSON shape."""
@@ -179,6 +167,37 @@ class MailjetTransport(BatchApiTransport):
                 raise stop  # nothing in the call was handed over: stop at once
             self._halt.remember(stop)
         return results
+
+
+def mailjet_client(
+    provider: ProviderSettings,
+    purpose: str,
+    *,
+    retry: RetryPolicy | None = None,
+    sleep: Sleep = time.sleep,
+    timeout: float = 30.0,
+) -> ApiClient:
+    """The client for Mailjet's API, sending and polling alike; ConfigError without the keys.
+
+    `purpose` says what needs the keys, e.g. "reading Mailjet's bounces".
+    """
+    if provider.api_key is None or provider.api_secret is None:
+        raise ConfigError(
+            f"{purpose} needs a Mailjet API key and secret key: set {KEY_ENV} and "
+            f"{SECRET_ENV} in the environment (never in newsletter.yaml)"
+        )
+    auth = (provider.api_key.reveal(), provider.api_secret.reveal())
+    return ApiClient(
+        "Mailjet",
+        provider.base_url,
+        headers={},
+        auth=auth,
+        secrets=auth,
+        retry=retry,
+        sleep=sleep,
+        timeout=timeout,
+        key_hint=f"{KEY_ENV} and {SECRET_ENV}",
+    )
 
 
 def _about_recipient(error: dict[str, Any]) -> bool:

@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from newsletter.core.errors import ConfigError, DeliveryError
-from newsletter.core.settings import ProviderSettings, Settings
+from newsletter.core.settings import Settings
 from newsletter.render.message import format_address
 from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
 from newsletter.transports.halt import halted
@@ -55,19 +55,22 @@ from newsletter.transports.http import (
     to_name_for,
     unknown_for_all,
 )
+from newsletter.transports.postmark.settings import TOKEN_ENV, URL_ENV
+from newsletter.transports.provider_settings import ProviderSettings
 
 MAX_BATCH = 500
 INACTIVE_RECIPIENT = 406
 INVALID_REQUEST = 300  # about the recipient only when its Message names the 'To' address
 TEMPORARY_CODES = frozenset({100, 429})
 ACCOUNT_CODES = frozenset({10, 400, 401, 405, 412, 413})
-TOKEN_ENV = "NEWSLETTER_POSTMARK_TOKEN"
 
 
 class PostmarkTransport(BatchApiTransport):
     """Sends through Postmark's `/email/batch`, splitting into batches of at most 500."""
 
     name = "postmark"
+    key_envs = (TOKEN_ENV,)
+    url_env = URL_ENV
 
     def __init__(
         self,
@@ -77,28 +80,15 @@ class PostmarkTransport(BatchApiTransport):
         sleep: Sleep = time.sleep,
         timeout: float = 30.0,
     ) -> None:
-        if provider.api_key is None:
-            raise ConfigError(
-                f"the postmark transport needs a server API token: set {TOKEN_ENV} in the "
-                "environment (never in newsletter.yaml)"
-            )
-        token = provider.api_key.reveal()
         self.message_stream = provider.options.get("message_stream", "broadcast")
-        client = ApiClient(
-            "Postmark",
-            provider.base_url,
-            headers={"X-Postmark-Server-Token": token},
-            secrets=[token],
-            retry=retry,
-            sleep=sleep,
-            timeout=timeout,
-            key_hint=TOKEN_ENV,
+        client = postmark_client(
+            provider, "the postmark transport", retry=retry, sleep=sleep, timeout=timeout
         )
         super().__init__(provider, MAX_BATCH, client)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PostmarkTransport:
-        return cls(settings.providers[cls.name])
+        return cls(ProviderSettings.of(settings, cls.name))
 
     def payload(self, outgoing: OutgoingMessage) -> dict[str, Any]:
         """One message in Postmark's JSON shape."""
@@ -184,6 +174,36 @@ class PostmarkTransport(BatchApiTransport):
                 raise stop  # nothing in the batch was handed over: stop at once
             self._halt.remember(stop)
         return results
+
+
+def postmark_client(
+    provider: ProviderSettings,
+    purpose: str,
+    *,
+    retry: RetryPolicy | None = None,
+    sleep: Sleep = time.sleep,
+    timeout: float = 30.0,
+) -> ApiClient:
+    """The client for Postmark's API, sending and polling alike; ConfigError without a token.
+
+    `purpose` says what needs the token, e.g. "reading Postmark's bounces".
+    """
+    if provider.api_key is None:
+        raise ConfigError(
+            f"{purpose} needs a Postmark server API token: set {TOKEN_ENV} in the environment "
+            "(never in newsletter.yaml)"
+        )
+    token = provider.api_key.reveal()
+    return ApiClient(
+        "Postmark",
+        provider.base_url,
+        headers={"X-Postmark-Server-Token": token},
+        secrets=[token],
+        retry=retry,
+        sleep=sleep,
+        timeout=timeout,
+        key_hint=TOKEN_ENV,
+    )
 
 
 def _about_recipient(code: object, text: str) -> bool:

@@ -31,7 +31,7 @@ about this recipient: `permanent`. `RateLimitError`, 5xx and a failed
 connection are retried with backoff; the daily limit hands the rest back
 `temporary` with a wait until midnight UTC. Every other 4xx (the key, the
 template, trial mode) stops the run with `DeliveryError` and one clear line.
-`permanent_failures` lists the addresses Notify later found undeliverable.
+`feedback.permanent_failures` lists the addresses Notify later found undeliverable.
 
 Each message's `((body))` is rendered by the send run (this transport
 `SendsOwnBody`: see `provider_body`) and travels as
@@ -44,8 +44,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -55,12 +54,8 @@ from notifications_python_client.notifications import NotificationsAPIClient
 
 from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.ratelimit import Clock, SystemClock
-from newsletter.core.settings import (
-    DEFAULT_NOTIFY_URL,
-    NOTIFY_API_KEY_ENV,
-    Secret,
-    Settings,
-)
+from newsletter.core.setting_parts import Secret
+from newsletter.core.settings import Settings
 from newsletter.transports.base import (
     DeliveryResult,
     OutgoingMessage,
@@ -70,28 +65,22 @@ from newsletter.transports.base import (
 )
 from newsletter.transports.halt import Halt, RestLater, send_each
 from newsletter.transports.http import RetryPolicy, may_have_arrived
+from newsletter.transports.notify.settings import (
+    API_KEY_ENV,
+    DEFAULT_URL,
+    TEMPLATE_SETTING,
+    NotifySettings,
+)
 
 if TYPE_CHECKING:
     from newsletter.content.issue import Issue
 
-API_KEY_ENV = NOTIFY_API_KEY_ENV
-TEMPLATE_SETTING = "notify.template_id"
 # Notify takes 3,000 requests a minute per key: a few connections keep up with that.
 DEFAULT_CONNECTIONS = 4
 _ANGLE_LINKS = re.compile(r"<([^<>\s]+)>")
 
 # Given an outgoing message, its body in Notify formatting (see notify_format).
 BodyFor = Callable[[OutgoingMessage], str]
-
-
-@dataclass(frozen=True)
-class NotifyFailure:
-    """A message Notify accepted and later could not deliver for good."""
-
-    reference: str
-    email_address: str
-    notification_id: str
-    completed_at: str | None
 
 
 def notify_client(api_key: Secret, base_url: str, timeout: float = 30.0) -> NotificationsAPIClient:
@@ -122,7 +111,7 @@ class NotifyTransport:
         template_id: str,
         body_for: BodyFor | None = None,
         *,
-        base_url: str = DEFAULT_NOTIFY_URL,
+        base_url: str = DEFAULT_URL,
         email_reply_to_id: str | None = None,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
@@ -147,7 +136,7 @@ class NotifyTransport:
     @classmethod
     def opener(cls, settings: Settings, clock: Clock) -> Callable[[], NotifyTransport]:
         """New transports for `settings.notify`, one per worker; ConfigError when it is incomplete."""
-        notify = settings.notify
+        notify = NotifySettings.of(settings)
         missing = notify.missing()
         if missing or notify.api_key is None or notify.template_id is None:
             raise ConfigError(f"GOV.UK Notify needs {' and '.join(missing)}; see README")
@@ -171,8 +160,8 @@ class NotifyTransport:
 
     @staticmethod
     def describe(settings: Settings) -> str:
-        notify = settings.notify
-        key = "an API key from NEWSLETTER_NOTIFY_API_KEY" if notify.api_key else "NO API key set"
+        notify = NotifySettings.of(settings)
+        key = f"an API key from {API_KEY_ENV}" if notify.api_key else "NO API key set"
         return (
             f"notify: GOV.UK Notify at {notify.base_url}, template "
             f"{notify.template_id or '(not set)'}, {key}"
@@ -184,9 +173,10 @@ class NotifyTransport:
 
     @staticmethod
     def route(settings: Settings) -> Route:
-        template = settings.notify.template_id
+        notify = NotifySettings.of(settings)
+        template = notify.template_id
         name = f"GOV.UK Notify, template {template}" if template else "GOV.UK Notify"
-        return Route(name, tuple(settings.notify.missing()))
+        return Route(name, tuple(notify.missing()))
 
     @staticmethod
     def provider_body(settings: Settings, issue: Issue) -> ProviderBody:
@@ -250,7 +240,7 @@ class NotifyTransport:
                         "sent again unless asked",
                     )
                 status = error.status_code
-                kind, text = _error_of(error)
+                kind, text = error_of(error)
                 if status == 429 and kind == "TooManyRequestsError":
                     raise RestLater(
                         f"GOV.UK Notify's daily limit is reached ({text}); the rest go after "
@@ -307,54 +297,6 @@ class NotifyTransport:
         return (midnight - now).total_seconds()
 
 
-def permanent_failures(
-    api_key: Secret,
-    *,
-    base_url: str = DEFAULT_NOTIFY_URL,
-    timeout: float = 30.0,
-    seen: Callable[[NotifyFailure], bool] | None = None,
-) -> Iterator[NotifyFailure]:
-    """Emails Notify found permanently undeliverable, newest first.
-
-    Notify keeps messages for 7 days: poll within that time after a send.
-    Pages (250 at a time, newest first) through `permanent-failure` email
-    notifications until Notify has no older ones, or until a page holds only
-    failures `seen` says were read before.
-    """
-    client = notify_client(api_key, base_url, timeout)
-    older_than: str | None = None
-    try:
-        while True:
-            try:
-                page = client.get_all_notifications(
-                    status="permanent-failure", template_type="email", older_than=older_than
-                )
-            except APIError as error:
-                kind, text = _error_of(error)
-                raise DeliveryError(
-                    f"GOV.UK Notify would not list failed emails (HTTP {error.status_code}, "
-                    f"{kind}: {text}); check {API_KEY_ENV}"
-                ) from None
-            notifications = page.get("notifications") if isinstance(page, dict) else None
-            if not notifications:
-                return
-            new = 0
-            for item in notifications:
-                failure = NotifyFailure(
-                    str(item.get("reference") or ""),
-                    str(item.get("email_address") or ""),
-                    str(item.get("id") or ""),
-                    item.get("completed_at"),
-                )
-                new += 0 if seen is not None and seen(failure) else 1
-                yield failure
-            older_than = str(notifications[-1].get("id") or "")
-            if not older_than or new == 0:
-                return
-    finally:
-        client.request_session.close()
-
-
 def attached_body(outgoing: OutgoingMessage) -> str:
     """The `((body))` the send run attached to the message."""
     if outgoing.provider_body is None:
@@ -373,7 +315,7 @@ def one_click_url(list_unsubscribe: str) -> str | None:
     )
 
 
-def _error_of(error: APIError) -> tuple[str, str]:
+def error_of(error: APIError) -> tuple[str, str]:
     """Notify's error type and message from `{"errors": [{"error", "message"}]}`."""
     message = error.message
     if isinstance(message, list) and message and isinstance(message[0], dict):

@@ -50,19 +50,14 @@ non-ASCII characters is sent as UTF-8 (RFC 4616), which smtplib's own
 
 from __future__ import annotations
 
-import base64
-import re
 import smtplib
-import socket
 import ssl
 from collections.abc import Callable, Sequence
-from functools import cache
-from typing import TYPE_CHECKING
 
 from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.ratelimit import Clock, SystemClock
 from newsletter.core.scrub import SecretScrubber
-from newsletter.core.settings import Settings, SmtpSettings
+from newsletter.core.settings import Settings
 from newsletter.render.message import envelope_address
 from newsletter.transports.base import (
     DeliveryResult,
@@ -73,7 +68,7 @@ from newsletter.transports.base import (
     is_placeholder_host,
 )
 from newsletter.transports.halt import Halt, RestLater, send_each
-from newsletter.transports.oauth import (
+from newsletter.transports.microsoft.identity import (
     SMTP_SCOPE,
     AccessToken,
     MicrosoftIdentity,
@@ -82,89 +77,36 @@ from newsletter.transports.oauth import (
     TokenUnavailable,
     xoauth2_response,
 )
-from newsletter.transports.smtp_replies import refusal_scope
-
-if TYPE_CHECKING:
-    from typing_extensions import Buffer
+from newsletter.transports.microsoft.settings import APP_REGISTRATION, OAuthSettings
+from newsletter.transports.smtp.connection import (
+    BASIC_AUTH_DISABLED,
+    PASSWORDS_DISABLED_ADVICE,
+    POLICY_DEFERRAL,
+    SENDER_THROTTLED,
+    THROTTLING,
+    WHERE_TO_SET,
+    Reply,
+    Throttled,
+    Unreachable,
+    failure,
+    login_with_password,
+    open_client,
+    reply_text,
+    secure,
+)
+from newsletter.transports.smtp.replies import refusal_scope
+from newsletter.transports.smtp.settings import (
+    HOST_ENV,
+    PASSWORD_ENV,
+    USERNAME_ENV,
+    SmtpSettings,
+)
 
 SERVICE_CLOSING = 421
-# Exchange Online when the tenant has disabled basic (password) authentication for SMTP.
-BASIC_AUTH_DISABLED = re.compile(r"\b5\.7\.(?:139|30)\b")
-# Exchange Online throttling a mailbox after repeated errors of one kind: no retry helps.
-SENDER_THROTTLED = re.compile(r"\b5\.2\.25[1-5]\b")
-# Answers that mean "slow down", not "this recipient failed". A 4.7.x at RCPT is
-# left out: relays use it for one recipient (greylisting, a policy refusal).
-THROTTLING = re.compile(
-    r"\b4\.4\.2\b|\b4\.3\.2\b|submission rate|thread limit|"
-    r"concurrent connection limit|too many (?:connections|messages)",
-    re.IGNORECASE,
-)
-POLICY_DEFERRAL = re.compile(r"\b4\.7\.\d+\b")
-PASSWORDS_DISABLED_ADVICE = (
-    "this tenant no longer accepts passwords for SMTP; set smtp.auth: oauth2 (see README)"
-)
-WHERE_TO_SET = (
-    "NEWSLETTER_SMTP_HOST and NEWSLETTER_SMTP_PORT (or smtp.host and smtp.port in newsletter.yaml)"
-)
-
-
-@cache
-def _local_hostname() -> str:
-    # smtplib would call getfqdn() for every connection; once is enough.
-    return socket.getfqdn()
-
-
-class _Reply(Exception):
-    """A non-success SMTP reply to one command for one message."""
-
-    def __init__(self, stage: str, code: int, text: str) -> None:
-        super().__init__(stage, code, text)
-        self.stage = stage  # MAIL, RCPT or DATA
-        self.code = code
-        self.text = text
 
 
 class _Undeliverable(Exception):
     """This recipient cannot be sent through this server at all (no command was sent)."""
-
-
-class _Unreachable(Exception):
-    """The server (or the identity platform) cannot be reached or dropped us: try later.
-
-    `check` names what to set if it keeps happening.
-    """
-
-    def __init__(self, detail: str, check: str = WHERE_TO_SET) -> None:
-        super().__init__(detail)
-        self.check = check
-
-
-class _Throttled(Exception):
-    """The server asked us to slow down: hand the rest back with a wait."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class _SMTP(smtplib.SMTP):
-    """smtplib's client, remembering whether the last thing it sent was the end of DATA.
-
-    After that, a timeout or a dropped connection leaves the outcome unknown:
-    the server may have taken the message before it could answer.
-    """
-
-    end_of_data_sent = False
-
-    def send(self, s: Buffer | str) -> None:
-        self.end_of_data_sent = False
-        super().send(s)
-        # smtplib sends the message as one block ending "<CRLF>.<CRLF>"; commands are text.
-        self.end_of_data_sent = not isinstance(s, str) and bytes(memoryview(s)[-5:]) == b"\r\n.\r\n"
-
-
-class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):
-    """smtplib's implicit-TLS client, with the same memory of the end of DATA."""
 
 
 class SmtpTransport:
@@ -216,12 +158,13 @@ class SmtpTransport:
         oauth2` every worker shares one token provider on `clock` (ConfigError
         now when the app registration is incomplete).
         """
+        smtp = SmtpSettings.of(settings)
         tokens: TokenProvider | None = None
-        if settings.smtp.auth == "oauth2":
-            identity = MicrosoftIdentity.from_settings(settings.oauth)
+        if smtp.auth == "oauth2":
+            identity = MicrosoftIdentity.from_settings(OAuthSettings.of(settings))
             tokens = TokenProvider(identity, SMTP_SCOPE, clock=clock, verify=settings.https_verify)
         envelope_from = settings.bounce_address or settings.from_address
-        return lambda: cls(settings.smtp, envelope_from, tokens=tokens)
+        return lambda: cls(smtp, envelope_from, tokens=tokens)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpTransport:
@@ -230,60 +173,57 @@ class SmtpTransport:
 
     @staticmethod
     def default_concurrency(settings: Settings) -> int:
-        return max(1, settings.smtp.connections)
+        return max(1, SmtpSettings.of(settings).connections)
 
     @staticmethod
     def describe(settings: Settings) -> str:
-        smtp = settings.smtp
+        smtp = SmtpSettings.of(settings)
         if smtp.auth == "oauth2":
             user = smtp.username or settings.bounce_address or settings.from_address
-            login = (
-                f"XOAUTH2 as {user} with an app-only token for the app registration in "
-                "NEWSLETTER_OAUTH_TENANT_ID and NEWSLETTER_OAUTH_CLIENT_ID"
-            )
+            login = f"XOAUTH2 as {user} with an app-only token for {APP_REGISTRATION}"
         elif smtp.auth == "password" and smtp.username and smtp.password:
-            login = f"login as {smtp.username} with the password from NEWSLETTER_SMTP_PASSWORD"
+            login = f"login as {smtp.username} with the password from {PASSWORD_ENV}"
         else:
             login = "no login"
         return f"smtp: {smtp.host}:{smtp.port}, security {smtp.security}, {login}"
 
     @staticmethod
     def route(settings: Settings) -> Route:
-        smtp = settings.smtp
+        smtp = SmtpSettings.of(settings)
         where = f"{smtp.host}:{smtp.port}"
         if smtp.auth == "oauth2":
             return Route(
-                f"Microsoft 365 SMTP with OAuth2 ({where})", tuple(settings.oauth.missing())
+                f"Microsoft 365 SMTP with OAuth2 ({where})",
+                tuple(OAuthSettings.of(settings).missing()),
             )
         if smtp.auth == "none":
             return Route(f"the SMTP relay {where}, without logging in")
         if smtp.username and smtp.password:
             return Route(f"the SMTP relay {where}, logging in as {smtp.username}")
         if smtp.username or smtp.password:
-            missing = "NEWSLETTER_SMTP_PASSWORD" if smtp.username else "NEWSLETTER_SMTP_USERNAME"
+            missing = PASSWORD_ENV if smtp.username else USERNAME_ENV
             return Route(f"the SMTP relay {where}, logging in with a password", (missing,))
         return Route(f"the SMTP relay {where}, without logging in (no username set)")
 
     @staticmethod
     def setup_problems(settings: Settings) -> list[SettingProblem]:
         """A placeholder host, or half a login: what `validate` and the dry run warn about."""
-        smtp = settings.smtp
+        smtp = SmtpSettings.of(settings)
         problems = []
         if is_placeholder_host(smtp.host):
             problems.append(
                 SettingProblem(
                     "smtp.host",
                     f"the SMTP host `{smtp.host}` is a placeholder (example names never "
-                    "receive mail); set NEWSLETTER_SMTP_HOST (or smtp.host) to your relay",
+                    f"receive mail); set {HOST_ENV} (or smtp.host) to your relay",
                 )
             )
         if bool(smtp.username) != bool(smtp.password):
-            missing = "NEWSLETTER_SMTP_PASSWORD" if smtp.username else "NEWSLETTER_SMTP_USERNAME"
+            missing = PASSWORD_ENV if smtp.username else USERNAME_ENV
             problems.append(
                 SettingProblem(
                     "smtp",
-                    "SMTP login needs both NEWSLETTER_SMTP_USERNAME and "
-                    f"NEWSLETTER_SMTP_PASSWORD; set {missing}",
+                    f"SMTP login needs both {USERNAME_ENV} and {PASSWORD_ENV}; set {missing}",
                 )
             )
         return problems
@@ -305,7 +245,7 @@ class SmtpTransport:
             )
         try:
             self._connect()
-        except _Unreachable as error:
+        except Unreachable as error:
             raise ConfigError(
                 self._scrub(f"{error}; if it keeps failing, check {error.check}")
             ) from None
@@ -317,11 +257,11 @@ class SmtpTransport:
     def _send_one_or_rest_later(self, outgoing: OutgoingMessage) -> DeliveryResult:
         try:
             return self._send_one(outgoing)
-        except _Unreachable as error:
+        except Unreachable as error:
             # Every later message would wait for the same dead server: give the
             # rest back as temporary and let the dispatcher back off.
             raise RestLater(self._scrub(str(error))) from None
-        except _Throttled as error:
+        except Throttled as error:
             # Sending on would only be refused again (and Microsoft punishes that).
             raise RestLater(self._scrub(error.detail), self.throttle_wait) from None
 
@@ -352,7 +292,7 @@ class SmtpTransport:
                     self._scrub(str(refusal)),
                     address_at_fault=False,  # the relay's limit, not a bad address
                 )
-            except _Reply as reply_error:
+            except Reply as reply_error:
                 self._check_microsoft_refusal(reply_error)
                 if reply_error.code == SERVICE_CLOSING:
                     self._drop()
@@ -377,7 +317,7 @@ class SmtpTransport:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _refused(self, outgoing: OutgoingMessage, reply: _Reply) -> DeliveryResult:
+    def _refused(self, outgoing: OutgoingMessage, reply: Reply) -> DeliveryResult:
         """A refusal: temporary (4xx), this recipient's (5xx about them), or the run stops."""
         if reply.code < 500:
             return self._result(outgoing, "failed-temporary", reply)
@@ -421,16 +361,16 @@ class SmtpTransport:
             options += self._utf8_options(connection, recipient, rcpt, sender)
         code, text = connection.mail(sender, options)
         if code != 250:
-            raise _Reply("MAIL", code, text.decode("utf-8", "replace"))
+            raise Reply("MAIL", code, text.decode("utf-8", "replace"))
         code, text = connection.rcpt(rcpt)
         if code not in (250, 251):
-            raise _Reply("RCPT", code, text.decode("utf-8", "replace"))
+            raise Reply("RCPT", code, text.decode("utf-8", "replace"))
         try:
             code, text = connection.data(data)
         except smtplib.SMTPDataError as error:  # refused the DATA command itself
-            raise _Reply("DATA", error.smtp_code, _text(error.smtp_error)) from None
+            raise Reply("DATA", error.smtp_code, reply_text(error.smtp_error)) from None
         if code != 250:
-            raise _Reply("DATA", code, text.decode("utf-8", "replace"))
+            raise Reply("DATA", code, text.decode("utf-8", "replace"))
         return text.decode("utf-8", "replace")
 
     def _utf8_options(
@@ -456,13 +396,13 @@ class SmtpTransport:
         )
 
     def _result(
-        self, outgoing: OutgoingMessage, status: DeliveryStatus, reply: _Reply
+        self, outgoing: OutgoingMessage, status: DeliveryStatus, reply: Reply
     ) -> DeliveryResult:
         return DeliveryResult(
             outgoing.recipient, outgoing.message_id, status, self._describe(reply)
         )
 
-    def _describe(self, reply: _Reply) -> str:
+    def _describe(self, reply: Reply) -> str:
         return self._scrub(f"{reply.code} {reply.text} (at {reply.stage})")
 
     @staticmethod
@@ -475,7 +415,7 @@ class SmtpTransport:
 
     # -- the connection ------------------------------------------------------
 
-    def _check_microsoft_refusal(self, reply: _Reply) -> None:
+    def _check_microsoft_refusal(self, reply: Reply) -> None:
         """Raise for Exchange answers about the tenant or the sending pace, not the recipient."""
         text = f"{reply.code} {reply.text}"
         if BASIC_AUTH_DISABLED.search(text):
@@ -499,109 +439,40 @@ class SmtpTransport:
                 self._drop()
             else:
                 self._reset()
-            raise _Throttled(
+            raise Throttled(
                 f"the SMTP server {self.where} asked us to slow down ({self._describe(reply)})"
             )
 
     def _connect(self) -> smtplib.SMTP:
-        if self._connection is not None:
-            token = self._connection_token
-            if self._tokens is None or token is None or not self._tokens.expiring(token):
-                return self._connection
-            # The session's token is about to expire: start a new one with a fresh token.
-            self.close()
+        """The open session, or a new one (also when its OAuth2 token is about to expire)."""
+        if self._connection is not None and not self._token_expiring():
+            return self._connection
+        self.close()
         context = self._ssl_context or ssl.create_default_context()
-        settings = self.settings
-        connection: smtplib.SMTP
         try:
-            if settings.security == "ssl":
-                connection = _SMTP_SSL(
-                    settings.host,
-                    settings.port,
-                    local_hostname=_local_hostname(),
-                    timeout=settings.timeout_seconds,
-                    context=context,
-                )
-            else:
-                connection = _SMTP(
-                    settings.host,
-                    settings.port,
-                    local_hostname=_local_hostname(),
-                    timeout=settings.timeout_seconds,
-                )
+            connection = open_client(self.settings, context)
             try:
-                self._secure_and_login(connection, context)
+                secure(connection, self.settings.security, context)
+                self._login(connection)
             except BaseException:
                 connection.close()
                 raise
-        except ssl.SSLCertVerificationError as error:
-            raise DeliveryError(
-                f"the SMTP server {self.where} sent a certificate that cannot be trusted "
-                f"({error.verify_message}); check the host name, or point SSL_CERT_FILE at "
-                "your organisation's certificate authority"
-            ) from None
-        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as error:
-            raise _Unreachable(
-                f"the SMTP server {self.where} closed the connection during TLS ({error})"
-            ) from None
-        except ssl.SSLError as error:
-            raise DeliveryError(
-                f"cannot set up TLS with the SMTP server {self.where} ({error.reason}); "
-                "check `smtp.security` (starttls on port 587, ssl on port 465) and the port"
-            ) from None
-        except smtplib.SMTPAuthenticationError as error:
-            reply = _Reply("AUTH", error.smtp_code, _text(error.smtp_error))
-            if BASIC_AUTH_DISABLED.search(f"{reply.code} {reply.text}"):
-                raise DeliveryError(
-                    f"the SMTP server {self.where} refused password login "
-                    f"({self._describe(reply)}): {PASSWORDS_DISABLED_ADVICE}"
-                ) from None
-            if self._tokens is not None:
-                raise DeliveryError(self._oauth_refused(reply)) from None
-            raise DeliveryError(
-                self._scrub(
-                    f"the SMTP server {self.where} refused the username and password "
-                    f"({error.smtp_code} {_text(error.smtp_error)}); check "
-                    "NEWSLETTER_SMTP_USERNAME and NEWSLETTER_SMTP_PASSWORD"
-                )
-            ) from None
-        except smtplib.SMTPNotSupportedError as error:
-            raise DeliveryError(self._scrub(f"the SMTP server {self.where}: {error}")) from None
-        except TokenUnavailable as error:
-            raise _Unreachable(str(error), error.check) from None
-        except smtplib.SMTPResponseException as error:
-            reply = _Reply("connect", error.smtp_code, _text(error.smtp_error))
-            answer = f"{reply.code} {reply.text}"
-            if 400 <= reply.code < 500 and (
-                THROTTLING.search(answer) or POLICY_DEFERRAL.search(answer)
-            ):
-                raise _Throttled(
-                    f"the SMTP server {self.where} asked us to slow down ({self._describe(reply)})"
-                ) from None
-            raise _Unreachable(
-                f"the SMTP server {self.where} refused the connection "
-                f"({error.smtp_code} {_text(error.smtp_error)})"
-            ) from None
-        except (smtplib.SMTPException, OSError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-            raise _Unreachable(
-                f"cannot connect to the SMTP server {self.where} ({reason})"
-            ) from None
+        except (OSError, smtplib.SMTPException, TokenUnavailable) as error:
+            meaning = failure(error, self.where)
+            if isinstance(meaning, smtplib.SMTPAuthenticationError):
+                raise self._login_refused(Reply.of("AUTH", meaning)) from None
+            raise meaning from None
         self._connection = connection
         self.connections_opened += 1
         return connection
 
-    def _secure_and_login(self, connection: smtplib.SMTP, context: ssl.SSLContext) -> None:
+    def _token_expiring(self) -> bool:
+        token = self._connection_token
+        return self._tokens is not None and token is not None and self._tokens.expiring(token)
+
+    def _login(self, connection: smtplib.SMTP) -> None:
+        """Log in as `smtp.auth` says: XOAUTH2, the username and password, or not at all."""
         settings = self.settings
-        connection.ehlo()
-        if settings.security == "starttls":
-            if not connection.has_extn("starttls"):
-                raise smtplib.SMTPNotSupportedError(
-                    "it does not offer STARTTLS, so the password and messages would travel "
-                    "unencrypted; use `security: ssl` if it expects TLS from the start"
-                )
-            connection.starttls(context=context)
-            connection.ehlo()
         if self._tokens is not None:
             self._login_xoauth2(connection)
         elif settings.auth == "oauth2":
@@ -612,11 +483,25 @@ class SmtpTransport:
         elif settings.auth == "none":
             return
         elif settings.username and settings.password:
-            _login(connection, settings.username, settings.password.reveal())
+            login_with_password(connection, settings.username, settings.password.reveal())
         elif settings.username or settings.password:
-            raise DeliveryError(
-                "SMTP login needs both NEWSLETTER_SMTP_USERNAME and NEWSLETTER_SMTP_PASSWORD"
+            raise DeliveryError(f"SMTP login needs both {USERNAME_ENV} and {PASSWORD_ENV}")
+
+    def _login_refused(self, reply: Reply) -> DeliveryError:
+        """Why the relay refused our login, and what to check: the password or the token."""
+        if BASIC_AUTH_DISABLED.search(reply.answer):
+            return DeliveryError(
+                f"the SMTP server {self.where} refused password login "
+                f"({self._describe(reply)}): {PASSWORDS_DISABLED_ADVICE}"
             )
+        if self._tokens is not None:
+            return DeliveryError(self._oauth_refused(reply))
+        return DeliveryError(
+            self._scrub(
+                f"the SMTP server {self.where} refused the username and password "
+                f"({reply.answer}); check {USERNAME_ENV} and {PASSWORD_ENV}"
+            )
+        )
 
     def _login_xoauth2(self, connection: smtplib.SMTP) -> None:
         """AUTH XOAUTH2 as the mailbox; a refused token is replaced by a fresh one once."""
@@ -648,7 +533,7 @@ class SmtpTransport:
             self._connection_token = token
             return
 
-    def _oauth_refused(self, reply: _Reply) -> str:
+    def _oauth_refused(self, reply: Reply) -> str:
         assert self._tokens is not None
         user = self.settings.username or self.envelope_from
         return self._scrub(
@@ -673,43 +558,3 @@ class SmtpTransport:
         self._connection_token = None
         if connection is not None:
             connection.close()
-
-
-def _login(connection: smtplib.SMTP, username: str, password: str) -> None:
-    """AUTH with smtplib's `login`, or, for non-ASCII credentials, PLAIN or LOGIN in UTF-8.
-
-    smtplib base64-encodes AUTH answers from ASCII, so a password with an
-    accent raised UnicodeEncodeError, whose message names the character.
-    RFC 4616 defines PLAIN's credentials as UTF-8, and servers read LOGIN's
-    the same way; CRAM-MD5 has no agreed encoding, so it is not used for them.
-    """
-    if username.isascii() and password.isascii():
-        connection.login(username, password)
-        return
-    connection.ehlo_or_helo_if_needed()
-    offered = connection.esmtp_features.get("auth", "").upper().split()
-    if "PLAIN" in offered:
-        code, reply = connection.docmd("AUTH", "PLAIN " + _base64(f"\0{username}\0{password}"))
-    elif "LOGIN" in offered:
-        code, reply = connection.docmd("AUTH", "LOGIN")
-        if code == 334:
-            code, reply = connection.docmd(_base64(username))
-        if code == 334:
-            code, reply = connection.docmd(_base64(password))
-    elif connection.has_extn("auth"):
-        raise smtplib.SMTPNotSupportedError(
-            "it offers no login method that can carry a username or password with non-ASCII "
-            f"characters (it offers {' '.join(offered) or 'none'}; PLAIN or LOGIN is needed)"
-        )
-    else:
-        raise smtplib.SMTPNotSupportedError("it does not offer SMTP AUTH, so it cannot log in")
-    if code != 235:
-        raise smtplib.SMTPAuthenticationError(code, reply)
-
-
-def _base64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode("ascii")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
