@@ -48,7 +48,7 @@ from newsletter.transports.base import (
     SettingProblem,
     is_placeholder_host,
 )
-from newsletter.transports.halt import Halt
+from newsletter.transports.halt import Halt, halted
 from newsletter.transports.provider_settings import ProviderSettings
 
 Sleep = Callable[[float], None]
@@ -385,6 +385,36 @@ class BatchApiTransport:
 
     def _send_chunk(self, chunk: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         raise NotImplementedError
+
+    def _judged(
+        self, chunk: Sequence[OutgoingMessage], verdicts: Sequence[DeliveryResult | DeliveryError]
+    ) -> list[DeliveryResult]:
+        """Each message's result from the provider's answer about it, in order.
+
+        A verdict that is a `DeliveryError` (a refusal about the sender, the
+        account or the message, not the recipient) halts that message and
+        stops the run: at once when nothing in the batch was handed over,
+        else after the messages the provider did take are recorded.
+        """
+        results: list[DeliveryResult] = []
+        stop: DeliveryError | None = None
+        for outgoing, verdict in zip(chunk, verdicts, strict=True):
+            if isinstance(verdict, DeliveryError):
+                stop = stop or verdict
+                results += halted([outgoing], str(stop))
+            else:
+                results.append(verdict)
+        if stop is not None:
+            if not any(r.status in ("sent", "failed-permanent") for r in results):
+                raise stop
+            self._halt.remember(stop)
+        return results
+
+
+def item_of(answers: Sequence[Any], index: int) -> dict[str, Any] | None:
+    """The provider's answer about the message at `index`, when there is one."""
+    item = answers[index] if index < len(answers) else None
+    return item if isinstance(item, dict) else None
 
 
 def to_name_for(parts: MessageParts, recipient: str) -> str:

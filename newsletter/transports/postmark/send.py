@@ -41,8 +41,7 @@ from typing import Any
 from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.settings import Settings
 from newsletter.render.message import format_address
-from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
-from newsletter.transports.halt import halted
+from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.http import (
     ApiClient,
     BatchApiTransport,
@@ -50,6 +49,7 @@ from newsletter.transports.http import (
     Lost,
     RetryPolicy,
     Sleep,
+    item_of,
     message_parts,
     temporary_for_all,
     to_name_for,
@@ -131,49 +131,31 @@ class PostmarkTransport(BatchApiTransport):
     def _per_message(
         self, chunk: Sequence[OutgoingMessage], answers: list[Any]
     ) -> list[DeliveryResult]:
-        results: list[DeliveryResult] = []
-        stop: DeliveryError | None = None
-        for index, outgoing in enumerate(chunk):
-            item = (
-                answers[index]
-                if index < len(answers) and isinstance(answers[index], dict)
-                else None
+        return self._judged(
+            chunk, [self._verdict(m, item_of(answers, i)) for i, m in enumerate(chunk)]
+        )
+
+    def _verdict(
+        self, outgoing: OutgoingMessage, item: dict[str, Any] | None
+    ) -> DeliveryResult | DeliveryError:
+        """What Postmark's answer about one message means: sent, failed, or the run stops."""
+        recipient, message_id = outgoing.recipient, outgoing.message_id
+        if item is None:
+            detail = "Postmark's answer did not mention this message"
+            return DeliveryResult(recipient, message_id, "failed-temporary", detail)
+        code = item.get("ErrorCode")
+        if code == 0:
+            return DeliveryResult(recipient, message_id, "sent", "", item.get("MessageID"))
+        text = self._client.scrub(str(item.get("Message", "")))
+        if code in TEMPORARY_CODES:
+            return DeliveryResult(
+                recipient, message_id, "failed-temporary", f"Postmark error {code}: {text}"
             )
-            if item is None:
-                results.append(
-                    DeliveryResult(
-                        outgoing.recipient,
-                        outgoing.message_id,
-                        "failed-temporary",
-                        "Postmark's answer did not mention this message",
-                    )
-                )
-                continue
-            code = item.get("ErrorCode")
-            text = self._client.scrub(str(item.get("Message", "")))
-            if code == 0:
-                results.append(
-                    DeliveryResult(
-                        outgoing.recipient, outgoing.message_id, "sent", "", item.get("MessageID")
-                    )
-                )
-                continue
-            detail = f"Postmark error {code}: {text}"
-            if code in TEMPORARY_CODES or _about_recipient(code, text):
-                status: DeliveryStatus = (
-                    "failed-temporary" if code in TEMPORARY_CODES else "failed-permanent"
-                )
-                results.append(
-                    DeliveryResult(outgoing.recipient, outgoing.message_id, status, detail)
-                )
-                continue
-            stop = stop or _refusal(f"error {code}: {text}", code)
-            results += halted([outgoing], str(stop))
-        if stop is not None:
-            if not any(r.status in ("sent", "failed-permanent") for r in results):
-                raise stop  # nothing in the batch was handed over: stop at once
-            self._halt.remember(stop)
-        return results
+        if _about_recipient(code, text):
+            return DeliveryResult(
+                recipient, message_id, "failed-permanent", f"Postmark error {code}: {text}"
+            )
+        return _refusal(f"error {code}: {text}", code)
 
 
 def postmark_client(
