@@ -11,14 +11,15 @@ transport and a new transport never edits the settings.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from newsletter.core.checks import email_problem
-from newsletter.core.fields import Field, Invalid, Parser, text
+from newsletter.core.fields import Field, FieldReader, Invalid, Parser, known_keys, text
 
 
 class Secret:
@@ -139,3 +140,67 @@ def address_problem(address: str | None) -> str | None:
 
 def one_of(choices: tuple[str, ...], what: str, hint: str) -> Callable[[str], str | None]:
     return lambda value: None if value in choices else f"`{value}` is not {what}; {hint}"
+
+
+# --- what may be written where -------------------------------------------------
+
+_SECRET_LOOKING = ("password", "api_key", "token", "secret", "private_key")
+
+
+def secret_refusal(block: str, env_name: str | None, key: str) -> str | None:
+    """Why `key` may not be written in the settings file, when it looks like a secret."""
+    if not any(word in key.lower() for word in _SECRET_LOOKING):
+        return None
+    where = (
+        f"set {env_name} in the environment instead"
+        if env_name
+        else "secrets come only from environment variables, never from newsletter.yaml"
+    )
+    return f"`{block}.{key}` looks like a secret; {where}"
+
+
+def _block_refusal(block: str, env_only: Mapping[str, str | None], key: str) -> str | None:
+    if key.endswith("_path"):  # where a secret is kept is not itself a secret
+        return None
+    env_name = env_only.get(f"{block}.{key}")
+    if (why := secret_refusal(block, env_name, key)) is not None:
+        return why
+    if env_name is not None:
+        return f"`{block}.{key}` comes only from the environment; set {env_name} instead"
+    return None
+
+
+def check_blocks(
+    reader: FieldReader,
+    fields: Sequence[Field],
+    extra_keys: Mapping[str, Collection[str]],
+    free_blocks: Sequence[str],
+) -> None:
+    """Unknown keys (with a did-you-mean), blocks that are not blocks, secrets written down.
+
+    The blocks are those the `fields` are written in, plus `extra_keys` (a
+    top-level block read by hand, with its keys); a block of `free_blocks`
+    (`providers.postmark`) takes any option and is checked when it is read.
+    """
+    free = {tuple(path.split(".")) for path in free_blocks}
+    checked = [f for f in fields if f.key_path[:-1] not in free]
+    declared = [f.key_path[:depth] for f in checked for depth in range(1, len(f.key_path))]
+    blocks = {block: known_keys(checked, block) for block in dict.fromkeys(declared)}
+    blocks.update({(name,): list(keys) for name, keys in extra_keys.items()})
+    for path in free:  # `providers` holds one block per provider
+        blocks.setdefault(path[:-1], []).append(path[-1])
+    env_only = {f.key: f.env for f in fields if not f.in_file}
+    top = [*known_keys(fields), *(block[0] for block in blocks)]
+    reader.mapping(reader.doc.data, (), list(dict.fromkeys(top)), "the settings")
+    for block, known in blocks.items():
+        value = reader.value_at(block)
+        if value is not None:
+            name = ".".join(block)
+            reader.mapping(
+                value,
+                block,
+                known,
+                f"the `{name}` settings",
+                not_a_mapping=f"`{name}` must be a block of settings",
+                refuse=partial(_block_refusal, name, env_only),
+            )

@@ -32,7 +32,6 @@ from newsletter.core.fields import (
     FieldReader,
     Invalid,
     cap,
-    known_keys,
     number,
     seconds,
     text,
@@ -44,9 +43,11 @@ from newsletter.core.setting_parts import (
     Secret,
     SettingsBlock,
     address_problem,
+    check_blocks,
     one_of,
     optional_text,
     secret,
+    secret_refusal,
 )
 from newsletter.core.yamlfile import load_yaml
 from newsletter.transports import SETTINGS_BLOCKS, TRANSPORT_NAMES
@@ -339,8 +340,6 @@ DKIM_KEY_FIELDS = (
 )
 DKIM_KEYS = ("domain", "selector", "private_key_path")
 
-_SECRET_LOOKING = ("password", "api_key", "token", "secret", "private_key")
-
 
 def declared_fields(paths: ProjectPaths) -> tuple[Field, ...]:
     """Every setting: the project's own and each transport's block."""
@@ -348,56 +347,10 @@ def declared_fields(paths: ProjectPaths) -> tuple[Field, ...]:
     return own + tuple(f for block in SETTINGS_BLOCKS for f in block.fields)
 
 
-def _secret_refusal(block: str, env_name: str | None, key: str) -> str | None:
-    """Why `key` may not be written in the settings file, when it looks like a secret."""
-    if not any(word in key.lower() for word in _SECRET_LOOKING):
-        return None
-    where = (
-        f"set {env_name} in the environment instead"
-        if env_name
-        else "secrets come only from environment variables, never from newsletter.yaml"
-    )
-    return f"`{block}.{key}` looks like a secret; {where}"
-
-
-def _block_refusal(block: str, env_only: Mapping[str, str | None], key: str) -> str | None:
-    if key.endswith("_path"):  # where a secret is kept is not itself a secret
-        return None
-    env_name = env_only.get(f"{block}.{key}")
-    if (why := _secret_refusal(block, env_name, key)) is not None:
-        return why
-    if env_name is not None:
-        return f"`{block}.{key}` comes only from the environment; set {env_name} instead"
-    return None
-
-
 def _check_blocks(reader: FieldReader, fields: tuple[Field, ...]) -> None:
-    """Unknown keys (with a did-you-mean), blocks that are not blocks, secrets written down.
-
-    A block of free options (`providers.postmark`) is checked when it is read.
-    """
-    free = {tuple(b.free_options.split(".")) for b in SETTINGS_BLOCKS if b.free_options}
-    checked = [f for f in fields if f.key_path[:-1] not in free]
-    declared = [f.key_path[:depth] for f in checked for depth in range(1, len(f.key_path))]
-    blocks = {block: known_keys(checked, block) for block in dict.fromkeys(declared)}
-    blocks[("dkim",)] = list(DKIM_KEYS)
-    for path in free:  # `providers` holds one block per provider
-        blocks.setdefault(path[:-1], []).append(path[-1])
-    env_only = {f.key: f.env for f in fields if not f.in_file}
-    top = [*known_keys(fields), *(block[0] for block in blocks)]
-    reader.mapping(reader.doc.data, (), list(dict.fromkeys(top)), "the settings")
-    for block, known in blocks.items():
-        value = reader.value_at(block)
-        if value is not None:
-            name = ".".join(block)
-            reader.mapping(
-                value,
-                block,
-                known,
-                f"the `{name}` settings",
-                not_a_mapping=f"`{name}` must be a block of settings",
-                refuse=partial(_block_refusal, name, env_only),
-            )
+    """Unknown keys, blocks that are not blocks, secrets written down (see `check_blocks`)."""
+    free = [b.free_options for b in SETTINGS_BLOCKS if b.free_options]
+    check_blocks(reader, fields, {"dkim": DKIM_KEYS}, free)
 
 
 def _env(environ: Mapping[str, str], name: str) -> str | None:
@@ -464,7 +417,7 @@ def _read_block(
             None,  # any option the provider's API takes
             f"`{block.free_options}`",
             not_a_mapping=f"`{block.free_options}` must be a block",
-            refuse=partial(_secret_refusal, block.free_options, secret_env),
+            refuse=partial(secret_refusal, block.free_options, secret_env),
         )
     values = reader.read(block.fields, env)
     context = BlockContext(from_address, {str(k): str(v) for k, v in options.items()})

@@ -11,6 +11,20 @@ and asks `failure` what an exception raised on the way means for the run:
   which stops the run with one message naming what to set.
 A refused login is the transport's to explain (`SmtpTransport._login_refused`),
 as only it knows whether a password or an OAuth2 token was refused.
+
+Microsoft 365 (smtp.office365.com): with a token provider (`smtp.auth:
+oauth2`; one provider per run, shared by every connection, see
+`SmtpTransport.opener`) the transport logs in with SASL XOAUTH2 as the
+mailbox (NEWSLETTER_SMTP_USERNAME, else the envelope sender) and an
+app-only token for `https://outlook.office365.com/.default`; a connection is
+re-opened with a fresh token before its token expires, and a refused token
+is replaced once. Exchange's own answers are recognised: `535 5.7.139` and
+`550 5.7.30` mean the tenant has turned off passwords for SMTP (stop: switch
+to OAuth2); `5.2.251`-`5.2.255` mean Exchange throttled the mailbox for
+repeated errors (stop); `421 4.4.2 Message submission rate ... exceeded`,
+`432 4.3.2` (concurrent connections) and other `4.7.x` answers are
+throttling: that message and the rest of the batch come back `temporary`
+with a `retry_after`, so the run slows down instead of failing anyone.
 """
 
 from __future__ import annotations

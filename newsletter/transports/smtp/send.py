@@ -11,7 +11,7 @@ that does not resolve, a refused connection or a refused login then stops
 the run with one message naming the variables to set, instead of queueing
 everyone for a retry.
 Replies map to results per recipient: 2xx sent, 4xx temporary, 5xx
-permanent when it is about the recipient (`smtp_replies.refusal_scope`). A
+permanent when it is about the recipient (`replies.refusal_scope`). A
 5xx about the message, the sender or the relay stops the run instead
 (`DeliveryError`), so a content filter cannot put the whole list on the
 suppression list. A 421, or a connection that drops before the end of DATA,
@@ -22,30 +22,11 @@ nor counted as failed. Problems no retry can fix (a refused password, an
 untrusted certificate, a server without STARTTLS, a refused sender address)
 raise `DeliveryError` so the run stops with a clear message.
 
-How it logs in is `smtp.auth`: `password` (the username and password, when
-set), `none` (never, for a relay that knows this server) or `oauth2`.
+How it logs in is `smtp.auth` (see `settings`).
+Microsoft 365 (smtp.office365.com, `smtp.auth: oauth2`): see `connection`.
 
-Microsoft 365 (smtp.office365.com): with a token provider (`smtp.auth:
-oauth2`; one provider per run, shared by every connection, see `opener`)
-the transport logs in with SASL XOAUTH2 as the mailbox
-(`NEWSLETTER_SMTP_USERNAME`, else the envelope sender) and an app-only token
-for `https://outlook.office365.com/.default`; a connection is re-opened with
-a fresh token before its token expires, and a refused token is replaced
-once. Exchange's own answers are recognised: `535 5.7.139` and `550 5.7.30`
-mean the tenant has turned off passwords for SMTP (stop: switch to OAuth2);
-`5.2.251`-`5.2.255` mean Exchange throttled the mailbox for repeated errors
-(stop); `421 4.4.2 Message submission rate ... exceeded`, `432 4.3.2`
-(concurrent connections) and other `4.7.x` answers are throttling: that
-message and the rest of the batch come back `temporary` with a
-`retry_after`, so the run slows down instead of failing anyone.
-
-International addresses: RCPT and MAIL carry the domain in IDNA form, which
-every server takes. A message with a non-ASCII local part (in the envelope
-or its headers) is sent with `SMTPUTF8 BODY=8BITMIME` when the server offers
-SMTPUTF8; when it does not, that recipient fails permanently with a reason
-that says so, and everyone else is still sent. A username or password with
-non-ASCII characters is sent as UTF-8 (RFC 4616), which smtplib's own
-`login` cannot do (it encodes AUTH as ASCII, python/cpython#73936).
+International addresses: see `envelope` (and `connection.login_with_password`
+for a username or password with non-ASCII characters).
 """
 
 from __future__ import annotations
@@ -58,7 +39,6 @@ from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.ratelimit import Clock, SystemClock
 from newsletter.core.scrub import SecretScrubber
 from newsletter.core.settings import Settings
-from newsletter.render.message import envelope_address
 from newsletter.transports.base import (
     DeliveryResult,
     DeliveryStatus,
@@ -91,9 +71,9 @@ from newsletter.transports.smtp.connection import (
     failure,
     login_with_password,
     open_client,
-    reply_text,
     secure,
 )
+from newsletter.transports.smtp.envelope import Undeliverable, transmit
 from newsletter.transports.smtp.replies import refusal_scope
 from newsletter.transports.smtp.settings import (
     HOST_ENV,
@@ -103,10 +83,6 @@ from newsletter.transports.smtp.settings import (
 )
 
 SERVICE_CLOSING = 421
-
-
-class _Undeliverable(Exception):
-    """This recipient cannot be sent through this server at all (no command was sent)."""
 
 
 class SmtpTransport:
@@ -283,8 +259,10 @@ class SmtpTransport:
         for attempt in (1, 2):
             connection = self._connect()
             try:
-                reply = self._transmit(connection, outgoing.recipient, data)
-            except _Undeliverable as refusal:
+                reply = transmit(
+                    connection, self.envelope_from, outgoing.recipient, data, self.where
+                )
+            except Undeliverable as refusal:
                 return DeliveryResult(
                     outgoing.recipient,
                     outgoing.message_id,
@@ -349,50 +327,6 @@ class SmtpTransport:
         )
         return DeliveryResult(
             outgoing.recipient, outgoing.message_id, "unknown", self._scrub(detail)
-        )
-
-    def _transmit(self, connection: smtplib.SMTP, recipient: str, data: bytes) -> str:
-        """MAIL, RCPT, DATA for one recipient; return the final reply text."""
-        sender, rcpt = envelope_address(self.envelope_from), envelope_address(recipient)
-        options = []
-        if connection.does_esmtp and connection.has_extn("size"):
-            options.append(f"SIZE={len(data)}")
-        if not (rcpt.isascii() and sender.isascii() and data.isascii()):
-            options += self._utf8_options(connection, recipient, rcpt, sender)
-        code, text = connection.mail(sender, options)
-        if code != 250:
-            raise Reply("MAIL", code, text.decode("utf-8", "replace"))
-        code, text = connection.rcpt(rcpt)
-        if code not in (250, 251):
-            raise Reply("RCPT", code, text.decode("utf-8", "replace"))
-        try:
-            code, text = connection.data(data)
-        except smtplib.SMTPDataError as error:  # refused the DATA command itself
-            raise Reply("DATA", error.smtp_code, reply_text(error.smtp_error)) from None
-        if code != 250:
-            raise Reply("DATA", code, text.decode("utf-8", "replace"))
-        return text.decode("utf-8", "replace")
-
-    def _utf8_options(
-        self, connection: smtplib.SMTP, recipient: str, rcpt: str, sender: str
-    ) -> list[str]:
-        """MAIL options for a message with UTF-8 addresses, or why this server cannot take it."""
-        if connection.has_extn("smtputf8"):
-            # smtplib then sends MAIL and RCPT as UTF-8 (it switches back on RSET);
-            # the headers are 8-bit, so say so where the server knows BODY=.
-            body = ["BODY=8BITMIME"] if connection.has_extn("8bitmime") else []
-            return ["SMTPUTF8", *body]
-        if rcpt.isascii() or not sender.isascii():  # our own address: every message would fail
-            raise DeliveryError(
-                f"the sender or reply-to address has non-ASCII characters before the @, and the "
-                f"SMTP server {self.where} does not offer SMTPUTF8, which such addresses need; "
-                "use an ASCII address for `from.address` and `reply_to`, or a relay that offers it"
-            )
-        raise _Undeliverable(
-            f"the address {recipient} has non-ASCII characters before the @, which only a "
-            f"server offering SMTPUTF8 can carry, and the SMTP server {self.where} does not "
-            "offer it; ask the relay's administrators to enable SMTPUTF8, or ask this "
-            "person for an address without accents"
         )
 
     def _result(
