@@ -61,7 +61,7 @@ class BlockContext:
 class SettingsBlock:
     """One transport's part of the settings, declared by the transport itself.
 
-    `name` is the attribute it fills on `Settings` (`settings.smtp`) and
+    `name` is its key in `Settings.blocks` (`smtp`) and
     `fields` are read like every other setting (file, environment, default).
     `build` turns the values read, by field name, into the block's frozen
     dataclass. `free_options` is the block (e.g. `providers.postmark`) that

@@ -52,7 +52,8 @@ from newsletter.core.setting_parts import (
 from newsletter.core.yamlfile import load_yaml
 from newsletter.transports import SETTINGS_BLOCKS, TRANSPORT_NAMES
 
-__all__ = ["Secret", "Settings", "load_settings", "read_settings"]  # and the blocks below
+# Secret is defined with the other parts settings are declared with, and re-exported here.
+__all__ = ["Secret", "Settings", "load_settings", "read_settings"]
 
 DEFAULT_TIMEZONE = "Europe/London"
 UNSUBSCRIBE_SECRET_ENV = "NEWSLETTER_UNSUBSCRIBE_SECRET"

@@ -182,7 +182,7 @@ class GraphTransport:
             try:
                 token = self.tokens.token()
             except TokenUnavailable as error:
-                raise RestLater(str(error), None) from None
+                raise RestLater(f"{error}; if it keeps failing, check {error.check}") from None
             try:
                 response = self.session.post(
                     self._url,

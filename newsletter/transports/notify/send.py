@@ -135,7 +135,7 @@ class NotifyTransport:
 
     @classmethod
     def opener(cls, settings: Settings, clock: Clock) -> Callable[[], NotifyTransport]:
-        """New transports for `settings.notify`, one per worker; ConfigError when it is incomplete."""
+        """New transports for the `notify` settings, one per worker; ConfigError when it is incomplete."""
         notify = NotifySettings.of(settings)
         missing = notify.missing()
         if missing or notify.api_key is None or notify.template_id is None:
@@ -151,7 +151,7 @@ class NotifyTransport:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifyTransport:
-        """One transport for `settings.notify` (see `opener`)."""
+        """One transport for the `notify` settings (see `opener`)."""
         return cls.opener(settings, SystemClock())()
 
     @staticmethod

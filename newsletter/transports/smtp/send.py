@@ -126,7 +126,7 @@ class SmtpTransport:
 
     @classmethod
     def opener(cls, settings: Settings, clock: Clock) -> Callable[[], SmtpTransport]:
-        """New transports for the relay in `settings.smtp`, one per worker.
+        """New transports for the relay in the `smtp` settings, one per worker.
 
         `bounce_address` (else the From address) is the envelope sender: MAIL
         FROM is where bounces go, and the receiving server writes it into the
@@ -144,7 +144,7 @@ class SmtpTransport:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpTransport:
-        """One transport for the relay in `settings.smtp` (see `opener`)."""
+        """One transport for the relay in the `smtp` settings (see `opener`)."""
         return cls.opener(settings, SystemClock())()
 
     @staticmethod
@@ -395,6 +395,8 @@ class SmtpTransport:
             meaning = failure(error, self.where)
             if isinstance(meaning, smtplib.SMTPAuthenticationError):
                 raise self._login_refused(Reply.of("AUTH", meaning)) from None
+            if isinstance(meaning, DeliveryError):  # the server's words may echo a secret
+                raise DeliveryError(self._scrub(str(meaning))) from None
             raise meaning from None
         self._connection = connection
         self.connections_opened += 1
