@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -443,3 +445,16 @@ def test_each_environment_variable_is_defined_once_and_mentioned_through_its_con
     for name, places in sorted(where_settings_live.items()):
         assert name in read, f"{name} at {places} is no setting's variable"
         assert len(places) == 1, f"{name} is spelled out at {[w for w, _ in places]}"
+
+
+def test_reading_the_settings_loads_no_transport() -> None:
+    """The registry holds declarations only: `validate` never pays for requests, smtplib or msal."""
+    program = (
+        "import sys, newsletter.core.settings\n"
+        "print(sorted(m for m in ('requests', 'smtplib', 'msal', 'notifications_python_client')"
+        " if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
