@@ -26,8 +26,8 @@ and one more try. `ErrorInvalidRecipients` is about this recipient:
 `permanent`. Every other 4xx means the request or the set-up is wrong for
 everyone: `DeliveryError` stops the run with one clear message.
 
-Set up from `Settings.graph` (`graph.sender`, default the From address;
-NEWSLETTER_GRAPH_URL for a sovereign cloud) and `Settings.oauth`; the run's
+Set up from the `graph` settings (`graph.sender`, default the From address;
+NEWSLETTER_GRAPH_URL for a sovereign cloud) and the `oauth` settings; the run's
 workers (`graph.connections`, at most 4) share one token provider.
 """
 

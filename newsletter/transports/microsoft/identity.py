@@ -120,7 +120,7 @@ class MicrosoftIdentity:
 
     @classmethod
     def from_settings(cls, oauth: OAuthSettings) -> MicrosoftIdentity:
-        """The app registration from `Settings.oauth`; ConfigError names what is missing."""
+        """The app registration from the `oauth` settings; ConfigError names what is missing."""
         missing = oauth.missing()
         if missing:
             raise ConfigError(

@@ -35,7 +35,7 @@ template, trial mode) stops the run with `DeliveryError` and one clear line.
 
 Each message's `((body))` is rendered by the send run (this transport
 `SendsOwnBody`: see `provider_body`) and travels as
-`OutgoingMessage.provider_body`. Set up from `Settings.notify`
+`OutgoingMessage.provider_body`. Set up from the `notify` settings
 (`notify.template_id`, `notify.reply_to_id`, NEWSLETTER_NOTIFY_API_KEY,
 NEWSLETTER_NOTIFY_URL).
 """

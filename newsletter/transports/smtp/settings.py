@@ -44,7 +44,7 @@ class SmtpSettings:
     connections: int = 1
     timeout_seconds: float = 30.0
     # password: log in with the username and password, if set; oauth2: XOAUTH2 with a
-    # Microsoft app-only token (`Settings.oauth`); none: never log in.
+    # Microsoft app-only token (the `oauth` block); none: never log in.
     auth: str = "password"
 
     @classmethod
