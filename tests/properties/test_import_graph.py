@@ -10,8 +10,9 @@ happens to run it:
 - `import a.b` and `from a.b import c` import `a.b`, and `c` too when `c` is
   a submodule; importing a module also runs its parent packages'
   `__init__`, so `x.y` importing `a.b` imports `a` too (but a module's own
-  parent packages have already run before it does: `a.b.c` importing its
-  sibling `a.b.d` does not import `a.b` again);
+  parent packages have already started before it does: `a.b.c` importing
+  its sibling `a.b.d` does not import `a.b` again, unless it names `a.b`
+  itself, as in `from a.b import name`);
 - imports at module level and inside functions and classes count;
 - imports under `if TYPE_CHECKING:` do not: they never run, they exist
   for the type checker only.
@@ -79,13 +80,9 @@ def imported_by(module: str, path: Path, known: set[str]) -> set[str]:
             source = _absolute(module, path.name == "__init__.py", statement)
             targets.add(source)
             targets.update(f"{source}.{alias.name}" for alias in statement.names)
-    own_parents = _parents(module)
-    return {
-        name
-        for target in targets
-        for name in (*_parents(target), target)
-        if name in known and name != module and name not in own_parents
-    }
+    own_parents = set(_parents(module))
+    implied = {parent for target in targets for parent in _parents(target)} - own_parents
+    return {name for name in targets | implied if name in known and name != module}
 
 
 def _parents(module: str) -> list[str]:
@@ -163,3 +160,14 @@ def test_a_submodule_named_in_from_import_and_its_parent_packages_count(tmp_path
     known = {"newsletter", "newsletter.sub", "newsletter.sub.leaf", "newsletter.user"}
     # `newsletter` itself ran before `newsletter.user` did: not an import of it.
     assert imported_by("newsletter.user", path, known) == {"newsletter.sub", "newsletter.sub.leaf"}
+
+
+def test_importing_a_name_from_the_own_package_counts(tmp_path: Path) -> None:
+    """`from a.b import name` in `a.b.c` needs `a.b` to have run: a cycle if `a.b` imports `a.b.c`."""
+    path = tmp_path / "lookup.py"
+    path.write_text("from newsletter.sub import NAMES\nfrom newsletter.sub.leaf import x\n")
+    known = {"newsletter", "newsletter.sub", "newsletter.sub.leaf", "newsletter.sub.lookup"}
+    assert imported_by("newsletter.sub.lookup", path, known) == {
+        "newsletter.sub",
+        "newsletter.sub.leaf",
+    }
