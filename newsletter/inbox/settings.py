@@ -18,20 +18,19 @@ from __future__ import annotations
 
 from newsletter.core.errors import ConfigError
 from newsletter.core.settings import (
-    IMAP_HOST_ENV as HOST_ENV,
-)
-from newsletter.core.settings import (
-    IMAP_PASSWORD_ENV as PASSWORD_ENV,
-)
-from newsletter.core.settings import (
-    IMAP_USERNAME_ENV as USERNAME_ENV,
-)
-from newsletter.core.settings import (
+    IMAP_HOST_ENV,
+    IMAP_PASSWORD_ENV,
+    IMAP_USERNAME_ENV,
     ImapSettings,
     Settings,
 )
 
 __all__ = ["HOST_ENV", "PASSWORD_ENV", "USERNAME_ENV", "ImapSettings", "imap_settings"]
+
+# The variables are declared with the `inbox.imap` settings; these are their names here.
+HOST_ENV = IMAP_HOST_ENV
+USERNAME_ENV = IMAP_USERNAME_ENV
+PASSWORD_ENV = IMAP_PASSWORD_ENV
 
 
 def imap_settings(settings: Settings) -> ImapSettings:

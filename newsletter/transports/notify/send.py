@@ -11,7 +11,7 @@ the client, github.com/alphagov/notifications-python-client):
   and answers 201 `{id, reference, content, uri, template}`. Notify builds
   the email from the template: ours has subject `((subject))` and body
   `((body))`, filled with the subject and the body in Notify's formatting
-  (`newsletter.render.notify_format`). `reference` is our Message-ID (a hash, no
+  (`notify.body`). `reference` is our Message-ID (a hash, no
   personal data), so a failure reported later can be matched to the
   ledger; `one_click_unsubscribe_url` (client 9.1+) is our https
   one-click address from List-Unsubscribe, when there is one.
@@ -79,7 +79,7 @@ if TYPE_CHECKING:
 DEFAULT_CONNECTIONS = 4
 _ANGLE_LINKS = re.compile(r"<([^<>\s]+)>")
 
-# Given an outgoing message, its body in Notify formatting (see notify_format).
+# Given an outgoing message, its body in Notify formatting (see `body`).
 BodyFor = Callable[[OutgoingMessage], str]
 
 
@@ -180,8 +180,10 @@ class NotifyTransport:
 
     @staticmethod
     def provider_body(settings: Settings, issue: Issue) -> ProviderBody:
-        """Each person's `((body))`: the issue in Notify's formatting (`notify_format`)."""
-        from newsletter.render.notify_format import NotifyRenderer
+        """Each person's `((body))`: the issue in Notify's formatting (`body`)."""
+        # Imported here: the renderer brings Jinja2 and premailer, which naming the route
+        # or checking the settings never needs.
+        from newsletter.transports.notify.body import NotifyRenderer
 
         return ProviderBody(
             "GOV.UK Notify version (Notify draws it in its own style)",
