@@ -18,16 +18,33 @@ from newsletter.core.errors import ConfigError
 from newsletter.core.settings import Settings
 from newsletter.transports.feedback import BounceApi, PollRequest, ProviderRecord
 from newsletter.transports.http import RetryPolicy, Sleep
-from newsletter.transports.mailjet import feedback as mailjet
-from newsletter.transports.notify import feedback as notify
-from newsletter.transports.postmark import feedback as postmark
 
 __all__ = ["BOUNCE_APIS", "PROVIDERS", "ProviderRecord", "poll_provider", "provider_location"]
 
-BOUNCE_APIS: dict[str, BounceApi] = {
-    "postmark": postmark.BOUNCE_API,
-    "mailjet": mailjet.BOUNCE_API,
-    "notify": notify.BOUNCE_API,
+
+# Each provider's API is loaded only when asked for: the CLI lists the names at every start.
+def _postmark() -> BounceApi:
+    from newsletter.transports.postmark.feedback import BOUNCE_API
+
+    return BOUNCE_API
+
+
+def _mailjet() -> BounceApi:
+    from newsletter.transports.mailjet.feedback import BOUNCE_API
+
+    return BOUNCE_API
+
+
+def _notify() -> BounceApi:
+    from newsletter.transports.notify.feedback import BOUNCE_API
+
+    return BOUNCE_API
+
+
+BOUNCE_APIS: dict[str, Callable[[], BounceApi]] = {
+    "postmark": _postmark,
+    "mailjet": _mailjet,
+    "notify": _notify,
 }
 PROVIDERS: tuple[str, ...] = tuple(BOUNCE_APIS)
 
@@ -44,12 +61,12 @@ def poll_provider(
     """The records of provider `name`, newest first where it sorts; `is_known` (already
     processed?) lets paging stop at the first page with nothing new. Known records are
     still yielded, so the report can count them as skipped."""
-    api = BOUNCE_APIS.get(name)
-    if api is None:
+    load = BOUNCE_APIS.get(name)
+    if load is None:
         raise ConfigError(f"`{name}` has no bounce API here; use one of {', '.join(PROVIDERS)}")
-    yield from api.poll(PollRequest(settings, is_known, message_id_domain, sleep, retry))
+    yield from load().poll(PollRequest(settings, is_known, message_id_domain, sleep, retry))
 
 
 def provider_location(settings: Settings, name: str) -> str:
     """Where provider `name`'s API is, for the report's first line."""
-    return BOUNCE_APIS[name].location(settings)
+    return BOUNCE_APIS[name]().location(settings)
