@@ -8,7 +8,7 @@ Two ways in, each provider's own (`<provider>/feedback.py`):
 - its webhooks (`newsletter serve`): a reader turns one parsed JSON body,
   hostile until proven otherwise, into `Suppression`s, or raises
   `WebhookPayloadError` when the body is not the shape the provider documents.
-`transports.lookup` lists each provider's API and webhook reader.
+`inbox.providers` and `inbox.webhooks` name the providers of each.
 """
 
 from __future__ import annotations
