@@ -16,9 +16,10 @@ from newsletter.cli.common import (
     when_refused,
 )
 from newsletter.content.new_project import TeamDetails, init_team_project
-from newsletter.core.envfile import UNSUBSCRIBE_SECRET, env_file_path, new_unsubscribe_secret
+from newsletter.core.envfile import env_file_path, new_unsubscribe_secret
 from newsletter.core.paths import ProjectPaths
 from newsletter.core.project import init_project, resolve_issue_path
+from newsletter.core.settings import UNSUBSCRIBE_SECRET_ENV
 from newsletter.review.validate import route_line, validate_project
 
 SAMPLE_ISSUE = "2023-05-panel-reports"
@@ -129,7 +130,7 @@ def secret(replace: bool, env_file: Path | None) -> None:
     """
     path = new_unsubscribe_secret(env_file or env_file_path(), replace=replace)
     click.echo(
-        f"wrote a new {UNSUBSCRIBE_SECRET} to {path} (readable by you only); every newsletter "
+        f"wrote a new {UNSUBSCRIBE_SECRET_ENV} to {path} (readable by you only); every newsletter "
         "command, and the cron and systemd set-ups, read it from there"
     )
 

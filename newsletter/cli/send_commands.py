@@ -44,7 +44,8 @@ from newsletter.delivery.send import (
 )
 from newsletter.delivery.stopping import Interrupted
 from newsletter.review.approval import check_approval, require_approval
-from newsletter.transports import TRANSPORT_NAMES, describe_transport
+from newsletter.transports import TRANSPORT_NAMES
+from newsletter.transports.lookup import describe_transport
 from newsletter.web.outbox_view import outbox_hint
 
 LOG_EVERY = 500

@@ -28,10 +28,10 @@ from dotenv.parser import parse_stream
 
 from newsletter.core.errors import NewsletterError
 from newsletter.core.private_files import private_dir, write_private_text
+from newsletter.core.settings import UNSUBSCRIBE_SECRET_ENV
 
 DEFAULT_ENV_FILE = Path("~/.config/newsletter/newsletter.env")
 ENV_FILE_VARIABLE = "NEWSLETTER_ENV_FILE"
-UNSUBSCRIBE_SECRET = "NEWSLETTER_UNSUBSCRIBE_SECRET"
 # A file of secrets is small; anything bigger is not what we think it is.
 MAX_ENV_FILE_BYTES = 64 * 1024
 
@@ -132,11 +132,11 @@ def new_unsubscribe_secret(path: Path, *, replace: bool = False) -> Path:
     email already sent are signed with it, and stop working when it changes.
     """
     present = read_env_file(path)
-    if UNSUBSCRIBE_SECRET in present and not replace:
+    if UNSUBSCRIBE_SECRET_ENV in present and not replace:
         raise NewsletterError(
-            f"{path} already has {UNSUBSCRIBE_SECRET}; the unsubscribe links in emails already "
+            f"{path} already has {UNSUBSCRIBE_SECRET_ENV}; the unsubscribe links in emails already "
             "sent are signed with it and would stop working if it changed. To replace it "
             "anyway (e.g. it leaked), run: newsletter secret --replace"
         )
-    write_env_value(path, UNSUBSCRIBE_SECRET, secrets.token_urlsafe(32))
+    write_env_value(path, UNSUBSCRIBE_SECRET_ENV, secrets.token_urlsafe(32))
     return path

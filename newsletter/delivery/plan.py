@@ -21,7 +21,7 @@ from newsletter.core.project import Project
 from newsletter.core.ratelimit import SystemClock
 from newsletter.delivery.send import SendOptions
 from newsletter.ledger.deliveries import open_ledger_if_exists
-from newsletter.transports import route_of, setup_problems
+from newsletter.transports.lookup import route_of, setup_problems
 
 
 @dataclass(frozen=True)

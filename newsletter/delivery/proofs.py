@@ -25,13 +25,13 @@ from newsletter.delivery.send import SendOptions, TransportFactory
 from newsletter.render.message import build_message
 from newsletter.render.problems import render_error_problems
 from newsletter.render.variants import SAMPLE_RECIPIENT, Renderer
-from newsletter.transports import open_transport, provider_body
 from newsletter.transports.base import (
     DeliveryResult,
     KeepsCopies,
     OutgoingMessage,
     connect_now,
 )
+from newsletter.transports.lookup import open_transport, provider_body
 from newsletter.transports.outbox import OutboxTransport
 
 

@@ -94,8 +94,8 @@ from newsletter.ledger.deliveries import (
 from newsletter.render.message import MessageBuilder, message_id_for, sender_domain
 from newsletter.render.problems import render_error_problems
 from newsletter.render.variants import Renderer
-from newsletter.transports import provider_body, transport_opener, transport_type
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport, connect_now
+from newsletter.transports.lookup import provider_body, transport_opener, transport_type
 
 # Rows claimed per transaction. Each claimed row becomes a built message held in
 # memory until sent (~200 KB for the sample issue), so claims stay small.

@@ -1,6 +1,7 @@
 """What `newsletter inbox` needs from the settings to read a mailbox over IMAP.
 
-The `inbox.imap` block is declared with every other setting in `settings.py`:
+The `inbox.imap` block is declared with the project's other settings in
+`core/settings.py`:
 
     inbox:
       imap:
@@ -9,21 +10,27 @@ The `inbox.imap` block is declared with every other setting in `settings.py`:
         folder: INBOX                # where bounces and replies arrive
         processed_folder: Processed  # where processed messages are moved
 
-The username and password come only from `NEWSLETTER_IMAP_USERNAME` and
-`NEWSLETTER_IMAP_PASSWORD`. This module says, in one clear line, what is
-missing when the inbox cannot be read that way.
+The username and password come only from the environment. This module says,
+in one clear line, what is missing when the inbox cannot be read that way.
 """
 
 from __future__ import annotations
 
 from newsletter.core.errors import ConfigError
-from newsletter.core.settings import ImapSettings, Settings
+from newsletter.core.settings import (
+    IMAP_HOST_ENV,
+    IMAP_PASSWORD_ENV,
+    IMAP_USERNAME_ENV,
+    ImapSettings,
+    Settings,
+)
 
 __all__ = ["HOST_ENV", "PASSWORD_ENV", "USERNAME_ENV", "ImapSettings", "imap_settings"]
 
-HOST_ENV = "NEWSLETTER_IMAP_HOST"
-USERNAME_ENV = "NEWSLETTER_IMAP_USERNAME"
-PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"
+# The variables are declared with the `inbox.imap` settings; these are their names here.
+HOST_ENV = IMAP_HOST_ENV
+USERNAME_ENV = IMAP_USERNAME_ENV
+PASSWORD_ENV = IMAP_PASSWORD_ENV
 
 
 def imap_settings(settings: Settings) -> ImapSettings:

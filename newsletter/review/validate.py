@@ -32,7 +32,7 @@ from newsletter.core.settings import (
 from newsletter.core.yamlfile import load_yaml
 from newsletter.render.problems import render_error_problems
 from newsletter.render.variants import Renderer, budget_problems, sample_variants
-from newsletter.transports import route_of, setup_problems
+from newsletter.transports.lookup import route_of, setup_problems
 
 
 def validate_project(

@@ -1,155 +1,39 @@
-"""Delivery back-ends behind one small interface (see `base.Transport`), and the list of them.
+"""The transports' registry: each one's name and the settings it declares.
 
-`TRANSPORTS` maps each name a user can choose (`transport:` in
-newsletter.yaml, `--transport` on the command line) to its class, imported
-only when asked for, so `newsletter validate` never pays for requests or
-smtplib. The class itself says how to open it from the settings and what it
-can do (see `base.TransportType`); nothing else looks at the name.
+The `transport` setting (and `--transport`) chooses one of
+`TRANSPORT_NAMES`. Each transport declares its own part of newsletter.yaml
+and the environment variables that set it (`<name>/settings.py`, a
+`SettingsBlock`), and `core.settings` reads every block listed in
+`SETTINGS_BLOCKS`: a new transport is a new package here and a line in each
+list, never an edit of the settings.
 
-`open_transport` returns a NEW instance on every call. A send run asks for
-`transport_opener` once and calls it once per worker thread, so each worker
-holds its own connection while sharing what the run opens once (the
-Microsoft 365 routes' token provider, on the run's clock).
+This module imports only those declarations, so the settings can read it
+without loading any transport (or requests, smtplib, msal). Opening a
+transport, its route and its checks are in `transports.lookup`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from newsletter.core.setting_parts import SettingsBlock
+from newsletter.transports.graph.settings import GRAPH_BLOCK
+from newsletter.transports.mailjet.settings import MAILJET_BLOCK
+from newsletter.transports.microsoft.settings import OAUTH_BLOCK
+from newsletter.transports.notify.settings import NOTIFY_BLOCK
+from newsletter.transports.postmark.settings import POSTMARK_BLOCK
+from newsletter.transports.smtp.settings import SMTP_BLOCK
 
-from newsletter.core.errors import ConfigError
-from newsletter.core.ratelimit import Clock, SystemClock
-from newsletter.core.settings import Settings
-from newsletter.transports.base import (
-    DeliveryResult,
-    OpensPerRun,
-    OutgoingMessage,
-    ProviderBody,
-    Route,
-    SendsOwnBody,
-    SettingProblem,
-    Transport,
-    TransportFactory,
-    TransportType,
+__all__ = ["SETTINGS_BLOCKS", "TRANSPORT_NAMES"]
+
+# The one list of transport names: the `transport` setting and `--transport` read it,
+# and `transports.lookup.TRANSPORTS` opens each.
+TRANSPORT_NAMES: tuple[str, ...] = ("outbox", "smtp", "postmark", "mailjet", "graph", "notify")
+
+# Every transport's settings (the outbox has none of its own: `outbox_dir` is the project's).
+SETTINGS_BLOCKS: tuple[SettingsBlock, ...] = (
+    SMTP_BLOCK,
+    OAUTH_BLOCK,
+    GRAPH_BLOCK,
+    NOTIFY_BLOCK,
+    POSTMARK_BLOCK,
+    MAILJET_BLOCK,
 )
-
-if TYPE_CHECKING:
-    from newsletter.content.issue import Issue
-
-__all__ = [
-    "TRANSPORTS",
-    "TRANSPORT_NAMES",
-    "DeliveryResult",
-    "OutgoingMessage",
-    "ProviderBody",
-    "Route",
-    "SettingProblem",
-    "Transport",
-    "TransportFactory",
-    "TransportType",
-    "describe_transport",
-    "open_transport",
-    "provider_body",
-    "route_of",
-    "setup_problems",
-    "transport_opener",
-    "transport_type",
-]
-
-
-def _outbox() -> TransportType:
-    from newsletter.transports.outbox import OutboxTransport
-
-    return OutboxTransport
-
-
-def _smtp() -> TransportType:
-    from newsletter.transports.smtp import SmtpTransport
-
-    return SmtpTransport
-
-
-def _postmark() -> TransportType:
-    from newsletter.transports.postmark import PostmarkTransport
-
-    return PostmarkTransport
-
-
-def _mailjet() -> TransportType:
-    from newsletter.transports.mailjet import MailjetTransport
-
-    return MailjetTransport
-
-
-def _graph() -> TransportType:
-    from newsletter.transports.graph import GraphTransport
-
-    return GraphTransport
-
-
-def _notify() -> TransportType:
-    from newsletter.transports.notify import NotifyTransport
-
-    return NotifyTransport
-
-
-# The one list of transport names: the `transport` setting and `--transport` read it.
-TRANSPORTS: dict[str, Callable[[], TransportType]] = {
-    "outbox": _outbox,
-    "smtp": _smtp,
-    "postmark": _postmark,
-    "mailjet": _mailjet,
-    "graph": _graph,
-    "notify": _notify,
-}
-TRANSPORT_NAMES: tuple[str, ...] = tuple(TRANSPORTS)
-
-
-def transport_type(name: str) -> TransportType:
-    """The class of the transport called `name`."""
-    load = TRANSPORTS.get(name)
-    if load is None:
-        raise ConfigError(
-            f"`{name}` is not a transport; choose one of {', '.join(TRANSPORT_NAMES)}"
-        )
-    return load()
-
-
-def transport_opener(
-    settings: Settings, name: str | None = None, *, clock: Clock | None = None
-) -> TransportFactory:
-    """A factory of new transports named `name`, one per worker, for one run.
-
-    What the workers share (a token provider) is made here, once, on `clock`;
-    a missing credential raises ConfigError now, before anything is sent.
-    """
-    kind = transport_type(name or settings.transport)
-    if isinstance(kind, OpensPerRun):
-        return kind.opener(settings, clock or SystemClock())
-    return lambda: kind.from_settings(settings)
-
-
-def open_transport(settings: Settings, name: str | None = None) -> Transport:
-    """A new transport named `name` (default: the `transport` setting), set up from settings."""
-    return transport_opener(settings, name)()
-
-
-def describe_transport(settings: Settings, name: str | None = None) -> str:
-    """Where messages would go, in words, for `--verbose`; secrets are named, never shown."""
-    return transport_type(name or settings.transport).describe(settings)
-
-
-def route_of(settings: Settings, name: str | None = None) -> Route:
-    """The route messages would take, and what is missing for it (see `base.Route`)."""
-    return transport_type(name or settings.transport).route(settings)
-
-
-def provider_body(settings: Settings, issue: Issue, name: str | None = None) -> ProviderBody | None:
-    """How to write each person's body for a transport that sends its own format, else None."""
-    kind = transport_type(name or settings.transport)
-    return kind.provider_body(settings, issue) if isinstance(kind, SendsOwnBody) else None
-
-
-def setup_problems(settings: Settings, name: str | None = None) -> list[SettingProblem]:
-    """What the transport `name` (default: the setting) still needs set up; no network used."""
-    return transport_type(name or settings.transport).setup_problems(settings)

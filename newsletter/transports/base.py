@@ -241,7 +241,8 @@ class TransportType(Protocol):
     """A transport class: how to open one from the settings, and its defaults.
 
     Asked instead of comparing transport names, so a new back-end is one
-    class and one entry in `newsletter.transports.TRANSPORTS`.
+    class, its settings block and one entry in each list of the registry
+    (`newsletter.transports`) and in `newsletter.transports.lookup.TRANSPORTS`.
     """
 
     def from_settings(self, settings: Settings) -> Transport:

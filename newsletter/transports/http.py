@@ -39,7 +39,7 @@ import urllib3
 from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.ratelimit import backoff_delay
 from newsletter.core.scrub import SecretScrubber
-from newsletter.core.settings import PROVIDER_KEY_ENV, ProviderSettings, Settings
+from newsletter.core.settings import Settings
 from newsletter.render.message import envelope_address
 from newsletter.transports.base import (
     DeliveryResult,
@@ -48,7 +48,8 @@ from newsletter.transports.base import (
     SettingProblem,
     is_placeholder_host,
 )
-from newsletter.transports.halt import Halt
+from newsletter.transports.halt import Halt, halted
+from newsletter.transports.provider_settings import ProviderSettings
 
 Sleep = Callable[[float], None]
 
@@ -298,12 +299,16 @@ class ApiClient:
 class BatchApiTransport:
     """A provider's batch endpoint: splits into batches and stops the run on a fatal error.
 
-    A subclass sets `name`, takes its provider settings in `__init__` and
-    implements `_send_chunk` for one batch of at most `batch_size` messages,
-    posting it through `_client`.
+    A subclass sets `name`, the environment variables its keys come from
+    (`key_envs`: the key, then the secret key if it has one) and its address
+    (`url_env`), takes its provider settings in `__init__` and implements
+    `_send_chunk` for one batch of at most `batch_size` messages, posting it
+    through `_client`.
     """
 
     name: str
+    key_envs: tuple[str, ...]
+    url_env: str
     sends_batch_in_one_request = True
 
     def __init__(self, provider: ProviderSettings, max_batch: int, client: ApiClient) -> None:
@@ -317,28 +322,30 @@ class BatchApiTransport:
 
     @classmethod
     def describe(cls, settings: Settings) -> str:
-        provider = settings.providers[cls.name]
+        provider = ProviderSettings.of(settings, cls.name)
         key = "an API key from the environment" if provider.api_key else "NO API key set"
         return f"{cls.name}: {provider.base_url}, {key}"
 
     @classmethod
+    def missing_keys(cls, provider: ProviderSettings) -> list[str]:
+        """The variables of `key_envs` that are not set."""
+        keys = (provider.api_key, provider.api_secret)
+        return [env for env, key in zip(cls.key_envs, keys, strict=False) if not key]
+
+    @classmethod
     def route(cls, settings: Settings) -> Route:
-        provider = settings.providers[cls.name]
-        key_env, secret_env = PROVIDER_KEY_ENV[cls.name]
-        missing = [key_env] if not provider.api_key else []
-        if secret_env is not None and not provider.api_secret:
-            missing.append(secret_env)
-        return Route(f"the {cls.name.capitalize()} API at {provider.base_url}", tuple(missing))
+        provider = ProviderSettings.of(settings, cls.name)
+        return Route(
+            f"the {cls.name.capitalize()} API at {provider.base_url}",
+            tuple(cls.missing_keys(provider)),
+        )
 
     @classmethod
     def setup_problems(cls, settings: Settings) -> list[SettingProblem]:
         """A missing API key or a placeholder address: what `validate` and the dry run warn about."""
-        provider = settings.providers[cls.name]
-        key_env, secret_env = PROVIDER_KEY_ENV[cls.name]
+        provider = ProviderSettings.of(settings, cls.name)
         problems = []
-        missing = [key_env] if provider.api_key is None else []
-        if secret_env is not None and provider.api_secret is None:
-            missing.append(secret_env)
+        missing = cls.missing_keys(provider)
         if missing:
             problems.append(
                 SettingProblem(
@@ -352,14 +359,14 @@ class BatchApiTransport:
                 SettingProblem(
                     f"providers.{cls.name}",
                     f"the {cls.name} address {provider.base_url} is a placeholder; "
-                    f"set NEWSLETTER_{cls.name.upper()}_URL or remove it to use the real API",
+                    f"set {cls.url_env} or remove it to use the real API",
                 )
             )
         return problems
 
     def connect(self) -> None:
         """Check that the API answers before anyone is claimed (see `ApiClient.check_reachable`)."""
-        self._client.check_reachable(f"NEWSLETTER_{self.name.upper()}_URL")
+        self._client.check_reachable(self.url_env)
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send in batches of `batch_size`; one result per message, in order."""
@@ -378,6 +385,36 @@ class BatchApiTransport:
 
     def _send_chunk(self, chunk: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         raise NotImplementedError
+
+    def _judged(
+        self, chunk: Sequence[OutgoingMessage], verdicts: Sequence[DeliveryResult | DeliveryError]
+    ) -> list[DeliveryResult]:
+        """Each message's result from the provider's answer about it, in order.
+
+        A verdict that is a `DeliveryError` (a refusal about the sender, the
+        account or the message, not the recipient) halts that message and
+        stops the run: at once when nothing in the batch was handed over,
+        else after the messages the provider did take are recorded.
+        """
+        results: list[DeliveryResult] = []
+        stop: DeliveryError | None = None
+        for outgoing, verdict in zip(chunk, verdicts, strict=True):
+            if isinstance(verdict, DeliveryError):
+                stop = stop or verdict
+                results += halted([outgoing], str(stop))
+            else:
+                results.append(verdict)
+        if stop is not None:
+            if not any(r.status in ("sent", "failed-permanent") for r in results):
+                raise stop
+            self._halt.remember(stop)
+        return results
+
+
+def item_of(answers: Sequence[Any], index: int) -> dict[str, Any] | None:
+    """The provider's answer about the message at `index`, when there is one."""
+    item = answers[index] if index < len(answers) else None
+    return item if isinstance(item, dict) else None
 
 
 def to_name_for(parts: MessageParts, recipient: str) -> str:

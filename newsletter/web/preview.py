@@ -42,7 +42,7 @@ from newsletter.render.message import PersonalisedEmail, build_message
 from newsletter.render.problems import render_error_problems
 from newsletter.render.templating import make_environment
 from newsletter.render.variants import Renderer, sample_variants
-from newsletter.transports import provider_body
+from newsletter.transports.lookup import provider_body
 
 HOST = "127.0.0.1"
 PAGE_TEMPLATE = "web/preview/page.html.j2"

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import ast
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+import newsletter
+import newsletter.core.settings
 from newsletter.cli import cli
 from newsletter.core.errors import ContentError
-from newsletter.core.settings import Secret, load_settings, read_settings
+from newsletter.core.fields import Field, text
+from newsletter.core.paths import ProjectPaths
+from newsletter.core.setting_parts import SettingsBlock, secret
+from newsletter.core.settings import (
+    DKIM_DOMAIN_ENV,
+    DKIM_SELECTOR_ENV,
+    Secret,
+    declared_fields,
+    load_settings,
+    read_settings,
+)
+from newsletter.transports import SETTINGS_BLOCKS, TRANSPORT_NAMES
+from newsletter.transports.lookup import TRANSPORTS
 
 PASSWORD = "correct-horse-battery-staple-5512"
 
@@ -92,11 +112,11 @@ def test_the_password_never_shows_in_repr_or_str(project_dir: Path) -> None:
         repr(settings.smtp),
         str(settings.smtp.password),
         f"{settings.smtp.password}",
-        repr(settings.providers),
+        repr(settings.blocks),
     ):
         assert PASSWORD not in shown
     assert "********" in repr(settings.smtp)
-    postmark_key = settings.providers["postmark"].api_key
+    postmark_key = settings.postmark.api_key
     assert postmark_key is not None and postmark_key.reveal() == PASSWORD + "-postmark"
 
 
@@ -318,3 +338,129 @@ def test_inbox_mistakes_are_located(project_dir: Path) -> None:
             "both `Processed`; processed messages must move to another folder",
         ]
     )
+
+
+# -- each transport declares its own settings ----------------------------------
+
+
+@dataclass(frozen=True)
+class PigeonSettings:
+    loft: str
+    seed: Secret | None
+
+
+PIGEON_BLOCK = SettingsBlock(
+    "pigeon",
+    (
+        Field("pigeon.loft", text, default="roof", env="NEWSLETTER_PIGEON_LOFT"),
+        Field("pigeon.seed", secret, default=None, env="NEWSLETTER_PIGEON_SEED", in_file=False),
+    ),
+    lambda values, context: PigeonSettings(**values),
+)
+
+
+def test_a_new_transport_declares_its_block_and_the_settings_read_it_unchanged(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transport's block is read, overridden and checked like any other setting, from its
+    declaration alone: nothing in core/settings.py names it."""
+    monkeypatch.setattr(
+        newsletter.core.settings, "SETTINGS_BLOCKS", (*SETTINGS_BLOCKS, PIGEON_BLOCK)
+    )
+    path = edit(
+        project_dir, "timezone: Europe/London", "timezone: Europe/London\npigeon:\n  loft: barn"
+    )
+    settings = load_settings(project_dir, environ={"NEWSLETTER_PIGEON_SEED": PASSWORD})
+    assert settings.block("pigeon", PigeonSettings) == PigeonSettings("barn", Secret(PASSWORD))
+    overridden = load_settings(project_dir, environ={"NEWSLETTER_PIGEON_LOFT": "shed"})
+    assert overridden.block("pigeon", PigeonSettings).loft == "shed"
+
+    edit(project_dir, "  loft: barn", "  loft: barn\n  seed: grain\n  lof: attic")
+    _, problems = read_settings(project_dir, environ={})
+    assert sorted(str(p) for p in problems) == [
+        f"{path}:22:3: `pigeon.seed` comes only from the environment; set "
+        "NEWSLETTER_PIGEON_SEED instead",
+        f"{path}:23:3: `lof` is not a field of the `pigeon` settings; did you mean `loft`?",
+    ]
+
+
+def test_every_transport_block_is_read_and_every_transport_can_be_opened_by_name() -> None:
+    assert tuple(TRANSPORTS) == TRANSPORT_NAMES
+    assert [block.name for block in SETTINGS_BLOCKS] == [
+        "smtp",
+        "oauth",
+        "graph",
+        "notify",
+        "postmark",
+        "mailjet",
+    ]
+
+
+ENV_NAME = re.compile(r"\bNEWSLETTER_[A-Z0-9]+(?:_[A-Z0-9]+)*\b")
+PACKAGE = Path(newsletter.__file__).parent
+
+
+def _string_literals(path: Path) -> Iterator[tuple[str, int]]:
+    """Every string written in the code of `path`, and its line; docstrings left out."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if is_text and id(node) not in docstrings:
+            yield node.value, node.lineno
+
+
+def _written(places: tuple[str, ...]) -> dict[str, list[tuple[str, bool]]]:
+    """Each NEWSLETTER_ name in code strings in `places` (modules or folders of the package):
+    (where, whether it is the whole string, i.e. the name's definition rather than a mention
+    in a message)."""
+    found: dict[str, list[tuple[str, bool]]] = {}
+    for place in places:
+        where_from = PACKAGE / place
+        paths = [where_from] if where_from.is_file() else sorted(where_from.rglob("*.py"))
+        for path in paths:
+            for value, line in _string_literals(path):
+                for name in ENV_NAME.findall(value):
+                    where = f"{path.relative_to(PACKAGE.parent)}:{line}"
+                    found.setdefault(name, []).append((where, value == name))
+    return found
+
+
+def test_each_environment_variable_is_defined_once_and_mentioned_through_its_constant(
+    project_dir: Path,
+) -> None:
+    """One place to rename a variable: its constant. The settings, the transports and the
+    inbox, which read and explain them, never spell a variable out in a message; every module
+    that needs one imports the constant from the block that declares it."""
+    read = {f.env for f in declared_fields(ProjectPaths(project_dir)) if f.env}
+    read |= {DKIM_DOMAIN_ENV, DKIM_SELECTOR_ENV}
+    everywhere = _written(("",))
+    for name in sorted(read):
+        definitions = [where for where, whole in everywhere.get(name, []) if whole]
+        assert len(definitions) == 1, f"{name} is defined at {definitions or 'no place'}"
+    where_settings_live = _written(
+        ("core/settings.py", "core/setting_parts.py", "transports", "inbox")
+    )
+    for name, places in sorted(where_settings_live.items()):
+        spelled = [where for where, _ in places]
+        assert [whole for _, whole in places] == [True], f"{name} is spelled out at {spelled}"
+
+
+def test_reading_the_settings_loads_no_transport() -> None:
+    """The registry holds declarations only: `validate` never pays for requests, smtplib or msal."""
+    program = (
+        "import sys, newsletter.core.settings\n"
+        "print(sorted(m for m in ('requests', 'smtplib', 'msal', 'notifications_python_client')"
+        " if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"

@@ -29,7 +29,7 @@ from newsletter.cli import cli
 from newsletter.core.project import open_project
 from newsletter.delivery.send import SendOptions, send_issue
 from newsletter.ledger.deliveries import Ledger
-from newsletter.transports.oauth import GRAPH_SCOPE, SMTP_SCOPE
+from newsletter.transports.microsoft.identity import GRAPH_SCOPE, SMTP_SCOPE
 from newsletter.web.preview import start_preview
 from tests.support.clock import FakeClock
 from tests.support.microsoft import (

@@ -21,11 +21,11 @@ from newsletter.audience.lists import Recipient
 from newsletter.cli import cli
 from newsletter.core.errors import DeliveryError
 from newsletter.core.project import Project
-from newsletter.core.settings import SmtpSettings
 from newsletter.render.message import PersonalisedEmail, build_message_bytes, parse_message
 from newsletter.transports.base import OutgoingMessage
-from newsletter.transports.postmark import PostmarkTransport
-from newsletter.transports.smtp import SmtpTransport
+from newsletter.transports.postmark.send import PostmarkTransport
+from newsletter.transports.smtp.send import SmtpTransport
+from newsletter.transports.smtp.settings import SmtpSettings
 from tests.support.providers import FakePostmark
 from tests.support.smtp import SmtpTestServer
 

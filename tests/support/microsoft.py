@@ -63,7 +63,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, AuthResult
 
 from newsletter.core.settings import Secret
-from newsletter.transports.oauth import GRAPH_SCOPE, SMTP_SCOPE, MicrosoftIdentity
+from newsletter.transports.microsoft.identity import GRAPH_SCOPE, SMTP_SCOPE, MicrosoftIdentity
 from tests.support.clock import FakeClock
 from tests.support.scripted import Script
 from tests.support.smtp import SmtpTestServer

@@ -42,9 +42,10 @@ import pytest
 
 from newsletter.audience.lists import Recipient
 from newsletter.core.project import Project
-from newsletter.core.settings import ProviderSettings, Secret
+from newsletter.core.settings import Secret
 from newsletter.render.message import PersonalisedEmail, build_message
 from newsletter.transports.base import OutgoingMessage
+from newsletter.transports.provider_settings import ProviderSettings
 from tests.support.scripted import Script
 
 POSTMARK_TOKEN = "pm-server-token-5f2b9c1e-test"

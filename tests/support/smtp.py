@@ -57,7 +57,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
-from newsletter.core.settings import Secret, SmtpSettings
+from newsletter.core.settings import Secret
+from newsletter.transports.smtp.settings import SmtpSettings
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import traceback
+import urllib.parse
 
 import pytest
 from aiosmtpd.smtp import AuthResult
 
 from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.settings import Secret, load_settings, read_settings
-from newsletter.transports.oauth import (
+from newsletter.transports.microsoft.identity import (
     GRAPH_SCOPE,
     SMTP_SCOPE,
     MicrosoftIdentity,
@@ -23,7 +24,7 @@ from newsletter.transports.oauth import (
     TokenRefused,
     TokenUnavailable,
 )
-from newsletter.transports.smtp import SmtpTransport
+from newsletter.transports.smtp.send import SmtpTransport
 from tests.support.microsoft import CLIENT_ID, CLIENT_SECRET, MAILBOX, TENANT_ID, write_certificate
 
 PASSWORD = "s3cret-Smtp-Passw0rd!"
@@ -155,6 +156,64 @@ def test_a_busy_identity_platform_is_temporary(identity, ms_clock, monkeypatch) 
     tokens = TokenProvider(identity.identity(), SMTP_SCOPE, clock=ms_clock)
     with pytest.raises(TokenUnavailable):
         tokens.token()
+
+
+def test_a_token_endpoint_echoing_the_secret_never_gets_it_printed(
+    identity, ms_clock, monkeypatch
+) -> None:
+    """Whatever the platform says back, in `error` as it is or URL-encoded in the description."""
+    identity.trust(monkeypatch)
+    identity.client_secret = "Qx8~echo me/back+now"  # characters that URL-encoding changes
+    encoded = urllib.parse.quote_plus(identity.client_secret)
+    identity.respond(
+        400,
+        {
+            "error": identity.client_secret,
+            "error_description": f"AADSTS7000215: bad client_secret={encoded} sent",
+        },
+    )
+    tokens = TokenProvider(identity.identity(), SMTP_SCOPE, clock=ms_clock)
+    with pytest.raises(TokenRefused) as caught:
+        tokens.token()
+    text = "".join(traceback.format_exception(caught.value))
+    assert "AADSTS7000215" in text  # the platform's reason is still there for the reader
+    assert identity.client_secret not in text and encoded not in text
+    assert urllib.parse.quote(identity.client_secret, safe="") not in text
+
+
+def test_an_identity_platform_answering_500_is_temporary_and_names_no_secret(
+    identity, ms_clock, monkeypatch
+) -> None:
+    identity.trust(monkeypatch)
+    identity.respond(500, {"error": "server_error", "error_description": identity.client_secret})
+    tokens = TokenProvider(identity.identity(), SMTP_SCOPE, clock=ms_clock)
+    with pytest.raises(TokenUnavailable) as caught:
+        tokens.token()
+    assert "identity platform" in str(caught.value)
+    assert CLIENT_SECRET not in "".join(traceback.format_exception(caught.value))
+
+
+@pytest.mark.parametrize("failure", ["500", "unreachable"])
+def test_a_failing_identity_platform_at_the_start_of_a_run_names_its_settings(
+    oauth_transport, identity, failure
+) -> None:
+    """Not NEWSLETTER_SMTP_HOST: the relay was never the problem."""
+    if failure == "500":
+        identity.respond(500, {"error": "server_error", "error_description": "AADSTS90033"})
+    else:
+        identity.stop()
+    with pytest.raises(ConfigError) as caught:
+        oauth_transport().connect()
+    message = str(caught.value)
+    assert "Microsoft identity platform" in message
+    for name in (
+        "NEWSLETTER_OAUTH_TENANT_ID",
+        "NEWSLETTER_OAUTH_CLIENT_ID",
+        "NEWSLETTER_OAUTH_CLIENT_SECRET",
+        "NEWSLETTER_OAUTH_AUTHORITY",
+    ):
+        assert name in message
+    assert "NEWSLETTER_SMTP_HOST" not in message and CLIENT_SECRET not in message
 
 
 def test_a_certificate_credential_signs_an_assertion_the_platform_verifies(

@@ -12,9 +12,9 @@ from email.utils import parseaddr
 import pytest
 
 from newsletter.core.errors import DeliveryError
-from newsletter.transports.graph import GraphTransport
+from newsletter.transports.graph.send import GraphTransport
 from newsletter.transports.http import RetryPolicy
-from newsletter.transports.oauth import GRAPH_SCOPE, TokenProvider
+from newsletter.transports.microsoft.identity import GRAPH_SCOPE, TokenProvider
 from tests.support.microsoft import CLIENT_SECRET, MAILBOX
 
 
@@ -223,3 +223,15 @@ def test_a_message_taken_but_never_answered_is_unknown_and_posted_once(
     assert result.status == "unknown"
     assert "may have been delivered" in result.detail
     assert graph.recipients() == ["jo@example.org"]  # one POST, never retried
+
+
+def test_a_failing_identity_platform_hands_everyone_back_naming_its_settings(
+    graph_transport, graph, identity, make_outgoing
+) -> None:
+    identity.respond(500, {"error": "server_error", "error_description": identity.client_secret})
+    results = graph_transport().send_batch(make_outgoing(2))
+    assert [r.status for r in results] == ["failed-temporary"] * 2
+    detail = results[0].detail
+    assert "identity platform" in detail and "NEWSLETTER_OAUTH_AUTHORITY" in detail
+    assert "NEWSLETTER_GRAPH_URL" not in detail and CLIENT_SECRET not in detail
+    assert graph.accepted == []

@@ -9,10 +9,11 @@ import pytest
 
 from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.project import open_project
-from newsletter.core.settings import ProviderSettings, Secret
-from newsletter.transports import open_transport
+from newsletter.core.settings import Secret
 from newsletter.transports.http import RetryPolicy
-from newsletter.transports.mailjet import MailjetTransport
+from newsletter.transports.lookup import open_transport
+from newsletter.transports.mailjet.send import MailjetTransport
+from newsletter.transports.provider_settings import ProviderSettings
 from tests.support.providers import MAILJET_KEY, MAILJET_SECRET
 
 

@@ -19,11 +19,12 @@ from newsletter.audience.lists import Recipient, variant_for
 from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.settings import Secret
 from newsletter.render.message import build_message
-from newsletter.render.notify_format import NotifyRenderer, escape_line_starts, notify_markdown
 from newsletter.render.variants import PersonalisedEmail
 from newsletter.transports.base import OutgoingMessage
 from newsletter.transports.http import RetryPolicy
-from newsletter.transports.notify import NotifyTransport, one_click_url, permanent_failures
+from newsletter.transports.notify.body import NotifyRenderer, escape_line_starts, notify_markdown
+from newsletter.transports.notify.feedback import permanent_failures
+from newsletter.transports.notify.send import NotifyTransport, one_click_url
 from tests.support.clock import FakeClock
 from tests.support.notify import API_KEY, KEY_SECRET, SERVICE_ID, TEMPLATE_ID
 

@@ -10,7 +10,7 @@ import pytest
 
 from newsletter.core.errors import DeliveryError
 from newsletter.core.project import Project
-from newsletter.transports import open_transport
+from newsletter.transports.lookup import open_transport
 from newsletter.transports.outbox import OutboxTransport
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.project import open_project
-from newsletter.transports import open_transport
 from newsletter.transports.http import RetryPolicy, retry_after_seconds
-from newsletter.transports.postmark import PostmarkTransport
+from newsletter.transports.lookup import open_transport
+from newsletter.transports.postmark.send import PostmarkTransport
 from tests.support.providers import POSTMARK_TOKEN
 
 
@@ -215,7 +215,8 @@ def test_a_provider_that_cannot_be_reached_is_retried_then_temporary(
 ) -> None:
     url = postmark_server.url
     postmark_server.stop()  # nothing listens: the request never went out
-    from newsletter.core.settings import ProviderSettings, Secret
+    from newsletter.core.settings import Secret
+    from newsletter.transports.provider_settings import ProviderSettings
 
     transport = PostmarkTransport(
         ProviderSettings("postmark", url, Secret(POSTMARK_TOKEN)),
@@ -242,7 +243,8 @@ def test_a_wrong_token_stops_the_run_and_the_token_is_never_shown(
     postmark_server, make_outgoing
 ) -> None:
     settings = postmark_server.provider_settings()
-    from newsletter.core.settings import ProviderSettings, Secret
+    from newsletter.core.settings import Secret
+    from newsletter.transports.provider_settings import ProviderSettings
 
     wrong = "pm-WRONG-token-0000-secret"
     transport = PostmarkTransport(ProviderSettings("postmark", settings.base_url, Secret(wrong)))

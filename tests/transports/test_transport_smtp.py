@@ -9,8 +9,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from newsletter.core.errors import DeliveryError
 from newsletter.core.project import Project
-from newsletter.transports import open_transport
-from newsletter.transports.smtp import SmtpTransport
+from newsletter.transports.lookup import open_transport
+from newsletter.transports.smtp.send import SmtpTransport
 from tests.support.tls import ThrowawayCA
 
 SENDER = "newsupdate@mars-board.example.org"
@@ -291,11 +291,16 @@ def test_starttls_refuses_a_server_that_does_not_offer_it(
     trusted_ca, smtp_transport, smtp_server, make_outgoing
 ) -> None:
     settings = smtp_server.settings(security="starttls")
-    with pytest.raises(DeliveryError, match="STARTTLS"):
+    with pytest.raises(DeliveryError, match="STARTTLS") as caught:
         smtp_transport(settings, ssl_context=trusted_ca.client_context()).send_batch(
             make_outgoing(1)
         )
     assert smtp_server.messages == []
+    # Both ways out, each with when it fits, in the words of the settings file.
+    message = str(caught.value)
+    assert "`security: ssl`" in message and "port 465" in message
+    assert "`security: none`" in message and "IT team" in message
+    assert message.index("`security: ssl`") < message.index("`security: none`")
 
 
 def test_implicit_tls_verifies_and_delivers(

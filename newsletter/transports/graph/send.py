@@ -26,8 +26,8 @@ and one more try. `ErrorInvalidRecipients` is about this recipient:
 `permanent`. Every other 4xx means the request or the set-up is wrong for
 everyone: `DeliveryError` stops the run with one clear message.
 
-Set up from `Settings.graph` (`graph.sender`, default the From address;
-NEWSLETTER_GRAPH_URL for a sovereign cloud) and `Settings.oauth`; the run's
+Set up from the `graph` settings (`graph.sender`, default the From address;
+NEWSLETTER_GRAPH_URL for a sovereign cloud) and the `oauth` settings; the run's
 workers (`graph.connections`, at most 4) share one token provider.
 """
 
@@ -44,17 +44,24 @@ import requests
 
 from newsletter.core.errors import DeliveryError
 from newsletter.core.ratelimit import Clock, SystemClock
-from newsletter.core.settings import DEFAULT_GRAPH_URL, GRAPH_URL_ENV, Settings
+from newsletter.core.settings import Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route, SettingProblem
+from newsletter.transports.graph.settings import DEFAULT_URL, URL_ENV, GraphSettings
 from newsletter.transports.halt import Halt, RestLater, send_each
 from newsletter.transports.http import RetryPolicy, may_have_arrived, retry_after_seconds
-from newsletter.transports.oauth import (
+from newsletter.transports.microsoft.identity import (
     GRAPH_SCOPE,
     MicrosoftIdentity,
     TokenProvider,
     TokenSource,
     TokenUnavailable,
     https_verify,
+)
+from newsletter.transports.microsoft.settings import (
+    APP_REGISTRATION,
+    CLIENT_ID_ENV,
+    TENANT_ENV,
+    OAuthSettings,
 )
 
 RECIPIENT_CODES = frozenset({"ErrorInvalidRecipients"})
@@ -72,7 +79,7 @@ class GraphTransport:
         sender: str,
         tokens: TokenSource,
         *,
-        base_url: str = DEFAULT_GRAPH_URL,
+        base_url: str = DEFAULT_URL,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
         timeout: float = 30.0,
@@ -98,9 +105,9 @@ class GraphTransport:
 
         ConfigError now when the app registration is incomplete.
         """
-        identity = MicrosoftIdentity.from_settings(settings.oauth)
+        identity = MicrosoftIdentity.from_settings(OAuthSettings.of(settings))
         tokens = TokenProvider(identity, GRAPH_SCOPE, clock=clock, verify=settings.https_verify)
-        graph = settings.graph
+        graph = GraphSettings.of(settings)
         return lambda: cls(
             graph.sender,
             tokens,
@@ -116,14 +123,14 @@ class GraphTransport:
 
     @staticmethod
     def default_concurrency(settings: Settings) -> int:
-        return max(1, settings.graph.connections)
+        return max(1, GraphSettings.of(settings).connections)
 
     @staticmethod
     def describe(settings: Settings) -> str:
+        graph = GraphSettings.of(settings)
         return (
-            f"graph: sendMail as {settings.graph.sender} at {settings.graph.base_url}, with an "
-            "app-only token for the app registration in NEWSLETTER_OAUTH_TENANT_ID and "
-            "NEWSLETTER_OAUTH_CLIENT_ID"
+            f"graph: sendMail as {graph.sender} at {graph.base_url}, with an app-only token "
+            f"for {APP_REGISTRATION}"
         )
 
     @staticmethod
@@ -133,8 +140,8 @@ class GraphTransport:
     @staticmethod
     def route(settings: Settings) -> Route:
         return Route(
-            f"Microsoft 365 Graph sendMail as {settings.graph.sender}",
-            tuple(settings.oauth.missing()),
+            f"Microsoft 365 Graph sendMail as {GraphSettings.of(settings).sender}",
+            tuple(OAuthSettings.of(settings).missing()),
         )
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
@@ -175,7 +182,7 @@ class GraphTransport:
             try:
                 token = self.tokens.token()
             except TokenUnavailable as error:
-                raise RestLater(str(error), None) from None
+                raise RestLater(f"{error}; if it keeps failing, check {error.check}") from None
             try:
                 response = self.session.post(
                     self._url,
@@ -189,7 +196,7 @@ class GraphTransport:
             except requests.exceptions.SSLError as error:
                 raise DeliveryError(
                     f"the certificate of {self.base_url} cannot be trusted ({type(error).__name__}); "
-                    f"check {GRAPH_URL_ENV}, or point REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) at "
+                    f"check {URL_ENV}, or point REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) at "
                     "your organisation's certificate authority"
                 ) from None
             except requests.RequestException as error:
@@ -246,8 +253,8 @@ class GraphTransport:
         where = f"Microsoft Graph refused to send as {self.sender} (HTTP {status}, {code}: {text})"
         if status == 401:
             advice = (
-                "it does not accept the app's token; check NEWSLETTER_OAUTH_TENANT_ID and "
-                "NEWSLETTER_OAUTH_CLIENT_ID belong to this Microsoft 365 tenant"
+                f"it does not accept the app's token; check {TENANT_ENV} and {CLIENT_ID_ENV} "
+                "belong to this Microsoft 365 tenant"
             )
         elif status == 403:
             advice = (

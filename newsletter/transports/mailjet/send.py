@@ -39,9 +39,8 @@ from email.utils import parseaddr
 from typing import Any
 
 from newsletter.core.errors import ConfigError, DeliveryError
-from newsletter.core.settings import ProviderSettings, Settings
+from newsletter.core.settings import Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage
-from newsletter.transports.halt import halted
 from newsletter.transports.http import (
     ApiClient,
     BatchApiTransport,
@@ -49,22 +48,25 @@ from newsletter.transports.http import (
     Lost,
     RetryPolicy,
     Sleep,
+    item_of,
     message_parts,
     temporary_for_all,
     to_name_for,
     unknown_for_all,
 )
+from newsletter.transports.mailjet.settings import KEY_ENV, SECRET_ENV, URL_ENV
+from newsletter.transports.provider_settings import ProviderSettings
 
 MAX_BATCH = 50
 _RECIPIENT_FIELDS = frozenset({"To", "Cc", "Bcc"})
-KEY_ENV = "NEWSLETTER_MAILJET_API_KEY"
-SECRET_ENV = "NEWSLETTER_MAILJET_SECRET_KEY"
 
 
 class MailjetTransport(BatchApiTransport):
     """Sends through Mailjet's `/v3.1/send`, splitting into batches of at most 50."""
 
     name = "mailjet"
+    key_envs = (KEY_ENV, SECRET_ENV)
+    url_env = URL_ENV
 
     def __init__(
         self,
@@ -74,28 +76,14 @@ class MailjetTransport(BatchApiTransport):
         sleep: Sleep = time.sleep,
         timeout: float = 30.0,
     ) -> None:
-        if provider.api_key is None or provider.api_secret is None:
-            raise ConfigError(
-                f"the mailjet transport needs an API key and secret key: set {KEY_ENV} and "
-                f"{SECRET_ENV} in the environment (never in newsletter.yaml)"
-            )
-        auth = (provider.api_key.reveal(), provider.api_secret.reveal())
-        client = ApiClient(
-            "Mailjet",
-            provider.base_url,
-            headers={},
-            auth=auth,
-            secrets=auth,
-            retry=retry,
-            sleep=sleep,
-            timeout=timeout,
-            key_hint=f"{KEY_ENV} and {SECRET_ENV}",
+        client = mailjet_client(
+            provider, "the mailjet transport", retry=retry, sleep=sleep, timeout=timeout
         )
         super().__init__(provider, MAX_BATCH, client)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MailjetTransport:
-        return cls(settings.providers[cls.name])
+        return cls(ProviderSettings.of(settings, cls.name))
 
     def payload(self, outgoing: OutgoingMessage) -> dict[str, Any]:
         """One message in Mailjet's v3.1 JSON shape."""
@@ -138,47 +126,71 @@ class MailjetTransport(BatchApiTransport):
     def _per_message(
         self, chunk: Sequence[OutgoingMessage], answers: list[Any]
     ) -> list[DeliveryResult]:
-        results: list[DeliveryResult] = []
-        stop: DeliveryError | None = None
-        for index, outgoing in enumerate(chunk):
-            item = (
-                answers[index] if index < len(answers) and isinstance(answers[index], dict) else {}
+        return self._judged(
+            chunk, [self._verdict(m, item_of(answers, i) or {}) for i, m in enumerate(chunk)]
+        )
+
+    def _verdict(
+        self, outgoing: OutgoingMessage, item: dict[str, Any]
+    ) -> DeliveryResult | DeliveryError:
+        """What Mailjet's answer about one message means: sent, failed, or the run stops."""
+        if item.get("Status") == "success":
+            to = item.get("To") or [{}]
+            provider_id = to[0].get("MessageUUID") if isinstance(to[0], dict) else None
+            return DeliveryResult(outgoing.recipient, outgoing.message_id, "sent", "", provider_id)
+        errors = [e for e in item.get("Errors") or [] if isinstance(e, dict)]
+        text = self._client.scrub(
+            "; ".join(
+                f"{e.get('ErrorCode', '')} {e.get('ErrorMessage', '')}".strip() for e in errors
             )
-            if item.get("Status") == "success":
-                to = item.get("To") or [{}]
-                provider_id = to[0].get("MessageUUID") if isinstance(to[0], dict) else None
-                results.append(
-                    DeliveryResult(outgoing.recipient, outgoing.message_id, "sent", "", provider_id)
-                )
-                continue
-            errors = [e for e in item.get("Errors") or [] if isinstance(e, dict)]
-            codes = [e.get("StatusCode") for e in errors]
-            text = self._client.scrub(
-                "; ".join(
-                    f"{e.get('ErrorCode', '')} {e.get('ErrorMessage', '')}".strip() for e in errors
-                )
-                or "no reason given"
-            )
-            temporary = not errors or any(
-                isinstance(c, int) and (c == 429 or c >= 500) for c in codes
-            )
-            if temporary or all(_about_recipient(e) for e in errors):
-                results.append(
-                    DeliveryResult(
-                        outgoing.recipient,
-                        outgoing.message_id,
-                        "failed-temporary" if temporary else "failed-permanent",
-                        f"Mailjet error: {text}",
-                    )
-                )
-                continue
-            stop = stop or _refusal(text)
-            results += halted([outgoing], str(stop))
-        if stop is not None:
-            if not any(r.status in ("sent", "failed-permanent") for r in results):
-                raise stop  # nothing in the call was handed over: stop at once
-            self._halt.remember(stop)
-        return results
+            or "no reason given"
+        )
+        temporary = not errors or any(_is_temporary(e) for e in errors)
+        if not temporary and not all(_about_recipient(e) for e in errors):
+            return _refusal(text)
+        return DeliveryResult(
+            outgoing.recipient,
+            outgoing.message_id,
+            "failed-temporary" if temporary else "failed-permanent",
+            f"Mailjet error: {text}",
+        )
+
+
+def _is_temporary(error: dict[str, Any]) -> bool:
+    """Too many calls (429) or Mailjet's own trouble (5xx): try again later."""
+    code = error.get("StatusCode")
+    return isinstance(code, int) and (code == 429 or code >= 500)
+
+
+def mailjet_client(
+    provider: ProviderSettings,
+    purpose: str,
+    *,
+    retry: RetryPolicy | None = None,
+    sleep: Sleep = time.sleep,
+    timeout: float = 30.0,
+) -> ApiClient:
+    """The client for Mailjet's API, sending and polling alike; ConfigError without the keys.
+
+    `purpose` says what needs the keys, e.g. "reading Mailjet's bounces".
+    """
+    if provider.api_key is None or provider.api_secret is None:
+        raise ConfigError(
+            f"{purpose} needs a Mailjet API key and secret key: set {KEY_ENV} and "
+            f"{SECRET_ENV} in the environment (never in newsletter.yaml)"
+        )
+    auth = (provider.api_key.reveal(), provider.api_secret.reveal())
+    return ApiClient(
+        "Mailjet",
+        provider.base_url,
+        headers={},
+        auth=auth,
+        secrets=auth,
+        retry=retry,
+        sleep=sleep,
+        timeout=timeout,
+        key_hint=f"{KEY_ENV} and {SECRET_ENV}",
+    )
 
 
 def _about_recipient(error: dict[str, Any]) -> bool:

@@ -11,7 +11,7 @@ that does not resolve, a refused connection or a refused login then stops
 the run with one message naming the variables to set, instead of queueing
 everyone for a retry.
 Replies map to results per recipient: 2xx sent, 4xx temporary, 5xx
-permanent when it is about the recipient (`smtp_replies.refusal_scope`). A
+permanent when it is about the recipient (`replies.refusal_scope`). A
 5xx about the message, the sender or the relay stops the run instead
 (`DeliveryError`), so a content filter cannot put the whole list on the
 suppression list. A 421, or a connection that drops before the end of DATA,
@@ -22,48 +22,23 @@ nor counted as failed. Problems no retry can fix (a refused password, an
 untrusted certificate, a server without STARTTLS, a refused sender address)
 raise `DeliveryError` so the run stops with a clear message.
 
-How it logs in is `smtp.auth`: `password` (the username and password, when
-set), `none` (never, for a relay that knows this server) or `oauth2`.
+How it logs in is `smtp.auth` (see `settings`).
+Microsoft 365 (smtp.office365.com, `smtp.auth: oauth2`): see `connection`.
 
-Microsoft 365 (smtp.office365.com): with a token provider (`smtp.auth:
-oauth2`; one provider per run, shared by every connection, see `opener`)
-the transport logs in with SASL XOAUTH2 as the mailbox
-(`NEWSLETTER_SMTP_USERNAME`, else the envelope sender) and an app-only token
-for `https://outlook.office365.com/.default`; a connection is re-opened with
-a fresh token before its token expires, and a refused token is replaced
-once. Exchange's own answers are recognised: `535 5.7.139` and `550 5.7.30`
-mean the tenant has turned off passwords for SMTP (stop: switch to OAuth2);
-`5.2.251`-`5.2.255` mean Exchange throttled the mailbox for repeated errors
-(stop); `421 4.4.2 Message submission rate ... exceeded`, `432 4.3.2`
-(concurrent connections) and other `4.7.x` answers are throttling: that
-message and the rest of the batch come back `temporary` with a
-`retry_after`, so the run slows down instead of failing anyone.
-
-International addresses: RCPT and MAIL carry the domain in IDNA form, which
-every server takes. A message with a non-ASCII local part (in the envelope
-or its headers) is sent with `SMTPUTF8 BODY=8BITMIME` when the server offers
-SMTPUTF8; when it does not, that recipient fails permanently with a reason
-that says so, and everyone else is still sent. A username or password with
-non-ASCII characters is sent as UTF-8 (RFC 4616), which smtplib's own
-`login` cannot do (it encodes AUTH as ASCII, python/cpython#73936).
+International addresses: see `envelope` (and `connection.login_with_password`
+for a username or password with non-ASCII characters).
 """
 
 from __future__ import annotations
 
-import base64
-import re
 import smtplib
-import socket
 import ssl
 from collections.abc import Callable, Sequence
-from functools import cache
-from typing import TYPE_CHECKING
 
 from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.ratelimit import Clock, SystemClock
 from newsletter.core.scrub import SecretScrubber
-from newsletter.core.settings import Settings, SmtpSettings
-from newsletter.render.message import envelope_address
+from newsletter.core.settings import Settings
 from newsletter.transports.base import (
     DeliveryResult,
     DeliveryStatus,
@@ -73,7 +48,7 @@ from newsletter.transports.base import (
     is_placeholder_host,
 )
 from newsletter.transports.halt import Halt, RestLater, send_each
-from newsletter.transports.oauth import (
+from newsletter.transports.microsoft.identity import (
     SMTP_SCOPE,
     AccessToken,
     MicrosoftIdentity,
@@ -82,82 +57,32 @@ from newsletter.transports.oauth import (
     TokenUnavailable,
     xoauth2_response,
 )
-from newsletter.transports.smtp_replies import refusal_scope
-
-if TYPE_CHECKING:
-    from typing_extensions import Buffer
+from newsletter.transports.microsoft.settings import APP_REGISTRATION, OAuthSettings
+from newsletter.transports.smtp.connection import (
+    BASIC_AUTH_DISABLED,
+    PASSWORDS_DISABLED_ADVICE,
+    POLICY_DEFERRAL,
+    SENDER_THROTTLED,
+    THROTTLING,
+    WHERE_TO_SET,
+    Reply,
+    Throttled,
+    Unreachable,
+    failure,
+    login_with_password,
+    open_client,
+    secure,
+)
+from newsletter.transports.smtp.envelope import Undeliverable, transmit
+from newsletter.transports.smtp.replies import refusal_scope
+from newsletter.transports.smtp.settings import (
+    HOST_ENV,
+    PASSWORD_ENV,
+    USERNAME_ENV,
+    SmtpSettings,
+)
 
 SERVICE_CLOSING = 421
-# Exchange Online when the tenant has disabled basic (password) authentication for SMTP.
-BASIC_AUTH_DISABLED = re.compile(r"\b5\.7\.(?:139|30)\b")
-# Exchange Online throttling a mailbox after repeated errors of one kind: no retry helps.
-SENDER_THROTTLED = re.compile(r"\b5\.2\.25[1-5]\b")
-# Answers that mean "slow down", not "this recipient failed". A 4.7.x at RCPT is
-# left out: relays use it for one recipient (greylisting, a policy refusal).
-THROTTLING = re.compile(
-    r"\b4\.4\.2\b|\b4\.3\.2\b|submission rate|thread limit|"
-    r"concurrent connection limit|too many (?:connections|messages)",
-    re.IGNORECASE,
-)
-POLICY_DEFERRAL = re.compile(r"\b4\.7\.\d+\b")
-PASSWORDS_DISABLED_ADVICE = (
-    "this tenant no longer accepts passwords for SMTP; set smtp.auth: oauth2 (see README)"
-)
-WHERE_TO_SET = (
-    "NEWSLETTER_SMTP_HOST and NEWSLETTER_SMTP_PORT (or smtp.host and smtp.port in newsletter.yaml)"
-)
-
-
-@cache
-def _local_hostname() -> str:
-    # smtplib would call getfqdn() for every connection; once is enough.
-    return socket.getfqdn()
-
-
-class _Reply(Exception):
-    """A non-success SMTP reply to one command for one message."""
-
-    def __init__(self, stage: str, code: int, text: str) -> None:
-        super().__init__(stage, code, text)
-        self.stage = stage  # MAIL, RCPT or DATA
-        self.code = code
-        self.text = text
-
-
-class _Undeliverable(Exception):
-    """This recipient cannot be sent through this server at all (no command was sent)."""
-
-
-class _Unreachable(Exception):
-    """The server cannot be reached or dropped us while connecting: try later."""
-
-
-class _Throttled(Exception):
-    """The server asked us to slow down: hand the rest back with a wait."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class _SMTP(smtplib.SMTP):
-    """smtplib's client, remembering whether the last thing it sent was the end of DATA.
-
-    After that, a timeout or a dropped connection leaves the outcome unknown:
-    the server may have taken the message before it could answer.
-    """
-
-    end_of_data_sent = False
-
-    def send(self, s: Buffer | str) -> None:
-        self.end_of_data_sent = False
-        super().send(s)
-        # smtplib sends the message as one block ending "<CRLF>.<CRLF>"; commands are text.
-        self.end_of_data_sent = not isinstance(s, str) and bytes(memoryview(s)[-5:]) == b"\r\n.\r\n"
-
-
-class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):
-    """smtplib's implicit-TLS client, with the same memory of the end of DATA."""
 
 
 class SmtpTransport:
@@ -201,7 +126,7 @@ class SmtpTransport:
 
     @classmethod
     def opener(cls, settings: Settings, clock: Clock) -> Callable[[], SmtpTransport]:
-        """New transports for the relay in `settings.smtp`, one per worker.
+        """New transports for the relay in the `smtp` settings, one per worker.
 
         `bounce_address` (else the From address) is the envelope sender: MAIL
         FROM is where bounces go, and the receiving server writes it into the
@@ -209,74 +134,72 @@ class SmtpTransport:
         oauth2` every worker shares one token provider on `clock` (ConfigError
         now when the app registration is incomplete).
         """
+        smtp = SmtpSettings.of(settings)
         tokens: TokenProvider | None = None
-        if settings.smtp.auth == "oauth2":
-            identity = MicrosoftIdentity.from_settings(settings.oauth)
+        if smtp.auth == "oauth2":
+            identity = MicrosoftIdentity.from_settings(OAuthSettings.of(settings))
             tokens = TokenProvider(identity, SMTP_SCOPE, clock=clock, verify=settings.https_verify)
         envelope_from = settings.bounce_address or settings.from_address
-        return lambda: cls(settings.smtp, envelope_from, tokens=tokens)
+        return lambda: cls(smtp, envelope_from, tokens=tokens)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpTransport:
-        """One transport for the relay in `settings.smtp` (see `opener`)."""
+        """One transport for the relay in the `smtp` settings (see `opener`)."""
         return cls.opener(settings, SystemClock())()
 
     @staticmethod
     def default_concurrency(settings: Settings) -> int:
-        return max(1, settings.smtp.connections)
+        return max(1, SmtpSettings.of(settings).connections)
 
     @staticmethod
     def describe(settings: Settings) -> str:
-        smtp = settings.smtp
+        smtp = SmtpSettings.of(settings)
         if smtp.auth == "oauth2":
             user = smtp.username or settings.bounce_address or settings.from_address
-            login = (
-                f"XOAUTH2 as {user} with an app-only token for the app registration in "
-                "NEWSLETTER_OAUTH_TENANT_ID and NEWSLETTER_OAUTH_CLIENT_ID"
-            )
+            login = f"XOAUTH2 as {user} with an app-only token for {APP_REGISTRATION}"
         elif smtp.auth == "password" and smtp.username and smtp.password:
-            login = f"login as {smtp.username} with the password from NEWSLETTER_SMTP_PASSWORD"
+            login = f"login as {smtp.username} with the password from {PASSWORD_ENV}"
         else:
             login = "no login"
         return f"smtp: {smtp.host}:{smtp.port}, security {smtp.security}, {login}"
 
     @staticmethod
     def route(settings: Settings) -> Route:
-        smtp = settings.smtp
+        smtp = SmtpSettings.of(settings)
         where = f"{smtp.host}:{smtp.port}"
         if smtp.auth == "oauth2":
             return Route(
-                f"Microsoft 365 SMTP with OAuth2 ({where})", tuple(settings.oauth.missing())
+                f"Microsoft 365 SMTP with OAuth2 ({where})",
+                tuple(OAuthSettings.of(settings).missing()),
             )
         if smtp.auth == "none":
             return Route(f"the SMTP relay {where}, without logging in")
         if smtp.username and smtp.password:
             return Route(f"the SMTP relay {where}, logging in as {smtp.username}")
         if smtp.username or smtp.password:
-            missing = "NEWSLETTER_SMTP_PASSWORD" if smtp.username else "NEWSLETTER_SMTP_USERNAME"
+            missing = PASSWORD_ENV if smtp.username else USERNAME_ENV
             return Route(f"the SMTP relay {where}, logging in with a password", (missing,))
         return Route(f"the SMTP relay {where}, without logging in (no username set)")
 
     @staticmethod
     def setup_problems(settings: Settings) -> list[SettingProblem]:
         """A placeholder host, or half a login: what `validate` and the dry run warn about."""
-        smtp = settings.smtp
+        smtp = SmtpSettings.of(settings)
         problems = []
         if is_placeholder_host(smtp.host):
             problems.append(
                 SettingProblem(
                     "smtp.host",
                     f"the SMTP host `{smtp.host}` is a placeholder (example names never "
-                    "receive mail); set NEWSLETTER_SMTP_HOST (or smtp.host) to your relay",
+                    f"receive mail); set {HOST_ENV} (or smtp.host) to your relay",
                 )
             )
         if bool(smtp.username) != bool(smtp.password):
-            missing = "NEWSLETTER_SMTP_PASSWORD" if smtp.username else "NEWSLETTER_SMTP_USERNAME"
+            missing = PASSWORD_ENV if smtp.username else USERNAME_ENV
             problems.append(
                 SettingProblem(
                     "smtp",
-                    "SMTP login needs both NEWSLETTER_SMTP_USERNAME and "
-                    f"NEWSLETTER_SMTP_PASSWORD; set {missing}",
+                    f"SMTP login needs both {USERNAME_ENV} and {PASSWORD_ENV}; set {missing}",
                 )
             )
         return problems
@@ -298,8 +221,10 @@ class SmtpTransport:
             )
         try:
             self._connect()
-        except _Unreachable as error:
-            raise ConfigError(self._scrub(f"{error}; check {WHERE_TO_SET}")) from None
+        except Unreachable as error:
+            raise ConfigError(
+                self._scrub(f"{error}; if it keeps failing, check {error.check}")
+            ) from None
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send each message in turn; one result per message, in order."""
@@ -308,11 +233,11 @@ class SmtpTransport:
     def _send_one_or_rest_later(self, outgoing: OutgoingMessage) -> DeliveryResult:
         try:
             return self._send_one(outgoing)
-        except _Unreachable as error:
+        except Unreachable as error:
             # Every later message would wait for the same dead server: give the
             # rest back as temporary and let the dispatcher back off.
             raise RestLater(self._scrub(str(error))) from None
-        except _Throttled as error:
+        except Throttled as error:
             # Sending on would only be refused again (and Microsoft punishes that).
             raise RestLater(self._scrub(error.detail), self.throttle_wait) from None
 
@@ -334,8 +259,10 @@ class SmtpTransport:
         for attempt in (1, 2):
             connection = self._connect()
             try:
-                reply = self._transmit(connection, outgoing.recipient, data)
-            except _Undeliverable as refusal:
+                reply = transmit(
+                    connection, self.envelope_from, outgoing.recipient, data, self.where
+                )
+            except Undeliverable as refusal:
                 return DeliveryResult(
                     outgoing.recipient,
                     outgoing.message_id,
@@ -343,7 +270,7 @@ class SmtpTransport:
                     self._scrub(str(refusal)),
                     address_at_fault=False,  # the relay's limit, not a bad address
                 )
-            except _Reply as reply_error:
+            except Reply as reply_error:
                 self._check_microsoft_refusal(reply_error)
                 if reply_error.code == SERVICE_CLOSING:
                     self._drop()
@@ -368,7 +295,7 @@ class SmtpTransport:
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _refused(self, outgoing: OutgoingMessage, reply: _Reply) -> DeliveryResult:
+    def _refused(self, outgoing: OutgoingMessage, reply: Reply) -> DeliveryResult:
         """A refusal: temporary (4xx), this recipient's (5xx about them), or the run stops."""
         if reply.code < 500:
             return self._result(outgoing, "failed-temporary", reply)
@@ -402,58 +329,14 @@ class SmtpTransport:
             outgoing.recipient, outgoing.message_id, "unknown", self._scrub(detail)
         )
 
-    def _transmit(self, connection: smtplib.SMTP, recipient: str, data: bytes) -> str:
-        """MAIL, RCPT, DATA for one recipient; return the final reply text."""
-        sender, rcpt = envelope_address(self.envelope_from), envelope_address(recipient)
-        options = []
-        if connection.does_esmtp and connection.has_extn("size"):
-            options.append(f"SIZE={len(data)}")
-        if not (rcpt.isascii() and sender.isascii() and data.isascii()):
-            options += self._utf8_options(connection, recipient, rcpt, sender)
-        code, text = connection.mail(sender, options)
-        if code != 250:
-            raise _Reply("MAIL", code, text.decode("utf-8", "replace"))
-        code, text = connection.rcpt(rcpt)
-        if code not in (250, 251):
-            raise _Reply("RCPT", code, text.decode("utf-8", "replace"))
-        try:
-            code, text = connection.data(data)
-        except smtplib.SMTPDataError as error:  # refused the DATA command itself
-            raise _Reply("DATA", error.smtp_code, _text(error.smtp_error)) from None
-        if code != 250:
-            raise _Reply("DATA", code, text.decode("utf-8", "replace"))
-        return text.decode("utf-8", "replace")
-
-    def _utf8_options(
-        self, connection: smtplib.SMTP, recipient: str, rcpt: str, sender: str
-    ) -> list[str]:
-        """MAIL options for a message with UTF-8 addresses, or why this server cannot take it."""
-        if connection.has_extn("smtputf8"):
-            # smtplib then sends MAIL and RCPT as UTF-8 (it switches back on RSET);
-            # the headers are 8-bit, so say so where the server knows BODY=.
-            body = ["BODY=8BITMIME"] if connection.has_extn("8bitmime") else []
-            return ["SMTPUTF8", *body]
-        if rcpt.isascii() or not sender.isascii():  # our own address: every message would fail
-            raise DeliveryError(
-                f"the sender or reply-to address has non-ASCII characters before the @, and the "
-                f"SMTP server {self.where} does not offer SMTPUTF8, which such addresses need; "
-                "use an ASCII address for `from.address` and `reply_to`, or a relay that offers it"
-            )
-        raise _Undeliverable(
-            f"the address {recipient} has non-ASCII characters before the @, which only a "
-            f"server offering SMTPUTF8 can carry, and the SMTP server {self.where} does not "
-            "offer it; ask the relay's administrators to enable SMTPUTF8, or ask this "
-            "person for an address without accents"
-        )
-
     def _result(
-        self, outgoing: OutgoingMessage, status: DeliveryStatus, reply: _Reply
+        self, outgoing: OutgoingMessage, status: DeliveryStatus, reply: Reply
     ) -> DeliveryResult:
         return DeliveryResult(
             outgoing.recipient, outgoing.message_id, status, self._describe(reply)
         )
 
-    def _describe(self, reply: _Reply) -> str:
+    def _describe(self, reply: Reply) -> str:
         return self._scrub(f"{reply.code} {reply.text} (at {reply.stage})")
 
     @staticmethod
@@ -466,7 +349,7 @@ class SmtpTransport:
 
     # -- the connection ------------------------------------------------------
 
-    def _check_microsoft_refusal(self, reply: _Reply) -> None:
+    def _check_microsoft_refusal(self, reply: Reply) -> None:
         """Raise for Exchange answers about the tenant or the sending pace, not the recipient."""
         text = f"{reply.code} {reply.text}"
         if BASIC_AUTH_DISABLED.search(text):
@@ -490,109 +373,42 @@ class SmtpTransport:
                 self._drop()
             else:
                 self._reset()
-            raise _Throttled(
+            raise Throttled(
                 f"the SMTP server {self.where} asked us to slow down ({self._describe(reply)})"
             )
 
     def _connect(self) -> smtplib.SMTP:
-        if self._connection is not None:
-            token = self._connection_token
-            if self._tokens is None or token is None or not self._tokens.expiring(token):
-                return self._connection
-            # The session's token is about to expire: start a new one with a fresh token.
-            self.close()
+        """The open session, or a new one (also when its OAuth2 token is about to expire)."""
+        if self._connection is not None and not self._token_expiring():
+            return self._connection
+        self.close()
         context = self._ssl_context or ssl.create_default_context()
-        settings = self.settings
-        connection: smtplib.SMTP
         try:
-            if settings.security == "ssl":
-                connection = _SMTP_SSL(
-                    settings.host,
-                    settings.port,
-                    local_hostname=_local_hostname(),
-                    timeout=settings.timeout_seconds,
-                    context=context,
-                )
-            else:
-                connection = _SMTP(
-                    settings.host,
-                    settings.port,
-                    local_hostname=_local_hostname(),
-                    timeout=settings.timeout_seconds,
-                )
+            connection = open_client(self.settings, context)
             try:
-                self._secure_and_login(connection, context)
+                secure(connection, self.settings.security, context)
+                self._login(connection)
             except BaseException:
                 connection.close()
                 raise
-        except ssl.SSLCertVerificationError as error:
-            raise DeliveryError(
-                f"the SMTP server {self.where} sent a certificate that cannot be trusted "
-                f"({error.verify_message}); check the host name, or point SSL_CERT_FILE at "
-                "your organisation's certificate authority"
-            ) from None
-        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as error:
-            raise _Unreachable(
-                f"the SMTP server {self.where} closed the connection during TLS ({error})"
-            ) from None
-        except ssl.SSLError as error:
-            raise DeliveryError(
-                f"cannot set up TLS with the SMTP server {self.where} ({error.reason}); "
-                "check `smtp.security` (starttls on port 587, ssl on port 465) and the port"
-            ) from None
-        except smtplib.SMTPAuthenticationError as error:
-            reply = _Reply("AUTH", error.smtp_code, _text(error.smtp_error))
-            if BASIC_AUTH_DISABLED.search(f"{reply.code} {reply.text}"):
-                raise DeliveryError(
-                    f"the SMTP server {self.where} refused password login "
-                    f"({self._describe(reply)}): {PASSWORDS_DISABLED_ADVICE}"
-                ) from None
-            if self._tokens is not None:
-                raise DeliveryError(self._oauth_refused(reply)) from None
-            raise DeliveryError(
-                self._scrub(
-                    f"the SMTP server {self.where} refused the username and password "
-                    f"({error.smtp_code} {_text(error.smtp_error)}); check "
-                    "NEWSLETTER_SMTP_USERNAME and NEWSLETTER_SMTP_PASSWORD"
-                )
-            ) from None
-        except smtplib.SMTPNotSupportedError as error:
-            raise DeliveryError(self._scrub(f"the SMTP server {self.where}: {error}")) from None
-        except TokenUnavailable as error:
-            raise _Unreachable(str(error)) from None
-        except smtplib.SMTPResponseException as error:
-            reply = _Reply("connect", error.smtp_code, _text(error.smtp_error))
-            answer = f"{reply.code} {reply.text}"
-            if 400 <= reply.code < 500 and (
-                THROTTLING.search(answer) or POLICY_DEFERRAL.search(answer)
-            ):
-                raise _Throttled(
-                    f"the SMTP server {self.where} asked us to slow down ({self._describe(reply)})"
-                ) from None
-            raise _Unreachable(
-                f"the SMTP server {self.where} refused the connection "
-                f"({error.smtp_code} {_text(error.smtp_error)})"
-            ) from None
-        except (smtplib.SMTPException, OSError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-            raise _Unreachable(
-                f"cannot connect to the SMTP server {self.where} ({reason})"
-            ) from None
+        except (OSError, smtplib.SMTPException, TokenUnavailable) as error:
+            meaning = failure(error, self.where)
+            if isinstance(meaning, smtplib.SMTPAuthenticationError):
+                raise self._login_refused(Reply.of("AUTH", meaning)) from None
+            if isinstance(meaning, DeliveryError):  # the server's words may echo a secret
+                raise DeliveryError(self._scrub(str(meaning))) from None
+            raise meaning from None
         self._connection = connection
         self.connections_opened += 1
         return connection
 
-    def _secure_and_login(self, connection: smtplib.SMTP, context: ssl.SSLContext) -> None:
+    def _token_expiring(self) -> bool:
+        token = self._connection_token
+        return self._tokens is not None and token is not None and self._tokens.expiring(token)
+
+    def _login(self, connection: smtplib.SMTP) -> None:
+        """Log in as `smtp.auth` says: XOAUTH2, the username and password, or not at all."""
         settings = self.settings
-        connection.ehlo()
-        if settings.security == "starttls":
-            if not connection.has_extn("starttls"):
-                raise smtplib.SMTPNotSupportedError(
-                    "it does not offer STARTTLS, so the password and messages would travel "
-                    "unencrypted; use `security: ssl` if it expects TLS from the start"
-                )
-            connection.starttls(context=context)
-            connection.ehlo()
         if self._tokens is not None:
             self._login_xoauth2(connection)
         elif settings.auth == "oauth2":
@@ -603,11 +419,25 @@ class SmtpTransport:
         elif settings.auth == "none":
             return
         elif settings.username and settings.password:
-            _login(connection, settings.username, settings.password.reveal())
+            login_with_password(connection, settings.username, settings.password.reveal())
         elif settings.username or settings.password:
-            raise DeliveryError(
-                "SMTP login needs both NEWSLETTER_SMTP_USERNAME and NEWSLETTER_SMTP_PASSWORD"
+            raise DeliveryError(f"SMTP login needs both {USERNAME_ENV} and {PASSWORD_ENV}")
+
+    def _login_refused(self, reply: Reply) -> DeliveryError:
+        """Why the relay refused our login, and what to check: the password or the token."""
+        if BASIC_AUTH_DISABLED.search(reply.answer):
+            return DeliveryError(
+                f"the SMTP server {self.where} refused password login "
+                f"({self._describe(reply)}): {PASSWORDS_DISABLED_ADVICE}"
             )
+        if self._tokens is not None:
+            return DeliveryError(self._oauth_refused(reply))
+        return DeliveryError(
+            self._scrub(
+                f"the SMTP server {self.where} refused the username and password "
+                f"({reply.answer}); check {USERNAME_ENV} and {PASSWORD_ENV}"
+            )
+        )
 
     def _login_xoauth2(self, connection: smtplib.SMTP) -> None:
         """AUTH XOAUTH2 as the mailbox; a refused token is replaced by a fresh one once."""
@@ -639,7 +469,7 @@ class SmtpTransport:
             self._connection_token = token
             return
 
-    def _oauth_refused(self, reply: _Reply) -> str:
+    def _oauth_refused(self, reply: Reply) -> str:
         assert self._tokens is not None
         user = self.settings.username or self.envelope_from
         return self._scrub(
@@ -664,43 +494,3 @@ class SmtpTransport:
         self._connection_token = None
         if connection is not None:
             connection.close()
-
-
-def _login(connection: smtplib.SMTP, username: str, password: str) -> None:
-    """AUTH with smtplib's `login`, or, for non-ASCII credentials, PLAIN or LOGIN in UTF-8.
-
-    smtplib base64-encodes AUTH answers from ASCII, so a password with an
-    accent raised UnicodeEncodeError, whose message names the character.
-    RFC 4616 defines PLAIN's credentials as UTF-8, and servers read LOGIN's
-    the same way; CRAM-MD5 has no agreed encoding, so it is not used for them.
-    """
-    if username.isascii() and password.isascii():
-        connection.login(username, password)
-        return
-    connection.ehlo_or_helo_if_needed()
-    offered = connection.esmtp_features.get("auth", "").upper().split()
-    if "PLAIN" in offered:
-        code, reply = connection.docmd("AUTH", "PLAIN " + _base64(f"\0{username}\0{password}"))
-    elif "LOGIN" in offered:
-        code, reply = connection.docmd("AUTH", "LOGIN")
-        if code == 334:
-            code, reply = connection.docmd(_base64(username))
-        if code == 334:
-            code, reply = connection.docmd(_base64(password))
-    elif connection.has_extn("auth"):
-        raise smtplib.SMTPNotSupportedError(
-            "it offers no login method that can carry a username or password with non-ASCII "
-            f"characters (it offers {' '.join(offered) or 'none'}; PLAIN or LOGIN is needed)"
-        )
-    else:
-        raise smtplib.SMTPNotSupportedError("it does not offer SMTP AUTH, so it cannot log in")
-    if code != 235:
-        raise smtplib.SMTPAuthenticationError(code, reply)
-
-
-def _base64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode("ascii")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -21,9 +21,10 @@ v2-oauth2-client-creds-grant-flow; MSAL for Python's
   or a local test server) is used as given: instance discovery, which would
   ask login.microsoftonline.com about it, is turned off as MSAL documents.
 
-The app registration comes from `Settings.oauth` (NEWSLETTER_OAUTH_*, read
-by `newsletter.core.settings` like every other secret); `MicrosoftIdentity.from_settings`
-says which variables are missing.
+The app registration comes from the `oauth` block of the settings
+(NEWSLETTER_OAUTH_*, declared in `transports.microsoft.settings` and read
+like every other secret); `MicrosoftIdentity.from_settings` says which
+variables are missing.
 
 Our rules: one `TokenProvider` per scope per run, shared by every worker;
 a token is reused until `refresh_margin` seconds before it expires on the
@@ -37,7 +38,6 @@ out of `repr`, messages and logs; `scrub` removes them from any text.
 
 from __future__ import annotations
 
-import base64
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,16 +48,17 @@ import requests
 
 from newsletter.core.errors import ConfigError, DeliveryError, NewsletterError
 from newsletter.core.ratelimit import Clock, SystemClock
-from newsletter.core.settings import (
+from newsletter.core.scrub import SecretScrubber
+from newsletter.core.setting_parts import Secret
+from newsletter.core.settings import https_ca_bundle
+from newsletter.transports.microsoft.settings import (
+    AUTHORITY_ENV,
+    CERTIFICATE_ENV,
+    CLIENT_ID_ENV,
+    CLIENT_SECRET_ENV,
     DEFAULT_AUTHORITY,
-    OAUTH_AUTHORITY_ENV,
-    OAUTH_CERTIFICATE_ENV,
-    OAUTH_CLIENT_ID_ENV,
-    OAUTH_CLIENT_SECRET_ENV,
-    OAUTH_TENANT_ENV,
+    TENANT_ENV,
     OAuthSettings,
-    Secret,
-    https_ca_bundle,
 )
 
 SMTP_SCOPE = "https://outlook.office365.com/.default"
@@ -65,11 +66,11 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 # MSAL itself treats a cached token within five minutes of expiry as expired.
 REFRESH_MARGIN = 300.0
 
-TENANT_ENV = OAUTH_TENANT_ENV
-CLIENT_ID_ENV = OAUTH_CLIENT_ID_ENV
-CLIENT_SECRET_ENV = OAUTH_CLIENT_SECRET_ENV
-CERTIFICATE_ENV = OAUTH_CERTIFICATE_ENV
-AUTHORITY_ENV = OAUTH_AUTHORITY_ENV
+# What to check when the identity platform keeps failing: the app registration and where it is.
+IDENTITY_SETTINGS = (
+    f"the Microsoft identity platform's settings: {TENANT_ENV}, {CLIENT_ID_ENV}, "
+    f"{CLIENT_SECRET_ENV} (or {CERTIFICATE_ENV}) and {AUTHORITY_ENV}"
+)
 
 # What each refusal means for the person who has to fix it.
 _REFUSALS = {
@@ -88,7 +89,13 @@ class TokenRefused(DeliveryError):
 
 
 class TokenUnavailable(NewsletterError):
-    """The identity platform could not be reached or was busy: try again later."""
+    """The identity platform could not be reached or was busy: try again later.
+
+    `check` is what to look at if it keeps happening (never the relay's settings:
+    the relay was not the problem).
+    """
+
+    check = IDENTITY_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -113,7 +120,7 @@ class MicrosoftIdentity:
 
     @classmethod
     def from_settings(cls, oauth: OAuthSettings) -> MicrosoftIdentity:
-        """The app registration from `Settings.oauth`; ConfigError names what is missing."""
+        """The app registration from the `oauth` settings; ConfigError names what is missing."""
         missing = oauth.missing()
         if missing:
             raise ConfigError(
@@ -213,18 +220,14 @@ class TokenProvider:
                 self._current = None
 
     def scrub(self, text: str) -> str:
-        """`text` with the client secret and every token we issued (and base64 forms) hidden."""
+        """`text` without the client secret, the certificate's passphrase or any token we
+        issued, in any encoding they travel in (see `core.scrub`)."""
         with self._lock:
             values = list(self._seen)
-        if self.identity.client_secret:
-            values.append(self.identity.client_secret.reveal())
-        forms: set[str] = set()
-        for value in filter(None, values):
-            forms.add(value)
-            forms.add(base64.b64encode(value.encode()).decode())
-        for form in sorted(forms, key=len, reverse=True):
-            text = text.replace(form, "********")
-        return text
+        for secret in (self.identity.client_secret, self.identity.certificate_password):
+            if secret:
+                values.append(secret.reveal())
+        return SecretScrubber(values)(text)
 
     def _expiring(self, token: AccessToken) -> bool:
         return self.clock.time() >= token.expires_at - self.refresh_margin
@@ -244,15 +247,15 @@ class TokenProvider:
             result = application.acquire_token_for_client(scopes=[self.scope])
         except MsalServiceError as error:  # MSAL's answer to a 5xx from the token endpoint
             raise TokenUnavailable(
-                f"the Microsoft identity platform could not issue a token ({error}); the run "
-                "will try again later"
+                f"the Microsoft identity platform could not issue a token "
+                f"({_short(self.scrub(str(error)))}); try again later"
             ) from None
         except requests.exceptions.SSLError as error:
             raise self._untrusted(error) from None
         except requests.RequestException as error:
             raise TokenUnavailable(
                 f"the Microsoft identity platform at {self.identity.authority_host} could not "
-                f"be reached ({type(error).__name__}); the run will try again later"
+                f"be reached ({type(error).__name__}); try again later"
             ) from None
         if not isinstance(result, dict):
             raise TokenUnavailable("the Microsoft identity platform gave no answer")
@@ -260,13 +263,14 @@ class TokenProvider:
         if isinstance(token, str) and token:
             expires_in = float(result.get("expires_in") or 0)
             return AccessToken(token, self.clock.time() + expires_in)
-        error_code = str(result.get("error") or "unknown_error")
+        # Both fields are the platform's words: whatever it echoes is scrubbed, in any encoding.
+        error_code = _short(self.scrub(str(result.get("error") or "unknown_error")), 80)
         description = self.scrub(" ".join(str(result.get("error_description", "")).split()))
         first_line = description.split(" Trace ID:")[0][:300]
         if error_code in ("temporarily_unavailable", "server_error", "unknown_error"):
             raise TokenUnavailable(
                 f"the Microsoft identity platform could not issue a token ({error_code}: "
-                f"{first_line}); the run will try again later"
+                f"{first_line}); try again later"
             )
         hint = _REFUSALS.get(error_code, f"check {TENANT_ENV}, {CLIENT_ID_ENV} and the credential")
         raise TokenRefused(
@@ -299,7 +303,7 @@ class TokenProvider:
         except requests.RequestException as error:
             raise TokenUnavailable(
                 f"the Microsoft identity platform at {identity.authority_host} could not be "
-                f"reached ({type(error).__name__}); the run will try again later"
+                f"reached ({type(error).__name__}); try again later"
             ) from None
         except ValueError as error:
             if "authority" not in str(error).lower():

@@ -11,7 +11,7 @@ the client, github.com/alphagov/notifications-python-client):
   and answers 201 `{id, reference, content, uri, template}`. Notify builds
   the email from the template: ours has subject `((subject))` and body
   `((body))`, filled with the subject and the body in Notify's formatting
-  (`newsletter.render.notify_format`). `reference` is our Message-ID (a hash, no
+  (`notify.body`). `reference` is our Message-ID (a hash, no
   personal data), so a failure reported later can be matched to the
   ledger; `one_click_unsubscribe_url` (client 9.1+) is our https
   one-click address from List-Unsubscribe, when there is one.
@@ -31,11 +31,11 @@ about this recipient: `permanent`. `RateLimitError`, 5xx and a failed
 connection are retried with backoff; the daily limit hands the rest back
 `temporary` with a wait until midnight UTC. Every other 4xx (the key, the
 template, trial mode) stops the run with `DeliveryError` and one clear line.
-`permanent_failures` lists the addresses Notify later found undeliverable.
+`feedback.permanent_failures` lists the addresses Notify later found undeliverable.
 
 Each message's `((body))` is rendered by the send run (this transport
 `SendsOwnBody`: see `provider_body`) and travels as
-`OutgoingMessage.provider_body`. Set up from `Settings.notify`
+`OutgoingMessage.provider_body`. Set up from the `notify` settings
 (`notify.template_id`, `notify.reply_to_id`, NEWSLETTER_NOTIFY_API_KEY,
 NEWSLETTER_NOTIFY_URL).
 """
@@ -44,8 +44,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -55,12 +54,8 @@ from notifications_python_client.notifications import NotificationsAPIClient
 
 from newsletter.core.errors import ConfigError, DeliveryError
 from newsletter.core.ratelimit import Clock, SystemClock
-from newsletter.core.settings import (
-    DEFAULT_NOTIFY_URL,
-    NOTIFY_API_KEY_ENV,
-    Secret,
-    Settings,
-)
+from newsletter.core.setting_parts import Secret
+from newsletter.core.settings import Settings
 from newsletter.transports.base import (
     DeliveryResult,
     OutgoingMessage,
@@ -70,28 +65,22 @@ from newsletter.transports.base import (
 )
 from newsletter.transports.halt import Halt, RestLater, send_each
 from newsletter.transports.http import RetryPolicy, may_have_arrived
+from newsletter.transports.notify.settings import (
+    API_KEY_ENV,
+    DEFAULT_URL,
+    TEMPLATE_SETTING,
+    NotifySettings,
+)
 
 if TYPE_CHECKING:
     from newsletter.content.issue import Issue
 
-API_KEY_ENV = NOTIFY_API_KEY_ENV
-TEMPLATE_SETTING = "notify.template_id"
 # Notify takes 3,000 requests a minute per key: a few connections keep up with that.
 DEFAULT_CONNECTIONS = 4
 _ANGLE_LINKS = re.compile(r"<([^<>\s]+)>")
 
-# Given an outgoing message, its body in Notify formatting (see notify_format).
+# Given an outgoing message, its body in Notify formatting (see `body`).
 BodyFor = Callable[[OutgoingMessage], str]
-
-
-@dataclass(frozen=True)
-class NotifyFailure:
-    """A message Notify accepted and later could not deliver for good."""
-
-    reference: str
-    email_address: str
-    notification_id: str
-    completed_at: str | None
 
 
 def notify_client(api_key: Secret, base_url: str, timeout: float = 30.0) -> NotificationsAPIClient:
@@ -122,7 +111,7 @@ class NotifyTransport:
         template_id: str,
         body_for: BodyFor | None = None,
         *,
-        base_url: str = DEFAULT_NOTIFY_URL,
+        base_url: str = DEFAULT_URL,
         email_reply_to_id: str | None = None,
         retry: RetryPolicy | None = None,
         clock: Clock | None = None,
@@ -146,8 +135,8 @@ class NotifyTransport:
 
     @classmethod
     def opener(cls, settings: Settings, clock: Clock) -> Callable[[], NotifyTransport]:
-        """New transports for `settings.notify`, one per worker; ConfigError when it is incomplete."""
-        notify = settings.notify
+        """New transports for the `notify` settings, one per worker; ConfigError when it is incomplete."""
+        notify = NotifySettings.of(settings)
         missing = notify.missing()
         if missing or notify.api_key is None or notify.template_id is None:
             raise ConfigError(f"GOV.UK Notify needs {' and '.join(missing)}; see README")
@@ -162,7 +151,7 @@ class NotifyTransport:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifyTransport:
-        """One transport for `settings.notify` (see `opener`)."""
+        """One transport for the `notify` settings (see `opener`)."""
         return cls.opener(settings, SystemClock())()
 
     @staticmethod
@@ -171,8 +160,8 @@ class NotifyTransport:
 
     @staticmethod
     def describe(settings: Settings) -> str:
-        notify = settings.notify
-        key = "an API key from NEWSLETTER_NOTIFY_API_KEY" if notify.api_key else "NO API key set"
+        notify = NotifySettings.of(settings)
+        key = f"an API key from {API_KEY_ENV}" if notify.api_key else "NO API key set"
         return (
             f"notify: GOV.UK Notify at {notify.base_url}, template "
             f"{notify.template_id or '(not set)'}, {key}"
@@ -184,14 +173,17 @@ class NotifyTransport:
 
     @staticmethod
     def route(settings: Settings) -> Route:
-        template = settings.notify.template_id
+        notify = NotifySettings.of(settings)
+        template = notify.template_id
         name = f"GOV.UK Notify, template {template}" if template else "GOV.UK Notify"
-        return Route(name, tuple(settings.notify.missing()))
+        return Route(name, tuple(notify.missing()))
 
     @staticmethod
     def provider_body(settings: Settings, issue: Issue) -> ProviderBody:
-        """Each person's `((body))`: the issue in Notify's formatting (`notify_format`)."""
-        from newsletter.render.notify_format import NotifyRenderer
+        """Each person's `((body))`: the issue in Notify's formatting (`body`)."""
+        # Imported here: the renderer brings Jinja2 and premailer, which naming the route
+        # or checking the settings never needs.
+        from newsletter.transports.notify.body import NotifyRenderer
 
         return ProviderBody(
             "GOV.UK Notify version (Notify draws it in its own style)",
@@ -250,7 +242,7 @@ class NotifyTransport:
                         "sent again unless asked",
                     )
                 status = error.status_code
-                kind, text = _error_of(error)
+                kind, text = error_of(error)
                 if status == 429 and kind == "TooManyRequestsError":
                     raise RestLater(
                         f"GOV.UK Notify's daily limit is reached ({text}); the rest go after "
@@ -307,54 +299,6 @@ class NotifyTransport:
         return (midnight - now).total_seconds()
 
 
-def permanent_failures(
-    api_key: Secret,
-    *,
-    base_url: str = DEFAULT_NOTIFY_URL,
-    timeout: float = 30.0,
-    seen: Callable[[NotifyFailure], bool] | None = None,
-) -> Iterator[NotifyFailure]:
-    """Emails Notify found permanently undeliverable, newest first.
-
-    Notify keeps messages for 7 days: poll within that time after a send.
-    Pages (250 at a time, newest first) through `permanent-failure` email
-    notifications until Notify has no older ones, or until a page holds only
-    failures `seen` says were read before.
-    """
-    client = notify_client(api_key, base_url, timeout)
-    older_than: str | None = None
-    try:
-        while True:
-            try:
-                page = client.get_all_notifications(
-                    status="permanent-failure", template_type="email", older_than=older_than
-                )
-            except APIError as error:
-                kind, text = _error_of(error)
-                raise DeliveryError(
-                    f"GOV.UK Notify would not list failed emails (HTTP {error.status_code}, "
-                    f"{kind}: {text}); check {API_KEY_ENV}"
-                ) from None
-            notifications = page.get("notifications") if isinstance(page, dict) else None
-            if not notifications:
-                return
-            new = 0
-            for item in notifications:
-                failure = NotifyFailure(
-                    str(item.get("reference") or ""),
-                    str(item.get("email_address") or ""),
-                    str(item.get("id") or ""),
-                    item.get("completed_at"),
-                )
-                new += 0 if seen is not None and seen(failure) else 1
-                yield failure
-            older_than = str(notifications[-1].get("id") or "")
-            if not older_than or new == 0:
-                return
-    finally:
-        client.request_session.close()
-
-
 def attached_body(outgoing: OutgoingMessage) -> str:
     """The `((body))` the send run attached to the message."""
     if outgoing.provider_body is None:
@@ -373,7 +317,7 @@ def one_click_url(list_unsubscribe: str) -> str | None:
     )
 
 
-def _error_of(error: APIError) -> tuple[str, str]:
+def error_of(error: APIError) -> tuple[str, str]:
     """Notify's error type and message from `{"errors": [{"error", "message"}]}`."""
     message = error.message
     if isinstance(message, list) and message and isinstance(message[0], dict):

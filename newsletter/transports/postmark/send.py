@@ -39,10 +39,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from newsletter.core.errors import ConfigError, DeliveryError
-from newsletter.core.settings import ProviderSettings, Settings
+from newsletter.core.settings import Settings
 from newsletter.render.message import format_address
-from newsletter.transports.base import DeliveryResult, DeliveryStatus, OutgoingMessage
-from newsletter.transports.halt import halted
+from newsletter.transports.base import DeliveryResult, OutgoingMessage
 from newsletter.transports.http import (
     ApiClient,
     BatchApiTransport,
@@ -50,24 +49,28 @@ from newsletter.transports.http import (
     Lost,
     RetryPolicy,
     Sleep,
+    item_of,
     message_parts,
     temporary_for_all,
     to_name_for,
     unknown_for_all,
 )
+from newsletter.transports.postmark.settings import TOKEN_ENV, URL_ENV
+from newsletter.transports.provider_settings import ProviderSettings
 
 MAX_BATCH = 500
 INACTIVE_RECIPIENT = 406
 INVALID_REQUEST = 300  # about the recipient only when its Message names the 'To' address
 TEMPORARY_CODES = frozenset({100, 429})
 ACCOUNT_CODES = frozenset({10, 400, 401, 405, 412, 413})
-TOKEN_ENV = "NEWSLETTER_POSTMARK_TOKEN"
 
 
 class PostmarkTransport(BatchApiTransport):
     """Sends through Postmark's `/email/batch`, splitting into batches of at most 500."""
 
     name = "postmark"
+    key_envs = (TOKEN_ENV,)
+    url_env = URL_ENV
 
     def __init__(
         self,
@@ -77,28 +80,15 @@ class PostmarkTransport(BatchApiTransport):
         sleep: Sleep = time.sleep,
         timeout: float = 30.0,
     ) -> None:
-        if provider.api_key is None:
-            raise ConfigError(
-                f"the postmark transport needs a server API token: set {TOKEN_ENV} in the "
-                "environment (never in newsletter.yaml)"
-            )
-        token = provider.api_key.reveal()
         self.message_stream = provider.options.get("message_stream", "broadcast")
-        client = ApiClient(
-            "Postmark",
-            provider.base_url,
-            headers={"X-Postmark-Server-Token": token},
-            secrets=[token],
-            retry=retry,
-            sleep=sleep,
-            timeout=timeout,
-            key_hint=TOKEN_ENV,
+        client = postmark_client(
+            provider, "the postmark transport", retry=retry, sleep=sleep, timeout=timeout
         )
         super().__init__(provider, MAX_BATCH, client)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PostmarkTransport:
-        return cls(settings.providers[cls.name])
+        return cls(ProviderSettings.of(settings, cls.name))
 
     def payload(self, outgoing: OutgoingMessage) -> dict[str, Any]:
         """One message in Postmark's JSON shape."""
@@ -141,49 +131,61 @@ class PostmarkTransport(BatchApiTransport):
     def _per_message(
         self, chunk: Sequence[OutgoingMessage], answers: list[Any]
     ) -> list[DeliveryResult]:
-        results: list[DeliveryResult] = []
-        stop: DeliveryError | None = None
-        for index, outgoing in enumerate(chunk):
-            item = (
-                answers[index]
-                if index < len(answers) and isinstance(answers[index], dict)
-                else None
+        return self._judged(
+            chunk, [self._verdict(m, item_of(answers, i)) for i, m in enumerate(chunk)]
+        )
+
+    def _verdict(
+        self, outgoing: OutgoingMessage, item: dict[str, Any] | None
+    ) -> DeliveryResult | DeliveryError:
+        """What Postmark's answer about one message means: sent, failed, or the run stops."""
+        recipient, message_id = outgoing.recipient, outgoing.message_id
+        if item is None:
+            detail = "Postmark's answer did not mention this message"
+            return DeliveryResult(recipient, message_id, "failed-temporary", detail)
+        code = item.get("ErrorCode")
+        if code == 0:
+            return DeliveryResult(recipient, message_id, "sent", "", item.get("MessageID"))
+        text = self._client.scrub(str(item.get("Message", "")))
+        if code in TEMPORARY_CODES:
+            return DeliveryResult(
+                recipient, message_id, "failed-temporary", f"Postmark error {code}: {text}"
             )
-            if item is None:
-                results.append(
-                    DeliveryResult(
-                        outgoing.recipient,
-                        outgoing.message_id,
-                        "failed-temporary",
-                        "Postmark's answer did not mention this message",
-                    )
-                )
-                continue
-            code = item.get("ErrorCode")
-            text = self._client.scrub(str(item.get("Message", "")))
-            if code == 0:
-                results.append(
-                    DeliveryResult(
-                        outgoing.recipient, outgoing.message_id, "sent", "", item.get("MessageID")
-                    )
-                )
-                continue
-            detail = f"Postmark error {code}: {text}"
-            if code in TEMPORARY_CODES or _about_recipient(code, text):
-                status: DeliveryStatus = (
-                    "failed-temporary" if code in TEMPORARY_CODES else "failed-permanent"
-                )
-                results.append(
-                    DeliveryResult(outgoing.recipient, outgoing.message_id, status, detail)
-                )
-                continue
-            stop = stop or _refusal(f"error {code}: {text}", code)
-            results += halted([outgoing], str(stop))
-        if stop is not None:
-            if not any(r.status in ("sent", "failed-permanent") for r in results):
-                raise stop  # nothing in the batch was handed over: stop at once
-            self._halt.remember(stop)
-        return results
+        if _about_recipient(code, text):
+            return DeliveryResult(
+                recipient, message_id, "failed-permanent", f"Postmark error {code}: {text}"
+            )
+        return _refusal(f"error {code}: {text}", code)
+
+
+def postmark_client(
+    provider: ProviderSettings,
+    purpose: str,
+    *,
+    retry: RetryPolicy | None = None,
+    sleep: Sleep = time.sleep,
+    timeout: float = 30.0,
+) -> ApiClient:
+    """The client for Postmark's API, sending and polling alike; ConfigError without a token.
+
+    `purpose` says what needs the token, e.g. "reading Postmark's bounces".
+    """
+    if provider.api_key is None:
+        raise ConfigError(
+            f"{purpose} needs a Postmark server API token: set {TOKEN_ENV} in the environment "
+            "(never in newsletter.yaml)"
+        )
+    token = provider.api_key.reveal()
+    return ApiClient(
+        "Postmark",
+        provider.base_url,
+        headers={"X-Postmark-Server-Token": token},
+        secrets=[token],
+        retry=retry,
+        sleep=sleep,
+        timeout=timeout,
+        key_hint=TOKEN_ENV,
+    )
 
 
 def _about_recipient(code: object, text: str) -> bool:
