@@ -124,7 +124,7 @@ def route_problems(settings: Settings) -> list[Problem]:
     doc = load_yaml(settings.settings_path)
     message = (
         f"sending through {route.name} needs {', '.join(route.missing)}; NEWSLETTER_* "
-        "variables go in the environment where send and dispatch run (see README, "
+        "variables go in the environment file or where send and dispatch run (see docs/routes.md, "
         '"Choosing how to send")'
     )
     return [doc.problem(("transport",), message, "warning")]

@@ -2,7 +2,7 @@
 
 A WSGI application (`ServeApp`), so any WSGI server can run it; `run_server`
 runs it under waitress, a production pure-Python server, normally on
-127.0.0.1 behind a reverse proxy that terminates HTTPS (README: "When people leave the list"). It
+127.0.0.1 behind a reverse proxy that terminates HTTPS (docs/list-loop.md). It
 shares nothing with the preview server: links come from `links.py`, writes
 go through `suppression.py`, history goes to `list_events.py`.
 

@@ -409,7 +409,7 @@ def test_a_tenant_that_disabled_smtp_passwords_is_explained(
         transport.send_batch(make_outgoing(2))
     transport.close()
     assert (
-        "this tenant no longer accepts passwords for SMTP; set smtp.auth: oauth2 (see README)"
+        'this tenant no longer accepts passwords for SMTP; set smtp.auth: oauth2 (see docs/routes.md, "Microsoft 365")'
         in str(caught.value)
     )
     assert PASSWORD not in str(caught.value)

@@ -139,7 +139,9 @@ class NotifyTransport:
         notify = NotifySettings.of(settings)
         missing = notify.missing()
         if missing or notify.api_key is None or notify.template_id is None:
-            raise ConfigError(f"GOV.UK Notify needs {' and '.join(missing)}; see README")
+            raise ConfigError(
+                f'GOV.UK Notify needs {" and ".join(missing)}; see docs/routes.md, "GOV.UK Notify"'
+            )
         api_key, template_id = notify.api_key, notify.template_id
         return lambda: cls(
             api_key,

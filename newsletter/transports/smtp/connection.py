@@ -56,9 +56,7 @@ THROTTLING = re.compile(
     re.IGNORECASE,
 )
 POLICY_DEFERRAL = re.compile(r"\b4\.7\.\d+\b")
-PASSWORDS_DISABLED_ADVICE = (
-    "this tenant no longer accepts passwords for SMTP; set smtp.auth: oauth2 (see README)"
-)
+PASSWORDS_DISABLED_ADVICE = 'this tenant no longer accepts passwords for SMTP; set smtp.auth: oauth2 (see docs/routes.md, "Microsoft 365")'
 WHERE_TO_SET = f"{HOST_ENV} and {PORT_ENV} (or smtp.host and smtp.port in newsletter.yaml)"
 # What a comms officer can do about a relay that offers no STARTTLS, in their words.
 NO_STARTTLS_ADVICE = (

@@ -477,7 +477,7 @@ class SmtpTransport:
             f"({reply.code} {reply.text}); check that the app registration has the "
             "application permission SMTP.SendAsApp with admin consent, that its service "
             "principal is registered in Exchange Online with access to this mailbox, and "
-            "that SMTP AUTH is enabled for the mailbox (see README)"
+            'that SMTP AUTH is enabled for the mailbox (see docs/routes.md, "Microsoft 365")'
         )
 
     def _reset(self) -> None:
