@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from newsletter.audience.suppression import SuppressedAddress
+from newsletter.audience.suppression import read_suppressed as read_suppressed  # its reader
 from newsletter.content.issue import Issue
 from newsletter.core.bounds import outside_problems
 from newsletter.core.checks import check_email, did_you_mean, unknown_fields
-from newsletter.core.csvcells import read_cell
 from newsletter.core.csvfile import CsvRow, csv_rows
 from newsletter.core.errors import ContentError, Problem
 from newsletter.core.paths import ProjectPaths
@@ -44,9 +45,6 @@ AGENCIES = (
     "adults-social-care",
     "voluntary-sector",
 )
-SUPPRESSED_COLUMNS = ("email", "date", "reason")
-# The usual reasons; any short text is allowed ("asked by phone, 3 March").
-SUPPRESSION_REASONS = ("unsubscribed", "hard-bounce", "complaint", "manual")
 _SEGMENT_KEYWORDS = ("description", "lists", "union")
 
 
@@ -83,13 +81,6 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class Suppression:
-    email: str
-    date: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class Variant:
     """The set of sections one group of recipients gets; rendered once for all of them."""
 
@@ -104,7 +95,7 @@ class AudienceSource:
 
     paths: ProjectPaths
     segments: Mapping[str, Segment]
-    suppressed: Mapping[str, Suppression]
+    suppressed: Mapping[str, SuppressedAddress]
 
     def list_paths(self) -> list[Path]:
         return self.paths.list_paths()
@@ -322,27 +313,6 @@ def _cycle(start: str, segments: Mapping[str, Segment]) -> bool:
     return False
 
 
-def read_suppressed(path: Path) -> tuple[dict[str, Suppression], list[Problem]]:
-    """Parse suppressed.csv (a missing file means nobody is suppressed)."""
-    problems: list[Problem] = []
-    suppressed: dict[str, Suppression] = {}
-    if not path.exists():
-        return suppressed, problems
-    for row in csv_rows(path, SUPPRESSED_COLUMNS, problems):
-        problems += row.problems
-        address = read_cell(row.get("email"))  # we write this file: undo our formula quoting
-        if check_email(address) is None:
-            why = f"invalid email `{address}`" if address else "no email address"
-            problems.append(row.problem("email", f"{why} on row {row.line}"))
-            continue
-        key = address.lower()
-        if key not in suppressed:  # the first row of an address is the one that counts
-            suppressed[key] = Suppression(
-                address, read_cell(row.get("date")), read_cell(row.get("reason"))
-            )
-    return suppressed, problems
-
-
 def read_project_segments(paths: ProjectPaths) -> tuple[dict[str, Segment], list[Problem]]:
     """The project's segments.yaml, checked against the lists it has."""
     return read_segments(paths.segments_path, [p.stem for p in paths.list_paths()])
@@ -461,7 +431,7 @@ def iter_audience(
     source: AudienceSource,
     issue: Issue,
     counts: AudienceCounts | None = None,
-    on_suppressed: Callable[[Recipient, Suppression], None] | None = None,
+    on_suppressed: Callable[[Recipient, SuppressedAddress], None] | None = None,
 ) -> Iterator[tuple[Recipient, Variant]]:
     """Stream (recipient, variant) for everyone the issue goes to, once each.
 

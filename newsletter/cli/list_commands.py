@@ -6,8 +6,13 @@ from datetime import date
 
 import click
 
-from newsletter.audience.lists import SUPPRESSION_REASONS, count_audience, lists_containing
-from newsletter.audience.suppression import add_suppression, remove_suppression, suppression_reason
+from newsletter.audience.lists import count_audience, lists_containing
+from newsletter.audience.suppression import (
+    SUPPRESSION_REASONS,
+    add_suppression,
+    remove_suppression,
+    suppression_reason,
+)
 from newsletter.cli.common import (
     AppContext,
     csv_text,

@@ -334,7 +334,7 @@ class SmtpTransport:
         for attempt in (1, 2):
             connection = self._connect()
             try:
-                reply = self._transmit(connection, outgoing.recipient, data)
+                reply = self._transmit(connection, outgoing.recipient, data, outgoing.return_path)
             except _Undeliverable as refusal:
                 return DeliveryResult(
                     outgoing.recipient,
@@ -402,9 +402,12 @@ class SmtpTransport:
             outgoing.recipient, outgoing.message_id, "unknown", self._scrub(detail)
         )
 
-    def _transmit(self, connection: smtplib.SMTP, recipient: str, data: bytes) -> str:
-        """MAIL, RCPT, DATA for one recipient; return the final reply text."""
-        sender, rcpt = envelope_address(self.envelope_from), envelope_address(recipient)
+    def _transmit(
+        self, connection: smtplib.SMTP, recipient: str, data: bytes, return_path: str | None
+    ) -> str:
+        """MAIL, RCPT, DATA for one recipient (MAIL FROM its signed return path, if any)."""
+        sender = envelope_address(return_path or self.envelope_from)
+        rcpt = envelope_address(recipient)
         options = []
         if connection.does_esmtp and connection.has_extn("size"):
             options.append(f"SIZE={len(data)}")

@@ -58,15 +58,15 @@ from newsletter.audience.suppression import (
 from newsletter.core.errors import ConfigError, NewsletterError
 from newsletter.core.project import Project, open_project
 from newsletter.core.settings import UNSUBSCRIBE_SECRET_ENV, Secret, Settings
-from newsletter.inbox.webhooks import PROVIDERS, READERS, WebhookPayloadError
-from newsletter.ledger.list_events import ListEvent, prepare_list_events, record_list_event
-from newsletter.render.links import (
+from newsletter.core.signing import (
     RESUBSCRIBE,
     UNSUBSCRIBE,
     address_token,
     address_token_is_valid,
-    mailto,
 )
+from newsletter.inbox.webhooks import PROVIDERS, READERS, WebhookPayloadError
+from newsletter.ledger.list_events import ListEvent, prepare_list_events, record_list_event
+from newsletter.render.links import mailto
 from newsletter.render.templating import make_environment
 
 log = logging.getLogger("newsletter.web.serve")
