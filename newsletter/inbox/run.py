@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
@@ -52,6 +52,12 @@ from newsletter.inbox.providers import ProviderRecord, poll_provider, provider_l
 from newsletter.inbox.sources import MailItem, MailSource
 from newsletter.inbox.verify import SentMessages, Verifier
 from newsletter.ledger.inbox_records import InboxStore, LedgerSentMessages, ProcessedMessage
+from newsletter.ledger.list_events import (
+    ListEvent,
+    list_files,
+    prepare_list_events,
+    record_list_events,
+)
 from newsletter.render.message import sender_domain
 
 Outcome = Literal["acted", "already-processed", "left", "unverified", "unreadable"]
@@ -205,9 +211,17 @@ class _Processor:
     """Applies classifications: suppresses, records, and builds the report."""
 
     def __init__(
-        self, project: Project, store: InboxStore, source: str, dry_run: bool, today: date
+        self,
+        project: Project,
+        store: InboxStore,
+        source: str,
+        dry_run: bool,
+        today: date,
+        event_source: str = "inbox",
     ) -> None:
         self.suppressed_path = project.paths.suppressed_path
+        self.files = list_files(project)
+        self.event_source = event_source
         self.store = store
         self.report = InboxReport(source, dry_run)
         self.dry_run = dry_run
@@ -260,6 +274,30 @@ class _Processor:
         )
         return outcome
 
+    def _record_left(
+        self, events: Iterable[InboxEvent], added: set[str], refused: tuple[tuple[str, str], ...]
+    ) -> None:
+        """The list events of what was applied: the record of who left (`list_events`)."""
+        skipped = {a.lower() for a, _ in refused}
+        now = datetime.now(UTC)
+        left = [
+            ListEvent(
+                now,
+                self.files.list_id,
+                e.address,
+                "suppressed",
+                e.suppression_reason,
+                self.event_source,
+                e.issue_id,
+                e.address.lower() in added,
+            )
+            for e in events
+            if e.address and e.suppression_reason and e.address.lower() not in skipped
+        ]
+        if left:
+            prepare_list_events(self.files.ledger_path)
+            record_list_events(self.files.ledger_path, left)
+
     def _suppress(
         self, events: Iterable[InboxEvent]
     ) -> tuple[list[str], tuple[tuple[str, str], ...]]:
@@ -270,6 +308,7 @@ class _Processor:
         ]
         if not self.dry_run:
             result = add_suppressions(self.suppressed_path, wanted, self.today)
+            self._record_left(events, {a.lower() for a in result.added}, result.refused)
             return list(result.added), result.refused
         listed, _ = read_suppressed(self.suppressed_path)
         earlier = {a.lower() for a in self.report.suppressed}
@@ -361,6 +400,7 @@ def process_provider(
             f"{provider_name} API {provider_location(settings, provider_name)}",
             dry_run,
             today or date.today(),
+            event_source=provider_name,
         )
         domain = sender_domain(settings)
         for record in poll(settings, provider_name, processor.known, message_id_domain=domain):
