@@ -232,7 +232,8 @@ class _SuppressedText:
                     Problem(path, 1, 1, "fix these rows before addresses are added or removed"),
                 ]
             )
-        text = path.read_text(encoding=CSV_ENCODING)
+        with path.open(newline="", encoding=CSV_ENCODING) as handle:  # keep \r\n as written
+            text = handle.read()
         bom = path.read_bytes().startswith(_BOM.encode())
         return cls(rows[0].header if rows else _header_of(path), bom, _lines(text), rows)
 
@@ -275,7 +276,8 @@ class _SuppressedText:
 
 def _header_of(path: Path) -> CsvHeader:
     """The header of a file with no rows (csv_rows gives the header with each row)."""
-    return header_of(path, path.read_text(encoding=CSV_ENCODING).split("\n")[0], SUPPRESSED_COLUMNS)
+    with path.open(newline="", encoding=CSV_ENCODING) as handle:
+        return header_of(path, handle.readline(), SUPPRESSED_COLUMNS)
 
 
 def _lines(text: str) -> list[str]:

@@ -211,21 +211,18 @@ def standing_suppressions(ledger_path: Path, list_id: str) -> dict[str, ListEven
     return {key: e for key, e in latest.items() if e.action == "suppressed"}
 
 
-def who_left(
-    suppressed_path: Path, ledger_path: Path, list_id: str
-) -> tuple[dict[str, SuppressedAddress], list[Problem]]:
-    """Everyone who must not be mailed: suppressed.csv's rows and the standing list events.
+def left_without_a_row(suppressed_path: Path, ledger_path: Path, list_id: str) -> list[Problem]:
+    """A warning for each standing `suppressed` event that suppressed.csv has no row for.
 
-    The one answer to "suppressed?" for planning a send. The problems are the
-    file's own, and a warning for each standing event the file has no row for
-    (a hand edit dropped it: they stay out until someone runs `resubscribe`).
+    A hand edit dropped it (an editor's copy saved over a one-click): they
+    stay out until someone runs `resubscribe`, and `validate` says so.
     """
-    suppressed, problems = read_suppressed(suppressed_path)
+    listed, _ = read_suppressed(suppressed_path)
+    problems = []
     for key, event in standing_suppressions(ledger_path, list_id).items():
-        if key in suppressed:
+        if key in listed:
             continue
         when = event.recorded_at.date().isoformat()
-        suppressed[key] = SuppressedAddress(event.address, when, event.reason)
         problems.append(
             Problem(
                 suppressed_path,
@@ -238,4 +235,22 @@ def who_left(
                 kind="people who left the list but have no row in suppressed.csv",
             )
         )
+    return problems
+
+
+def who_left(
+    suppressed_path: Path, ledger_path: Path, list_id: str
+) -> tuple[dict[str, SuppressedAddress], list[Problem]]:
+    """Everyone who must not be mailed: suppressed.csv's rows and the standing list events.
+
+    The one answer to "suppressed?" for planning a send. The problems are the
+    file's own, and a warning for each standing event the file has no row for
+    (a hand edit dropped it: they stay out until someone runs `resubscribe`).
+    """
+    suppressed, problems = read_suppressed(suppressed_path)
+    for key, event in standing_suppressions(ledger_path, list_id).items():
+        if key not in suppressed:
+            when = event.recorded_at.date().isoformat()
+            suppressed[key] = SuppressedAddress(event.address, when, event.reason)
+    problems += left_without_a_row(suppressed_path, ledger_path, list_id)
     return suppressed, problems
