@@ -41,7 +41,7 @@ from newsletter.core.atomicfile import write_text_atomic
 from newsletter.core.checks import check_email
 from newsletter.core.csvcells import read_cell, write_record
 from newsletter.core.csvfile import CSV_ENCODING, CsvHeader, CsvRow, csv_rows, header_of
-from newsletter.core.errors import ContentError, NewsletterError, Problem
+from newsletter.core.errors import NewsletterError, Problem, SuppressedFileError
 
 SUPPRESSED_COLUMNS = ("email", "date", "reason")
 SUPPRESSION_REASONS = ("unsubscribed", "hard-bounce", "complaint", "manual")
@@ -64,10 +64,6 @@ class AddResult:
     added: tuple[str, ...] = ()
     already: tuple[str, ...] = ()
     refused: tuple[tuple[str, str], ...] = ()  # (address as given, why)
-
-
-class SuppressedFileError(ContentError):
-    """suppressed.csv has a row (or header) the writers will not rewrite without a person."""
 
 
 def read_suppressed(path: Path) -> tuple[dict[str, SuppressedAddress], list[Problem]]:

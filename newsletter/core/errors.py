@@ -61,3 +61,11 @@ class DeliveryError(NewsletterError):
 
 class LockHeldError(NewsletterError):
     """Another dispatch holds the process lock."""
+
+
+class SuppressedFileError(ContentError):
+    """suppressed.csv has a row (or header) the writers will not rewrite without a person."""
+
+
+class UnreadableMessage(NewsletterError):
+    """A returned message `inbox` will not read (too big, nested too deep, or broken)."""

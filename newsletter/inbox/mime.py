@@ -15,7 +15,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser, Parser
 from email.utils import parseaddr
 
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import UnreadableMessage
 
 # An enhanced status code (RFC 3463) inside free text: class.subject.detail.
 STATUS_IN_TEXT = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
@@ -27,10 +27,6 @@ SIZE_LIMIT = 25 * 1024 * 1024
 NESTING_LIMIT = 100
 PART_LIMIT = 500
 _NESTING_MARKS = re.compile(rb"boundary\s*=|message/(?:rfc822|global|delivery-status)", re.I)
-
-
-class UnreadableMessage(NewsletterError):
-    """A message the inbox will not read (too big, nested too deep, or broken): left for a person."""
 
 
 def parse_bytes(raw: bytes) -> EmailMessage:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from newsletter.audience.suppression import add_suppressions, address_problem, read_suppressed
+from newsletter.core.errors import UnreadableMessage
 from newsletter.core.project import Project
 from newsletter.inbox.classify import (
     Classification,
@@ -47,7 +48,6 @@ from newsletter.inbox.classify import (
     classify,
     parse_bytes,
 )
-from newsletter.inbox.mime import UnreadableMessage
 from newsletter.inbox.providers import ProviderRecord, poll_provider, provider_location
 from newsletter.inbox.sources import MailItem, MailSource
 from newsletter.inbox.verify import SentMessages, Verifier
