@@ -1,9 +1,11 @@
 """What comes back to the newsletter's mailbox, classified into events.
 
 `classify` takes one parsed message and says what it is, as data: no I/O,
-nothing suppressed here (`inbox.py` acts on the result). MIME structure is
-read only through the standard library's parser; only the free text of a
-bounce that lacks its machine-readable part is read line by line.
+nothing suppressed here. Whether the message proves it answers one of our
+messages is `verify`'s question, and `run` acts only on what it proved.
+MIME structure is read only through the standard library's parser (`mime`);
+only the free text of a bounce that lacks its machine-readable part is read
+line by line. The forms have a module each: `dsn`, `arf`, `text_bounce`.
 
 The rules, in the order they are tried:
 
@@ -33,7 +35,8 @@ The rules, in the order they are tried:
    bounce. Bounces carry `Auto-Submitted` too, which is why they come first.
 5. A message addressed to the `unsubscribe.mailto` address: an unsubscribe
    request for the address our mailto link names in its subject
-   ("Unsubscribe ADDRESS from ..."), else for the sender.
+   ("Unsubscribe ADDRESS from ... (ref TOKEN)"), else for the sender; it is
+   acted on only with the signed reference (`verify`).
 6. Anything else is `unclassified`, with the reason, for a person to read.
 
 Which permanent failures suppress the address (RFC 3463's subjects): only
@@ -51,7 +54,8 @@ their provider blocked one send).
 The returned message's Message-ID (from the DSN's `X-Original-Message-ID`,
 a `message/rfc822` or `text/rfc822-headers` part, or the headers an
 Exchange bounce quotes) ties an event to an issue: our Message-IDs are
-`<ISSUE.DIGEST@DOMAIN>` (see `message.message_id_for`).
+`<ISSUE.DIGEST@DOMAIN>`, the digest keyed per recipient (see
+`message.message_id_for` and `core.signing`).
 """
 
 from __future__ import annotations
