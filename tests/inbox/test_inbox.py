@@ -315,3 +315,19 @@ def test_cron_prints_an_inbox_line_that_runs(project_dir: Path, tmp_path: Path) 
     assert finished.returncode == 1  # no IMAP server is set up in the sample project
     log = (project_dir / "var" / "cron.log").read_text(encoding="utf-8")
     assert "no IMAP server is set up" in log
+
+
+def test_a_list_saved_by_excel_takes_the_inbox_suppressions_in_its_own_dialect(
+    sent_corpus: Path, tmp_path: Path
+) -> None:
+    path = sent_corpus / "recipients" / "suppressed.csv"
+    saved = "\ufeffEmail;Date;Reason\r\nk.murphy@example.com;2023-01-04;manual\r\n"
+    path.write_bytes(saved.encode("utf-8"))
+    maildir = make_maildir(tmp_path / "returned", ["postfix-dsn-user-unknown.eml"])
+
+    result = run(sent_corpus, "--maildir", str(maildir))
+
+    assert result.exit_code == 0, result.output
+    text = path.read_bytes().decode("utf-8")
+    assert text.startswith(saved)
+    assert text[len(saved) :] == f"gone@example.com;{date.today().isoformat()};hard-bounce\r\n"
