@@ -331,3 +331,11 @@ def test_a_list_saved_by_excel_takes_the_inbox_suppressions_in_its_own_dialect(
     text = path.read_bytes().decode("utf-8")
     assert text.startswith(saved)
     assert text[len(saved) :] == f"gone@example.com;{date.today().isoformat()};hard-bounce\r\n"
+
+
+def test_a_dry_run_without_a_ledger_creates_none(project_dir: Path, tmp_path: Path) -> None:
+    maildir = make_maildir(tmp_path / "returned")
+    ledger_path = open_project(project_dir).settings.ledger_path
+    dry = run(project_dir, "--maildir", str(maildir), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert not ledger_path.exists()  # not even an empty ledger file
