@@ -37,8 +37,9 @@ from newsletter.audience.suppression import (
     remove_suppression,
     suppression_reason,
 )
-from newsletter.core.errors import NewsletterError, Problem
+from newsletter.core.errors import Problem
 from newsletter.core.private_files import create_private_database
+from newsletter.ledger.deliveries import ledger_error
 
 if TYPE_CHECKING:
     from newsletter.core.project import Project
@@ -85,7 +86,8 @@ def _connect(ledger_path: Path) -> Iterator[sqlite3.Connection]:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             yield conn
     except sqlite3.DatabaseError as error:
-        raise NewsletterError(f"{ledger_path}: cannot record the list event ({error})") from None
+        # The ledger's own sentence (locked, damaged, not writable), as every command says it.
+        raise ledger_error(ledger_path, error, "use") from None
 
 
 def prepare_list_events(ledger_path: Path) -> None:
