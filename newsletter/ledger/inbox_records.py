@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from newsletter.core.errors import NewsletterError
 from newsletter.core.private_files import create_private_database
-from newsletter.inbox.classify import InboxEvent, issue_for_message_id
+from newsletter.inbox.classify import InboxEvent
 from newsletter.ledger.deliveries import DeliveryRow, Ledger, LedgerError, open_ledger_if_exists
 
 _T = TypeVar("_T")
@@ -323,29 +323,3 @@ class LedgerSentMessages:
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()
-
-
-def recipient_lookup(ledger_path: Path) -> Callable[[str], str | None]:
-    """A function answering "who was sent this Message-ID?" from the delivery ledger.
-
-    Used only for complaints whose reporter hid the recipient, so reading
-    through the ledger's public rows (no index on Message-IDs) is cheap enough.
-    """
-
-    def lookup(message_id: str) -> str | None:
-        issue_id = issue_for_message_id(message_id, message_id.rpartition("@")[2].rstrip(">"))
-        if issue_id is None:
-            return None
-        try:
-            ledger = open_ledger_if_exists(ledger_path)
-            if ledger is None:
-                return None
-            with ledger:
-                for row in ledger.rows(issue_id):
-                    if row.message_id == message_id:
-                        return row.email
-        except sqlite3.OperationalError:
-            return None  # no deliveries table yet: nothing was sent
-        return None
-
-    return lookup

@@ -18,6 +18,7 @@ from newsletter.cli import cli
 from newsletter.core.signing import UNSUBSCRIBE, address_token, return_path_token
 from newsletter.inbox.dsn import RECIPIENT_BLOCK_LIMIT
 from newsletter.inbox.run import ledger_events
+from newsletter.ledger.inbox_records import read_recorded_events, read_unverified_events
 from tests.fixtures.inbox.sign_fixtures import LIST_ID
 from tests.inbox.sent import our_message_id, record_sent
 from tests.support.project import SAMPLE_ISSUE, UNSUBSCRIBE_SECRET
@@ -94,10 +95,17 @@ def test_a_forged_dsn_naming_someone_on_the_list_changes_nothing(
     assert "carries none of our signed Message-IDs or return paths" in result.output
     assert "Traceback" not in result.output
     # Recorded for a person, never as a bounce the report would show.
-    events = ledger_events(sent_corpus / "var" / "ledger.sqlite3")
+    ledger_path = sent_corpus / "var" / "ledger.sqlite3"
+    events = ledger_events(ledger_path)
     assert [(e["kind"], e["address"], e["suppressed"]) for e in events] == [
         ("hard-bounce", VICTIM, 0),
         ("hard-bounce", VICTIM, 0),
+    ]
+    assert read_recorded_events(ledger_path) == []  # what `report` shows as bounced
+    doubted = read_unverified_events(ledger_path)  # what it can list for a person
+    assert [(e.kind, e.address, e.suppressed) for e in doubted] == [
+        ("hard-bounce", VICTIM, False),
+        ("hard-bounce", VICTIM, False),
     ]
 
 
