@@ -179,7 +179,13 @@ class InboxReport:
 
 
 def _item_line(item: InboxItemResult, why: str) -> str:
-    return f"  {item.ref}: from {item.sender or '?'}, subject {item.subject or '(none)'!r}: {why}"
+    sender = _printable(item.sender) or "?"
+    return f"  {_printable(item.ref)}: from {sender}, subject {item.subject or '(none)'!r}: {why}"
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped: what an outsider wrote must not drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def verifier_for(project: Project, sent: LedgerSentMessages) -> Verifier:

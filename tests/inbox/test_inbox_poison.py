@@ -114,3 +114,18 @@ def test_on_imap_poison_moves_to_a_folder_for_a_person_and_never_blocks_again(
     dovecot.append("INBOX", (FIXTURES / "postfix-dsn-user-unknown.eml").read_bytes())
     second = newsletter(sent_corpus)
     assert "hard bounces: 1 (1 added" in second.stdout
+
+
+def test_what_an_outsider_wrote_cannot_drive_the_terminal(
+    sent_corpus: Path, tmp_path: Path
+) -> None:
+    box = mailbox.Maildir(tmp_path / "box", create=True)
+    box.add(
+        b"From: \x1b]0;owned\x07x@evil.example\nTo: bounces@example.org\nSubject: \x1b[2J\n\nhi\n"
+    )
+    box.add(b"From: a@evil.example\nMessage-ID: <<<\x1b[31m@>>> (\n\nhi\n")
+    box.close()
+    result = newsletter(sent_corpus, "--maildir", str(tmp_path / "box"))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    assert "\\x1b" in result.stdout  # shown, escaped, for a person to see
