@@ -3,8 +3,9 @@
 A WSGI application (`ServeApp`), so any WSGI server can run it; `run_server`
 runs it under waitress, a production pure-Python server, normally on
 127.0.0.1 behind a reverse proxy that terminates HTTPS (README: "When people leave the list"). It
-shares nothing with the preview server: links come from `links.py`, writes
-go through `suppression.py`, history goes to `list_events.py`.
+shares nothing with the preview server: tokens are checked by
+`core.signing`, writes go through `audience.suppression`, history goes to
+`ledger.list_events`; the server's limits are `web.server`'s (docs/serve.md).
 
 Routes, where P is the path of `unsubscribe.url` (e.g. `/unsubscribe`):
 - `GET P?address=..&issue=..&token=..`: a confirmation page with one button.
@@ -20,6 +21,8 @@ Routes, where P is the path of `unsubscribe.url` (e.g. `/unsubscribe`):
   row is still the web's own `one-click` (never a bounce or complaint).
 - `POST /webhooks/postmark`, `POST /webhooks/mailjet`: provider events
   (`webhooks.py`), behind HTTP basic auth; 404 unless credentials are set.
+  JSON nested deeper than providers nest is a 400; an address that is not
+  one is skipped; logs hold counts, never addresses.
 - `GET /healthz`: 200 `ok`, for the proxy or a monitor.
 
 A missing address or token is a 400 and a token that does not verify a 403;
