@@ -21,33 +21,25 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from newsletter.audience.segments import AGENCIES as AGENCIES  # the agency column's values
+from newsletter.audience.segments import Segment as Segment
+from newsletter.audience.segments import read_project_segments as read_project_segments
+from newsletter.audience.segments import read_segments as read_segments
+from newsletter.audience.suppression import SuppressedAddress
+from newsletter.audience.suppression import read_suppressed as read_suppressed  # its reader
 from newsletter.content.issue import Issue
 from newsletter.core.bounds import outside_problems
-from newsletter.core.checks import check_email, did_you_mean, unknown_fields
-from newsletter.core.csvcells import read_cell
+from newsletter.core.checks import check_email, did_you_mean
 from newsletter.core.csvfile import CsvRow, csv_rows
 from newsletter.core.errors import ContentError, Problem
 from newsletter.core.paths import ProjectPaths
-from newsletter.core.yamlfile import load_yaml
 
 REQUIRED_COLUMNS = ("email", "name", "organisation", "agency", "role")
-AGENCIES = (
-    "health",
-    "police",
-    "education",
-    "childrens-social-care",
-    "adults-social-care",
-    "voluntary-sector",
-)
-SUPPRESSED_COLUMNS = ("email", "date", "reason")
-# The usual reasons; any short text is allowed ("asked by phone, 3 March").
-SUPPRESSION_REASONS = ("unsubscribed", "hard-bounce", "complaint", "manual")
-_SEGMENT_KEYWORDS = ("description", "lists", "union")
 
 
 @dataclass(frozen=True)
@@ -74,22 +66,6 @@ class Recipient:
 
 
 @dataclass(frozen=True)
-class Segment:
-    name: str
-    description: str = ""
-    lists: tuple[str, ...] = ()
-    union: tuple[str, ...] = ()
-    conditions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Suppression:
-    email: str
-    date: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class Variant:
     """The set of sections one group of recipients gets; rendered once for all of them."""
 
@@ -104,7 +80,7 @@ class AudienceSource:
 
     paths: ProjectPaths
     segments: Mapping[str, Segment]
-    suppressed: Mapping[str, Suppression]
+    suppressed: Mapping[str, SuppressedAddress]
 
     def list_paths(self) -> list[Path]:
         return self.paths.list_paths()
@@ -222,132 +198,6 @@ def check_lists(paths: ProjectPaths) -> list[Problem]:
     return [problem for path in paths.list_paths() for problem in check_list(path)]
 
 
-def read_segments(
-    path: Path, list_names: Collection[str]
-) -> tuple[dict[str, Segment], list[Problem]]:
-    """Parse segments.yaml; every problem located."""
-    doc = load_yaml(path)
-    problems = list(doc.problems)
-    if doc.data is None:
-        if not doc.problems:
-            problems.append(
-                Problem(path, 1, 1, "segments.yaml is empty; it needs a `segments:` block")
-            )
-        return {}, problems
-    if not isinstance(doc.data, dict) or not isinstance(doc.data.get("segments"), dict):
-        problems.append(
-            Problem(path, 1, 1, "segments.yaml needs a `segments:` block of named rules")
-        )
-        return {}, problems
-    problems += unknown_fields(doc, (), doc.data, ("segments",), "segments.yaml")
-    raw_segments: dict[str, Any] = doc.data["segments"]
-    segments: dict[str, Segment] = {}
-    for name, rule in raw_segments.items():
-        key_path = ("segments", str(name))
-        if not isinstance(rule, dict):
-            problems.append(doc.problem(key_path, f"segment `{name}` must be a block of rules"))
-            continue
-        lists = _as_tuple(rule.get("lists"))
-        for index, list_name in enumerate(lists):
-            if list_name not in list_names:
-                problems.append(
-                    doc.problem(
-                        (*key_path, "lists", index),
-                        f"segment `{name}` uses the list `{list_name}`, but there is no "
-                        f"recipients/lists/{list_name}.csv{did_you_mean(list_name, list_names)}",
-                    )
-                )
-        union = _as_tuple(rule.get("union"))
-        for index, other in enumerate(union):
-            if other not in raw_segments:
-                problems.append(
-                    doc.problem(
-                        (*key_path, "union", index),
-                        f"segment `{other}` is not defined{did_you_mean(other, map(str, raw_segments))}",
-                    )
-                )
-        conditions = {
-            # Column names are compared as list headers are read: trimmed, any case.
-            str(k).strip().lower(): tuple(v.lower() for v in _as_tuple(value))
-            for k, value in rule.items()
-            if k not in _SEGMENT_KEYWORDS
-        }
-        if "agency" in conditions:
-            for value in conditions["agency"]:
-                if value not in AGENCIES:
-                    problems.append(
-                        doc.problem(
-                            (*key_path, "agency"),
-                            f"`{value}` is not an agency{did_you_mean(value, AGENCIES)} "
-                            f"(agencies: {', '.join(AGENCIES)})",
-                        )
-                    )
-        if not lists and not union and not conditions:
-            problems.append(
-                doc.problem(key_path, f"segment `{name}` has no rule: it would match nobody")
-            )
-        segments[str(name)] = Segment(
-            name=str(name),
-            description=str(rule.get("description") or ""),
-            lists=lists,
-            union=union,
-            conditions=conditions,
-        )
-    for name in segments:
-        if _cycle(name, segments):
-            problems.append(
-                doc.problem(("segments", name), f"segment `{name}` includes itself through `union`")
-            )
-    return segments, problems
-
-
-def _as_tuple(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, list | tuple):
-        return tuple(str(v) for v in value)
-    return (str(value),)
-
-
-def _cycle(start: str, segments: Mapping[str, Segment]) -> bool:
-    stack, seen = list(segments[start].union), set()
-    while stack:
-        name = stack.pop()
-        if name == start:
-            return True
-        if name in seen or name not in segments:
-            continue
-        seen.add(name)
-        stack.extend(segments[name].union)
-    return False
-
-
-def read_suppressed(path: Path) -> tuple[dict[str, Suppression], list[Problem]]:
-    """Parse suppressed.csv (a missing file means nobody is suppressed)."""
-    problems: list[Problem] = []
-    suppressed: dict[str, Suppression] = {}
-    if not path.exists():
-        return suppressed, problems
-    for row in csv_rows(path, SUPPRESSED_COLUMNS, problems):
-        problems += row.problems
-        address = read_cell(row.get("email"))  # we write this file: undo our formula quoting
-        if check_email(address) is None:
-            why = f"invalid email `{address}`" if address else "no email address"
-            problems.append(row.problem("email", f"{why} on row {row.line}"))
-            continue
-        key = address.lower()
-        if key not in suppressed:  # the first row of an address is the one that counts
-            suppressed[key] = Suppression(
-                address, read_cell(row.get("date")), read_cell(row.get("reason"))
-            )
-    return suppressed, problems
-
-
-def read_project_segments(paths: ProjectPaths) -> tuple[dict[str, Segment], list[Problem]]:
-    """The project's segments.yaml, checked against the lists it has."""
-    return read_segments(paths.segments_path, [p.stem for p in paths.list_paths()])
-
-
 def read_audience_source(paths: ProjectPaths) -> tuple[AudienceSource, list[Problem]]:
     """Read segments and suppressions (not the lists themselves, which are streamed)."""
     segments, problems = read_project_segments(paths)
@@ -461,7 +311,7 @@ def iter_audience(
     source: AudienceSource,
     issue: Issue,
     counts: AudienceCounts | None = None,
-    on_suppressed: Callable[[Recipient, Suppression], None] | None = None,
+    on_suppressed: Callable[[Recipient, SuppressedAddress], None] | None = None,
 ) -> Iterator[tuple[Recipient, Variant]]:
     """Stream (recipient, variant) for everyone the issue goes to, once each.
 

@@ -49,9 +49,13 @@ def inbox(
     Reads the IMAP mailbox set in `inbox.imap` (NEWSLETTER_IMAP_HOST,
     NEWSLETTER_IMAP_USERNAME, NEWSLETTER_IMAP_PASSWORD), or a saved Maildir or
     mbox, or a provider's bounce API. Hard bounces, complaints and mailed
-    unsubscribe requests go on recipients/suppressed.csv; delays are recorded;
-    auto-replies are ignored; anything else is left in place and listed.
-    Each message is acted on once, so it is safe to run again.
+    unsubscribe requests go on recipients/suppressed.csv only when they prove
+    they answer a message we sent to that address (our signed Message-ID or
+    return path, or the signed reference of our unsubscribe link; needs
+    NEWSLETTER_UNSUBSCRIBE_SECRET); the rest, and messages that cannot be
+    read, are listed for a person (on IMAP, moved to newsletter-needs-a-person).
+    Delays are recorded; auto-replies are ignored; anything else is left in
+    place and listed. Each message is acted on once, so it is safe to run again.
     """
     chosen = [o for o in (maildir_path, mbox_path, provider_name) if o is not None]
     if len(chosen) > 1:

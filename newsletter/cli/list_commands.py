@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, datetime
 
 import click
 
-from newsletter.audience.lists import SUPPRESSION_REASONS, count_audience, lists_containing
-from newsletter.audience.suppression import add_suppression, remove_suppression, suppression_reason
+from newsletter.audience.lists import count_audience, lists_containing
+from newsletter.audience.suppression import SUPPRESSION_REASONS
 from newsletter.cli.common import (
     AppContext,
     csv_text,
@@ -20,6 +20,7 @@ from newsletter.cli.common import (
 )
 from newsletter.core.checks import email_problem
 from newsletter.core.errors import NewsletterError
+from newsletter.ledger.list_events import leave, list_files, rejoin, why_left
 
 
 @when_refused("the audience was not counted")
@@ -88,8 +89,7 @@ def unsubscribe(app: AppContext, address: str, reason: str) -> None:
     """
     address = _address(address)
     project = app.project()
-    path = project.paths.suppressed_path
-    if add_suppression(path, address, reason, date.today()):
+    if leave(list_files(project), address, reason, "cli", datetime.now(UTC)):
         click.echo(f"{address} is unsubscribed ({reason}); no further issue will be sent to them")
     else:
         click.echo(f"{address} was already on the suppression list; nothing changed")
@@ -117,14 +117,14 @@ def resubscribe(app: AppContext, address: str, force: bool) -> None:
     fixed (the mailbox exists again, the person asked to come back).
     """
     address = _address(address)
-    path = app.project().paths.suppressed_path
-    reason = suppression_reason(path, address)
+    files = list_files(app.project())
+    reason = why_left(files, address)
     if reason in NEEDS_FORCE and not force:
         raise NewsletterError(
             f"{address} was suppressed because {NEEDS_FORCE[reason]}; if you are sure it "
             f"should get mail again, run: newsletter resubscribe {address} --force"
         )
-    if remove_suppression(path, address):
+    if rejoin(files, address, "cli", datetime.now(UTC)):
         click.echo(f"{address} is back on the mailing list from the next issue")
     else:
         click.echo(f"{address} was not on the suppression list; nothing changed")

@@ -9,14 +9,13 @@ import click
 
 from newsletter.cli.common import AppContext, pass_app
 from newsletter.schedule.cron import DEFAULT_ENV_FILE, serve_unit
-from newsletter.web.serve import (
+from newsletter.web.serve import make_app, serve_options_from_environment
+from newsletter.web.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_THREADS,
     ServerOptions,
-    make_app,
     run_server,
-    serve_options_from_environment,
 )
 
 

@@ -100,6 +100,12 @@ def _separator(first_line: str, required: Sequence[str]) -> str:
     )
 
 
+def header_of(path: Path, first_line: str, required: Sequence[str]) -> CsvHeader:
+    """The header `csv_rows` reads from `first_line`: its separator and column names."""
+    separator = _separator(first_line, required)
+    return CsvHeader(path, separator, _names(first_line, separator))
+
+
 def _header_problems(header: CsvHeader, required: Sequence[str]) -> list[Problem]:
     problems = []
     first_seen: dict[str, int] = {}
@@ -194,8 +200,8 @@ def csv_rows(path: Path, required: Sequence[str], problems: list[Problem]) -> It
                     )
                 )
                 return
-            separator = _separator(first_line, required)
-            header = CsvHeader(path, separator, _names(first_line, separator))
+            header = header_of(path, first_line, required)
+            separator = header.separator
             found = _header_problems(header, required)
             if found:
                 problems += found

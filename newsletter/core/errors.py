@@ -65,3 +65,11 @@ class LockHeldError(NewsletterError):
 
 class BriefingError(NewsletterError):
     """A briefing paper cannot be imported (not the format its name says, unsafe, empty, no sections)."""
+
+
+class SuppressedFileError(ContentError):
+    """suppressed.csv has a row (or header) the writers will not rewrite without a person."""
+
+
+class UnreadableMessage(NewsletterError):
+    """A returned message `inbox` will not read (too big, nested too deep, or broken)."""

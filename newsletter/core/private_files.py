@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from pathlib import Path
+
+from newsletter.core.atomicfile import write_bytes_atomic
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -68,20 +69,11 @@ def private_opener(path: str | os.PathLike[str], flags: int) -> int:
 def write_private(path: Path, data: bytes) -> Path:
     """Write `data` to `path` atomically, as a file only its owner can read (0600).
 
-    The bytes go to a temporary file beside `path` (mkstemp makes it 0600)
-    that then replaces `path`, so a reader never sees half a file and a link
-    at `path` is replaced rather than written through.
+    Through the package's one atomic writer (`atomicfile`): a reader never
+    sees half a file, the file and its directory are fsynced, and a link at
+    `path` is replaced rather than written through.
     """
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    return path
+    return write_bytes_atomic(path, data, mode=PRIVATE_FILE_MODE)
 
 
 def write_private_text(path: Path, text: str) -> Path:

@@ -26,8 +26,8 @@ from newsletter.audience.lists import (
     Segment,
     check_lists,
     read_project_segments,
-    read_suppressed,
 )
+from newsletter.audience.suppression import SuppressedAddress
 from newsletter.content.catalogue import Catalogue, read_catalogue
 from newsletter.content.issue import Issue, read_issue
 from newsletter.core.bounds import outside_problems
@@ -35,6 +35,7 @@ from newsletter.core.checks import did_you_mean
 from newsletter.core.errors import ContentError, NewsletterError, Problem
 from newsletter.core.paths import PACKAGE_DIR, ProjectPaths, bundled_project_dir
 from newsletter.core.settings import Settings, load_settings
+from newsletter.ledger.list_events import who_left
 
 __all__ = [
     "PACKAGE_DIR",
@@ -100,11 +101,12 @@ class Project:
         Checked once per command for `load_issue`; the audience stream checks
         the lists again as it reads them, so a change meanwhile is still caught.
         """
-        return (
-            self._outside_recipients_problems()
-            + read_suppressed(self.paths.suppressed_path)[1]
-            + check_lists(self.paths)
-        )
+        return self._outside_recipients_problems() + self._who_left()[1] + check_lists(self.paths)
+
+    def _who_left(self) -> tuple[dict[str, SuppressedAddress], list[Problem]]:
+        """suppressed.csv and the standing list events: everyone who must not be mailed."""
+        settings = self.settings
+        return who_left(self.paths.suppressed_path, settings.ledger_path, settings.list_id)
 
     def _outside_recipients_problems(self) -> list[Problem]:
         """recipients/ files linked in from outside the project are refused, named."""
@@ -125,7 +127,7 @@ class Project:
         them; the lists themselves are checked by the stream that reads them.
         """
         segments, segment_problems = self._segments
-        suppressed, suppressed_problems = read_suppressed(self.paths.suppressed_path)
+        suppressed, suppressed_problems = self._who_left()
         problems = self._outside_recipients_problems() + segment_problems + suppressed_problems
         if any(p.is_error for p in problems):
             raise ContentError(problems + check_lists(self.paths))

@@ -60,11 +60,10 @@ from jinja2 import TemplateError
 from newsletter.audience.lists import (
     AudienceCounts,
     Recipient,
-    Suppression,
     iter_audience,
     segments_of,
 )
-from newsletter.audience.suppression import add_suppression
+from newsletter.audience.suppression import SuppressedAddress, add_suppression
 from newsletter.content.issue import Issue
 from newsletter.core.errors import ContentError, DeliveryError, NewsletterError
 from newsletter.core.project import Project
@@ -91,7 +90,12 @@ from newsletter.ledger.deliveries import (
     Outcome,
     State,
 )
-from newsletter.render.message import MessageBuilder, message_id_for, sender_domain
+from newsletter.render.message import (
+    MessageBuilder,
+    message_id_for,
+    return_path_for,
+    sender_domain,
+)
 from newsletter.render.problems import render_error_problems
 from newsletter.render.variants import Renderer
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport, connect_now
@@ -290,11 +294,13 @@ def stream_audience_into_ledger(
     domain = sender_domain(project.settings)
     batch: list[NewRecipient] = []
 
-    def suppressed(recipient: Recipient, why: Suppression) -> None:
+    def suppressed(recipient: Recipient, why: SuppressedAddress) -> None:
         batch.append(NewRecipient(recipient, None, segments(recipient), None, why.reason))
 
     for recipient, variant in iter_audience(source, issue, counts, suppressed):
-        message_id = message_id_for(issue.id, recipient.email, domain)
+        message_id = message_id_for(
+            issue.id, recipient.email, domain, project.settings.unsubscribe_secret
+        )
         batch.append(NewRecipient(recipient, variant, segments(recipient), message_id))
         if len(batch) >= INSERT_BATCH:
             ledger.add_recipients(issue.id, batch)
@@ -682,9 +688,10 @@ class _SendRun:
             variant = row.variant()
             email = self.renderer.personalise(variant, recipient)
             data = builder.build(recipient, email)
-            message_id = message_id_for(self.issue.id, recipient.email, self.domain)
+            message_id = builder.message_id(recipient)
             body = own_body.render(variant, recipient) if own_body is not None else None
-            messages.append(OutgoingMessage(recipient.email, message_id, data, body))
+            return_path = return_path_for(self.settings, self.issue.id, recipient.email)
+            messages.append(OutgoingMessage(recipient.email, message_id, data, body, return_path))
         return messages
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:

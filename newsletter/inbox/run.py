@@ -2,13 +2,22 @@
 
 For each message of a source (IMAP, Maildir, mbox) or record of a provider's
 API: skip it if the inbox tables already hold its key; otherwise classify it
-(`feedback.classify`), add the addresses of hard bounces, complaints and
-unsubscribe requests to the suppression list (a policy bounce, such as a
-blocklist or DMARC refusal, is recorded but suppresses nobody) (`suppression.add_suppression`),
-record the message and its events (`inbox_store`), and only then tell the
-source it is done (IMAP moves it to the processed folder). Unclassified
-messages are neither recorded nor moved: they stay for a person, and are
-listed every run until someone deals with them.
+(`classify`), check that what mail says answers a message we sent to that
+address (`verify`: provider records are trusted through their credentials),
+add the addresses of verified hard bounces, complaints and unsubscribe
+requests to the suppression list (a policy bounce, such as a blocklist or
+DMARC refusal, is recorded but suppresses nobody) (`suppression.add_suppressions`),
+record the message and its events (`inbox_records`), and only then tell the
+source it is done (IMAP moves it to the processed folder).
+
+What needs a person is listed every run it is seen: an event that proved
+nothing (recorded as unverified, never applied; IMAP moves it to the
+`newsletter-needs-a-person` folder), a message that cannot be read at all
+(too big, nested too deep, a header or charset the parser chokes on: listed
+by Message-ID or position, moved aside on IMAP, never recorded, so it never
+stops the messages behind it), and an unclassified one (left where it is).
+An address that is not a valid email address is never written to the list:
+it is listed as refused.
 
 A dry run reads the same things and reports what would happen; it writes
 nothing: no suppression, no ledger (not even its file), no IMAP move (the
@@ -18,15 +27,19 @@ folder is opened read-only).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
+from email.message import EmailMessage
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
 
-from newsletter.audience.suppression import add_suppression, is_suppressed
+from newsletter.audience.suppression import add_suppressions, address_problem, read_suppressed
+from newsletter.core.errors import UnreadableMessage
 from newsletter.core.project import Project
 from newsletter.inbox.classify import (
     Classification,
@@ -36,11 +49,18 @@ from newsletter.inbox.classify import (
     parse_bytes,
 )
 from newsletter.inbox.providers import ProviderRecord, poll_provider, provider_location
-from newsletter.inbox.sources import MailSource
-from newsletter.ledger.inbox_records import InboxStore, ProcessedMessage, recipient_lookup
+from newsletter.inbox.sources import MailItem, MailSource
+from newsletter.inbox.verify import SentMessages, Verifier
+from newsletter.ledger.inbox_records import InboxStore, LedgerSentMessages, ProcessedMessage
+from newsletter.ledger.list_events import (
+    ListEvent,
+    list_files,
+    prepare_list_events,
+    record_list_events,
+)
 from newsletter.render.message import sender_domain
 
-Outcome = Literal["acted", "already-processed", "left"]
+Outcome = Literal["acted", "already-processed", "left", "unverified", "unreadable"]
 # The order and wording of the summary, one line per class.
 SUMMARY_KINDS: tuple[tuple[str, str], ...] = (
     ("hard-bounce", "hard bounces"),
@@ -54,6 +74,8 @@ SUMMARY_KINDS: tuple[tuple[str, str], ...] = (
     ("unsubscribe", "unsubscribe requests"),
     ("auto-reply", "auto-replies (ignored)"),
 )
+_RAW_MESSAGE_ID = re.compile(rb"(?im)^message-id:[ \t]*([^\r\n]*)")
+_HEADER_SCAN = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,7 @@ class InboxItemResult:
     classification: Classification
     outcome: Outcome
     suppressed: tuple[str, ...] = ()  # addresses added (or, in a dry run, that would be)
+    refused: tuple[tuple[str, str], ...] = ()  # (address, why) never written to the list
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +102,7 @@ class InboxItemResult:
             "reason": self.classification.reason,
             "events": [e.as_dict() for e in self.classification.events],
             "suppressed": list(self.suppressed),
+            "refused": [{"address": a, "why": why} for a, why in self.refused],
         }
 
 
@@ -98,6 +122,11 @@ class InboxReport:
         return [i for i in self.items if i.outcome == "left"]
 
     @property
+    def needs_a_person(self) -> list[InboxItemResult]:
+        """Messages that proved nothing, or could not be read: listed, never applied."""
+        return [i for i in self.items if i.outcome in ("unverified", "unreadable")]
+
+    @property
     def suppressed(self) -> list[str]:
         return [a for i in self.items for a in i.suppressed]
 
@@ -107,6 +136,9 @@ class InboxReport:
         counts["suppressed"] = len(self.suppressed)
         counts["already_processed"] = sum(1 for i in self.items if i.outcome == "already-processed")
         counts["unclassified"] = len(self.unclassified)
+        counts["unverified"] = sum(1 for i in self.items if i.outcome == "unverified")
+        counts["unreadable"] = sum(1 for i in self.items if i.outcome == "unreadable")
+        counts["refused"] = sum(len(i.refused) for i in self.items)
         return counts
 
     def summary_lines(self) -> list[str]:
@@ -123,11 +155,17 @@ class InboxReport:
             lines.append(line)
         lines.append(f"already processed: {counts['already_processed']} (skipped)")
         lines.append(f"not recognised, left in place: {counts['unclassified']}")
-        for item in self.unclassified:
-            lines.append(
-                f"  {item.ref}: from {item.sender or '?'}, subject {item.subject or '(none)'!r}: "
-                f"{item.classification.reason}"
-            )
+        lines += [_item_line(item, item.classification.reason) for item in self.unclassified]
+        lines.append(
+            f"not verified or not readable, for a person (nothing changed): "
+            f"{counts['unverified'] + counts['unreadable']}"
+        )
+        for item in self.needs_a_person:
+            reasons = {e.unverified for e in item.classification.events if e.unverified}
+            lines.append(_item_line(item, "; ".join(sorted(reasons)) or item.classification.reason))
+        if counts["refused"]:
+            lines.append(f"not valid email addresses, never added: {counts['refused']}")
+            lines += [f"  {item.ref}: {why}" for item in self.items for _, why in item.refused]
         return lines
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,12 +178,31 @@ class InboxReport:
         }
 
 
-def inbox_context(project: Project) -> InboxContext:
+def _item_line(item: InboxItemResult, why: str) -> str:
+    sender = _printable(item.sender) or "?"
+    return f"  {_printable(item.ref)}: from {sender}, subject {item.subject or '(none)'!r}: {why}"
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped: what an outsider wrote must not drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def verifier_for(project: Project, sent: LedgerSentMessages) -> Verifier:
+    """The checks of returned mail: the project's key, list, domain and ledger."""
+    settings = project.settings
+    secret = settings.unsubscribe_secret.reveal() if settings.unsubscribe_secret else None
+    lookups = SentMessages(sent.issue_ids, sent.was_sent, sent.recipient_of)
+    return Verifier(secret, settings.list_id, sender_domain(settings), lookups)
+
+
+def inbox_context(project: Project, verifier: Verifier) -> InboxContext:
     settings = project.settings
     return InboxContext(
         unsubscribe_address=settings.unsubscribe_mailto,
         message_id_domain=sender_domain(settings),
-        recipient_of=recipient_lookup(settings.ledger_path),
+        recipient_of=verifier.sent.recipient_of,
+        made_for=verifier.made_for,
     )
 
 
@@ -160,9 +217,17 @@ class _Processor:
     """Applies classifications: suppresses, records, and builds the report."""
 
     def __init__(
-        self, project: Project, store: InboxStore, source: str, dry_run: bool, today: date
+        self,
+        project: Project,
+        store: InboxStore,
+        source: str,
+        dry_run: bool,
+        today: date,
+        event_source: str = "inbox",
     ) -> None:
         self.suppressed_path = project.paths.suppressed_path
+        self.files = list_files(project)
+        self.event_source = event_source
         self.store = store
         self.report = InboxReport(source, dry_run)
         self.dry_run = dry_run
@@ -171,6 +236,13 @@ class _Processor:
 
     def known(self, key: str) -> bool:
         return key in self._seen or self.store.is_processed(key)
+
+    def unreadable(self, ref: str, message_id: str, why: str) -> Outcome:
+        """A message that could not be read: listed for a person, never recorded."""
+        shown = f"{ref} ({message_id})" if message_id else ref
+        classification = Classification("unclassified", reason=f"could not be read: {why}")
+        self.report.items.append(InboxItemResult(ref, shown, "", "", classification, "unreadable"))
+        return "unreadable"
 
     def handle(
         self, key: str, ref: str, sender: str, subject: str, classification: Classification
@@ -187,7 +259,7 @@ class _Processor:
             )
             return "left"
         self._seen.add(key)
-        added = self._suppress(classification.events)
+        added, refused = self._suppress(classification.events)
         if not self.dry_run:
             self.store.record(
                 ProcessedMessage(
@@ -200,44 +272,121 @@ class _Processor:
                     suppressed=frozenset(a.lower() for a in added),
                 )
             )
+        outcome = "unverified" if any(not e.verified for e in classification.events) else "acted"
         self.report.items.append(
-            InboxItemResult(key, ref, sender, subject, classification, "acted", tuple(added))
+            InboxItemResult(
+                key, ref, sender, subject, classification, outcome, tuple(added), refused
+            )
         )
-        return "acted"
+        return outcome
 
-    def _suppress(self, events: Iterable[InboxEvent]) -> list[str]:
+    def _record_left(
+        self, events: Iterable[InboxEvent], added: set[str], refused: tuple[tuple[str, str], ...]
+    ) -> None:
+        """The list events of what was applied: the record of who left (`list_events`)."""
+        skipped = {a.lower() for a, _ in refused}
+        now = datetime.now(UTC)
+        left = [
+            ListEvent(
+                now,
+                self.files.list_id,
+                e.address,
+                "suppressed",
+                e.suppression_reason,
+                self.event_source,
+                e.issue_id,
+                e.address.lower() in added,
+            )
+            for e in events
+            if e.address and e.suppression_reason and e.address.lower() not in skipped
+        ]
+        if left:
+            prepare_list_events(self.files.ledger_path)
+            record_list_events(self.files.ledger_path, left)
+
+    def _suppress(
+        self, events: Iterable[InboxEvent]
+    ) -> tuple[list[str], tuple[tuple[str, str], ...]]:
+        wanted = [
+            (event.address, event.suppression_reason)
+            for event in events
+            if event.suppression_reason is not None and event.address is not None
+        ]
+        if not self.dry_run:
+            result = add_suppressions(self.suppressed_path, wanted, self.today)
+            self._record_left(events, {a.lower() for a in result.added}, result.refused)
+            return list(result.added), result.refused
+        listed, _ = read_suppressed(self.suppressed_path)
+        earlier = {a.lower() for a in self.report.suppressed}
         added: list[str] = []
-        for event in events:
-            reason = event.suppression_reason
-            if reason is None or event.address is None:
-                continue
-            if self.dry_run:
-                if not is_suppressed(self.suppressed_path, event.address) and not any(
-                    event.address.lower() == a.lower() for a in self.report.suppressed + added
-                ):
-                    added.append(event.address)
-            elif add_suppression(self.suppressed_path, event.address, reason, self.today):
-                added.append(event.address)
-        return added
+        refused: list[tuple[str, str]] = []
+        for address, _reason in wanted:
+            why = address_problem(address)
+            if why:
+                refused.append((address, why))
+            elif address.lower() not in listed and address.lower() not in earlier:
+                earlier.add(address.lower())
+                added.append(address)
+        return added, tuple(refused)
 
 
 def process_mailbox(
     project: Project, source: MailSource, *, dry_run: bool = False, today: date | None = None
 ) -> InboxReport:
     """Read every message of `source` and act on it once; see the module docstring."""
-    with InboxStore(project.settings.ledger_path, read_only=dry_run) as store:
+    with (
+        InboxStore(project.settings.ledger_path, read_only=dry_run) as store,
+        closing(LedgerSentMessages(project.settings.ledger_path)) as sent,
+    ):
         processor = _Processor(project, store, source.description, dry_run, today or date.today())
-        context = inbox_context(project)
-        for item in source.messages():
-            message = parse_bytes(item.raw)
-            message_id = str(message.get("Message-ID") or "") or None
-            key = message_key(item.raw, message_id)
-            sender = parseaddr(str(message.get("From") or ""))[1]
-            subject = " ".join(str(message.get("Subject") or "").split())
-            outcome = processor.handle(key, item.ref, sender, subject, classify(message, context))
-            if outcome != "left" and not dry_run:
+        verifier = verifier_for(project, sent)
+        context = inbox_context(project, verifier)
+        for position, item in enumerate(source.messages(), 1):
+            read = _read_message(item, context)
+            if isinstance(read, str):
+                processor.unreadable(item.ref or f"message {position}", _message_id(item), read)
+                if not dry_run:
+                    source.set_aside(item)
+                continue
+            message, key, sender, subject, classification = read
+            checked = verifier.check(classification, message)
+            outcome = processor.handle(key, item.ref, sender, subject, checked)
+            if outcome == "unverified" and not dry_run:
+                source.set_aside(item)
+            elif outcome in ("acted", "already-processed") and not dry_run:
                 source.done(item)
         return processor.report
+
+
+_Read = tuple[EmailMessage, str, str, str, Classification]
+
+
+def _read_message(item: MailItem, context: InboxContext) -> _Read | str:
+    """Parse and classify one message, or say why it cannot be read.
+
+    A message is hostile input and the standard library's parser raises more
+    than its documented errors on one built to break it (IndexError on a
+    malformed Message-ID, LookupError on an unknown charset, RecursionError
+    on deep nesting), so anything raised here concerns this message only.
+    Nothing here touches the ledger or the list.
+    """
+    try:
+        message = parse_bytes(item.raw)
+        message_id = str(message.get("Message-ID") or "") or None
+        key = message_key(item.raw, message_id)
+        sender = parseaddr(str(message.get("From") or ""))[1]
+        subject = " ".join(str(message.get("Subject") or "").split())
+        return message, key, sender, subject, classify(message, context)
+    except UnreadableMessage as error:
+        return str(error)
+    except (Exception, RecursionError) as error:
+        return f"the message is malformed ({type(error).__name__})"
+
+
+def _message_id(item: MailItem) -> str:
+    """The Message-ID as written in the raw bytes (for a person to find the message), if any."""
+    match = _RAW_MESSAGE_ID.search(item.raw[:_HEADER_SCAN])
+    return match.group(1).decode("ascii", "replace")[:200] if match else ""
 
 
 def process_provider(
@@ -257,6 +406,7 @@ def process_provider(
             f"{provider_name} API {provider_location(settings, provider_name)}",
             dry_run,
             today or date.today(),
+            event_source=provider_name,
         )
         domain = sender_domain(settings)
         for record in poll(settings, provider_name, processor.known, message_id_domain=domain):

@@ -1,9 +1,11 @@
 """Where returned mail is read from: an IMAP mailbox, a Maildir, or an mbox file.
 
 Every source gives the messages' bytes one at a time and is told when one
-has been dealt with (`done`). IMAP then moves the message to the processed
-folder, so the inbox only keeps what still needs a person; a saved Maildir
-or mbox is never changed (the ledger remembers what was processed).
+has been dealt with (`done`), or needs a person (`set_aside`: it proved
+nothing, or could not be read). IMAP then moves the message to the processed
+folder, or to `newsletter-needs-a-person`, so the inbox only keeps what is
+still new and one poison message never blocks the ones behind it; a saved
+Maildir or mbox is never changed (the ledger remembers what was processed).
 
 IMAP is always over TLS with the certificate verified
 (`ssl.create_default_context()`), messages are fetched with `BODY.PEEK[]`
@@ -26,6 +28,9 @@ from typing import Protocol
 from newsletter.core.errors import ConfigError, NewsletterError
 from newsletter.inbox.settings import PASSWORD_ENV, USERNAME_ENV, ImapSettings
 
+# Where IMAP puts what a person must look at: it proved nothing, or cannot be read.
+NEEDS_A_PERSON_FOLDER = "newsletter-needs-a-person"
+
 
 @dataclass(frozen=True)
 class MailItem:
@@ -44,6 +49,9 @@ class MailSource(Protocol):
 
     def done(self, item: MailItem) -> None:
         """The message has been processed (recorded in the ledger)."""
+
+    def set_aside(self, item: MailItem) -> None:
+        """The message needs a person: unverified, or unreadable."""
 
     def close(self) -> None: ...
 
@@ -70,6 +78,9 @@ class MaildirSource:
             yield MailItem(key, raw)
 
     def done(self, item: MailItem) -> None:
+        pass  # a saved mailbox is input: never changed
+
+    def set_aside(self, item: MailItem) -> None:
         pass  # a saved mailbox is input: never changed
 
     def close(self) -> None:
@@ -99,6 +110,9 @@ class MboxSource:
     def done(self, item: MailItem) -> None:
         pass  # a saved mailbox is input: never changed
 
+    def set_aside(self, item: MailItem) -> None:
+        pass  # a saved mailbox is input: never changed
+
     def close(self) -> None:
         self._box.close()
 
@@ -117,7 +131,7 @@ class ImapSource:
         self.settings = settings
         self.read_only = read_only
         self.description = f"imap {settings.host}:{settings.port}/{settings.folder}"
-        self._processed_ready = False
+        self._folders_ready: set[str] = set()
         self._needs_expunge = False
         where = f"the IMAP server {settings.host}:{settings.port}"
         context = ssl_context or ssl.create_default_context()
@@ -172,12 +186,19 @@ class ImapSource:
 
     def done(self, item: MailItem) -> None:
         """Move the message to the processed folder (created on first use)."""
+        self._move(item, self.settings.processed_folder)
+
+    def set_aside(self, item: MailItem) -> None:
+        """Move the message to the folder for a person (created on first use)."""
+        self._move(item, NEEDS_A_PERSON_FOLDER)
+
+    def _move(self, item: MailItem, folder: str) -> None:
         if self.read_only:
             return
-        target = _quoted(self.settings.processed_folder)
-        if not self._processed_ready:
-            self._ensure_folder(target)
-            self._processed_ready = True
+        target = _quoted(folder)
+        if folder not in self._folders_ready:
+            self._ensure_folder(target, folder)
+            self._folders_ready.add(folder)
         if "MOVE" in self._capabilities():
             status, data = self._imap.uid("MOVE", item.ref, target)
         else:
@@ -187,19 +208,22 @@ class ImapSource:
                 self._needs_expunge = True
         if status != "OK":
             raise NewsletterError(
-                f"the IMAP server could not move message {item.ref} to "
-                f"`{self.settings.processed_folder}` ({_said(data)})"
+                f"the IMAP server could not move message {item.ref} to `{folder}` ({_said(data)})"
             )
 
-    def _ensure_folder(self, target: str) -> None:
+    def _ensure_folder(self, target: str, folder: str) -> None:
         status, listed = self._imap.list('""', target)
         if status == "OK" and any(entry for entry in listed):
             return
         status, data = self._imap.create(target)
         if status != "OK":
+            hint = (
+                "; check `inbox.imap.processed_folder`"
+                if folder == self.settings.processed_folder
+                else ""
+            )
             raise ConfigError(
-                f"the IMAP server could not create the folder `{self.settings.processed_folder}` "
-                f"({_said(data)}); check `inbox.imap.processed_folder`"
+                f"the IMAP server could not create the folder `{folder}` ({_said(data)}){hint}"
             )
 
     def close(self) -> None:

@@ -23,11 +23,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from newsletter.core.errors import NewsletterError
 from newsletter.core.private_files import create_private_database
-from newsletter.inbox.classify import InboxEvent, issue_for_message_id
-from newsletter.ledger.deliveries import open_ledger_if_exists
+from newsletter.inbox.classify import InboxEvent
+from newsletter.ledger.deliveries import DeliveryRow, Ledger, LedgerError, open_ledger_if_exists
+
+_T = TypeVar("_T")
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS inbox_messages (
@@ -50,7 +53,8 @@ _SCHEMA = (
         issue_id TEXT,
         original_message_id TEXT,
         suppressed INTEGER NOT NULL DEFAULT 0,
-        recorded_at TEXT NOT NULL
+        recorded_at TEXT NOT NULL,
+        unverified TEXT NOT NULL DEFAULT ''
     )""",
     "CREATE INDEX IF NOT EXISTS inbox_events_address ON inbox_events (address_key)",
     "CREATE INDEX IF NOT EXISTS inbox_events_issue ON inbox_events (issue_id, kind)",
@@ -114,6 +118,7 @@ class InboxStore:
                 self._conn.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA:
                     self._conn.execute(statement)
+                _add_unverified_column(self._conn)
                 self._conn.execute("COMMIT")
         except sqlite3.DatabaseError as error:
             raise NewsletterError(
@@ -170,8 +175,8 @@ class InboxStore:
                 return False
             conn.executemany(
                 "INSERT INTO inbox_events (message_key, kind, address, address_key, status, "
-                "action, detail, issue_id, original_message_id, suppressed, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "action, detail, issue_id, original_message_id, suppressed, recorded_at, "
+                "unverified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         processed.key,
@@ -185,6 +190,7 @@ class InboxStore:
                         e.original_message_id,
                         int((e.address or "").lower() in processed.suppressed),
                         now,
+                        e.unverified,
                     )
                     for e in processed.events
                 ],
@@ -215,16 +221,24 @@ class InboxStore:
         names = ("key", "source", "kind", "address", "status", "action", "issue", "suppressed")
         return [dict(zip(names, row, strict=True)) for row in rows]
 
-    def recorded_events(self) -> list[RecordedEvent]:
-        """Every recorded event with all it says, oldest first."""
+    def recorded_events(self, *, verified: bool = True) -> list[RecordedEvent]:
+        """Every recorded event with all it says, oldest first.
+
+        Only the verified ones (what changed the list, and trusted provider
+        records) unless `verified=False`: then only those left for a person.
+        """
         if self._conn is None:
             return []
         try:
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(inbox_events)")}
+            where = f"WHERE e.unverified {'=' if verified else '!='} '' "
+            if "unverified" not in columns:  # a ledger from before verification: all applied
+                where = "" if verified else "WHERE 0 "
             rows = self._conn.execute(
                 "SELECT e.kind, e.address, e.status, e.action, e.detail, e.issue_id, "
                 "e.original_message_id, m.source, e.suppressed, e.recorded_at "
                 "FROM inbox_events AS e JOIN inbox_messages AS m USING (message_key) "
-                "ORDER BY e.seq"
+                f"{where}ORDER BY e.seq"
             ).fetchall()
         except sqlite3.OperationalError as error:
             if "no such table" in str(error):
@@ -251,32 +265,61 @@ class InboxStore:
 
 
 def read_recorded_events(ledger_path: Path) -> list[RecordedEvent]:
-    """Every event the inbox has recorded, oldest first (none before the first `inbox` run)."""
+    """Every verified event the inbox has recorded, oldest first (none before the first run)."""
     with InboxStore(ledger_path, read_only=True) as store:
         return store.recorded_events()
 
 
-def recipient_lookup(ledger_path: Path) -> Callable[[str], str | None]:
-    """A function answering "who was sent this Message-ID?" from the delivery ledger.
+def read_unverified_events(ledger_path: Path) -> list[RecordedEvent]:
+    """Events read from mail that proved nothing, oldest first: for a person, never applied."""
+    with InboxStore(ledger_path, read_only=True) as store:
+        return store.recorded_events(verified=False)
 
-    Used only for complaints whose reporter hid the recipient, so reading
-    through the ledger's public rows (no index on Message-IDs) is cheap enough.
-    """
 
-    def lookup(message_id: str) -> str | None:
-        issue_id = issue_for_message_id(message_id, message_id.rpartition("@")[2].rstrip(">"))
-        if issue_id is None:
-            return None
+def _add_unverified_column(conn: sqlite3.Connection) -> None:
+    """Ledgers from before verification: add the column (their events were all applied)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(inbox_events)")}
+    if "unverified" not in columns:
+        conn.execute("ALTER TABLE inbox_events ADD COLUMN unverified TEXT NOT NULL DEFAULT ''")
+
+
+# The states of a row whose message was handed over (or may have been).
+HANDED_OVER = frozenset({"sent", "unknown", "sending"})
+
+
+class LedgerSentMessages:
+    """`verify.SentMessages` answered from the delivery ledger, opened once, read only."""
+
+    def __init__(self, ledger_path: Path) -> None:
+        self._ledger = open_ledger_if_exists(ledger_path)
+        self._issue_ids: list[str] | None = None
+
+    def issue_ids(self) -> list[str]:
+        if self._issue_ids is None:
+            no_issues: list[str] = []
+            self._issue_ids = self._read(lambda ledger: ledger.issue_ids(), no_issues)
+        return self._issue_ids
+
+    def was_sent(self, issue_id: str, address: str) -> bool:
+        row = self._read(lambda ledger: ledger.lookup(issue_id, address), None)
+        return row is not None and row.state in HANDED_OVER
+
+    def recipient_of(self, message_id: str) -> str | None:
+        issue_id = message_id.strip("<>").rpartition("@")[0].rpartition(".")[0]
+        no_rows: list[DeliveryRow] = []
+        rows = self._read(lambda ledger: list(ledger.rows(issue_id)), no_rows)
+        return next((row.email for row in rows if row.message_id == message_id), None)
+
+    def _read(self, query: Callable[[Ledger], _T], empty: _T) -> _T:
+        if self._ledger is None:
+            return empty
         try:
-            ledger = open_ledger_if_exists(ledger_path)
-            if ledger is None:
-                return None
-            with ledger:
-                for row in ledger.rows(issue_id):
-                    if row.message_id == message_id:
-                        return row.email
-        except sqlite3.OperationalError:
-            return None  # no deliveries table yet: nothing was sent
-        return None
+            return query(self._ledger)
+        except (sqlite3.OperationalError, LedgerError) as error:
+            if "no such table" in str(error):
+                return empty  # no deliveries table yet: nothing was sent
+            raise  # locked or damaged: stop the run rather than doubt a genuine bounce
 
-    return lookup
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()

@@ -6,12 +6,13 @@ the archive site always agree.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from urllib.parse import quote, urlencode
 
 from newsletter.content.issue import Issue, Section
 from newsletter.core.settings import Secret, Settings
+from newsletter.core.signing import RESUBSCRIBE as RESUBSCRIBE  # re-exported for callers
+from newsletter.core.signing import UNSUBSCRIBE, address_token
+from newsletter.core.signing import address_token_is_valid as address_token_is_valid
 
 
 def issue_page_path(issue_id: str) -> str:
@@ -41,30 +42,6 @@ def share_ideas_mailto(issue: Issue, section: Section) -> str:
     return mailto(issue.reply_to, share_ideas_subject(issue, section))
 
 
-# What a token is for: the same address and list give a different token for
-# each purpose, so an unsubscribe link can never be replayed as a resubscribe.
-UNSUBSCRIBE = "unsubscribe"
-RESUBSCRIBE = "resubscribe"
-
-
-def address_token(secret: str, purpose: str, list_id: str, address: str) -> str:
-    """An HMAC-SHA256 over (purpose, list, address), so links can't be forged or moved.
-
-    The address is compared case-insensitively, as everywhere else; 128 bits
-    of the MAC are kept to keep links short.
-    """
-    message = "\0".join((purpose, list_id, address.strip().lower())).encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
-
-
-def address_token_is_valid(
-    secret: str, purpose: str, list_id: str, address: str, token: str
-) -> bool:
-    """Whether `token` is the one `address_token` gives (compared in constant time)."""
-    expected = address_token(secret, purpose, list_id, address)
-    return hmac.compare_digest(expected.encode(), token.encode("utf-8", "replace"))
-
-
 def unsubscribe_token(address: str, list_id: str, secret: Secret | None) -> str | None:
     """The unsubscribe token, or None without a secret (`Settings.unsubscribe_secret`)."""
     if not secret:
@@ -89,11 +66,17 @@ def unsubscribe_https_url(settings: Settings, issue: Issue, address: str) -> str
 
 
 def unsubscribe_mailto(settings: Settings, issue: Issue, address: str) -> str:
-    """The mailto: unsubscribe route, naming the address so the team can act on it."""
-    return mailto(
-        settings.unsubscribe_mailto,
-        f"Unsubscribe {address} from {settings.organisation} News Update",
-    )
+    """The mailto: unsubscribe route, naming the address so the team can act on it.
+
+    With a secret, the subject carries the signed reference `ref TOKEN` (the
+    one-click token): `inbox` acts only on a request that carries it, so
+    nobody can take someone else off the list by mailing their address.
+    """
+    subject = f"Unsubscribe {address} from {settings.organisation} News Update"
+    token = unsubscribe_token(address, settings.list_id, settings.unsubscribe_secret)
+    if token:
+        subject += f" (ref {token})"
+    return mailto(settings.unsubscribe_mailto, subject)
 
 
 def unsubscribe_link(settings: Settings, issue: Issue, address: str) -> str:

@@ -16,7 +16,6 @@ the transport checks per recipient. Display names stay RFC 2047 encoded words.
 from __future__ import annotations
 
 import binascii
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +31,8 @@ from email_validator import EmailNotValidError, validate_email
 from newsletter.audience.lists import Recipient
 from newsletter.content.issue import Issue
 from newsletter.core.errors import ConfigError, HeaderInjectionError
-from newsletter.core.settings import DkimSettings, Settings
+from newsletter.core.settings import DkimSettings, Secret, Settings
+from newsletter.core.signing import message_digest, return_path_token, tagged_return_path
 from newsletter.render.links import unsubscribe_https_url, unsubscribe_mailto
 
 # RFC 8058 requires List-Unsubscribe-Post to be covered by the signature;
@@ -84,10 +84,28 @@ def header_value(field: str, value: str) -> str:
     return value
 
 
-def message_id_for(issue_id: str, address: str, domain: str) -> str:
-    """The same Message-ID every time this issue goes to this address, so a retry is recognisable."""
-    digest = hashlib.sha256(f"{issue_id}\0{address.strip().lower()}".encode()).hexdigest()[:32]
+def message_id_for(issue_id: str, address: str, domain: str, secret: Secret | None) -> str:
+    """The same Message-ID every time this issue goes to this address, so a retry is recognisable.
+
+    Keyed with the project's secret (`core.signing.message_digest`), so a
+    returned message quoting it proves which address we sent it to.
+    """
+    digest = message_digest(secret.reveal() if secret else None, issue_id, address)
     return f"<{issue_id}.{digest}@{domain}>"
+
+
+def return_path_for(settings: Settings, issue_id: str, address: str) -> str | None:
+    """The envelope sender (MAIL FROM) of this issue's message to `address`, tagged (VERP).
+
+    `bounce_address` (else the From address) with plus addressing:
+    `bounces+TOKEN@example.org`, where TOKEN is signed for this issue and
+    recipient. Bounces are delivered there, so `inbox` can tell ours from
+    forgeries. None without a secret: the plain address is used.
+    """
+    if not settings.unsubscribe_secret:
+        return None
+    token = return_path_token(settings.unsubscribe_secret.reveal(), issue_id, address)
+    return tagged_return_path(settings.bounce_address or settings.from_address, token)
 
 
 def envelope_address(address: str) -> str:
@@ -163,7 +181,9 @@ class MessageBuilder:
         self._shared: dict[tuple[str, bool], bytes] = {}
 
     def message_id(self, recipient: Recipient) -> str:
-        return message_id_for(self.issue.id, recipient.email, self.domain)
+        return message_id_for(
+            self.issue.id, recipient.email, self.domain, self.settings.unsubscribe_secret
+        )
 
     def _subject(self, subject: str, test: bool | str) -> bytes:
         cached = self._subjects.get((subject, test))

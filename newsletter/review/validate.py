@@ -30,6 +30,7 @@ from newsletter.core.settings import (
     read_settings,
 )
 from newsletter.core.yamlfile import load_yaml
+from newsletter.ledger.list_events import left_without_a_row
 from newsletter.render.problems import render_error_problems
 from newsletter.render.variants import Renderer, budget_problems, sample_variants
 from newsletter.transports.lookup import route_of, setup_problems
@@ -55,6 +56,10 @@ def validate_project(
     problems += catalogue_problems
     source, source_problems = read_audience_source(project_paths)
     problems += source_problems
+    if settings is not None:
+        problems += left_without_a_row(
+            project_paths.suppressed_path, settings.ledger_path, settings.list_id
+        )
     for list_path in source.list_paths():
         problems += check_list(list_path)
     if not source.list_paths():

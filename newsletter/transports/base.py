@@ -66,13 +66,16 @@ class OutgoingMessage:
     parts and headers, read `message`: parsed from the bytes on first use, so
     a plain SMTP send never pays for the stdlib parser. `provider_body` is
     the recipient's body in the provider's own format, for a transport that
-    `SendsOwnBody` (None for every other).
+    `SendsOwnBody` (None for every other). `return_path` is the envelope
+    sender signed for this message and recipient (`message.return_path_for`),
+    which SMTP gives as MAIL FROM; None means the transport's own.
     """
 
     recipient: str
     message_id: str
     data: bytes
     provider_body: str | None = None
+    return_path: str | None = None
 
     @classmethod
     def of(

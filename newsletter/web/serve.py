@@ -3,8 +3,9 @@
 A WSGI application (`ServeApp`), so any WSGI server can run it; `run_server`
 runs it under waitress, a production pure-Python server, normally on
 127.0.0.1 behind a reverse proxy that terminates HTTPS (docs/list-loop.md). It
-shares nothing with the preview server: links come from `links.py`, writes
-go through `suppression.py`, history goes to `list_events.py`.
+shares nothing with the preview server: tokens are checked by
+`core.signing`, writes go through `audience.suppression`, history goes to
+`ledger.list_events`; the server's limits are `web.server`'s (docs/serve.md).
 
 Routes, where P is the path of `unsubscribe.url` (e.g. `/unsubscribe`):
 - `GET P?address=..&issue=..&token=..`: a confirmation page with one button.
@@ -20,6 +21,8 @@ Routes, where P is the path of `unsubscribe.url` (e.g. `/unsubscribe`):
   row is still the web's own `one-click` (never a bounce or complaint).
 - `POST /webhooks/postmark`, `POST /webhooks/mailjet`: provider events
   (`webhooks.py`), behind HTTP basic auth; 404 unless credentials are set.
+  JSON nested deeper than providers nest is a 400; an address that is not
+  one is skipped; logs hold counts, never addresses.
 - `GET /healthz`: 200 `ok`, for the proxy or a monitor.
 
 A missing address or token is a 400 and a token that does not verify a 403;
@@ -35,108 +38,54 @@ import logging
 import os
 import re
 import secrets
-import signal
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import waitress
 from jinja2 import Environment
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from newsletter.audience.suppression import (
-    add_suppression,
+    add_suppressions,
     remove_suppression,
     suppression_reason,
 )
 from newsletter.core.errors import ConfigError, NewsletterError
 from newsletter.core.project import Project, open_project
-from newsletter.core.settings import UNSUBSCRIBE_SECRET_ENV, Secret, Settings
-from newsletter.inbox.webhooks import PROVIDERS, READERS, WebhookPayloadError
-from newsletter.ledger.list_events import ListEvent, prepare_list_events, record_list_event
-from newsletter.render.links import (
+from newsletter.core.settings import UNSUBSCRIBE_SECRET_ENV
+from newsletter.core.signing import (
     RESUBSCRIBE,
     UNSUBSCRIBE,
     address_token,
     address_token_is_valid,
-    mailto,
 )
+from newsletter.inbox.webhooks import READERS, WebhookPayloadError
+from newsletter.ledger.list_events import ListEvent, prepare_list_events, record_list_events
+from newsletter.render.links import mailto
 from newsletter.render.templating import make_environment
+from newsletter.web.serve_options import ServeOptions
+from newsletter.web.serve_options import (
+    serve_options_from_environment as serve_options_from_environment,
+)
+from newsletter.web.server import DEFAULT_HOST as DEFAULT_HOST  # where `serve` listens
+from newsletter.web.server import DEFAULT_PORT as DEFAULT_PORT
+from newsletter.web.server import MAX_BODY_BYTES
 
 log = logging.getLogger("newsletter.web.serve")
 
 ONE_CLICK_REASON = "one-click"
 ONE_CLICK_BODY = ("List-Unsubscribe", "One-Click")
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
-DEFAULT_THREADS = 4
-# Webhook bodies can hold a bounce's raw message; form posts are tiny.
-MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_FORM_BYTES = 8 * 1024
+# Provider events are flat: an object, or a list of objects, of plain fields.
+MAX_JSON_DEPTH = 16
 TEMPLATE_DIR = "web/unsubscribe"
 # The issue id in a link is not signed: it is only kept in the history, if it looks like one.
 _ISSUE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-
-
-def webhook_env(provider: str, part: str) -> str:
-    """`NEWSLETTER_POSTMARK_WEBHOOK_USERNAME` and the like."""
-    return f"NEWSLETTER_{provider.upper()}_WEBHOOK_{part}"
-
-
-@dataclass(frozen=True)
-class BasicCredentials:
-    """The user name and password a provider puts in the webhook URL (basic auth)."""
-
-    username: str
-    password: Secret
-
-    def accept(self, username: str | None, password: str | None) -> bool:
-        """Both match, compared in constant time (both are always compared)."""
-        user_ok = secrets.compare_digest((username or "").encode(), self.username.encode())
-        pass_ok = secrets.compare_digest((password or "").encode(), self.password.reveal().encode())
-        return user_ok and pass_ok
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """What `serve` needs beyond the project: the link secret and webhook credentials."""
-
-    secret: Secret | None
-    webhooks: Mapping[str, BasicCredentials] = field(default_factory=dict)
-    clock: Callable[[], datetime] = _utc_now
-
-
-def serve_options_from_environment(
-    settings: Settings, environ: Mapping[str, str] | None = None
-) -> ServeOptions:
-    """The link secret (from Settings) and each provider's webhook credentials (from env)."""
-    env = os.environ if environ is None else environ
-    webhooks: dict[str, BasicCredentials] = {}
-    for provider in PROVIDERS:
-        user_var, password_var = (
-            webhook_env(provider, "USERNAME"),
-            webhook_env(provider, "PASSWORD"),
-        )
-        username, password = env.get(user_var, "").strip(), env.get(password_var, "")
-        if bool(username) != bool(password):
-            missing = password_var if username else user_var
-            raise ConfigError(
-                f"{missing} is not set: the {provider} webhook needs both "
-                f"{user_var} and {password_var} (or neither, to turn it off)"
-            )
-        if username:
-            webhooks[provider] = BasicCredentials(username, Secret(password))
-    return ServeOptions(secret=settings.unsubscribe_secret, webhooks=webhooks)
 
 
 class _Request(Request):
@@ -237,15 +186,61 @@ class ServeApp:
                 "Nothing was changed.",
             )
         now = self.options.clock()
-        changed = add_suppression(
-            self.suppressed_path, link.address, ONE_CLICK_REASON, now.astimezone(self._zone).date()
-        )
-        self._record(now, link, "suppressed", ONE_CLICK_REASON, "web", changed)
-        log.info("one-click unsubscribe%s", "" if changed else " (already suppressed)")
-        undo = None
-        if suppression_reason(self.suppressed_path, link.address) == ONE_CLICK_REASON:
-            undo = self._signed_path(self.resubscribe_path, RESUBSCRIBE, link)
-        return self._page("unsubscribed", address=link.address, undo_action=undo)
+        written = self._write_then_record(now, [(link, ONE_CLICK_REASON)], "web")
+        if written is None:
+            return self._problem(
+                500,
+                "Sorry, something went wrong",
+                "Your request could not be recorded, and nothing was changed.",
+            )
+        log.info("one-click unsubscribe%s", "" if written else " (already suppressed)")
+        return self._page("unsubscribed", address=link.address, undo_action=self._undo(link))
+
+    def _write_then_record(
+        self, now: datetime, leaving: list[tuple[_Link, str]], source: str
+    ) -> int | None:
+        """Add each address to suppressed.csv, then record each list event.
+
+        Returns how many rows the file gained, or None when neither step took.
+        Either one is enough for the address never to be mailed again (a send
+        honours the file and the events), so once one has taken, a failure of
+        the other is logged for the team, without the address, and the person
+        is told the truth: they are unsubscribed.
+        """
+        day = now.astimezone(self._zone).date()
+        wanted = [(link.address, reason) for link, reason in leaving]
+        try:
+            result = add_suppressions(self.suppressed_path, wanted, day)
+            added, refused = {a.lower() for a in result.added}, {a for a, _ in result.refused}
+            file_ok = True
+        except NewsletterError as error:
+            log.warning("%s: suppressed.csv was not changed: %s", source, type(error).__name__)
+            added, refused, file_ok = set(), set(), False
+        events = [
+            ListEvent(
+                now, self.settings.list_id, link.address, "suppressed", reason, source,
+                link.issue_id, link.address.lower() in added,
+            )
+            for link, reason in leaving
+            if link.address not in refused
+        ]  # fmt: skip
+        try:
+            record_list_events(self.settings.ledger_path, events)
+        except NewsletterError as error:
+            log.warning("%s: the list event was not recorded: %s", source, type(error).__name__)
+            if not file_ok:
+                return None
+        return len(added)
+
+    def _undo(self, link: _Link) -> str | None:
+        """The undo form's action, while the address's row is still the web's own."""
+        try:
+            reason = suppression_reason(self.suppressed_path, link.address)
+        except NewsletterError:
+            return None
+        if reason != ONE_CLICK_REASON:
+            return None
+        return self._signed_path(self.resubscribe_path, RESUBSCRIBE, link)
 
     def _resubscribe(self, request: _Request) -> Response:
         link = self._verified(request, RESUBSCRIBE)
@@ -269,7 +264,15 @@ class ServeApp:
                 "not changed. Email us to rejoin.",
                 unsubscribe_help=False,
             )
-        self._record(now, link, "resubscribed", ONE_CLICK_REASON, "web", removed)
+        record_list_events(
+            self.settings.ledger_path,
+            [
+                ListEvent(
+                    now, self.settings.list_id, link.address, "resubscribed", ONE_CLICK_REASON,
+                    "web", link.issue_id, removed,
+                )
+            ],
+        )  # fmt: skip
         log.info("web resubscribe%s", "" if removed else " (was not suppressed)")
         return self._page("resubscribed", address=link.address)
 
@@ -308,23 +311,6 @@ class ServeApp:
             params["issue"] = link.issue_id
         return f"{path}?{urlencode(params, quote_via=quote)}"
 
-    def _record(
-        self, now: datetime, link: _Link, action: str, reason: str, source: str, changed: bool
-    ) -> None:
-        record_list_event(
-            self.settings.ledger_path,
-            ListEvent(
-                recorded_at=now,
-                list_id=self.settings.list_id,
-                address=link.address,
-                action=action,
-                reason=reason,
-                source=source,
-                issue_id=link.issue_id,
-                changed=changed,
-            ),
-        )
-
     # -- provider webhooks --------------------------------------------------
 
     def _webhook(self, request: _Request, provider: str) -> Response:
@@ -343,32 +329,20 @@ class ServeApp:
                 content_type="text/plain; charset=utf-8",
                 headers={"WWW-Authenticate": f'Basic realm="newsletter {provider} webhook"'},
             )
+        payload = _json_body(request.get_data(cache=False))
         try:
-            payload = json.loads(request.get_data(cache=False))
+            if isinstance(payload, str):
+                raise WebhookPayloadError(payload)
             suppressions = READERS[provider](payload)
-        except (ValueError, WebhookPayloadError) as error:
-            message = str(error) if isinstance(error, WebhookPayloadError) else "not JSON"
+        except WebhookPayloadError as error:
             return Response(
-                f"bad request: {message}\n", status=400, content_type="text/plain; charset=utf-8"
+                f"bad request: {error}\n", status=400, content_type="text/plain; charset=utf-8"
             )
-        now = self.options.clock()
-        changed_count = 0
-        for item in suppressions:
-            try:
-                changed = add_suppression(
-                    self.suppressed_path,
-                    item.address,
-                    item.reason,
-                    now.astimezone(self._zone).date(),
-                )
-            except NewsletterError as error:
-                # One odd address must not make the provider resend the whole batch forever.
-                log.warning("%s webhook: an event was skipped: %s", provider, error)
-                continue
-            changed_count += changed
-            self._record(
-                now, _Link(item.address, None), "suppressed", item.reason, provider, changed
-            )
+        leaving = [(_Link(item.address, None), item.reason) for item in suppressions]
+        changed_count = self._write_then_record(self.options.clock(), leaving, provider)
+        if changed_count is None:
+            raise NewsletterError(f"{provider} webhook: nothing could be recorded")
+        # Counts only: an address is personal data, and logs are kept and shipped.
         log.info(
             "%s webhook: %d event(s), %d new suppression(s)",
             provider,
@@ -416,6 +390,29 @@ class ServeApp:
         return response
 
 
+def _json_body(data: bytes) -> object:
+    """The parsed JSON, or why it is refused (a str): not JSON, or nested deeper than providers nest.
+
+    The C parser recurses, so a body of 100,000 nested arrays raises
+    RecursionError: that is a bad request too (400), never a 500 that the
+    provider would retry for days.
+    """
+    try:
+        payload = json.loads(data)
+    except (ValueError, RecursionError):
+        return "not JSON, or nested too deep"
+    level: list[tuple[object, int]] = [(payload, 1)]
+    while level:
+        value, depth = level.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"nested more than {MAX_JSON_DEPTH} levels deep"
+        if isinstance(value, dict):
+            level.extend((child, depth + 1) for child in value.values())
+        elif isinstance(value, list):
+            level.extend((child, depth + 1) for child in value)
+    return payload
+
+
 def _page_headers(nonce: str) -> dict[str, str]:
     return {
         "Content-Security-Policy": (
@@ -453,53 +450,3 @@ def app_from_environment() -> ServeApp:
     """
     project = open_project(Path(os.environ.get("NEWSLETTER_ROOT", ".")))
     return make_app(project, serve_options_from_environment(project.settings))
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """Where and how waitress listens."""
-
-    host: str = DEFAULT_HOST
-    port: int = DEFAULT_PORT
-    threads: int = DEFAULT_THREADS
-
-
-def run_server(
-    app: ServeApp, options: ServerOptions, on_ready: Callable[[str], None] | None = None
-) -> None:
-    """Serve `app` with waitress until SIGINT or SIGTERM; `on_ready` gets the base URL."""
-    try:
-        server: Any = waitress.create_server(
-            app,
-            host=options.host,
-            port=options.port,
-            threads=options.threads,
-            ident="newsletter",
-            max_request_body_size=MAX_BODY_BYTES,
-            asyncore_use_poll=True,
-        )
-    except OSError as error:
-        raise NewsletterError(
-            f"cannot listen on {options.host}:{options.port} ({error.strerror or error})"
-        ) from None
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(0)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        host = server.effective_host
-        base = (
-            f"http://[{host}]:{server.effective_port}"
-            if ":" in host
-            else (f"http://{host}:{server.effective_port}")
-        )
-        if on_ready:
-            on_ready(base)
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        # Let requests in flight finish (waitress waits a few seconds for its threads).
-        server.close()
-        signal.signal(signal.SIGTERM, previous)

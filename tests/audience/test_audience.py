@@ -16,7 +16,7 @@ import newsletter.core.project
 from newsletter.audience.lists import (
     AudienceCounts,
     Recipient,
-    Suppression,
+    SuppressedAddress,
     count_audience,
     iter_audience,
     read_audience_source,
@@ -107,7 +107,7 @@ def test_suppressed_address_in_different_case_is_removed_and_counted(project_dir
     project = open_project(project_dir)
     issue = project.load_issue(ISSUE_ID)
     counts = AudienceCounts()
-    seen: list[tuple[Recipient, Suppression]] = []
+    seen: list[tuple[Recipient, SuppressedAddress]] = []
 
     people = list(
         iter_audience(

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import mailbox
+import re
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,16 +24,18 @@ from click.testing import CliRunner, Result
 from newsletter.audience.lists import Recipient
 from newsletter.cli import cli
 from newsletter.core.project import open_project
+from newsletter.core.signing import UNSUBSCRIBE, address_token
 from newsletter.delivery.report import delivery_report
 from newsletter.ledger.deliveries import Ledger, NewRecipient, Outcome
 from newsletter.ledger.list_events import ListEvent, prepare_list_events, record_list_event
-from newsletter.render.message import message_id_for
-from tests.support.project import approve_sample
+from tests.inbox.sent import our_message_id
+from tests.support.project import UNSUBSCRIBE_SECRET, approve_sample
 from tests.support.serve import WEBHOOK_USERS, ServeProcess
 from tests.support.smtp import SmtpTestServer
 
 ISSUE = "2023-05-panel-reports"
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "inbox"
+LIST_ID = "news-update.childrens-mars.example.org"
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 REFUSED = "j.okafor@example.org"  # 550 at sending time
@@ -54,7 +57,7 @@ def run(project_dir: Path, *args: str) -> Result:
 def returned(fixture: str, old: str, new: str, message_id: str, named: str | None = None) -> bytes:
     """A corpus message about `old`, rewritten as returned mail about our message to `new`."""
     raw = (FIXTURES / fixture).read_text(encoding="utf-8")
-    raw = raw.replace(message_id_for(ISSUE, old, "example.org"), message_id)
+    raw = raw.replace(our_message_id(old), message_id)
     return raw.replace(old, named or new).encode()
 
 
@@ -104,8 +107,11 @@ def test_the_report_names_every_recipients_status_after_what_came_back(
         )
     )
     box.add(returned("arf-abuse-complaint.eml", "annoyed@example.com", COMPLAINT, ids[COMPLAINT]))
-    unsubscribe = (FIXTURES / "unsubscribe-plain-request.eml").read_bytes()
-    box.add(unsubscribe.replace(b"robin.care@example.com", MAILED_UNSUBSCRIBE.encode()))
+    # The mailto: link of our footer carries a signed reference: only that is acted on.
+    unsubscribe = (FIXTURES / "unsubscribe-mailto-link.eml").read_text(encoding="utf-8")
+    reference = address_token(UNSUBSCRIBE_SECRET, UNSUBSCRIBE, LIST_ID, MAILED_UNSUBSCRIBE)
+    unsubscribe = re.sub(r"ref [0-9a-f]{32}", f"ref {reference}", unsubscribe)
+    box.add(unsubscribe.replace("oldbox@example.net", MAILED_UNSUBSCRIBE).encode())
     forwarded_to = "oluwaseun.balogun@school.example.net"
     box.add(
         returned(
@@ -214,7 +220,7 @@ def _ledger_with_two_issues(project_dir: Path, people: list[str]) -> Path:
                     NewRecipient(
                         Recipient(a, a.partition("@")[0]),
                         None,
-                        message_id=message_id_for(issue_id, a, "example.org"),
+                        message_id=our_message_id(a, issue_id),
                     )
                     for a in people
                 ],

@@ -7,19 +7,20 @@ import json
 import mailbox
 import os
 import shlex
+import sqlite3
 import subprocess
+from contextlib import closing
 from datetime import date
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
-from newsletter.audience.lists import Recipient
 from newsletter.cli import cli
 from newsletter.core.project import open_project
 from newsletter.inbox.run import ledger_events
-from newsletter.ledger.deliveries import Ledger, NewRecipient
-from newsletter.render.message import message_id_for
 from newsletter.schedule.cron import cron_setup, newsletter_command
+from tests.inbox.sent import record_sent, sign_with_test_secret
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "inbox"
 ISSUE = "2023-05-panel-reports"
@@ -34,8 +35,8 @@ ADDED = {
     ("nosuch@example.net", "hard-bounce"),
     ("annoyed@example.com", "complaint"),
     ("reader7@example.com", "complaint"),
-    ("oldbox@example.net", "mailto"),
-    ("robin.care@example.com", "mailto"),
+    ("hidden@example.org", "complaint"),  # the reporter hid it; the ledger knows
+    ("oldbox@example.net", "mailto"),  # our link's signed reference
 }
 NEVER_SUPPRESSED = {
     "slow@example.net",  # delayed
@@ -49,6 +50,7 @@ NEVER_SUPPRESSED = {
     "chris.education@example.org",
     "jo.police@example.com",
     "lee.social@example.net",  # a person's reply
+    "robin.care@example.com",  # asked in their own words: no signed reference, for a person
 }
 
 
@@ -65,14 +67,22 @@ def run(project_dir: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--root", str(project_dir), "inbox", *args])
 
 
+def _tables(ledger_path: Path) -> set[str]:
+    if not ledger_path.exists():
+        return set()
+    with closing(sqlite3.connect(f"{ledger_path.as_uri()}?mode=ro", uri=True)) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
 def suppressed_rows(project_dir: Path) -> list[dict[str, str]]:
     with (project_dir / "recipients" / "suppressed.csv").open(encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
 def test_returned_mail_suppresses_bounces_complaints_and_unsubscribes_once(
-    project_dir: Path, tmp_path: Path
+    sent_corpus: Path, tmp_path: Path
 ) -> None:
+    project_dir = sent_corpus
     maildir = make_maildir(tmp_path / "returned")
     before = suppressed_rows(project_dir)
 
@@ -93,14 +103,16 @@ def test_returned_mail_suppresses_bounces_complaints_and_unsubscribes_once(
         "(recorded, not suppressed): 4"
     ) in lines
     assert "delayed or temporary failures (recorded, not suppressed): 2" in lines
-    assert "complaints: 2 (2 added to the suppression list)" in lines
-    assert "unsubscribe requests: 2 (2 added to the suppression list)" in lines
+    assert "complaints: 3 (3 added to the suppression list)" in lines
+    assert "unsubscribe requests: 1 (1 added to the suppression list)" in lines
     assert "auto-replies (ignored): 4" in lines
-    assert "not recognised, left in place: 3" in lines
+    assert "not recognised, left in place: 2" in lines
+    assert "not verified or not readable, for a person (nothing changed): 1" in lines
     # The messages left for a person are named, with why.
     assert "from lee.social@example.net" in first.output
-    assert "a complaint that does not say who complained" in first.output
     assert "no recipient with a status code could be read" in first.output
+    assert "from robin.care@example.com" in first.output
+    assert "does not carry the signed reference of our unsubscribe link" in first.output
 
     # The ledger file records every event, the issue it answered, and what it suppressed.
     settings = open_project(project_dir).settings
@@ -118,14 +130,15 @@ def test_returned_mail_suppresses_bounces_complaints_and_unsubscribes_once(
     assert second.exit_code == 0, second.output
     assert (project_dir / "recipients" / "suppressed.csv").read_bytes() == csv_bytes
     assert ledger_events(settings.ledger_path) == events
-    assert "already processed: 22 (skipped)" in second.output.splitlines()
+    assert "already processed: 23 (skipped)" in second.output.splitlines()
     assert "hard bounces: 0 (0 added to the suppression list)" in second.output.splitlines()
-    assert "not recognised, left in place: 3" in second.output.splitlines()
+    assert "not recognised, left in place: 2" in second.output.splitlines()
 
 
 def test_a_dry_run_says_what_it_would_do_and_changes_nothing(
-    project_dir: Path, tmp_path: Path
+    sent_corpus: Path, tmp_path: Path
 ) -> None:
+    project_dir = sent_corpus
     maildir = make_maildir(tmp_path / "returned")
     csv_bytes = (project_dir / "recipients" / "suppressed.csv").read_bytes()
     ledger_path = open_project(project_dir).settings.ledger_path
@@ -136,7 +149,7 @@ def test_a_dry_run_says_what_it_would_do_and_changes_nothing(
     assert dry.output.startswith("dry run: nothing changed")
     assert "hard bounces: 8 (8 would be added to the suppression list)" in dry.output
     assert (project_dir / "recipients" / "suppressed.csv").read_bytes() == csv_bytes
-    assert not ledger_path.exists()  # not even an empty ledger file
+    assert "inbox_messages" not in _tables(ledger_path)  # not even the inbox's tables
     assert len(list(mailbox.Maildir(maildir, create=False).keys())) == 25
 
     # The dry run recorded nothing: a real run still acts on everything.
@@ -144,7 +157,8 @@ def test_a_dry_run_says_what_it_would_do_and_changes_nothing(
     assert "hard bounces: 8 (8 added to the suppression list)" in real.output
 
 
-def test_an_address_already_on_the_list_keeps_its_row(project_dir: Path, tmp_path: Path) -> None:
+def test_an_address_already_on_the_list_keeps_its_row(sent_corpus: Path, tmp_path: Path) -> None:
+    project_dir = sent_corpus
     maildir = make_maildir(tmp_path / "returned", ["postfix-dsn-user-unknown.eml"])
     assert (
         CliRunner()
@@ -164,8 +178,9 @@ def test_an_address_already_on_the_list_keeps_its_row(project_dir: Path, tmp_pat
 
 
 def test_json_output_is_only_json_with_counts_and_each_item(
-    project_dir: Path, tmp_path: Path
+    sent_corpus: Path, tmp_path: Path
 ) -> None:
+    project_dir = sent_corpus
     maildir = make_maildir(tmp_path / "returned")
     result = run(project_dir, "--maildir", str(maildir), "--format", "json")
     assert result.exit_code == 0, result.output
@@ -175,19 +190,21 @@ def test_json_output_is_only_json_with_counts_and_each_item(
         "hard-bounce": 8,
         "policy-bounce": 4,
         "soft-bounce": 2,
-        "complaint": 2,
-        "unsubscribe": 2,
+        "complaint": 3,
+        "unsubscribe": 1,
         "auto-reply": 4,
         "suppressed": 12,
         "already_processed": 0,
-        "unclassified": 3,
+        "unclassified": 2,
+        "unverified": 1,
+        "unreadable": 0,
+        "refused": 0,
     }
     left = [i for i in data["items"] if i["outcome"] == "left"]
-    assert {i["from"] for i in left} == {
-        "lee.social@example.net",
-        "MAILER-DAEMON@mail.example.org",
-        "feedback@arf.isp.example.com",
-    }
+    assert {i["from"] for i in left} == {"lee.social@example.net", "MAILER-DAEMON@mail.example.org"}
+    [unverified] = [i for i in data["items"] if i["outcome"] == "unverified"]
+    assert unverified["from"] == "robin.care@example.com"
+    assert unverified["suppressed"] == []
     gmail = next(
         i for i in data["items"] if i["subject"] == "Delivery Status Notification (Failure)"
     )
@@ -196,15 +213,10 @@ def test_json_output_is_only_json_with_counts_and_each_item(
 
 
 def test_a_hidden_complainant_is_found_in_the_delivery_ledger(
-    project_dir: Path, tmp_path: Path
+    project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = open_project(project_dir).settings
-    message_id = message_id_for(ISSUE, "hidden@example.org", "example.org")
-    with Ledger(settings.ledger_path) as ledger:
-        ledger.add_recipients(
-            ISSUE,
-            [NewRecipient(Recipient("hidden@example.org", "Hidden"), None, message_id=message_id)],
-        )
+    sign_with_test_secret(monkeypatch)
+    record_sent(project_dir, ["hidden@example.org"])
     maildir = make_maildir(tmp_path / "returned", ["redacted-complaint.eml"])
 
     result = run(project_dir, "--maildir", str(maildir))
@@ -215,7 +227,8 @@ def test_a_hidden_complainant_is_found_in_the_delivery_ledger(
     }
 
 
-def test_an_mbox_file_is_read_too(project_dir: Path, tmp_path: Path) -> None:
+def test_an_mbox_file_is_read_too(sent_corpus: Path, tmp_path: Path) -> None:
+    project_dir = sent_corpus
     path = tmp_path / "returned.mbox"
     box = mailbox.mbox(path, create=True)
     for name in ("exim-dsn-failed.eml", "auto-reply-exchange-oof.eml"):
@@ -309,3 +322,27 @@ def test_cron_prints_an_inbox_line_that_runs(project_dir: Path, tmp_path: Path) 
     assert finished.returncode == 1  # no IMAP server is set up in the sample project
     log = (project_dir / "var" / "cron.log").read_text(encoding="utf-8")
     assert "no IMAP server is set up" in log
+
+
+def test_a_list_saved_by_excel_takes_the_inbox_suppressions_in_its_own_dialect(
+    sent_corpus: Path, tmp_path: Path
+) -> None:
+    path = sent_corpus / "recipients" / "suppressed.csv"
+    saved = "\ufeffEmail;Date;Reason\r\nk.murphy@example.com;2023-01-04;manual\r\n"
+    path.write_bytes(saved.encode("utf-8"))
+    maildir = make_maildir(tmp_path / "returned", ["postfix-dsn-user-unknown.eml"])
+
+    result = run(sent_corpus, "--maildir", str(maildir))
+
+    assert result.exit_code == 0, result.output
+    text = path.read_bytes().decode("utf-8")
+    assert text.startswith(saved)
+    assert text[len(saved) :] == f"gone@example.com;{date.today().isoformat()};hard-bounce\r\n"
+
+
+def test_a_dry_run_without_a_ledger_creates_none(project_dir: Path, tmp_path: Path) -> None:
+    maildir = make_maildir(tmp_path / "returned")
+    ledger_path = open_project(project_dir).settings.ledger_path
+    dry = run(project_dir, "--maildir", str(maildir), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert not ledger_path.exists()  # not even an empty ledger file

@@ -14,12 +14,21 @@ from newsletter.inbox.classify import (
     issue_for_message_id,
     parse_bytes,
 )
-from newsletter.render.message import message_id_for
+from tests.inbox.sent import our_message_id
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "inbox"
 ISSUE = "2023-05-panel-reports"
+
+
+def _made_for(message_id: str, address: str) -> bool:
+    """What `inbox` asks the verifier: was our keyed Message-ID made for this address?"""
+    return any(our_message_id(address, issue) == message_id for issue in (ISSUE, "2023-08-neglect"))
+
+
 CONTEXT = InboxContext(
-    unsubscribe_address="unsubscribe@example.org", message_id_domain="example.org"
+    unsubscribe_address="unsubscribe@example.org",
+    message_id_domain="example.org",
+    made_for=_made_for,
 )
 
 # fixture -> (class, [(event kind, address, status)]) with every event naming the issue
@@ -113,7 +122,7 @@ def test_each_message_is_classified_as_a_person_reading_it_would(name: str) -> N
         [event] = found.events
         # The returned Message-ID ties the event to the issue and to the address it was sent to.
         assert event.issue_id == ISSUE
-        assert event.original_message_id == message_id_for(ISSUE, event.address, "example.org")
+        assert event.original_message_id == our_message_id(event.address)
 
 
 def test_a_dsn_with_several_recipients_gives_one_event_each_hard_and_soft_apart() -> None:
@@ -151,14 +160,14 @@ def test_only_hard_bounces_complaints_and_unsubscribes_carry_a_suppression_reaso
 
 
 def test_a_complaint_with_the_recipient_hidden_is_resolved_through_the_ledger() -> None:
-    hidden_id = message_id_for(ISSUE, "hidden@example.org", "example.org")
+    hidden_id = our_message_id("hidden@example.org")
     asked: list[str] = []
 
     def recipient_of(message_id: str) -> str | None:
         asked.append(message_id)
         return "hidden@example.org" if message_id == hidden_id else None
 
-    context = InboxContext("unsubscribe@example.org", "example.org", recipient_of)
+    context = InboxContext("unsubscribe@example.org", "example.org", recipient_of, _made_for)
     found = _classify("redacted-complaint.eml", context)
     assert [(e.kind, e.address, e.issue_id) for e in found.events] == [
         ("complaint", "hidden@example.org", ISSUE)
@@ -180,7 +189,7 @@ def test_an_unsubscribe_is_only_read_from_mail_addressed_to_the_unsubscribe_addr
 
 
 def test_message_ids_of_our_issues_are_recognised_and_others_are_not() -> None:
-    ours = message_id_for("2023-08-neglect", "Someone@Example.com", "example.org")
+    ours = our_message_id("Someone@Example.com", "2023-08-neglect")
     assert issue_for_message_id(ours, "example.org") == "2023-08-neglect"
     assert issue_for_message_id(ours, "other.example") is None  # another sender's domain
     assert issue_for_message_id("<1684396862.1234.5678.test@example.org>", "example.org") is None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from email import message_from_bytes
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from newsletter.core.project import open_project
 from newsletter.core.settings import Secret
 from newsletter.inbox.run import process_mailbox
 from newsletter.inbox.settings import ImapSettings
-from newsletter.inbox.sources import ImapSource
+from newsletter.inbox.sources import NEEDS_A_PERSON_FOLDER, ImapSource
 from tests.support.imap import DovecotServer
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "inbox"
@@ -25,7 +27,8 @@ DELIVERED = [
     "gmail-dsn-delay.eml",
     "arf-abuse-complaint.eml",
     "auto-reply-exchange-oof.eml",
-    "unsubscribe-plain-request.eml",
+    "unsubscribe-mailto-link.eml",
+    "unsubscribe-plain-request.eml",  # no signed reference: for a person
     "human-reply.eml",
 ]
 
@@ -42,13 +45,19 @@ def newsletter(project_dir: Path, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+def ledger_tables(ledger_path: Path) -> set[str]:
+    with closing(sqlite3.connect(f"{ledger_path.as_uri()}?mode=ro", uri=True)) as conn:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
 def subjects(messages: list[bytes]) -> list[str]:
     return sorted(" ".join(str(message_from_bytes(m)["Subject"]).split()) for m in messages)
 
 
 @pytest.fixture
-def filled(dovecot: DovecotServer, project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A project pointed at Dovecot, whose INBOX holds some of the corpus."""
+def filled(dovecot: DovecotServer, sent_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project that sent the corpus's issue, pointed at Dovecot, whose INBOX holds some of it."""
+    project_dir = sent_corpus
     for name in DELIVERED:
         dovecot.append("INBOX", (FIXTURES / name).read_bytes())
     dovecot.configure(monkeypatch, project_dir)
@@ -67,21 +76,25 @@ def test_processed_messages_move_to_their_folder_and_the_rest_stay(
     assert "unsubscribe requests: 1 (1 added" in first.stdout
     assert "auto-replies (ignored): 1" in first.stdout
     assert "not recognised, left in place: 1" in first.stdout
-    # Only the person's reply is left in the inbox; everything acted on was moved.
+    assert "not verified or not readable, for a person (nothing changed): 1" in first.stdout
+    # Only the person's reply is left in the inbox; everything acted on was moved, and
+    # the request that proved nothing waits for a person in a folder of its own.
     assert subjects(dovecot.messages("INBOX")) == [
         "Re: News Update, May 2023: reports from the Child Safeguarding Practice Review Panel"
     ]
     assert len(dovecot.messages("Processed")) == 6
+    assert subjects(dovecot.messages(NEEDS_A_PERSON_FOLDER)) == ["Please take me off this list"]
     assert dovecot.seen_flags("INBOX") == [False]  # reading did not mark it read
     suppressed = (filled / "recipients" / "suppressed.csv").read_text(encoding="utf-8")
     for line in (
         "gone@example.com",
         "moved@example.com",
         "annoyed@example.com,",
-        "robin.care@example.com",
+        "oldbox@example.net",
     ):
         assert line in suppressed
     assert "busy@example.com" not in suppressed
+    assert "robin.care@example.com" not in suppressed
 
     # Again: nothing new, nothing moved, nothing added.
     before = (filled / "recipients" / "suppressed.csv").read_bytes()
@@ -122,7 +135,7 @@ def test_a_dry_run_moves_nothing_and_suppresses_nobody(
     assert (filled / "recipients" / "suppressed.csv").read_bytes() == before
     assert len(dovecot.messages("INBOX")) == len(DELIVERED)
     assert dovecot.messages("Processed") == []
-    assert not (filled / "var" / "ledger.sqlite3").exists()
+    assert "inbox_messages" not in ledger_tables(filled / "var" / "ledger.sqlite3")
 
 
 def test_an_untrusted_certificate_is_refused_and_nothing_is_read(
@@ -152,8 +165,9 @@ def test_a_wrong_password_is_reported_without_showing_it(
 
 
 def test_the_library_reads_imap_with_an_explicit_context(
-    dovecot: DovecotServer, project_dir: Path
+    dovecot: DovecotServer, sent_corpus: Path
 ) -> None:
+    project_dir = sent_corpus
     dovecot.append("INBOX", (FIXTURES / "gmail-dsn-failure.eml").read_bytes())
     settings = ImapSettings(
         host=dovecot.host,
@@ -174,8 +188,9 @@ def test_the_library_reads_imap_with_an_explicit_context(
 
 
 def test_a_processed_folder_the_server_cannot_make_is_named(
-    dovecot: DovecotServer, project_dir: Path
+    dovecot: DovecotServer, sent_corpus: Path
 ) -> None:
+    project_dir = sent_corpus
     dovecot.append("INBOX", (FIXTURES / "gmail-dsn-failure.eml").read_bytes())
     settings = ImapSettings(
         host=dovecot.host,

@@ -89,12 +89,18 @@ def test_message_id_is_deterministic_per_issue_and_recipient(
 ) -> None:
     first = build_message(project.settings, issue, JO, EMAIL)["Message-ID"]
     retry = build_message(project.settings, issue, JO, EMAIL)["Message-ID"]
-    assert first == retry == message_id_for(issue.id, "JO.Bloggs@Example.org", "example.org")
+    assert (
+        first
+        == retry
+        == message_id_for(
+            issue.id, "JO.Bloggs@Example.org", "example.org", project.settings.unsubscribe_secret
+        )
+    )
     other = build_message(
         project.settings, issue, dataclasses.replace(JO, email="sam@example.org"), EMAIL
     )["Message-ID"]
     assert other != first
-    assert message_id_for("2023-08-news", JO.email, "example.org") != first
+    assert message_id_for("2023-08-news", JO.email, "example.org", None) != first
 
 
 def test_test_copy_is_marked_and_has_its_own_message_id(project: Project, issue: Issue) -> None:

@@ -260,7 +260,11 @@ class SmtpTransport:
             connection = self._connect()
             try:
                 reply = transmit(
-                    connection, self.envelope_from, outgoing.recipient, data, self.where
+                    connection,
+                    outgoing.return_path or self.envelope_from,
+                    outgoing.recipient,
+                    data,
+                    self.where,
                 )
             except Undeliverable as refusal:
                 return DeliveryResult(
