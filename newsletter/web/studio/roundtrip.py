@@ -38,7 +38,7 @@ from newsletter.web.studio.issue_form import (
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
-def _yaml() -> YAML:
+def round_trip_yaml() -> YAML:
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap a long line the team wrote on one line
@@ -49,7 +49,7 @@ def _yaml() -> YAML:
 def load_document(text: str, where: Any = "issue") -> CommentedMap:
     """The issue file as an editable document; ContentError (located) when it is not YAML."""
     try:
-        data = _yaml().load(text)
+        data = round_trip_yaml().load(text)
     except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -62,7 +62,7 @@ def load_document(text: str, where: Any = "issue") -> CommentedMap:
 
 def dump_document(document: CommentedMap) -> str:
     stream = io.StringIO()
-    _yaml().dump(document, stream)
+    round_trip_yaml().dump(document, stream)
     return stream.getvalue()
 
 
@@ -127,7 +127,11 @@ def _set_list(
         return
     old = node.get(key)
     current = same(old) if same is not None else old
-    if isinstance(old, Sequence) and not isinstance(old, str) and list(current or []) == list(values):
+    if (
+        isinstance(old, Sequence)
+        and not isinstance(old, str)
+        and list(current or []) == list(values)
+    ):
         return
     keep_flow = old.fa.flow_style() if isinstance(old, CommentedSeq) else flow
     node[key] = _flow(values) if keep_flow else CommentedSeq(values)
@@ -209,7 +213,9 @@ def _apply_sections(document: CommentedMap, sections: Sequence[SectionForm]) -> 
     items = []
     for section in sections:
         if not section.id:
-            section = SectionForm(**{**section.__dict__, "id": new_section_id(section.title, taken)})
+            section = SectionForm(
+                **{**section.__dict__, "id": new_section_id(section.title, taken)}
+            )
             taken.add(section.id)
         item = by_id.pop(section.id, None)
         if item is None:
