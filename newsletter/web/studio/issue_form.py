@@ -27,10 +27,13 @@ BULLET_MARK = re.compile(r"^[-*•]\s+")
 
 @dataclass(frozen=True)
 class LinkForm:
+    """One link; `origin` is its position in the file, so its other keys stay with it."""
+
     heading: str = ""
     text: str = ""
     url: str = ""
     publication: str = ""
+    origin: int | None = None
 
     @property
     def blank(self) -> bool:
@@ -143,13 +146,14 @@ def send_at_fields(value: Any, zone: ZoneInfo) -> tuple[str, str]:
     return local.date().isoformat(), local.strftime("%H:%M")
 
 
-def _link_form(value: Any) -> LinkForm:
+def _link_form(value: Any, origin: int) -> LinkForm:
     data = value if isinstance(value, Mapping) else {}
     return LinkForm(
         _text(data.get("heading")),
         _text(data.get("text")),
         _text(data.get("url")),
         _text(data.get("publication")),
+        origin,
     )
 
 
@@ -164,7 +168,7 @@ def section_from_data(value: Any) -> SectionForm:
         prompts_heading=_text(data.get("prompts_heading")),
         prompts=tuple(_one_line(p) for p in (data.get("prompts") or [])),
         audience=_strings(data.get("audience")),
-        links=tuple(_link_form(link) for link in (data.get("links") or [])),
+        links=tuple(_link_form(link, i) for i, link in enumerate(data.get("links") or [])),
     )
 
 
@@ -193,11 +197,13 @@ def _field(form: MultiDict[str, str], name: str) -> str:
 
 
 def _link_from_post(form: MultiDict[str, str], prefix: str) -> LinkForm:
+    origin = _field(form, f"{prefix}origin")
     return LinkForm(
         _field(form, f"{prefix}heading"),
         _field(form, f"{prefix}text"),
         _field(form, f"{prefix}url"),
         _field(form, f"{prefix}publication"),
+        int(origin) if origin.isdigit() and int(origin) < MAX_LINKS else None,
     )
 
 

@@ -158,19 +158,30 @@ def _apply_link(node: CommentedMap, link: LinkForm) -> None:
 
 
 def _apply_links(node: CommentedMap, links: Sequence[LinkForm]) -> None:
+    """Links keep the keys the form does not show (`attachment`) by their place in the file."""
     old = node.get("links")
     old_items = list(old) if isinstance(old, CommentedSeq) else []
-    if section_from_data(node).links == tuple(links) and "links" in node:
+    if "links" in node and section_from_data(node).links == tuple(links):
         return
     items = []
-    for index, link in enumerate(links):
-        item = old_items[index] if index < len(old_items) else None
-        item = item if isinstance(item, CommentedMap) else CommentedMap()
+    used: set[int] = set()
+    for link in links:
+        origin = link.origin
+        reuse = origin is not None and origin < len(old_items) and origin not in used
+        item = old_items[origin] if reuse and origin is not None else None
+        if isinstance(item, CommentedMap) and origin is not None:
+            used.add(origin)
+        else:
+            item = CommentedMap()
         _apply_link(item, link)
         items.append(item)
-    if isinstance(old, CommentedSeq) and len(old) == len(items):
+    if [id(i) for i in items] == [id(i) for i in old_items]:
         return  # the same maps, changed in place
-    node["links"] = CommentedSeq(items) if items else _flow([])
+    if isinstance(old, CommentedSeq) and items:
+        del old[:]
+        old.extend(items)
+    else:
+        node["links"] = CommentedSeq(items) if items else _flow([])
 
 
 def _apply_section(node: CommentedMap, section: SectionForm) -> None:
