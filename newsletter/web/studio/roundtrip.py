@@ -50,6 +50,8 @@ def load_document(text: str, where: Any = "issue") -> CommentedMap:
     """The issue file as an editable document; ContentError (located) when it is not YAML."""
     try:
         data = round_trip_yaml().load(text)
+    except ValueError as error:  # a date that is not one, e.g. 2023-13-45
+        raise ContentError([Problem(where, 1, 1, f"not valid YAML: {error}")]) from None
     except YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1
@@ -259,7 +261,8 @@ def _date(value: str) -> date | str:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        return value  # written as typed: `validate` says what is wrong with it
+        # Written as typed, quoted so it reads as text: `validate` says what is wrong with it.
+        return DoubleQuotedScalarString(value)
 
 
 def apply_form(document: CommentedMap, form: IssueForm, zone: ZoneInfo) -> None:
