@@ -262,7 +262,8 @@ def _date(value: str) -> date | str:
         return date.fromisoformat(value)
     except ValueError:
         # Written as typed, quoted so it reads as text: `validate` says what is wrong with it.
-        return DoubleQuotedScalarString(value)
+        quoted: str = DoubleQuotedScalarString(value)
+        return quoted
 
 
 def apply_form(document: CommentedMap, form: IssueForm, zone: ZoneInfo) -> None:
