@@ -142,7 +142,7 @@ def edit(studio: Studio, request: Request, issue_id: str) -> Response:
     path = studio.issue_path(project, issue_id)
     disk_text = path.read_text(encoding="utf-8")
     if request.method == "GET":
-        form = read_form(disk_text, project.settings.zone)
+        form = read_form(disk_text, project.settings.zone, path.relative_to(project.root_dir))
         check = studio.checker.check(project, path, disk_text)
         saved = request.args.get("saved") == "1"
         return _edit_page(studio, issue_id, form, file_hash(disk_text), check, saved=saved)

@@ -68,8 +68,8 @@ def dump_document(document: CommentedMap) -> str:
     return stream.getvalue()
 
 
-def read_form(text: str, zone: ZoneInfo) -> IssueForm:
-    return form_from_data(load_document(text), zone)
+def read_form(text: str, zone: ZoneInfo, where: Any = "issue") -> IssueForm:
+    return form_from_data(load_document(text, where), zone)
 
 
 # --- writing values -------------------------------------------------------------
@@ -121,20 +121,23 @@ def _set_list(
     flow: bool,
     optional: bool = False,
     same: Callable[[Any], Sequence[Any]] | None = None,
+    unordered: bool = False,
 ) -> None:
-    """Replace a list only when its items changed; new lists keep the file's flow/block style."""
+    """Replace a list only when its items changed; new lists keep the file's flow/block style.
+
+    `unordered`: a set of names (checkboxes come back in the page's order, not the file's).
+    """
     if optional and not values:
         if key in node:
             del node[key]
         return
     old = node.get(key)
     current = same(old) if same is not None else old
-    if (
-        isinstance(old, Sequence)
-        and not isinstance(old, str)
-        and list(current or []) == list(values)
-    ):
-        return
+    if isinstance(old, Sequence) and not isinstance(old, str):
+        if list(current or []) == list(values):
+            return
+        if unordered and sorted(map(str, current or [])) == sorted(values):
+            return
     keep_flow = old.fa.flow_style() if isinstance(old, CommentedSeq) else flow
     node[key] = _flow(values) if keep_flow else CommentedSeq(values)
 
@@ -190,7 +193,7 @@ def _apply_section(node: CommentedMap, section: SectionForm) -> None:
     _set(node, "id", section.id)
     _set(node, "title", section.title)
     _set(node, "publication", section.publication, optional=True)
-    _set_list(node, "audience", section.audience, flow=True, optional=True)
+    _set_list(node, "audience", section.audience, flow=True, optional=True, unordered=True)
     _set(node, "lead_in", section.lead_in)
     _apply_points(node, section.points)
     _set(node, "prompts_heading", section.prompts_heading, optional=True)
@@ -273,7 +276,7 @@ def apply_form(document: CommentedMap, form: IssueForm, zone: ZoneInfo) -> None:
     if _plain(document.get("date")) != form.date:
         document["date"] = _date(form.date)
     _send_at(document, form, zone)
-    _set_list(document, "audience", form.audience, flow=True)
+    _set_list(document, "audience", form.audience, flow=True, unordered=True)
     _set(document, "intro", form.intro)
     _apply_sections(document, form.sections)
 
