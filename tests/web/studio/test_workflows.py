@@ -18,7 +18,7 @@ import yaml
 from newsletter.core.project import open_project
 from newsletter.ledger.deliveries import read_summary
 from newsletter.schedule.dispatch import dispatch_lock
-from tests.support.project import SAMPLE_ISSUE
+from tests.support.project import SAMPLE_ISSUE, speed_up
 from tests.web.studio.conftest import HASH_FIELD, StudioProcess
 
 ISSUE_URL = f"/issues/{SAMPLE_ISSUE}"
@@ -222,3 +222,36 @@ def test_the_report_csv_keeps_formulas_as_text(studio: StudioProcess) -> None:
     assert rows["j.okafor@example.org"]["reason"].startswith("'=HYPERLINK")
     sent = [row for row in rows.values() if row["status"] == "sent"]
     assert len(sent) == state["counts"]["sent"]  # type: ignore[index]
+
+
+def test_a_send_stops_cleanly_and_carries_on_later_sending_each_person_once(
+    studio: StudioProcess,
+) -> None:
+    speed_up(studio.project_dir, per_second=4)  # slow enough to stop part-way
+    client = studio.session()
+    csrf = studio.csrf(client)
+    send = f"{studio.base_url}{ISSUE_URL}/send"
+    client.post(send, data={"csrf_token": csrf, "action": "send"})
+    deadline = time.monotonic() + SEND_TIMEOUT_SECONDS
+    while (
+        client.get(f"{studio.base_url}{ISSUE_URL}/progress.json").json()["counts"].get("sent", 0)
+        < 3
+    ):
+        assert time.monotonic() < deadline, "nothing was sent"
+        time.sleep(0.1)
+    stopped = client.post(f"{studio.base_url}{ISSUE_URL}/stop", data={"csrf_token": csrf})
+    assert stopped.status_code == 200
+    state = _wait_for_send(client, studio, SAMPLE_ISSUE)
+    assert state["stopped"] and state["exit_code"] == 130, state
+    counts = state["counts"]
+    assert isinstance(counts, dict)
+    assert 3 <= counts["sent"] < state["total"]  # type: ignore[operator]
+    assert not counts.get("sending")  # every message in flight was recorded
+
+    speed_up(studio.project_dir)
+    client.post(send, data={"csrf_token": csrf, "action": "send"})
+    done = _wait_for_send(client, studio, SAMPLE_ISSUE)
+    assert done["exit_code"] == 0 and done["complete"], done
+    sent = done["counts"]["sent"]  # type: ignore[index]
+    messages = [p for p in (studio.project_dir / "outbox").rglob("*") if p.is_file()]
+    assert len(messages) == sent  # nobody got it twice
