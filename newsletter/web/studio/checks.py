@@ -4,7 +4,8 @@ The unsaved text is written to var/studio/drafts/ID.yaml (inside the project,
 so the usual checks, including the one refusing files from outside the
 project, apply unchanged), checked by `review.validate.validate_project` and
 rendered by `web.preview.build_state`, exactly as `validate` and `preview`
-would do once it is saved. Each problem in the issue is mapped from its
+would do once it is saved (the emails rendered once, for the preview and the
+budget check both). Each problem in the issue is mapped from its
 line to the form field that holds that line.
 """
 
@@ -20,9 +21,11 @@ from pathlib import Path
 from newsletter.core.atomicfile import write_text_atomic
 from newsletter.core.errors import ContentError, Problem
 from newsletter.core.project import Project
+from newsletter.render.variants import budget_problems
 from newsletter.review.validate import validate_project
-from newsletter.web.preview import PreviewState, build_state
-from newsletter.web.studio.roundtrip import field_at, field_lines, load_document
+from newsletter.web.preview import PreviewState, build_state, fingerprint
+from newsletter.web.studio.fieldmap import FieldLine, field_at, field_lines
+from newsletter.web.studio.roundtrip import load_document
 
 DRAFTS_DIR = "var/studio/drafts"
 KEPT_RENDERS = 40  # previews the iframes may still ask for
@@ -61,13 +64,13 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def located(
-    problems: Sequence[Problem], draft: Path, shown_as: Path, text: str, root: Path
+    problems: Sequence[Problem],
+    draft: Path,
+    shown_as: Path,
+    lines: Sequence[FieldLine],
+    root: Path,
 ) -> tuple[FieldProblem, ...]:
     """Each problem with its field: those in the draft are reported as lines of the issue file."""
-    try:
-        lines = field_lines(load_document(text))
-    except ContentError:
-        lines = []
     found = []
     for problem in problems:
         in_issue = problem.path.resolve() == draft.resolve()
@@ -78,37 +81,58 @@ def located(
     return tuple(found)
 
 
+def email_budget_problems(state: PreviewState) -> list[Problem]:
+    """`validate`'s budget check of each variant, on the emails the preview rendered."""
+    issue = state.issue
+    if issue is None:
+        return []
+    found: list[Problem] = []
+    for item in state.variants:
+        found += budget_problems(issue, item.variant, item.email.html)
+    return found
+
+
 class DraftChecker:
     """Checks drafts and keeps the latest renders for the preview frames to fetch."""
 
     def __init__(self, project_root: Path) -> None:
         self.root = project_root
         self._renders: OrderedDict[str, PreviewState] = OrderedDict()
+        self._last: tuple[str, CheckResult] | None = None  # a page reload re-checks nothing
         self._lock = threading.Lock()
 
     def draft_path(self, issue_id: str) -> Path:
         return self.root / DRAFTS_DIR / f"{issue_id}.yaml"
 
     def check(self, project: Project, issue_path: Path, text: str) -> CheckResult:
-        """`validate` and the preview for `text` as the issue file's content."""
-        issue_id = issue_path.stem
-        draft = self.draft_path(issue_id)
+        """`validate` and the preview for `text` as the issue file's content.
+
+        The same problems as `validate_project` for the saved file: the checks
+        of the issue and project, then the emails, rendered once for both the
+        preview and the budget check (validate renders them itself otherwise).
+        """
+        draft = self.draft_path(issue_path.stem)
         try:
             load_document(text, draft)
         except ContentError as error:
-            return CheckResult(
-                located(error.problems, draft, issue_path, text, self.root), None, ""
-            )
+            return CheckResult(located(error.problems, draft, issue_path, [], self.root), None, "")
+        lines = field_lines(text)
+        key = f"{fingerprint(project, issue_path)}:{hashlib.sha256(text.encode()).hexdigest()}"
+        with self._lock:
+            if self._last is not None and self._last[0] == key:
+                return self._last[1]
         write_text_atomic(draft, text)
-        problems = validate_project(self.root, [draft])
+        problems = validate_project(self.root, [draft], render_emails=False)
         ours = [p for p in problems if p.path.resolve() == draft.resolve() or p.is_error]
         state = None
         if not any(p.is_error for p in problems):
-            version = hashlib.sha256(text.encode()).hexdigest()[:16]
-            state = build_state(project, draft, version)
-            ours += list(state.problems)
+            state = build_state(project, draft, key[-16:])
+            ours += [*state.problems, *email_budget_problems(state)]
         render_id = self._keep(state) if state is not None and not state.problems else ""
-        return CheckResult(located(ours, draft, issue_path, text, self.root), state, render_id)
+        result = CheckResult(located(ours, draft, issue_path, lines, self.root), state, render_id)
+        with self._lock:
+            self._last = (key, result)
+        return result
 
     def _keep(self, state: PreviewState) -> str:
         render_id = hashlib.sha256(f"{state.version}{id(state)}".encode()).hexdigest()[:20]

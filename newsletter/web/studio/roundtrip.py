@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -286,64 +286,3 @@ def edited_text(text: str, form: IssueForm, zone: ZoneInfo) -> str:
     document = load_document(text)
     apply_form(document, form, zone)
     return dump_document(document)
-
-
-# --- where each field is in the file -------------------------------------------
-
-TOP_FIELDS = {"send_at": "send_date", "sections": "add-section"}
-LINK_FIELDS = ("heading", "text", "url", "publication")
-
-
-def _key_line(node: CommentedMap, key: Any) -> int | None:
-    try:
-        return int(node.lc.key(key)[0]) + 1
-    except (KeyError, TypeError, AttributeError):
-        return None
-
-
-def _section_lines(node: CommentedMap, index: int) -> list[tuple[int, str]]:
-    prefix = f"sections-{index}-"
-    found = []
-    for key in node:
-        line = _key_line(node, key)
-        if line is None:
-            continue
-        name = "title" if key in ("id", "themes") else str(key)
-        found.append((line, prefix + name))
-        links = node.get("links")
-        if key == "links" and isinstance(links, CommentedSeq):
-            for j, link in enumerate(links):
-                if isinstance(link, CommentedMap):
-                    for link_key in link:
-                        link_line = _key_line(link, link_key)
-                        field = link_key if link_key in LINK_FIELDS else "text"
-                        if link_line is not None:
-                            found.append((link_line, f"{prefix}links-{j}-{field}"))
-    return found
-
-
-def field_lines(document: Mapping[str, Any]) -> list[tuple[int, str]]:
-    """(first line, form field) for each field of the file, in line order."""
-    found: list[tuple[int, str]] = []
-    if not isinstance(document, CommentedMap):
-        return found
-    for key in document:
-        line = _key_line(document, key)
-        if line is not None:
-            found.append((line, TOP_FIELDS.get(str(key), str(key))))
-    sections = document.get("sections")
-    if isinstance(sections, CommentedSeq):
-        for index, node in enumerate(sections):
-            if isinstance(node, CommentedMap):
-                found += _section_lines(node, index)
-    return sorted(found)
-
-
-def field_at(lines: Sequence[tuple[int, str]], line: int) -> str | None:
-    """The form field whose part of the file holds `line`."""
-    chosen = None
-    for start, name in lines:
-        if start > line:
-            break
-        chosen = name
-    return chosen

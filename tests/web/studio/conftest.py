@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,34 @@ START_TIMEOUT_SECONDS = 30
 OPEN_LINE = re.compile(r"^newsletter studio: open (http://127\.0\.0\.1:(\d+)/\?token=(\S+))$")
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 HASH_FIELD = re.compile(r'name="base_hash" value="([^"]+)"')
+
+
+class FormFields(HTMLParser):
+    """The fields a browser would post from the page's issue form (no submit button)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[tuple[str, str]] = []
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {k: v or "" for k, v in attrs}
+        name = found.get("name")
+        ticked = found.get("type") not in ("checkbox", "radio", "submit") or "checked" in found
+        if tag == "input" and name and ticked:
+            self.fields.append((name, found.get("value", "")))
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.fields.append((name, ""))
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea is not None:
+            name, value = self.fields.pop()
+            self.fields.append((name, value + data))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "textarea":
+            self._textarea = None
 
 
 @dataclass

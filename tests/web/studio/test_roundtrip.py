@@ -16,6 +16,7 @@ import yaml
 
 from newsletter.content.issue import read_issue
 from newsletter.core.project import open_project
+from newsletter.web.studio.fieldmap import field_at, field_lines
 from newsletter.web.studio.issue_form import (
     LinkForm,
     PointForm,
@@ -23,13 +24,7 @@ from newsletter.web.studio.issue_form import (
     points_from_text,
     points_to_text,
 )
-from newsletter.web.studio.roundtrip import (
-    edited_text,
-    field_at,
-    field_lines,
-    load_document,
-    read_form,
-)
+from newsletter.web.studio.roundtrip import edited_text, read_form
 from tests.support.project import SAMPLE_ISSUE
 
 ZONE = ZoneInfo("Europe/London")
@@ -184,7 +179,7 @@ def test_the_send_time_is_read_and_written_in_the_project_time_zone(project_dir:
 
 def test_a_line_of_the_file_maps_to_the_field_that_holds_it(project_dir: Path) -> None:
     text = _sample(project_dir)
-    lines = field_lines(load_document(text))
+    lines = field_lines(text)
     numbered = text.splitlines()
     title_line = (
         numbered.index("title: Reports from the Child Safeguarding Practice Review Panel") + 1
@@ -197,3 +192,5 @@ def test_a_line_of_the_file_maps_to_the_field_that_holds_it(project_dir: Path) -
     assert field_at(lines, title_line) == "title"
     assert field_at(lines, bullet_line) == "sections-0-points"
     assert field_at(lines, url_line) == "sections-0-links-0-url"
+    reply_line = numbered.index("reply_to: ideas@example.org") + 1
+    assert field_at(lines, reply_line) is None  # not on the form: shown in the summary only

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import time
-from html.parser import HTMLParser
 
 import requests
 import yaml
@@ -19,43 +18,15 @@ from newsletter.core.project import open_project
 from newsletter.ledger.deliveries import read_summary
 from newsletter.schedule.dispatch import dispatch_lock
 from tests.support.project import SAMPLE_ISSUE, speed_up
-from tests.web.studio.conftest import HASH_FIELD, StudioProcess
+from tests.web.studio.conftest import HASH_FIELD, FormFields, StudioProcess
 
 ISSUE_URL = f"/issues/{SAMPLE_ISSUE}"
 SEND_TIMEOUT_SECONDS = 60
 
 
-class _FormFields(HTMLParser):
-    """The fields a browser would post from the page's issue form (no submit button)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fields: list[tuple[str, str]] = []
-        self._textarea: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = {k: v or "" for k, v in attrs}
-        name = found.get("name")
-        ticked = found.get("type") not in ("checkbox", "radio", "submit") or "checked" in found
-        if tag == "input" and name and ticked:
-            self.fields.append((name, found.get("value", "")))
-        elif tag == "textarea" and name:
-            self._textarea = name
-            self.fields.append((name, ""))
-
-    def handle_data(self, data: str) -> None:
-        if self._textarea is not None:
-            name, value = self.fields.pop()
-            self.fields.append((name, value + data))
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "textarea":
-            self._textarea = None
-
-
 def _form(client: requests.Session, studio: StudioProcess) -> list[tuple[str, str]]:
     """The edit form's fields as the browser would post them (no field changed)."""
-    parser = _FormFields()
+    parser = FormFields()
     parser.feed(client.get(studio.base_url + ISSUE_URL).text)
     return parser.fields
 

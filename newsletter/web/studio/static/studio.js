@@ -6,7 +6,7 @@ import { initAll } from "./govuk/govuk-frontend.min.js";
 document.body.classList.add("js-enabled", "govuk-frontend-supported");
 initAll();
 
-const DEBOUNCE_MS = 120;
+const DEBOUNCE_MS = 80;
 
 function csrfToken(form) {
   const field = form.querySelector("input[name=csrf_token]");
