@@ -112,17 +112,22 @@ class DraftChecker:
         preview and the budget check (validate renders them itself otherwise).
         """
         draft = self.draft_path(issue_path.stem)
-        try:
-            load_document(text, draft)
-        except ContentError as error:
-            return CheckResult(located(error.problems, draft, issue_path, [], self.root), None, "")
         lines = field_lines(text)
+        if not lines:  # not YAML (or not a mapping): say where, as the round-trip parser sees it
+            try:
+                load_document(text, draft)
+            except ContentError as error:
+                unread = located(error.problems, draft, issue_path, [], self.root)
+                return CheckResult(unread, None, "")
         key = f"{fingerprint(project, issue_path)}:{hashlib.sha256(text.encode()).hexdigest()}"
         with self._lock:
             if self._last is not None and self._last[0] == key:
                 return self._last[1]
         write_text_atomic(draft, text)
-        problems = validate_project(self.root, [draft], render_emails=False)
+        try:
+            problems = validate_project(self.root, [draft], render_emails=False)
+        except ValueError as error:  # PyYAML's own date parsing fails on e.g. 2023-13-45
+            problems = [Problem(draft, 1, 1, f"a value cannot be read: {error}")]
         ours = [p for p in problems if p.path.resolve() == draft.resolve() or p.is_error]
         state = None
         if not any(p.is_error for p in problems):
