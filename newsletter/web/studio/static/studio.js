@@ -1,12 +1,12 @@
 // Enhancements only: every page works without this file.
-// The edit page checks and previews the form as you type (debounced, POST without saving);
+// The edit page checks and previews the form as you type (POST without saving): a change
+// is checked at once unless a check is already on its way, in which case one more check
+// follows it with the form as it is then (so typing never queues a check per key);
 // the progress page polls the ledger's counts.
 import { initAll } from "./govuk/govuk-frontend.min.js";
 
 document.body.classList.add("js-enabled", "govuk-frontend-supported");
 initAll();
-
-const DEBOUNCE_MS = 80;
 
 function csrfToken(form) {
   const field = form.querySelector("input[name=csrf_token]");
@@ -48,8 +48,9 @@ function setWidth(preview, pixels) {
 function enhanceEditor(form) {
   const preview = document.getElementById("preview");
   const summary = document.getElementById("error-summary-slot");
-  let timer = null;
   let sent = 0;
+  let busy = false;
+  let again = false;
   let width = "680";
   const showWidths = () => {
     const group = preview.querySelector(".studio-widths");
@@ -65,13 +66,23 @@ function enhanceEditor(form) {
   });
   const check = async () => {
     const mine = ++sent;
+    busy = true;
     preview.setAttribute("aria-busy", "true");
-    const response = await fetch(form.dataset.checkUrl, {
-      method: "POST",
-      body: new FormData(form),
-      headers: { "X-CSRF-Token": csrfToken(form) },
-      credentials: "same-origin",
-    });
+    let response;
+    try {
+      response = await fetch(form.dataset.checkUrl, {
+        method: "POST",
+        body: new FormData(form),
+        headers: { "X-CSRF-Token": csrfToken(form) },
+        credentials: "same-origin",
+      });
+    } finally {
+      busy = false;
+      if (again) {
+        again = false;
+        check();
+      }
+    }
     if (mine !== sent || !response.ok) return;  // a newer check is on its way
     const result = await response.json();
     const open = [...preview.querySelectorAll("details.studio-variant")].map((d) => d.open);
@@ -86,8 +97,11 @@ function enhanceEditor(form) {
     document.body.dataset.checked = String(mine);
   };
   const later = () => {
-    clearTimeout(timer);
-    timer = setTimeout(check, DEBOUNCE_MS);
+    if (busy) {
+      again = true;
+    } else {
+      check();
+    }
   };
   form.addEventListener("input", later);
   form.addEventListener("change", later);
