@@ -56,7 +56,7 @@ def run_studio(
 
     def ready(base_url: str) -> None:
         url = security.start_url("127.0.0.1" if host != "localhost" else host)
-        say(f"newsletter studio: open {url}")
+        say(f"newsletter studio: open {url} (Ctrl-C to stop)")
         if open_browser:
             webbrowser.open(url)
 

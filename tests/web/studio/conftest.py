@@ -28,7 +28,7 @@ import requests
 from tests.support.project import SAMPLE_ISSUE, speed_up
 
 START_TIMEOUT_SECONDS = 30
-OPEN_LINE = re.compile(r"^newsletter studio: open (http://127\.0\.0\.1:(\d+)/\?token=(\S+))$")
+OPEN_LINE = re.compile(r"^newsletter studio: open (http://127\.0\.0\.1:(\d+)/\?token=(\S+)) ")
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 HASH_FIELD = re.compile(r'name="base_hash" value="([^"]+)"')
 
