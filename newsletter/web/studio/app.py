@@ -24,7 +24,7 @@ from newsletter.content.new_issue import check_issue_id
 from newsletter.core.bounds import project_file
 from newsletter.core.errors import ContentError, NewsletterError
 from newsletter.core.project import Project, open_project
-from newsletter.web.studio import edit_views, list_views, send_views
+from newsletter.web.studio import edit_views, import_views, list_views, send_views
 from newsletter.web.studio.checks import DraftChecker
 from newsletter.web.studio.jobs import SendJobs
 from newsletter.web.studio.pages import Pages, StaticFile, common_headers, load_static
@@ -75,6 +75,7 @@ class Studio:
 ROUTES: dict[str, tuple[str, list[str], View]] = {
     "/": ("home", ["GET"], edit_views.home),
     "/issues/new": ("new", ["GET", "POST"], edit_views.new_issue_page),
+    "/issues/import": ("import", ["GET", "POST"], import_views.import_page),
     "/issues/<issue_id>": ("edit", ["GET", "POST"], edit_views.edit),
     "/issues/<issue_id>/check": ("check", ["POST"], edit_views.check),
     "/issues/<issue_id>/test": ("test", ["GET", "POST"], send_views.test_copy),
