@@ -226,3 +226,30 @@ def test_a_send_stops_cleanly_and_carries_on_later_sending_each_person_once(
     sent = done["counts"]["sent"]  # type: ignore[index]
     messages = [p for p in (studio.project_dir / "outbox").rglob("*") if p.is_file()]
     assert len(messages) == sent  # nobody got it twice
+
+
+def test_scheduling_writes_send_at_in_the_project_time_zone_and_the_home_page_shows_it(
+    studio: StudioProcess,
+) -> None:
+    client = studio.session()
+    csrf = studio.csrf(client)
+    path = studio.issue_path()
+    before = path.read_text(encoding="utf-8")
+    response = client.post(
+        f"{studio.base_url}{ISSUE_URL}/send",
+        data={
+            "csrf_token": csrf,
+            "action": "schedule",
+            "send_date": "2099-01-15",
+            "send_time": "09:30",
+        },
+    )
+    assert "The send time is saved in the issue file." in response.text
+    after = path.read_text(encoding="utf-8")
+    assert 'send_at: "2099-01-15T09:30:00+00:00"' in after  # GMT in January
+    changed = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert changed == ['send_at: "2099-01-15T09:30:00+00:00"']
+    home = client.get(studio.base_url + "/").text
+    assert "15 January 2099, 09:30" in home
+    # The send time is part of the issue: the approval no longer covers it.
+    assert "changed since approval" in home
