@@ -46,7 +46,7 @@ class StudioRequest(Request):
     max_form_parts = MAX_FORM_PARTS
 
 
-@dataclass
+@dataclass(frozen=True)
 class Studio:
     """What every view needs: the project's folder, the pages and the shared helpers."""
 
