@@ -2,13 +2,15 @@
 
 The report is `delivery.report.delivery_report`, as `newsletter report`
 shows it; its CSV escapes cells a spreadsheet would run as formulas
-(`core.csvcells`, through the CLI's `csv_text`). The do-not-send list is
+(`core.csvcells`). The do-not-send list is
 recipients/suppressed.csv, changed only through `audience.suppression`;
 taking someone off it asks for confirmation first.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -16,8 +18,8 @@ from werkzeug.wrappers import Request, Response
 
 from newsletter.audience.lists import read_suppressed
 from newsletter.audience.suppression import add_suppression, remove_suppression
-from newsletter.cli.common import csv_text
 from newsletter.core.checks import email_problem
+from newsletter.core.csvcells import write_row
 from newsletter.delivery.report import DeliveryReport, delivery_report
 from newsletter.web.studio.pages import common_headers, redirect
 
@@ -58,10 +60,13 @@ def report(studio: Studio, request: Request, issue_id: str) -> Response:
 
 
 def report_csv(studio: Studio, request: Request, issue_id: str) -> Response:
+    """The report as CSV; a cell a spreadsheet would run as a formula is kept as text."""
     found = _report(studio, issue_id)
-    body = csv_text(
-        REPORT_COLUMNS, ((r.email, r.status, r.reason, r.at or "") for r in found.recipients)
-    )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(write_row(REPORT_COLUMNS))
+    writer.writerows(write_row((r.email, r.status, r.reason, r.at or "")) for r in found.recipients)
+    body = buffer.getvalue()
     headers = {
         **common_headers(),
         "Content-Disposition": f'attachment; filename="{issue_id}-report.csv"',
