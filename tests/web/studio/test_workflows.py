@@ -253,3 +253,38 @@ def test_scheduling_writes_send_at_in_the_project_time_zone_and_the_home_page_sh
     assert "15 January 2099, 09:30" in home
     # The send time is part of the issue: the approval no longer covers it.
     assert "changed since approval" in home
+
+
+def test_a_blank_new_issue_and_a_bad_name(studio: StudioProcess) -> None:
+    client = studio.session()
+    csrf = studio.csrf(client, "/issues/new")
+    bad = client.post(
+        studio.base_url + "/issues/new",
+        data={"csrf_token": csrf, "new_id": "August Update!", "from_issue": ""},
+    )
+    assert bad.status_code == 400
+    assert "cannot be an issue id" in bad.text
+    assert sorted(p.name for p in (studio.project_dir / "issues").glob("*.yaml")) == [
+        "2023-05-panel-reports.yaml",
+        "publications.yaml",
+    ]
+    made = client.post(
+        studio.base_url + "/issues/new",
+        data={"csrf_token": csrf, "new_id": "2023-08-blank", "from_issue": ""},
+        allow_redirects=False,
+    )
+    assert made.status_code == 303 and made.headers["Location"] == "/issues/2023-08-blank"
+    page = client.get(studio.base_url + "/issues/2023-08-blank")
+    assert page.status_code == 200
+    assert "Write the section title here" in page.text
+
+
+def test_an_issue_file_that_is_not_yaml_is_reported_where_it_breaks(
+    studio: StudioProcess,
+) -> None:
+    path = studio.issue_path()
+    path.write_text("title: [unclosed\nsubject: x\n", encoding="utf-8")
+    page = studio.session().get(studio.base_url + ISSUE_URL)
+    assert page.status_code == 400
+    assert f"issues/{SAMPLE_ISSUE}.yaml:" in page.text
+    assert "Traceback" not in page.text
