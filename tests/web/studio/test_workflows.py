@@ -288,3 +288,15 @@ def test_an_issue_file_that_is_not_yaml_is_reported_where_it_breaks(
     assert page.status_code == 400
     assert f"issues/{SAMPLE_ISSUE}.yaml:" in page.text
     assert "Traceback" not in page.text
+
+
+def test_after_a_complete_send_the_send_page_offers_no_second_send(
+    studio: StudioProcess,
+) -> None:
+    client = studio.session()
+    csrf = studio.csrf(client)
+    client.post(f"{studio.base_url}{ISSUE_URL}/send", data={"csrf_token": csrf, "action": "send"})
+    assert _wait_for_send(client, studio, SAMPLE_ISSUE)["complete"]
+    page = client.get(f"{studio.base_url}{ISSUE_URL}/send").text
+    assert "there is nobody left to send it to" in page
+    assert 'value="send"' not in page
