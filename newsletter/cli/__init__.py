@@ -29,6 +29,7 @@ from newsletter.cli import (
     schedule_commands,
     send_commands,
     serve_commands,
+    studio_commands,
 )
 from newsletter.cli.common import AppContext, content_error_summary, not_done_by, problem_lines
 from newsletter.core.envfile import environment_from_file
@@ -122,6 +123,7 @@ for module in (
     archive_commands,
     inbox_commands,
     serve_commands,
+    studio_commands,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

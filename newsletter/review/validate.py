@@ -37,11 +37,17 @@ from newsletter.transports.lookup import route_of, setup_problems
 
 
 def validate_project(
-    root_dir: Path, paths: Iterable[Path] = (), environ: Mapping[str, str] | None = None
+    root_dir: Path,
+    paths: Iterable[Path] = (),
+    environ: Mapping[str, str] | None = None,
+    *,
+    render_emails: bool = True,
 ) -> list[Problem]:
     """Check settings, catalogue, recipients, segments, issues and their emails.
 
     With `paths`, only those issue files are checked (plus what they depend on).
+    `render_emails=False` leaves out `email_problems` (rendering each variant and
+    its budget), for a caller that renders the emails itself (the studio's preview).
     """
     project_paths = ProjectPaths(root_dir.resolve())
     problems: list[Problem] = []
@@ -77,7 +83,13 @@ def validate_project(
         issue_problems = outside_problems(project_paths.root_dir, [issue_path]) + issue_problems
         problems += issue_problems
         issue_sound = issue is not None and not any(p.is_error for p in issue_problems)
-        if sound_so_far and project is not None and issue is not None and issue_sound:
+        if (
+            render_emails
+            and sound_so_far
+            and project is not None
+            and issue is not None
+            and issue_sound
+        ):
             problems += email_problems(project, issue)
     return problems
 

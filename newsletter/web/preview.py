@@ -10,10 +10,11 @@ message` instead of stopping the server. The server answers only its own
 fixed routes; any other path (including `..` tricks) gets 404, because it
 never maps a request to a file.
 
-It is built to stay up while a browser (or a script) hammers it: a listen
-backlog big enough for hundreds of simultaneous page loads (the default of 5
-made 300 loads take a minute of SYN retries), a timeout on every connection
-so an idle or half-sent request cannot hold a thread for ever, and a Host
+It runs on the same stack as `newsletter serve`: a WSGI application
+(`PreviewApp`, werkzeug routing) under waitress. It is built to stay up
+while a browser (or a script) hammers it: a listen backlog big enough for
+hundreds of simultaneous page loads, idle connections closed after a
+timeout so a half-sent request cannot hold a thread for ever, and a Host
 header check that answers only requests addressed to this preview by its
 loopback name and port, so a web page cannot reach it through DNS rebinding.
 """
@@ -28,11 +29,15 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
+from urllib.parse import urlsplit
 
+import waitress
 from jinja2 import Environment
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
 
 from newsletter.audience.lists import Variant
 from newsletter.content.issue import Issue
@@ -49,6 +54,7 @@ PAGE_TEMPLATE = "web/preview/page.html.j2"
 WIDTHS = {"desktop": 680, "phone": 375}
 # How long a connection may sit without sending its request before it is closed.
 CONNECTION_TIMEOUT_SECONDS = 30.0
+THREADS = 8
 # Names a browser on this computer may use for the preview (with its port).
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
@@ -135,14 +141,14 @@ def build_state(project: Project, issue_path: Path, version: str) -> PreviewStat
         return PreviewState(version, None, "", (), tuple(render_error_problems(error, issue_path)))
 
 
-class PreviewServer(ThreadingHTTPServer):
-    """The preview's HTTP server; `url` is where to point a browser, `stop()` ends it."""
+class PreviewServer:
+    """The preview's HTTP server; `url` is where to point a browser, `stop()` ends it.
 
-    daemon_threads = True
-    allow_reuse_address = True
-    # listen() backlog: a page load bursts several connections, and the kernel
-    # drops connections beyond the backlog to be retried seconds later.
-    request_queue_size = 1024
+    waitress, as `newsletter serve` uses, answering the WSGI application
+    `PreviewApp`. It listens with a backlog big enough for hundreds of
+    simultaneous page loads, and closes connections idle for longer than
+    `connection_timeout` (checked every quarter of it, at least each second).
+    """
 
     def __init__(
         self,
@@ -159,14 +165,33 @@ class PreviewServer(ThreadingHTTPServer):
         self._state: PreviewState | None = None
         self._thread: threading.Thread | None = None
         self._env: Environment | None = None
+        self._stopping = threading.Event()
+        self._map: dict[int, Any] = {}
         try:
-            super().__init__((HOST, port), _Handler)
+            self._server: Any = waitress.create_server(
+                PreviewApp(self),
+                map=self._map,
+                host=HOST,
+                port=port,
+                threads=THREADS,
+                backlog=1024,
+                connection_limit=1000,
+                channel_timeout=max(1, round(connection_timeout)),
+                cleanup_interval=max(1, round(connection_timeout / 4)),
+                ident="newsletter-preview",
+                asyncore_use_poll=True,
+            )
         except OSError as error:
             raise NewsletterError(_bind_failure(port, error)) from None
 
     @property
+    def server_address(self) -> tuple[str, int]:
+        """The address actually listened on (as socketserver's servers say it)."""
+        return str(self._server.effective_host), self.port
+
+    @property
     def port(self) -> int:
-        return int(self.server_address[1])
+        return int(self._server.effective_port)
 
     @property
     def url(self) -> str:
@@ -198,6 +223,16 @@ class PreviewServer(ThreadingHTTPServer):
             root_dir=self.project.root_dir,
         )
 
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Answer requests until `stop()` (from another thread) or Ctrl-C."""
+        try:
+            while not self._stopping.is_set() and self._map:
+                self._server.asyncore.loop(
+                    timeout=poll_interval, map=self._map, use_poll=True, count=1
+                )
+        finally:
+            self._close()
+
     def start(self) -> PreviewServer:
         """Serve in a background thread (for tests and embedding)."""
         # A short poll interval lets stop() return promptly.
@@ -209,11 +244,20 @@ class PreviewServer(ThreadingHTTPServer):
 
     def stop(self) -> None:
         """Stop serving and release the port."""
+        self._stopping.set()
         if self._thread is not None:
-            self.shutdown()
             self._thread.join()
             self._thread = None
-        self.server_close()
+        self._close()
+
+    def server_close(self) -> None:
+        """Release the port (after `serve_forever` has returned)."""
+        self._close()
+
+    def _close(self) -> None:
+        for channel in list(self._map.values()):
+            channel.close()
+        self._server.task_dispatcher.shutdown()
 
 
 def _bind_failure(port: int, error: OSError) -> str:
@@ -281,84 +325,74 @@ def host_status(host_values: list[str], port: int) -> HTTPStatus | None:
     return HTTPStatus.MISDIRECTED_REQUEST
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: PreviewServer
-    server_version = "newsletter-preview"
+class PreviewApp:
+    """The preview's WSGI application: fixed routes only, never a path mapped to a file."""
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass  # a preview left open would otherwise print a line per poll
-
-    def setup(self) -> None:
-        super().setup()
-        # A request that does not arrive in time ends the connection (the timeout
-        # is caught in handle_one_request), freeing its thread.
-        self.connection.settimeout(self.server.connection_timeout)
-
-    def parse_request(self) -> bool:
-        """Parse the request line and headers, then refuse any Host but our own."""
-        if not super().parse_request():
-            return False
-        status = host_status(self.headers.get_all("Host") or [], self.server.port)
-        if status is None:
-            return True
-        self.close_connection = True
-        message = (
-            "This preview only answers requests for "
-            f"http://{HOST}:{self.server.port}/ or http://localhost:{self.server.port}/.\n"
+    def __init__(self, server: PreviewServer) -> None:
+        self.server = server
+        self.routes = Map(
+            [
+                Rule("/", endpoint="page"),
+                Rule("/favicon.ico", endpoint="favicon"),
+                Rule("/state", endpoint="state"),
+                Rule("/email/<name>", endpoint="email"),
+            ],
+            strict_slashes=False,
+            merge_slashes=False,
         )
-        self._send(status, "text/plain", message, self.command == "HEAD")
-        return False
 
-    def do_HEAD(self) -> None:
-        self.do_GET(head=True)
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self._answer(request)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        result: Iterable[bytes] = response(environ, start_response)
+        return result
 
-    def do_GET(self, head: bool = False) -> None:
-        if not self.path.startswith("/"):
-            self._send(HTTPStatus.NOT_FOUND, "text/plain", "Not found.\n", head)
-            return
-        parts = urlsplit(self.path)
-        query = parse_qs(parts.query)
-        route = parts.path
-        if route == "/":
-            body = self.server.page(
-                query.get("variant", [None])[0], query.get("width", ["desktop"])[0]
+    def _answer(self, request: Request) -> Response:
+        port = self.server.port
+        host = request.environ.get("HTTP_HOST")
+        status = host_status([host] if host is not None else [], port)
+        if status is not None:
+            return _text(
+                status,
+                "This preview only answers requests for "
+                f"http://{HOST}:{port}/ or http://localhost:{port}/.\n",
             )
-            self._send(HTTPStatus.OK, "text/html; charset=utf-8", body, head)
-        elif route == "/favicon.ico":
-            self._send(HTTPStatus.NO_CONTENT, "text/plain", "", head)
-        elif route == "/state":
-            body = json.dumps({"version": self.server.current_version()})
-            self._send(HTTPStatus.OK, "application/json", body, head)
-        elif route.startswith("/email/") and route.endswith((".html", ".txt")):
-            name = route.removeprefix("/email/")
-            key, _, kind = name.rpartition(".")
-            state = self.server.state()
-            found = state.find(key) if "/" not in key else None
-            if found is None and state.problems:
-                # The files changed under a page already showing this variant (an editor
-                # saving mid-way): the page reloads with the problems in a moment.
-                self._send(HTTPStatus.OK, "text/plain; charset=utf-8", EMAIL_UNAVAILABLE, head)
-            elif found is None:
-                self._send(HTTPStatus.NOT_FOUND, "text/plain", "No such variant.\n", head)
-            elif kind == "html":
-                self._send(HTTPStatus.OK, "text/html; charset=utf-8", found.email.html, head)
-            else:
-                self._send(HTTPStatus.OK, "text/plain; charset=utf-8", found.email.text, head)
-        else:
-            self._send(HTTPStatus.NOT_FOUND, "text/plain", "Not found.\n", head)
+        if request.method not in ("GET", "HEAD"):
+            return _text(HTTPStatus.METHOD_NOT_ALLOWED, "The preview is read-only.\n")
+        try:
+            endpoint, values = self.routes.bind_to_environ(request.environ).match()
+        except HTTPException:
+            return _text(HTTPStatus.NOT_FOUND, "Not found.\n")
+        if endpoint == "page":
+            body = self.server.page(
+                request.args.get("variant"), request.args.get("width", "desktop")
+            )
+            return Response(body, content_type="text/html; charset=utf-8")
+        if endpoint == "favicon":
+            return Response("", status=HTTPStatus.NO_CONTENT, content_type="text/plain")
+        if endpoint == "state":
+            version = json.dumps({"version": self.server.current_version()})
+            return Response(version, content_type="application/json")
+        return self._email(str(values["name"]))
 
-    def do_POST(self) -> None:
-        self._send(HTTPStatus.METHOD_NOT_ALLOWED, "text/plain", "The preview is read-only.\n")
+    def _email(self, name: str) -> Response:
+        key, _, kind = name.rpartition(".")
+        if kind not in ("html", "txt"):
+            return _text(HTTPStatus.NOT_FOUND, "Not found.\n")
+        state = self.server.state()
+        found = state.find(key)
+        if found is None and state.problems:
+            # The files changed under a page already showing this variant (an editor
+            # saving mid-way): the page reloads with the problems in a moment.
+            return _text(HTTPStatus.OK, EMAIL_UNAVAILABLE, "text/plain; charset=utf-8")
+        if found is None:
+            return _text(HTTPStatus.NOT_FOUND, "No such variant.\n")
+        if kind == "html":
+            return Response(found.email.html, content_type="text/html; charset=utf-8")
+        return Response(found.email.text, content_type="text/plain; charset=utf-8")
 
-    do_PUT = do_DELETE = do_POST
 
-    def _send(self, status: HTTPStatus, content_type: str, body: str, head: bool = False) -> None:
-        data = body.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        if not head:
-            self.wfile.write(data)
+def _text(status: int, body: str, content_type: str = "text/plain") -> Response:
+    return Response(body, status=int(status), content_type=content_type)

@@ -80,9 +80,10 @@ RUNS: dict[str, list[Callable[[Place], list[str]]]] = {
     ],
     "approve": [lambda p: ["approve", ISSUE, "--by", "Jo Bloggs"]],
     "serve": [lambda p: ["serve", "--port", "0"]],
+    "studio": [lambda p: ["studio", "--port", "0", "--no-browser"]],
     "inbox": [lambda p: ["inbox", "--maildir", str(p.scratch / "maildir"), "--dry-run"]],
 }
-LONG_RUNNING = {"preview", "serve"}
+LONG_RUNNING = {"preview", "serve", "studio"}
 
 
 def break_a_template(root: Path) -> None:

@@ -74,9 +74,10 @@ def get_with_host(port: int, *host_lines: str) -> int:
 async def _load_page(port: int, path: str) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        writer.write(request.encode())
         await writer.drain()
-        answer = await reader.read()  # HTTP/1.0 server: the answer ends when it closes
+        answer = await reader.read()  # Connection: close: the answer ends when it closes
         return status_of(answer)
     finally:
         writer.close()
