@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from newsletter.content.issue import read_catalogue
+from newsletter.content.catalogue import read_catalogue
 from newsletter.core.atomicfile import write_text_atomic
 from newsletter.core.bounds import project_file
 from newsletter.core.errors import ContentError, NewsletterError

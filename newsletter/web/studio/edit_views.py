@@ -19,7 +19,8 @@ from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Request, Response
 
 from newsletter.audience.lists import AudienceCounts, iter_audience
-from newsletter.content.issue import PUBLICATION_TYPES, Issue
+from newsletter.content.catalogue import PUBLICATION_TYPES
+from newsletter.content.issue import Issue
 from newsletter.content.new_issue import new_issue
 from newsletter.core.atomicfile import write_text_atomic
 from newsletter.core.errors import ContentError, NewsletterError

@@ -1,8 +1,7 @@
 """Import a briefing paper (Word, or plain text) as a new issue: upload, look, then write.
 
-The conversion is `newsletter.content.importing.import_briefing`, built
-alongside the studio and joined to it when both are merged; until then this
-page says importing is not available and accepts nothing. An upload is
+The conversion is `newsletter.content.importing.import_briefing`, the same
+function `newsletter import` calls. An upload is
 hostile until checked: only .docx (a zip, by its first bytes), .txt and .md,
 at most MAX_UPLOAD_BYTES, stored under a random name in var/studio/uploads
 (never the name it came with), looked at with `dry_run=True` first, and
@@ -11,7 +10,6 @@ written only when the person confirms what they saw.
 
 from __future__ import annotations
 
-import importlib
 import re
 import secrets
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.datastructures import FileStorage
 from werkzeug.wrappers import Request, Response
 
+from newsletter.content.importing import import_briefing
 from newsletter.core.errors import NewsletterError
 from newsletter.web.studio.pages import redirect
 
@@ -32,15 +31,6 @@ MAX_UPLOAD_BYTES = 3 * 1024 * 1024  # under the studio's 4 MB limit for a whole 
 SUFFIXES = (".docx", ".txt", ".md")
 ZIP_START = b"PK\x03\x04"
 _UPLOAD_NAME = re.compile(r"[0-9a-f]{32}\.(docx|txt|md)")
-
-
-def importer() -> Any | None:
-    """`import_briefing`, when the importing module is installed (None until it is)."""
-    try:
-        module = importlib.import_module("newsletter.content.importing")
-    except ImportError:
-        return None
-    return getattr(module, "import_briefing", None)
 
 
 def _suffix(name: str) -> str:
@@ -86,24 +76,25 @@ def _uploaded(project: Project, name: str) -> Path | None:
 def import_page(studio: Studio, request: Request) -> Response:
     project = studio.project()
     issues = [path.stem for path in project.issue_paths()]
-    run = importer()
     values = {
         "issue_id": request.form.get("issue_id", "").strip(),
         "from_issue": request.form.get("from_issue", ""),
     }
-    page: dict[str, Any] = {"available": run is not None, "issues": issues, "values": values}
-    if request.method == "GET" or run is None:
+    page: dict[str, Any] = {"issues": issues, "values": values}
+    if request.method == "GET":
         return studio.pages.page("import.html.j2", error=None, result=None, upload="", **page)
     earlier = values["from_issue"] if values["from_issue"] in issues else None
-    options = {"issue_id": values["issue_id"] or None, "from_issue": earlier}
+    new_id = values["issue_id"] or None
     try:
         confirmed = _uploaded(project, request.form.get("upload", ""))
         if confirmed is not None and request.form.get("confirm") == "yes":
-            result = run(project, confirmed, dry_run=False, **options)
+            result = import_briefing(
+                project, confirmed, issue_id=new_id, from_issue=earlier, dry_run=False
+            )
             confirmed.unlink(missing_ok=True)
             return redirect(f"/issues/{result.issue_id}?saved=1")
         path = stored_upload(project, request.files.get("briefing"))
-        result = run(project, path, dry_run=True, **options)
+        result = import_briefing(project, path, issue_id=new_id, from_issue=earlier, dry_run=True)
     except NewsletterError as error:
         return studio.pages.page(
             "import.html.j2", 400, error=str(error), result=None, upload="", **page

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from werkzeug.datastructures import MultiDict
 
-from newsletter.content.issue import resolve_send_at
+from newsletter.content.send_time import resolve_send_at
 
 # Enough for the longest real issue many times over; a post beyond is refused unread.
 MAX_SECTIONS = 60

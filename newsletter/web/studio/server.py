@@ -1,6 +1,6 @@
 """Start the studio: listen on 127.0.0.1, print the link with its key, open the browser.
 
-It runs under waitress through `web.serve.run_server`, the same server and
+It runs under waitress through `web.server.run_server`, the same server and
 stop handling (Ctrl-C, SIGTERM) as `newsletter serve`. Only a loopback
 address may be listened on: there is no signing in yet, so anyone who could
 reach the port could send the newsletter.
@@ -12,15 +12,11 @@ import socket
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
 
 from newsletter.core.errors import NewsletterError
-from newsletter.web.serve import ServerOptions, run_server
+from newsletter.web.server import ServerOptions, run_server
 from newsletter.web.studio.app import StudioApp
 from newsletter.web.studio.security import StudioSecurity, is_loopback_host
-
-if TYPE_CHECKING:
-    from newsletter.web.serve import ServeApp
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -60,5 +56,4 @@ def run_studio(
         if open_browser:
             webbrowser.open(url)
 
-    # run_server takes any WSGI application; it is annotated with serve's own.
-    run_server(cast("ServeApp", app), ServerOptions(host, port, THREADS), on_ready=ready)
+    run_server(app, ServerOptions(host, port, THREADS), on_ready=ready)

@@ -1,13 +1,14 @@
 """The briefing upload: only a real .docx or UTF-8 text, small, stored under a random name.
 
-The conversion itself (`newsletter.content.importing`) is joined to the studio
-at merge; until it is there, the page says importing is unavailable and an
-upload writes nothing.
+The conversion itself is `newsletter.content.importing` (tested in
+tests/content/importing/); here, the page that offers it: look first, write
+only when the person confirms.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 
@@ -19,9 +20,9 @@ from newsletter.core.project import open_project
 from newsletter.web.studio.import_views import (
     MAX_UPLOAD_BYTES,
     UPLOADS_DIR,
-    importer,
     stored_upload,
 )
+from tests.support.project import REPO_DIR
 from tests.web.studio.conftest import StudioProcess
 
 
@@ -66,18 +67,37 @@ def test_a_briefing_is_kept_under_a_random_name_inside_the_project(project_dir: 
     assert "Briefing" not in first.name and first.read_bytes() == _docx()
 
 
-def test_without_the_importer_the_page_says_so_and_takes_nothing(studio: StudioProcess) -> None:
-    assert importer() is None  # joined at merge: this test then needs its happy path
+def test_a_briefing_uploaded_is_shown_first_and_written_only_when_confirmed(
+    studio: StudioProcess,
+) -> None:
+    paper = REPO_DIR / "issues" / "sources" / "panel-reports-may-2023.txt"
     client = studio.session()
-    page = client.get(studio.base_url + "/issues/import")
-    assert page.status_code == 200
-    assert "Importing is not available in this installation yet" in page.text
     csrf = studio.csrf(client, "/issues/import")
-    response = client.post(
+    looked = client.post(
         studio.base_url + "/issues/import",
-        data={"csrf_token": csrf},
-        files={"briefing": ("briefing.docx", _docx())},
+        data={"csrf_token": csrf, "issue_id": "2023-05-imported"},
+        files={"briefing": ("May briefing.txt", paper.read_bytes())},
     )
-    assert response.status_code == 200
-    uploads = studio.project_dir / UPLOADS_DIR
-    assert not uploads.exists()
+    assert looked.status_code == 200
+    assert "Check what will be written" in looked.text
+    assert "Child Protection in England" in looked.text  # a section title, shown to check
+    issue_path = studio.project_dir / "issues" / "2023-05-imported.yaml"
+    assert not issue_path.exists()  # nothing written before the person confirms
+
+    upload = re.search(r'name="upload" value="([^"]+)"', looked.text)
+    assert upload is not None
+    created = client.post(
+        studio.base_url + "/issues/import",
+        data={
+            "csrf_token": csrf,
+            "upload": upload.group(1),
+            "issue_id": "2023-05-imported",
+            "from_issue": "",
+            "confirm": "yes",
+        },
+        allow_redirects=False,
+    )
+    assert created.status_code in (302, 303)
+    assert created.headers["Location"].startswith("/issues/2023-05-imported")
+    assert "Child Protection in England" in issue_path.read_text(encoding="utf-8")
+    assert not (studio.project_dir / UPLOADS_DIR / upload.group(1)).exists()
