@@ -8,14 +8,16 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from newsletter.core.csvcells import write_row
 from newsletter.core.errors import Problem
 from newsletter.core.paths import find_project_root
-from newsletter.core.project import Project, open_project
+
+if TYPE_CHECKING:
+    from newsletter.core.project import Project
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=click.Command)
@@ -41,6 +43,8 @@ class AppContext:
     def project(self) -> Project:
         """The project, opened (and its settings loaded) on first use."""
         if self._project is None:
+            from newsletter.core.project import open_project  # heavy; `--help` does without
+
             self._project = open_project(self.root_dir)
         return self._project
 

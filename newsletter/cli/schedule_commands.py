@@ -9,10 +9,8 @@ import click
 
 from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, table_text
 from newsletter.schedule.cron import DEFAULT_ENV_FILE, cron_setup
-from newsletter.schedule.dispatch import DispatchOptions, run_dispatch
 from newsletter.schedule.due import issue_schedule, parse_now
 from newsletter.transports import TRANSPORT_NAMES
-from newsletter.web.serve import DEFAULT_HOST, DEFAULT_PORT
 
 NOW_HELP = "Pretend it is this time (ISO 8601, e.g. 2023-05-15T09:00:00+01:00); for testing."
 
@@ -60,6 +58,9 @@ def dispatch(
     Each issue acted on gets a JSON line in var/dispatch.log, and so does an
     error that stops the run.
     """
+    # Imported here: sending pulls in transports and rendering `schedule` does without.
+    from newsletter.schedule.dispatch import DispatchOptions, run_dispatch
+
     project = app.project()
     options = DispatchOptions(
         dry_run=dry_run, catch_up=catch_up, wait=wait, transport=transport_name
@@ -124,6 +125,8 @@ def cron(app: AppContext, env_file: Path) -> None:
     one-click unsubscribe and provider webhooks) listens on 127.0.0.1:8080:
     `newsletter serve --systemd --port N` prints it for another port.
     """
+    from newsletter.web.serve import DEFAULT_HOST, DEFAULT_PORT  # werkzeug, waitress
+
     setup = cron_setup(app.project(), env_file=env_file, serve_at=(DEFAULT_HOST, DEFAULT_PORT))
     click.echo(setup.as_text())
 
