@@ -89,6 +89,13 @@ def test_schedule_reads_the_project_without_rendering_or_sending_libraries(
     assert not loaded & set(HEAVY)
 
 
+def test_cron_dispatch_with_nothing_due_loads_no_sending_library(project_dir: Path) -> None:
+    # Before the sample's send_at: cron's every-five-minutes run that finds nothing to do.
+    loaded = loaded_modules(project_dir, "dispatch", "--now", "2023-05-01T09:00:00+01:00")
+    assert "yaml" in loaded
+    assert not loaded & {*HEAVY, "smtplib", "notifications_python_client"}
+
+
 def test_every_command_module_command_is_in_the_table() -> None:
     for path in sorted(CLI_DIR.glob("*_commands.py")):
         module = __import__(f"newsletter.cli.{path.stem}", fromlist=["COMMANDS"])
