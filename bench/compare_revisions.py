@@ -21,11 +21,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rounds import check_rounds, machine_line
+
 REPO_DIR = Path(__file__).resolve().parents[1]
 FIGURES = {
-    "1 connection msg/s": re.compile(r"newsletter, 1 connection: .*= (\d+) msg/s"),
-    "4 connections msg/s": re.compile(r"newsletter, 4 connections: .*= (\d+) msg/s"),
-    "bare smtplib msg/s": re.compile(r"bare smtplib loop: .*= (\d+) msg/s"),
+    # "= 880 msg/s" (one round) or "= 880 (850-900) msg/s" (a median of rounds)
+    "1 connection msg/s": re.compile(r"newsletter, 1 connection: .*= (\d+)(?: \(\S+\))? msg/s"),
+    "4 connections msg/s": re.compile(r"newsletter, 4 connections: .*= (\d+)(?: \(\S+\))? msg/s"),
+    "bare smtplib msg/s": re.compile(r"bare smtplib loop: .*= (\d+)(?: \(\S+\))? msg/s"),
     "ratio 1 connection / bare": re.compile(r"ratio 1 connection / bare: +([\d.]+)x"),
     "ratio 4 connections / bare": re.compile(r"ratio 4 connections / bare: +([\d.]+)x"),
 }
@@ -33,7 +36,10 @@ FIGURES = {
 
 def run_once(tree: Path, messages: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, str(tree / "bench" / "dispatch.py"), "--messages", str(messages)]
+    script = tree / "bench" / "dispatch.py"
+    command = [sys.executable, str(script), "--messages", str(messages)]
+    if "--rounds" in script.read_text(encoding="utf-8"):
+        command += ["--rounds", "1"]  # the rounds are taken here, interleaving the revisions
     output = subprocess.run(
         [*command, "--memory-recipients", "0"],
         cwd=tree,
@@ -58,6 +64,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--messages", type=int, default=2000)
     args = parser.parse_args()
+    check_rounds(args.rounds)
     results: dict[str, list[dict[str, float]]] = {args.before: [], args.after: []}
     with tempfile.TemporaryDirectory(prefix="newsletter-compare-") as scratch:
         trees = {}
@@ -80,6 +87,7 @@ def main() -> None:
                     ["git", "-C", str(REPO_DIR), "worktree", "remove", "--force", str(tree)],
                     check=False,
                 )
+    print(machine_line())
     print(f"{args.rounds} rounds, {args.messages} messages each, interleaved; median (min-max)")
     print(f"| figure | {args.before} | {args.after} |")
     print("|---|---:|---:|")

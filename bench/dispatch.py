@@ -1,21 +1,23 @@
 """Benchmark: the send run (`newsletter send`, ledger on) against a bare smtplib loop, and peak memory.
 
-    python bench/dispatch.py                      # 10,000 messages; memory with 100,000
-    python bench/dispatch.py --messages 2000 --memory-recipients 20000
+    python bench/dispatch.py                      # 10,000 messages, 5 rounds; memory with 100,000
+    python bench/dispatch.py --messages 2000 --rounds 7 --memory-recipients 20000
 
 Starts Postfix's `smtp-sink` on 127.0.0.1 (aiosmtpd in a subprocess where
 Postfix is absent) and, in one run:
 
-1. sends N messages through `send_issue` with the smtp transport, 1 connection;
-2. the same with 4 connections;
-3. sends the same messages, built beforehand, with a bare smtplib loop over one
-   connection (the floor any sender pays for SMTP on this machine);
-4. in a child process, sends to M recipients and reports its peak RSS
-   (`ru_maxrss` of the child), so memory is measured for a whole send.
+1. in a child process, sends to M recipients and reports its peak RSS
+   (`ru_maxrss` of the child), so memory is measured for a whole send;
+2. then, in each of N rounds, in turn:
+   a. sends N messages through `send_issue` with the smtp transport, 1 connection;
+   b. the same with 4 connections;
+   c. sends the same messages, built once beforehand, with a bare smtplib loop
+      over one connection (the floor any sender pays for SMTP on this machine).
 
-Each newsletter run starts from an empty ledger and includes everything a real
-run does: streaming the lists into the ledger, rendering, building each
-personal message, sending, recording.
+Each figure is the median of the rounds with min-max, and each ratio is of
+the medians measured in this run. Each newsletter run starts from an empty
+ledger and includes everything a real run does: streaming the lists into the
+ledger, rendering, building each personal message, sending, recording.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ import resource
 import shutil
 import smtplib
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from rounds import MIN_ROUNDS, interleaved, machine_line, median_range
 
 from newsletter.audience.lists import iter_audience
 from newsletter.core.project import Project, init_project, open_project
@@ -60,7 +65,8 @@ def start_sink() -> tuple[subprocess.Popen[bytes], int, str]:
         command += [f"127.0.0.1:{port}", "1024"]
         name = "postfix smtp-sink"
     else:
-        command = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}"]
+        command = [sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink"]
+        command += ["-l", f"127.0.0.1:{port}"]
         name = "aiosmtpd (Postfix not installed)"
     process = subprocess.Popen(command)
     deadline = time.monotonic() + 10
@@ -118,8 +124,8 @@ def newsletter_run(project: Project, connections: int) -> tuple[float, int]:
     return elapsed, result.sent
 
 
-def bare_loop(project: Project, port: int) -> tuple[float, int]:
-    """The same messages, built first (not timed), sent by smtplib over one connection."""
+def prepared_messages(project: Project) -> list[tuple[str, bytes]]:
+    """The run's messages as (address, bytes), built the way a send builds them (not timed)."""
     issue = project.load_issue(ISSUE)
     renderer = Renderer(project, issue)
     prepared = []
@@ -131,12 +137,16 @@ def bare_loop(project: Project, port: int) -> tuple[float, int]:
                 message_bytes(build_message(project.settings, issue, recipient, email)),
             )
         )
-    sender = project.settings.from_address
+    return prepared
+
+
+def bare_loop(sender: str, prepared: list[tuple[str, bytes]], port: int) -> float:
+    """Seconds for smtplib to send the prepared messages over one connection."""
     start = time.perf_counter()
     with smtplib.SMTP("127.0.0.1", port) as connection:
         for address, data in prepared:
             connection.sendmail(sender, [address], data)
-    return time.perf_counter() - start, len(prepared)
+    return time.perf_counter() - start
 
 
 def peak_rss_kb() -> int:
@@ -171,9 +181,34 @@ def measure_memory(work: Path, port: int, recipients: int) -> None:
     print(f"peak RSS of a {recipients}-recipient send: {peak_kb / 1024:.0f} MB (target <= 100 MB)")
 
 
+def report(messages: int, seconds: dict[str, list[float]]) -> None:
+    rates = {name: [messages / s for s in values] for name, values in seconds.items()}
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    lines = (
+        ("one", "newsletter, 1 connection: "),
+        ("four", "newsletter, 4 connections:"),
+        ("bare", "bare smtplib loop:         "),
+    )
+    for name, label in lines:
+        print(
+            f"{label} {messages} messages in {statistics.median(seconds[name]):.1f} s "
+            f"= {median_range(rates[name], '{:.0f}')} msg/s"
+        )
+    for name, label, target in (
+        ("one", "1 connection", ">= 0.8x"),
+        ("four", "4 connections", "> 1x"),
+    ):
+        per_round = [a / b for a, b in zip(rates[name], rates["bare"])]
+        print(
+            f"ratio {label} / bare:  {median[name] / median['bare']:.2f}x of the medians "
+            f"(per round {median_range(per_round, '{:.2f}')}; target {target})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=MIN_ROUNDS)
     parser.add_argument("--memory-recipients", type=int, default=100_000)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -184,31 +219,35 @@ def main() -> None:
     sink, port, sink_name = start_sink()
     work = Path(tempfile.mkdtemp(prefix="newsletter-bench-"))
     try:
-        print(
-            f"sink: {sink_name} on 127.0.0.1:{port}; {os.cpu_count()} CPUs; Python {sys.version.split()[0]}"
-        )
+        print(machine_line())
+        print(f"sink: {sink_name} on 127.0.0.1:{port}")
         # Memory first: the bare loop below holds every pre-built message.
         if args.memory_recipients:
             measure_memory(work, port, args.memory_recipients)
         if not args.messages:
             return
+        if args.rounds < MIN_ROUNDS:
+            print(f"{args.rounds} round(s): a building block (compare_revisions.py), not a figure")
         project = make_project(work / "project", args.messages, port)
-        one, sent = newsletter_run(project, 1)
-        four, _ = newsletter_run(project, 4)
-        bare, bare_sent = bare_loop(project, port)
-        rate = {name: sent / seconds for name, seconds in (("one", one), ("four", four))}
-        bare_rate = bare_sent / bare
-        print(
-            f"newsletter, 1 connection:  {sent} messages in {one:.1f} s = {rate['one']:.0f} msg/s"
+        prepared = prepared_messages(project)
+        sender = project.settings.from_address
+
+        def timed_send(connections: int) -> float:
+            seconds, sent = newsletter_run(project, connections)
+            if sent != len(prepared):
+                raise SystemExit(f"sent {sent} of {len(prepared)}")
+            return seconds
+
+        seconds = interleaved(
+            args.rounds,
+            {
+                "one": lambda: timed_send(1),
+                "four": lambda: timed_send(4),
+                "bare": lambda: bare_loop(sender, prepared, port),
+            },
         )
-        print(
-            f"newsletter, 4 connections: {sent} messages in {four:.1f} s = {rate['four']:.0f} msg/s"
-        )
-        print(
-            f"bare smtplib loop:         {bare_sent} messages in {bare:.1f} s = {bare_rate:.0f} msg/s"
-        )
-        print(f"ratio 1 connection / bare:  {rate['one'] / bare_rate:.2f}x (target >= 0.8x)")
-        print(f"ratio 4 connections / bare: {rate['four'] / bare_rate:.2f}x (target > 1x)")
+        print(f"{args.rounds} rounds, interleaved; median (min-max)")
+        report(len(prepared), seconds)
     finally:
         sink.terminate()
         sink.wait()

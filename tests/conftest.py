@@ -1,5 +1,12 @@
 """Shared fixtures live in tests/support/, one module per real component."""
 
+from __future__ import annotations
+
+import compileall
+from pathlib import Path
+
+import pytest
+
 pytest_plugins = [
     "tests.support.tls",  # first: other fixture modules import it
     "tests.support.network",
@@ -13,3 +20,17 @@ pytest_plugins = [
     "tests.support.microsoft",
     "tests.support.notify",
 ]
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "newsletter"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the package's bytecode once, as an installed package has it.
+
+    Hundreds of tests start `newsletter` as a real process. Where
+    PYTHONDONTWRITEBYTECODE is set, as on CI runners and in containers, each
+    of those would compile every module it imports from source first. Only
+    the main pytest process does this (xdist workers start after it).
+    """
+    if not hasattr(config, "workerinput"):
+        compileall.compile_dir(PACKAGE_DIR, quiet=1)

@@ -8,14 +8,16 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from newsletter.core.csvcells import write_row
 from newsletter.core.errors import NewsletterError, Problem
-from newsletter.core.paths import ProjectPaths, find_project_root
-from newsletter.core.project import Project, missing_project_message, open_project
+from newsletter.core.paths import ProjectPaths, find_project_root, missing_project_message
+
+if TYPE_CHECKING:
+    from newsletter.core.project import Project
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=click.Command)
@@ -52,6 +54,8 @@ class AppContext:
     def project(self) -> Project:
         """The project, opened (and its settings loaded) on first use."""
         if self._project is None:
+            from newsletter.core.project import open_project  # heavy; `--help` does without
+
             self._project = open_project(self.project_dir())
         return self._project
 

@@ -10,10 +10,8 @@ import click
 
 from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, table_text
 from newsletter.schedule.cron import cron_setup, needs_serve
-from newsletter.schedule.dispatch import DispatchOptions, run_dispatch
 from newsletter.schedule.due import issue_schedule, parse_now
 from newsletter.transports import TRANSPORT_NAMES
-from newsletter.web.serve import DEFAULT_HOST, DEFAULT_PORT
 
 NOW_HELP = "Pretend it is this time (ISO 8601, e.g. 2023-05-15T09:00:00+01:00); for testing."
 
@@ -61,6 +59,9 @@ def dispatch(
     Each issue acted on gets a JSON line in var/dispatch.log, and so does an
     error that stops the run.
     """
+    # Imported here: sending pulls in transports and rendering `schedule` does without.
+    from newsletter.schedule.dispatch import DispatchOptions, run_dispatch
+
     project = app.project()
     options = DispatchOptions(
         dry_run=dry_run, catch_up=catch_up, wait=wait, transport=transport_name
@@ -128,6 +129,8 @@ def cron(app: AppContext, env_file: Path | None, systemd: bool) -> None:
     mailbox (inbox.imap) is set up; the service that keeps `newsletter serve`
     up only when one-click unsubscribe or a provider webhook needs it.
     """
+    from newsletter.web.serve import DEFAULT_HOST, DEFAULT_PORT  # werkzeug, waitress
+
     project = app.project()
     serve_at = (DEFAULT_HOST, DEFAULT_PORT) if needs_serve(project, os.environ) else None
     setup = cron_setup(project, env_file=env_file, serve_at=serve_at)

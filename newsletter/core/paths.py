@@ -149,3 +149,21 @@ class ProjectPaths:
     def list_paths(self) -> list[Path]:
         """The recipient lists, in name order (the order people are met in)."""
         return sorted(self.lists_dir.glob("*.csv"))
+
+
+def missing_project_message(directory: Path, *, searched: bool) -> str:
+    """One line for a command run where there is no project, saying how to point at one.
+
+    `searched`: no folder was named, so `directory` and every folder above it were tried.
+    """
+    if searched:
+        return (
+            f"no newsletter.yaml was found in {directory} or any folder above it: "
+            "cd into your project folder (the one holding newsletter.yaml), or name it with "
+            "--root DIR (or NEWSLETTER_ROOT=DIR); to start a project, run `newsletter init DIR`"
+        )
+    return (
+        f"{directory} is not a newsletter project (it has no newsletter.yaml): check the folder "
+        "given with --root or NEWSLETTER_ROOT; to start a project there, run "
+        "`newsletter init DIR`"
+    )

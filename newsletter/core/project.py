@@ -33,7 +33,12 @@ from newsletter.content.issue import Issue, read_issue
 from newsletter.core.bounds import outside_problems
 from newsletter.core.checks import did_you_mean
 from newsletter.core.errors import ContentError, NewsletterError, Problem
-from newsletter.core.paths import PACKAGE_DIR, ProjectPaths, bundled_project_dir
+from newsletter.core.paths import (
+    PACKAGE_DIR,
+    ProjectPaths,
+    bundled_project_dir,
+    missing_project_message,
+)
 from newsletter.core.settings import Settings, load_settings
 from newsletter.ledger.list_events import who_left
 
@@ -43,7 +48,6 @@ __all__ = [
     "ProjectPaths",
     "bundled_project_dir",
     "init_project",
-    "missing_project_message",
     "open_project",
     "resolve_issue_path",
     "start_project_dir",
@@ -180,24 +184,6 @@ def resolve_issue_path(paths: ProjectPaths, issue: str | Path) -> Path:
 def _refuse(problems: list[Problem]) -> None:
     if any(p.is_error for p in problems):
         raise ContentError(problems)
-
-
-def missing_project_message(directory: Path, *, searched: bool) -> str:
-    """One line for a command run where there is no project, saying how to point at one.
-
-    `searched`: no folder was named, so `directory` and every folder above it were tried.
-    """
-    if searched:
-        return (
-            f"no newsletter.yaml was found in {directory} or any folder above it: "
-            "cd into your project folder (the one holding newsletter.yaml), or name it with "
-            "--root DIR (or NEWSLETTER_ROOT=DIR); to start a project, run `newsletter init DIR`"
-        )
-    return (
-        f"{directory} is not a newsletter project (it has no newsletter.yaml): check the folder "
-        "given with --root or NEWSLETTER_ROOT; to start a project there, run "
-        "`newsletter init DIR`"
-    )
 
 
 def open_project(root_dir: Path, environ: Mapping[str, str] | None = None) -> Project:

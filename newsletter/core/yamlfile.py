@@ -38,16 +38,15 @@ class _Refused(yaml.MarkedYAMLError):
         super().__init__(problem=message, problem_mark=mark)
 
 
-class _GuardedLoader(yaml.SafeLoader):
-    """SafeLoader that counts nesting and alias expansion while composing, and refuses early.
+class _Guard(yaml.composer.Composer):
+    """Counts nesting and alias expansion while composing, and refuses early.
 
     Composing never copies an alias (it reuses the anchored node), so nothing
     is expanded before these checks; expansion happens only later, when the
     node tree is walked, and by then the totals are known to be small.
     """
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
+    def _start_counting(self) -> None:
         self._depth = 0  # levels open now
         self._deepest = 0  # deepest level reached inside the node being read, aliases expanded
         self._values = 0  # values read so far, each alias counted as everything it repeats
@@ -56,7 +55,7 @@ class _GuardedLoader(yaml.SafeLoader):
         self._open: set[str] = set()  # anchors whose block is still being read
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
+        event = self.peek_event()  # type: ignore[attr-defined]
         if isinstance(event, yaml.AliasEvent):
             return self._compose_alias(event, parent, index)
         self._depth += 1
@@ -108,6 +107,34 @@ class _GuardedLoader(yaml.SafeLoader):
             )
         self._deepest = max(self._deepest, self._depth + levels)
         return node
+
+
+class _GuardedLoader(_Guard, yaml.SafeLoader):
+    """The pure-Python SafeLoader, guarded: its error messages are the ones we explain."""
+
+    def __init__(self, text: str) -> None:
+        yaml.SafeLoader.__init__(self, text)
+        self._start_counting()
+
+
+if yaml.__with_libyaml__:  # as PyYAML's wheels are built; a source build may lack it
+    from yaml._yaml import CParser
+
+    class _FastGuardedLoader(
+        _Guard, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver
+    ):
+        """libyaml's scanner and parser under the guarded Python composer: same nodes, faster.
+
+        Scanning is most of the work and libyaml does it in C, so loading a
+        project (as `schedule` and cron's `dispatch` do) takes a fraction of the time.
+        """
+
+        def __init__(self, text: str) -> None:
+            CParser.__init__(self, text)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            self._start_counting()
 
 
 @dataclass(frozen=True)
@@ -220,11 +247,28 @@ def _syntax_problem(error: yaml.MarkedYAMLError, text: str, path: Path) -> Probl
     return Problem(path, line, column, message + _shown_line(lines, line, column))
 
 
+def _compose(text: str) -> tuple[yaml.constructor.SafeConstructor, yaml.Node | None]:
+    """The node tree and the loader that read it (it constructs the values).
+
+    libyaml reads it when it can; YAML that libyaml refuses is read again by
+    the pure-Python parser, whose messages `_describe_yaml_error` explains.
+    """
+    if yaml.__with_libyaml__:
+        fast = _FastGuardedLoader(text)
+        try:
+            return fast, fast.get_single_node()
+        except _Refused:
+            raise
+        except yaml.YAMLError:
+            pass
+    loader = _GuardedLoader(text)
+    return loader, loader.get_single_node()
+
+
 def parse_yaml(text: str, path: Path) -> YamlDocument:
     """Parse YAML text, returning located data or located problems (never raising)."""
-    loader = _GuardedLoader(text)
     try:
-        root = loader.get_single_node()
+        loader, root = _compose(text)
     except _Refused as error:
         mark = error.problem_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -236,8 +280,6 @@ def parse_yaml(text: str, path: Path) -> YamlDocument:
         return YamlDocument(
             path, None, {}, (Problem(path, 1, 1, f"this is not valid YAML: {error}"),)
         )
-    finally:
-        loader.dispose()
 
     positions: dict[KeyPath, tuple[int, int]] = {}
     problems: list[Problem] = []

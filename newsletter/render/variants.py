@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment
-from premailer import Premailer
 
 from newsletter.audience.lists import Recipient, Variant, sample_recipients, variant_for
 from newsletter.content.issue import Issue, Link, Section
@@ -131,6 +130,8 @@ def inline_css(document: str, base_url: str) -> str:
     comments to lxml and pass through unchanged. Relative links are resolved
     against `base_url`; nothing is fetched from the network.
     """
+    from premailer import Premailer  # 0.2 s of imports (cssutils, lxml) only renders need
+
     inliner = Premailer(
         base_url=base_url,
         strip_important=False,

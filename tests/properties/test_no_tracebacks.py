@@ -1,14 +1,17 @@
 """No traceback ever reaches a user: every command, run for real, under things going wrong.
 
 Every command the CLI has (read from the click group, so a new command must
-be added to `RUNS` or this fails) is run as a real `newsletter` subprocess
-under each fault: a template of the project's own with a typo in it, a
-ledger file that is not a database, files where the folders it writes
-should be (root ignores permissions, and tests may run as root, so a file
-in the way is what makes a folder unwritable for everyone), and a project
-directory that is not a project. Whatever the exit code, nothing printed
-may contain a traceback. Long-running commands (preview, serve) are stopped
-with Ctrl-C once they say they are listening, as a person would.
+be added to `RUNS` or this fails) is run from the real entry point under
+each fault: a template of the project's own with a typo in it, a ledger file
+that is not a database, files where the folders it writes should be (root
+ignores permissions, and tests may run as root, so a file in the way is what
+makes a folder unwritable for everyone), and a project directory that is not
+a project. Whatever the exit code, nothing printed may contain a traceback.
+The sweep runs a fault's commands one after another in one Python process,
+each with its own output and exit code (tests/support/cli_batch.py), so it
+pays for starting Python once, not ninety times. Long-running commands
+(preview, serve) are real processes, stopped with Ctrl-C once they say they
+are listening, as a person would.
 
 The template fault is also checked for what it must say: `path:line` of
 the broken template, from render, send and dispatch alike.
@@ -16,6 +19,7 @@ the broken template, from render, send and dispatch alike.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -172,26 +176,56 @@ def test_every_command_is_covered() -> None:
     assert set(RUNS) == set(cli.commands), "add the new command to RUNS"
 
 
-@pytest.mark.slow  # about 90 subprocesses: a minute or two on a shared machine
+def run_batch(places_and_args: list[tuple[Place, list[str]]], work: Path) -> list[tuple[int, str]]:
+    """Run each `newsletter --root ROOT ARGS` in one Python process (tests/support/cli_batch.py).
+
+    Each still starts from the real entry point with its own output and exit code;
+    only the interpreter start and the imports are shared.
+    """
+    cases = [
+        {"cwd": str(place.scratch), "args": ["--root", str(place.root), *args]}
+        for place, args in places_and_args
+    ]
+    cases_path, results_path = work / "cases.json", work / "results.json"
+    cases_path.write_text(json.dumps(cases), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.cli_batch", str(cases_path), str(results_path)],
+        cwd=work,
+        env=environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0 and results_path.exists(), done.stdout + done.stderr
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    return [(result["code"], result["output"]) for result in results]
+
+
+@pytest.mark.slow  # about 22 commands per fault, each in a fresh copy of the project
+@pytest.mark.parametrize("fault", list(FAULTS))
 def test_no_command_shows_a_traceback_whatever_goes_wrong(
-    project_dir: Path, tmp_path: Path
+    project_dir: Path, tmp_path: Path, fault: str
 ) -> None:
     jobs = []
-    for fault in FAULTS:
-        for name, makers in sorted(RUNS.items()):
-            for index, make_args in enumerate(makers):
-                base = tmp_path / f"{fault.replace(' ', '-')}-{name}-{index}"
-                base.mkdir()
-                place = prepare(project_dir, base, fault)
-                jobs.append((fault, name, place, make_args(place)))
+    for name, makers in sorted(RUNS.items()):
+        for index, make_args in enumerate(makers):
+            base = tmp_path / f"{name}-{index}"
+            base.mkdir()
+            place = prepare(project_dir, base, fault)
+            jobs.append((name, place, make_args(place)))
+    short = [(place, args) for name, place, args in jobs if name not in LONG_RUNNING]
+    long = [(place, args) for name, place, args in jobs if name in LONG_RUNNING]
 
-    # Two cores are shared by many: a few at a time keeps this to a minute or so.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda job: run(job[2], job[3], job[1] in LONG_RUNNING), jobs))
+    # The long-running commands are real processes stopped with Ctrl-C, alongside the batch.
+    with ThreadPoolExecutor(max_workers=len(long)) as pool:
+        long_runs = [pool.submit(run, place, args, True) for place, args in long]
+        results = [*run_batch(short, tmp_path), *(future.result() for future in long_runs)]
 
     shown = [
         f"[{fault}] newsletter {' '.join(args)} (exit {code}):\n{output}"
-        for (fault, _name, _place, args), (code, output) in zip(jobs, results)
+        for (_place, args), (code, output) in zip([*short, *long], results, strict=True)
         if "Traceback" in output or code not in (0, 1, 2)
     ]
     assert not shown, "\n\n".join(shown)

@@ -1,0 +1,134 @@
+"""Commands start quickly: each imports only what it uses.
+
+`newsletter --help`, and `schedule` and `dispatch` that cron runs every few
+minutes, must not wait for premailer, msal or requests to load. The CLI group
+imports a command's module only when that command runs and lists the others
+from a table (`COMMAND_TABLE`), which is checked here against the commands
+themselves so the listing cannot drift from them. The import checks run in a
+fresh interpreter: in this one, other tests have imported everything already.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import COMMAND_TABLE, cli, load_command
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+CLI_DIR = REPO_DIR / "newsletter" / "cli"
+# What only rendering, sending or serving needs: none of it on the way to a command.
+HEAVY = ("premailer", "cssutils", "lxml", "msal", "requests", "werkzeug", "waitress", "dkim")
+# The CLI itself, for `--help`: not even what reading a project needs.
+READING = ("jinja2", "markdown_it", "email_validator", "yaml")
+
+# Runs the CLI with the given arguments, then prints the top-level modules it loaded.
+REPORT_MODULES = """
+import json, sys
+from newsletter.cli import main
+sys.argv = ["newsletter", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code
+else:
+    code = 0
+print(json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+"""
+
+
+def loaded_modules(cwd: Path, *args: str) -> set[str]:
+    """The top-level modules a fresh `newsletter ARGS` process has imported when it ends."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
+    done = subprocess.run(
+        [sys.executable, "-c", REPORT_MODULES, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["code"] in (0, None), done.stderr
+    return set(report["modules"])
+
+
+def test_importing_the_cli_loads_no_heavy_library(tmp_path: Path) -> None:
+    code = "import json, sys, newsletter.cli; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_DIR)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = {name.split(".")[0] for name in json.loads(done.stdout)}
+    assert not loaded & {*HEAVY, *READING}
+
+
+def test_help_loads_no_command_module(tmp_path: Path) -> None:
+    loaded = loaded_modules(tmp_path, "--help")
+    assert not loaded & {*HEAVY, *READING}
+
+
+def test_schedule_reads_the_project_without_rendering_or_sending_libraries(
+    project_dir: Path,
+) -> None:
+    loaded = loaded_modules(project_dir, "schedule")
+    assert "yaml" in loaded  # it did read the project
+    assert not loaded & set(HEAVY)
+
+
+def test_cron_dispatch_with_nothing_due_loads_no_sending_library(project_dir: Path) -> None:
+    # Before the sample's send_at: cron's every-five-minutes run that finds nothing to do.
+    loaded = loaded_modules(project_dir, "dispatch", "--now", "2023-05-01T09:00:00+01:00")
+    assert "yaml" in loaded
+    assert not loaded & {*HEAVY, "smtplib", "notifications_python_client"}
+
+
+def test_every_command_module_command_is_in_the_table() -> None:
+    for path in sorted(CLI_DIR.glob("*_commands.py")):
+        module = __import__(f"newsletter.cli.{path.stem}", fromlist=["COMMANDS"])
+        for command in module.COMMANDS:
+            assert command.name in COMMAND_TABLE, f"add {command.name!r} to COMMAND_TABLE"
+            assert COMMAND_TABLE[command.name].module == path.stem, command.name
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_TABLE))
+def test_the_table_summary_is_the_commands_own(name: str) -> None:
+    entry = COMMAND_TABLE[name]
+    command = load_command(name, entry)
+    assert command.name == name
+    assert command.get_short_help_str(limit=1_000) == entry.summary
+
+
+def test_help_lists_commands_as_click_would_with_every_command_loaded() -> None:
+    loaded = click.Group(
+        name=cli.name,
+        commands=[load_command(name, entry) for name, entry in COMMAND_TABLE.items()],
+        params=cli.params,
+        help=cli.help,
+        context_settings=cli.context_settings,
+    )
+    lazy_help = CliRunner().invoke(cli, ["--help"], prog_name="newsletter")
+    loaded_help = CliRunner().invoke(loaded, ["--help"], prog_name="newsletter")
+    assert lazy_help.exit_code == 0, lazy_help.output
+    assert lazy_help.output == loaded_help.output
+    assert "\n  validate     Check settings, catalogue" in lazy_help.output
+
+
+def test_an_unknown_command_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--root", str(tmp_path), "shedule"])
+    assert result.exit_code == 2
+    assert "No such command 'shedule'" in result.output
+    assert "schedule" in result.output.split("No such command", 1)[1]
