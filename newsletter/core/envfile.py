@@ -28,7 +28,9 @@ from dotenv.parser import parse_stream
 
 from newsletter.core.errors import NewsletterError
 from newsletter.core.private_files import private_dir, write_private_text
-from newsletter.core.settings import UNSUBSCRIBE_SECRET_ENV
+
+# Signs one-click unsubscribe links and the tokens that tie returned mail to what we sent.
+UNSUBSCRIBE_SECRET_ENV = "NEWSLETTER_UNSUBSCRIBE_SECRET"
 
 DEFAULT_ENV_FILE = Path("~/.config/newsletter/newsletter.env")
 ENV_FILE_VARIABLE = "NEWSLETTER_ENV_FILE"

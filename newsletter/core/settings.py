@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from newsletter.core.checks import link_problem
+from newsletter.core.envfile import UNSUBSCRIBE_SECRET_ENV as UNSUBSCRIBE_SECRET_ENV
 from newsletter.core.errors import ConfigError, ContentError, Problem
 from newsletter.core.fields import (
     REQUIRED,
@@ -56,7 +57,6 @@ from newsletter.transports import SETTINGS_BLOCKS, TRANSPORT_NAMES
 __all__ = ["Secret", "Settings", "load_settings", "read_settings"]
 
 DEFAULT_TIMEZONE = "Europe/London"
-UNSUBSCRIBE_SECRET_ENV = "NEWSLETTER_UNSUBSCRIBE_SECRET"
 TRANSPORT_ENV = "NEWSLETTER_TRANSPORT"
 LEDGER_PATH_ENV = "NEWSLETTER_LEDGER_PATH"
 OUTBOX_DIR_ENV = "NEWSLETTER_OUTBOX_DIR"

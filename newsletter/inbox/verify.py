@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 
+from newsletter.core.settings import UNSUBSCRIBE_SECRET_ENV
 from newsletter.core.signing import (
     UNSUBSCRIBE,
     address_token_is_valid,
@@ -47,7 +48,7 @@ CHECKED_KINDS = frozenset(
     {"hard-bounce", "policy-bounce", "soft-bounce", "complaint", "unsubscribe"}
 )
 NO_SECRET = (
-    "not checked: NEWSLETTER_UNSUBSCRIBE_SECRET is not set, so nothing returned can be "
+    f"not checked: {UNSUBSCRIBE_SECRET_ENV} is not set, so nothing returned can be "
     "tied to a message we sent"
 )
 UNPROVEN = (
