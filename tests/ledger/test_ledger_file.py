@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from newsletter.cli import cli
+from newsletter.ledger import connection
 from newsletter.ledger import deliveries as ledger_module
 from tests.support.project import ISSUE, edit_issue, speed_up
 from tests.support.smtp import SmtpTestServer
@@ -124,7 +125,7 @@ def locked_ledger(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     path = ledger_path(project_dir)
     path.parent.mkdir()
     shutil.copyfile(FIXTURE_V1, path)
-    monkeypatch.setattr(ledger_module, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_MS", 100)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")
     holder.execute("BEGIN EXCLUSIVE")
