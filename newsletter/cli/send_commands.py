@@ -189,8 +189,9 @@ def _deliver(
     )
     if result.recovered:
         click.echo(
-            f"{result.recovered} message(s) interrupted by an earlier run were sent again "
-            "with the same Message-ID."
+            f"{result.recovered} message(s) were in flight (handed to the relay, no answer) "
+            "when an earlier run stopped; they were sent again with the same Message-ID, so "
+            "those people may get this issue twice."
         )
     for failure in result.failures:
         click.echo(f"  {failure.state}: {failure.email}: {failure.detail}", err=True)

@@ -61,6 +61,7 @@ from newsletter.audience.lists import (
     AudienceCounts,
     Recipient,
     Suppression,
+    Variant,
     iter_audience,
     segments_of,
 )
@@ -71,6 +72,7 @@ from newsletter.core.project import Project
 from newsletter.core.ratelimit import Clock, RateLimiter, SystemClock, backoff_delay
 from newsletter.core.settings import Settings
 from newsletter.delivery.daily_cap import CapStatus, DailyAllowance
+from newsletter.delivery.gate import check_before_opening, check_rendered
 from newsletter.delivery.stopping import (
     RUN_AGAIN,
     Interrupted,
@@ -79,6 +81,7 @@ from newsletter.delivery.stopping import (
     signal_name,
     signal_of,
 )
+from newsletter.delivery.suppression_watch import SuppressionWatch
 from newsletter.ledger.deliveries import (
     CLAIMABLE,
     RETRYABLE,
@@ -420,6 +423,8 @@ class _SendRun:
         hooks: RunHooks,
     ) -> None:
         settings = project.settings
+        # Before anything is opened or written: an issue that may not go stops here.
+        check_before_opening(project, issue)
         self.project = project
         self.issue = issue
         self.settings = settings
@@ -438,6 +443,7 @@ class _SendRun:
         self.max_attempts = max(1, settings.retry.max_attempts)
         self.max_total_attempts = max(1, settings.retry.max_total_attempts)
         self.suppressed_path = project.paths.suppressed_path
+        self.suppressions = SuppressionWatch(self.suppressed_path)
         self.domain = sender_domain(settings)
         self.renderer = Renderer(project, issue)
         self.run_id = uuid.uuid4().hex
@@ -489,7 +495,9 @@ class _SendRun:
         before = ledger.count_states(issue_id)
         to_do = sum(before[s] for s in states)
         total = to_do if self.limit is None else min(self.limit, to_do)
-        self._render_variants(states)
+        variants = self._render_variants(states)
+        # After rendering, before the first message: exactly what was approved, or nothing.
+        check_rendered(self.project, self.issue, self.renderer, variants)
         self._send_all(states, total)
         final = ledger.count_states(issue_id)
         unfinished = any(final[state] for state in UNFINISHED)
@@ -541,16 +549,18 @@ class _SendRun:
             f"right, {RUN_AGAIN}"
         )
 
-    def _render_variants(self, states: Sequence[State]) -> None:
+    def _render_variants(self, states: Sequence[State]) -> list[Variant]:
         """Render every variant before anything is claimed, so a broken template stops the run.
 
         Every row is still where it was then; the error is a located ContentError.
         """
+        variants = self.ledger.unsent_variants(self.issue.id, (*states, "sending"))
         try:
-            for variant in self.ledger.unsent_variants(self.issue.id, (*states, "sending")):
+            for variant in variants:
                 self.renderer.variant(variant)
         except TemplateError as error:
             raise ContentError(render_error_problems(error, self.issue.path)) from None
+        return variants
 
     def _send_all(self, states: Sequence[State], total: int) -> None:
         transports, self.transports = self.transports, []  # the workers close them now
@@ -750,18 +760,11 @@ class _SendRun:
                 error: BaseException | None = None
                 try:
                     while position < len(messages) and not self.stop.is_set():
-                        chunk = messages[position : position + size]
-                        for _ in chunk:
-                            self.limiter.acquire()
-                        results = transport.send_batch(chunk)
-                        if len(results) != len(chunk):
-                            raise NewsletterError(
-                                f"the {transport.name} transport returned {len(results)} results "
-                                f"for {len(chunk)} messages"
-                            )
-                        handed = rows[position : position + len(chunk)]
-                        position += len(chunk)  # handed over: never given back as unsent
-                        stop = self._record(handed, results)
+                        end = position + size
+                        stop = self._send_chunk(
+                            transport, rows[position:end], messages[position:end]
+                        )
+                        position = end  # handed over (or suppressed): never given back as unsent
                         if stop is not None:
                             raise stop
                 except BaseException as caught:  # handed to the main thread, which re-raises it
@@ -770,6 +773,48 @@ class _SendRun:
                 self.done.put((rows[position:], error))
         finally:
             transport.close()
+
+    def _send_chunk(
+        self, transport: Transport, rows: list[DeliveryRow], messages: list[OutgoingMessage]
+    ) -> BaseException | None:
+        """Hand one chunk to the transport and record the results; the error that stops the run.
+
+        The rate limit is waited for first; then people suppressed since the
+        run started are recorded `suppressed` and left out, and the rest are
+        marked handed over (committed) before the transport is called: the
+        order the delivery protocol sets. An exception before the results
+        come back leaves the rows to be given back as unsent.
+        """
+        for _ in messages:
+            self.limiter.acquire()
+        rows, messages = self._leave_out_suppressed(rows, messages)
+        if not messages:
+            return None
+        self.ledger.hand_over(self.issue.id, [row.address_key for row in rows])
+        results = transport.send_batch(messages)
+        if len(results) != len(messages):
+            raise NewsletterError(
+                f"the {transport.name} transport returned {len(results)} results "
+                f"for {len(messages)} messages"
+            )
+        return self._record(rows, results)
+
+    def _leave_out_suppressed(
+        self, rows: list[DeliveryRow], messages: list[OutgoingMessage]
+    ) -> tuple[list[DeliveryRow], list[OutgoingMessage]]:
+        """Record as `suppressed` whoever is on the suppression list now; the rest, to send."""
+        keep: list[tuple[DeliveryRow, OutgoingMessage]] = []
+        left_out: list[tuple[Outcome, str | None]] = []
+        for row, message in zip(rows, messages, strict=True):
+            suppression = self.suppressions.suppression(row.address_key)
+            if suppression is None:
+                keep.append((row, message))
+            else:
+                detail = f"suppressed: {suppression.reason} (while this issue was being sent)"
+                left_out.append((Outcome(row.address_key, "suppressed", detail), None))
+        if left_out:
+            self.ledger.record(self.issue.id, left_out)
+        return [row for row, _ in keep], [message for _, message in keep]
 
     def _record(
         self, rows: list[DeliveryRow], delivered: list[DeliveryResult]

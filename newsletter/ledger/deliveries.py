@@ -34,16 +34,34 @@ streak is recorded or suppressed.
 
 Claiming. A row is claimed (`sending`, committed) *before* a transport is
 called, and marked after, so a run killed at any moment leaves the ledger
-saying exactly who might have been mailed: `sending` rows of a dead process
-are recovered (back to `pending`, or to `unknown`/`gave-up` if that is what
-they were claimed from) and sent again with the same Message-ID; `sent` rows
-never are. So after a hard kill at most the messages in flight (one chunk per
-connection) can be repeated. Rows claimed but never handed to a transport
-(Ctrl-C, SIGTERM, a run stopped by a fatal error) are released back to the
-state they were claimed from (`claimed_from`), their attempt uncounted.
+saying exactly who might have been mailed. Claiming and handing over are two
+steps: just before a chunk is given to a transport, its rows are marked
+`handed_over` (committed), and only then is the transport called. So a
+`sending` row of a dead process is one of two kinds when recovered:
+- not handed over (claimed, its message built or queued, never given to a
+  transport): nobody can have received it, so it goes back quietly to the
+  state it was claimed from, its attempt uncounted, like a released row;
+- handed over, with no answer recorded (in flight): it may have arrived. It
+  goes back to `pending` (or to `unknown`/`gave-up` if that is what it was
+  claimed from) and is sent again with the same Message-ID, and only these
+  are reported as possibly sent twice.
+`sent` rows never are sent again. So after a hard kill at most the messages
+in flight (one chunk per connection) can be repeated. Rows claimed but never
+handed to a transport in a run that stops cleanly (Ctrl-C, SIGTERM, a fatal
+error) are released back to the state they were claimed from
+(`claimed_from`), their attempt uncounted.
 Every claim counts one attempt in `attempts` (all runs) and `run_attempts`
 (this run); a `failed-temporary` row keeps the moment before which it is not
 tried again (back-off).
+
+Suppression at hand-over. The audience is read into the ledger when a run
+starts, but a run can last hours (a slow relay, Microsoft 365's limits), and
+someone may unsubscribe meanwhile. So just before each chunk is handed over,
+its people are checked against the suppression list as it is now
+(`recipients/suppressed.csv`, re-read only when the file changed): anyone on
+it is recorded `suppressed` instead of being sent to, and counted with the
+run's suppressed people. What `newsletter unsubscribe` says ("no further
+issue will be sent to them") is then true from the next chunk on.
 
 Stopping. On SIGTERM or Ctrl-C a run stops claiming, lets each connection
 finish and record the chunk it is sending, releases the rest, and says how
@@ -78,6 +96,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,6 +144,15 @@ __all__ = [
     "open_ledger_if_exists",
     "read_summary",
 ]
+
+
+# Where a recovered row in flight goes back to, and the note it keeps.
+_BACK_IN_FLIGHT = (
+    "state = CASE WHEN claimed_from IN ('unknown', 'gave-up') THEN claimed_from "
+    "ELSE 'pending' END, last_error = CASE WHEN claimed_from IN ('unknown', 'gave-up') "
+    "THEN 'interrupted while sending again; it may have arrived' ELSE ? END"
+)
+_IN_FLIGHT_NOTE = "in flight when a run was interrupted; sent again with the same Message-ID"
 
 
 class Ledger(SummaryQueries, DailyCapQueries):
@@ -204,54 +232,69 @@ class Ledger(SummaryQueries, DailyCapQueries):
         return added
 
     def recover_interrupted(self, issue_id: str, *, stale_after_seconds: float = 3600) -> int:
-        """Take back rows left `sending` by a process that is gone; return how many.
+        """Take back rows left `sending` by a process that is gone; return how many were in flight.
 
         A row is taken back when the process that claimed it (on this host) is no
         longer running, or when its claim is older than `stale_after_seconds`
-        (the claimer is on another host, or its pid was reused). It goes back to
-        `pending`, to be sent again with its stored Message-ID, unless it was
-        claimed from `unknown` or `gave-up`: then it goes back there, never to be
-        resent without being asked.
+        (the claimer is on another host, or its pid was reused). A row never
+        handed over goes back quietly to the state it was claimed from, its
+        attempt uncounted: nobody can have received it. A row handed over (in
+        flight) goes back to `pending`, to be sent again with its stored
+        Message-ID, unless it was claimed from `unknown` or `gave-up`: then it
+        goes back there, never to be resent without being asked. Only the
+        rows in flight are counted: only they may reach someone twice.
         """
-        with self._sqlite_errors("read"):
-            claimers = (
-                self._conn()
-                .execute(
-                    "SELECT DISTINCT claimed_host, claimed_pid FROM deliveries "
-                    "WHERE issue_id = ? AND state = 'sending'",
-                    (issue_id,),
-                )
-                .fetchall()
-            )
-        cutoff = datetime.fromtimestamp(
-            datetime.now(UTC).timestamp() - stale_after_seconds, UTC
-        ).isoformat(timespec="seconds")
-        recovered = 0
-        note = "interrupted while sending; sent again with the same Message-ID"
-        back = (
-            "state = CASE WHEN claimed_from IN ('unknown', 'gave-up') THEN claimed_from "
-            "ELSE 'pending' END, last_error = CASE WHEN claimed_from IN ('unknown', 'gave-up') "
-            "THEN 'interrupted while sending again; it may have arrived' ELSE ? END"
-        )
+        in_flight = 0
         with self._transaction() as conn:
-            for host, pid in claimers:
-                gone = host == self.host and pid != self.pid and not _pid_alive(int(pid))
-                if gone:
-                    cursor = conn.execute(
-                        f"UPDATE deliveries SET {back}, updated_at = ? "
-                        "WHERE issue_id = ? AND state = 'sending' AND claimed_host IS ? "
-                        "AND claimed_pid IS ?",
-                        (note, now_text(), issue_id, host, pid),
-                    )
-                    recovered += cursor.rowcount
-            cursor = conn.execute(
-                f"UPDATE deliveries SET {back}, updated_at = ? "
-                "WHERE issue_id = ? AND state = 'sending' AND updated_at < ? "
-                "AND NOT (claimed_host IS ? AND claimed_pid IS ?)",
-                (note, now_text(), issue_id, cutoff, self.host, self.pid),
+            for dead, parameters in self._dead_claims(conn, issue_id, stale_after_seconds):
+                conn.execute(
+                    "UPDATE deliveries SET state = COALESCE(claimed_from, 'pending'), "
+                    "attempts = MAX(0, attempts - 1), updated_at = ? "
+                    f"WHERE issue_id = ? AND state = 'sending' AND handed_over = 0 AND {dead}",
+                    (now_text(), issue_id, *parameters),
+                )
+                in_flight += conn.execute(
+                    f"UPDATE deliveries SET {_BACK_IN_FLIGHT}, updated_at = ? "
+                    f"WHERE issue_id = ? AND state = 'sending' AND handed_over = 1 AND {dead}",
+                    (_IN_FLIGHT_NOTE, now_text(), issue_id, *parameters),
+                ).rowcount
+        return in_flight
+
+    def _dead_claims(
+        self, conn: sqlite3.Connection, issue_id: str, stale_after_seconds: float
+    ) -> list[tuple[str, tuple[object, ...]]]:
+        """SQL conditions (with their parameters) that pick the claims of processes that are gone."""
+        claimers = conn.execute(
+            "SELECT DISTINCT claimed_host, claimed_pid FROM deliveries "
+            "WHERE issue_id = ? AND state = 'sending'",
+            (issue_id,),
+        ).fetchall()
+        dead: list[tuple[str, tuple[object, ...]]] = [
+            ("claimed_host IS ? AND claimed_pid IS ?", (host, pid))
+            for host, pid in claimers
+            if host == self.host and pid != self.pid and not _pid_alive(int(pid))
+        ]
+        cutoff = time_text(datetime.now(UTC).timestamp() - stale_after_seconds)
+        dead.append(
+            (
+                "updated_at < ? AND NOT (claimed_host IS ? AND claimed_pid IS ?)",
+                (cutoff, self.host, self.pid),
             )
-            recovered += cursor.rowcount
-        return recovered
+        )
+        return dead
+
+    def hand_over(self, issue_id: str, address_keys: Iterable[str]) -> None:
+        """Mark claimed rows as handed to a transport: committed just before it is called.
+
+        From here on a row may reach its recipient, so a run killed now
+        leaves it in flight (see the protocol), never quietly given back.
+        """
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE deliveries SET handed_over = 1, updated_at = ? "
+                "WHERE issue_id = ? AND address_key = ? AND state = 'sending'",
+                [(now_text(), issue_id, key) for key in address_keys],
+            )
 
     def claim(
         self,
@@ -286,7 +329,7 @@ class Ledger(SummaryQueries, DailyCapQueries):
                 )
             rows = conn.execute(
                 "UPDATE deliveries SET claimed_from = state, state = 'sending', "
-                "attempts = attempts + 1, "
+                "handed_over = 0, attempts = attempts + 1, "
                 "run_attempts = CASE WHEN run_id IS ? THEN run_attempts + 1 ELSE 1 END, "
                 "run_id = ?, claimed_host = ?, claimed_pid = ?, updated_at = ? "
                 "WHERE seq IN (SELECT seq FROM deliveries WHERE issue_id = ? "

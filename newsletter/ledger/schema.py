@@ -11,7 +11,7 @@ import sqlite3
 
 # The schema version, kept in `PRAGMA user_version`. Version 1 is the ledger
 # before versions were stamped (user_version 0 with a `deliveries` table).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at TEXT NOT NULL,
     sent_at TEXT,
     claimed_from TEXT,
+    handed_over INTEGER NOT NULL DEFAULT 0,
     UNIQUE (issue_id, address_key)
 );
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (issue_id, state, seq);
@@ -59,6 +60,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # recovered from a dead run) returns to it: an `unknown` row claimed by
     # `retry --unknown` must never come back as `pending`, which would be resent.
     1: ("ALTER TABLE deliveries ADD COLUMN claimed_from TEXT",),
+    # 2 -> 3: mark a claimed row handed to the transport, so a run killed before
+    # handing it over gives it back quietly instead of reporting it as possibly
+    # sent twice. Rows `sending` in an older ledger may have been in flight.
+    2: (
+        "ALTER TABLE deliveries ADD COLUMN handed_over INTEGER NOT NULL DEFAULT 0",
+        "UPDATE deliveries SET handed_over = 1 WHERE state = 'sending'",
+    ),
 }
 
 

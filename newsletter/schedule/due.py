@@ -132,9 +132,7 @@ class ScheduleEntry:
 
 
 def _submitted(status: ApprovalStatus | None) -> bool:
-    if status is None:
-        return True
-    return status.approved or bool(status.current or status.earlier)
+    return True if status is None else status.submitted
 
 
 def _counts_text(summary: DeliverySummary) -> str:

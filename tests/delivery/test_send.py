@@ -299,6 +299,7 @@ def test_rows_left_sending_by_a_killed_run_are_resent_with_the_same_message_id(
     with Ledger(path) as ledger:
         ledger.pid = dead_pid()
         claimed = ledger.claim(ISSUE, "dead-run", 5, now=0, max_run_attempts=5)
+        ledger.hand_over(ISSUE, [row.address_key for row in claimed])
     sent_before = len(sent)
     result = send_issue(project, issue, SendOptions(rate=0), transport_factory=memory(sent))
     assert result.recovered == 5 and result.sent == 47

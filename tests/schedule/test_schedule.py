@@ -127,12 +127,37 @@ def test_a_draft_nobody_approved_is_left_alone_quietly(project_dir: Path) -> Non
     assert entry_at(project_dir, utc(2023, 5, 15, 8, 0)).approval_text(LONDON) == "not approved"
 
 
-def test_legacy_approved_true_is_dispatched_with_a_warning(project_dir: Path) -> None:
+def say_approved_true(project_dir: Path) -> None:
+    """The old way of approving: nobody ran `approve`, the issue file says `approved: true`."""
     edit_issue(project_dir, approved=False)
     path = project_dir / "issues" / f"{ISSUE}.yaml"
     path.write_text(
         path.read_text(encoding="utf-8").replace("approved: false", "approved: true"),
         encoding="utf-8",
+    )
+
+
+def test_approved_true_in_the_issue_sends_nothing_and_dispatch_says_to_approve(
+    project_dir: Path,
+) -> None:
+    say_approved_true(project_dir)
+    project = open_project(project_dir)
+    run = run_dispatch(project, now=utc(2023, 5, 15, 8, 0))
+    assert run.exit_code == 1
+    (outcome,) = run.outcomes
+    assert outcome.action == "refused"
+    assert "says `approved: true`, which no longer approves anything" in outcome.message
+    assert f"newsletter approve {ISSUE} --by NAME" in outcome.message
+    assert not project.settings.ledger_path.exists()  # nobody was sent anything
+
+
+def test_approved_true_is_dispatched_with_a_warning_while_the_settings_allow_it(
+    project_dir: Path,
+) -> None:
+    say_approved_true(project_dir)
+    settings = project_dir / "newsletter.yaml"
+    settings.write_text(
+        settings.read_text("utf-8") + "approval:\n  allow_approved_flag: true\n", "utf-8"
     )
     run = run_dispatch(
         open_project(project_dir), DispatchOptions(dry_run=True), now=utc(2023, 5, 15, 8, 0)
