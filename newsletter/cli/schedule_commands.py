@@ -68,7 +68,7 @@ def dispatch(
     for line in run.summary_lines():
         click.echo(line)
     for outcome in run.outcomes:
-        for error in outcome.errors:
+        for error in outcome.unsaid_errors:
             click.echo(error, err=True)
         for warning in outcome.warnings:
             click.echo(f"warning: {outcome.issue_id}: {warning}", err=True)

@@ -8,7 +8,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 
+from newsletter.cli import cli
 from newsletter.core.errors import NewsletterError
 from newsletter.core.project import open_project
 from newsletter.schedule.dispatch import DispatchOptions, run_dispatch
@@ -280,3 +282,52 @@ def test_an_approved_issue_without_send_at_is_never_dispatched(project_dir: Path
     run = run_dispatch(open_project(project_dir), now=utc(2030, 1, 1))
     assert run.exit_code == 0 and run.outcomes == ()
     assert not (project_dir / "outbox").exists()
+
+
+# --- an interrupted send ------------------------------------------------------------
+
+
+def send_some(project_dir: Path, limit: int) -> None:
+    """`newsletter send --send` stopped part-way (here by --limit), to the local outbox."""
+    result = CliRunner().invoke(
+        cli,
+        ["--root", str(project_dir), "send", ISSUE, "--send", "--yes", "--limit", str(limit)],
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_a_part_sent_issue_without_send_at_shows_part_sent_not_draft(project_dir: Path) -> None:
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    text, n = re.subn(r"(?m)^send_at: .*\n", "", path.read_text(encoding="utf-8"))
+    assert n == 1
+    path.write_text(text, encoding="utf-8")
+    approve_sample(project_dir)
+    send_some(project_dir, 20)
+
+    entry = entry_at(project_dir, utc(2023, 5, 15, 8, 0))
+
+    assert entry.state == "sending"
+    assert entry.detail == f"part-sent 20 of 67; `newsletter send {ISSUE} --send` carries on"
+    assert not entry.needs_sending  # dispatch still never sends an issue with no send_at
+
+
+def test_a_due_issue_interrupted_part_way_says_how_far_it_got(project_dir: Path) -> None:
+    send_some(project_dir, 20)
+    entry = entry_at(project_dir, utc(2023, 5, 15, 8, 30))
+    assert entry.state == "sending" and entry.needs_sending
+    assert entry.detail.startswith("part-sent 20 of 67 (")
+    assert entry.detail.endswith("; the next dispatch carries on")
+
+
+def test_dispatch_says_each_refusal_once(project_dir: Path) -> None:
+    """Cron mails stdout and stderr together: the same sentence twice teaches people to skim."""
+    edit_issue(project_dir, approved=True)
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    path.write_text(path.read_text("utf-8").replace("title: ", "title: New ", 1), "utf-8")
+
+    result = CliRunner().invoke(
+        cli, ["--root", str(project_dir), "dispatch", "--now", "2023-05-15T09:00:00+01:00"]
+    )
+
+    assert result.exit_code == 1
+    assert result.output.count("has changed since") == 1, result.output
