@@ -32,14 +32,8 @@ from newsletter.delivery.daily_cap import cap_reached_line
 from newsletter.delivery.plan import SendPlan, plan_send
 from newsletter.delivery.proofs import proof_addresses, send_test_copies
 from newsletter.delivery.report import delivery_report
-from newsletter.delivery.send import (
-    SendOptions,
-    SendProgress,
-    SendResult,
-    resend_unknown,
-    retry_issue,
-    send_issue,
-)
+from newsletter.delivery.send import resend_unknown, retry_issue, send_issue
+from newsletter.delivery.send_options import SendOptions, SendProgress, SendResult
 from newsletter.delivery.stopping import Interrupted
 from newsletter.review.approval import check_approval, require_approval
 from newsletter.transports import TRANSPORT_NAMES, describe_transport

@@ -51,7 +51,8 @@ from newsletter.core.ratelimit import ShiftedClock
 from newsletter.delivery.daily_cap import cap_reached_line
 from newsletter.delivery.gate import RenderingChanged
 from newsletter.delivery.plan import plan_send
-from newsletter.delivery.send import SendOptions, SendProgress, SendResult, send_issue
+from newsletter.delivery.send import send_issue
+from newsletter.delivery.send_options import SendOptions, SendProgress, SendResult
 from newsletter.delivery.stopping import (
     RUN_AGAIN,
     Interrupted,
