@@ -10,11 +10,16 @@ A run has three stages, so that building messages overlaps the network:
    the batches under a shared rate limit and record each chunk's results in
    one transaction, then tell the main thread they are done with the batch.
 
-Before the ledger is touched, every worker's transport is opened and asked
-to connect (`transports.base.Connects`), and every variant is rendered before
-anyone is claimed: a relay that cannot be reached, a refused password or a
-template that does not render stops the run with one message, and nobody is
-marked failed or queued for a retry because of it.
+Before anything is opened, the run refuses an issue that is not approved
+or whose one-click link cannot be signed (`gate.py`). Before the ledger is
+touched, every worker's transport is opened and asked to connect
+(`transports.base.Connects`), and every variant is rendered before anyone is
+claimed: a relay that cannot be reached, a refused password or a template
+that does not render stops the run with one message, and nobody is marked
+failed or queued for a retry because of it. Then, before the first message,
+the gate checks again that the files and the rendered emails are exactly
+what was approved. Just before each chunk is handed over, people who
+unsubscribed since the run started are left out (`recording.py`).
 
 Temporary failures are tried again within the run with exponential back-off
 and jitter, up to `retry.max_attempts` times a run and `retry.max_total_attempts`
@@ -24,7 +29,7 @@ suppression list; but `BREAKER_STREAK` identical refusals in a row stop the
 run and suppress nobody (the relay, the sender or the message is at fault,
 not that many people). A message whose outcome is unknown (sent, never
 confirmed) is recorded `unknown` and left alone. Refusals of the message
-itself stop the run (the transport says so). The rules are in `ledger.py`.
+itself stop the run (the transport says so). The rules are in `ledger/deliveries.py`.
 
 SIGTERM and Ctrl-C stop the run cleanly (`stopping.py`): no more claims,
 each connection finishes and records its chunk, the rest is given back, and
@@ -39,8 +44,8 @@ hold that many sends: the rest stay pending for the next run. A transport
 whose provider draws the email from its own format (GOV.UK Notify) gets
 each person's body attached to their message (`OutgoingMessage.provider_body`).
 
-`SendOptions` carries what the person chose on the command line (transport,
-concurrency, rate, limit) to the plan and the run.
+`SendOptions` (`send_options.py`) carries what the person chose on the
+command line (transport, concurrency, rate, limit) to the plan and the run.
 """
 
 from __future__ import annotations
@@ -156,11 +161,10 @@ class _SendRun:
     """One run of `send` or `retry` over the ledger.
 
     The main thread claims rows, builds their messages and queues them
-    (`_drive`); a worker thread per transport sends them and records each
-    chunk (`_work`, `_record`); `_shutdown` stops the workers and gives back
-    the rows never sent. Only the main thread touches `claimed`, `in_flight`
-    and `error`; the workers share `tally` (under its lock) and record one at
-    a time (`record_lock`), so the circuit breaker sees results in order.
+    (`_drive`); a worker thread per transport hands them over and records
+    each chunk (`_work`, through the shared `recording.Recorder`);
+    `_shutdown` stops the workers and gives back the rows never sent. Only
+    the main thread touches `claimed`, `in_flight` and `error`.
     """
 
     def __init__(

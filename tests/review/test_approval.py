@@ -520,11 +520,15 @@ def test_a_hand_edited_fingerprint_is_refused_at_its_line(
 
 
 def test_the_approve_command_records_and_reports(project_dir: Path) -> None:
-    runner = CliRunner()
+    # getpass.getuser() reads the login from the environment first, as a shell sets it.
+    runner = CliRunner(env={"LOGNAME": "jbloggs", "USER": "jbloggs"})
     args = ["--root", str(project_dir), "approve", ISSUE, "--by", "Jo Bloggs"]
     first = runner.invoke(cli, args)
     assert first.exit_code == 0, first.output
-    assert f"{ISSUE}.yaml approved by Jo Bloggs at " in first.output
+    assert f"{ISSUE}.yaml approved by Jo Bloggs (login jbloggs) at " in first.output
+    (entry,) = record(project_dir)["approvals"]  # type: ignore[misc]
+    assert (entry["by"], entry["account"]) == ("Jo Bloggs", "jbloggs")
+    assert set(entry["rendered"]) == {"all-sections", "without-bruising-in-non-mobile-infants"}
     assert f"approvals/{ISSUE}.yaml" in first.output
     written = (project_dir / "approvals" / f"{ISSUE}.yaml").read_bytes()
 
