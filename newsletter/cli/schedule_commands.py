@@ -84,9 +84,10 @@ def schedule(app: AppContext, output_format: str, now_text: str | None) -> None:
     """List every issue with its state and approval.
 
     States: draft, waiting, due, unapproved (changed since approval, or
-    short of approvers), sending, sent, failed, invalid or overdue (held:
-    further past send_at than the catch-up window). The approval column says
-    who approved it and when, or what changed since.
+    short of approvers), sending (part-sent n of m: an interrupted or
+    capped send), sent, failed, invalid or overdue (held: further past
+    send_at than the catch-up window). The approval column says who approved
+    it and when, or what changed since.
     """
     project = app.project()
     now = _now(app, now_text)
