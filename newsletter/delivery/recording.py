@@ -104,8 +104,9 @@ class Recorder:
         """Record as `suppressed` whoever is on the suppression list now; the rest, to send."""
         keep: list[tuple[DeliveryRow, OutgoingMessage]] = []
         left_out: list[tuple[Outcome, str | None]] = []
+        suppressed = self.suppressions.now()
         for row, message in zip(rows, messages, strict=True):
-            suppression = self.suppressions.suppression(row.address_key)
+            suppression = suppressed.get(row.address_key)
             if suppression is None:
                 keep.append((row, message))
             else:

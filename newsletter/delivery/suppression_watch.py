@@ -46,8 +46,8 @@ class SuppressionWatch:
         suppressed, _ = read_suppressed(self.path)
         self._signature, self._suppressed = signature, suppressed
 
-    def suppression(self, address_key: str) -> Suppression | None:
-        """The person's suppression if they are on the list now, else None."""
+    def now(self) -> Mapping[str, Suppression]:
+        """Everyone on the list now, by lower-cased address (one `stat` when unchanged)."""
         with self._lock:
             self._read_if_changed()
-            return self._suppressed.get(address_key)
+            return self._suppressed
