@@ -33,11 +33,9 @@ makes the exit code 1:
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +43,6 @@ from typing import Literal
 
 from newsletter.content.issue import Issue
 from newsletter.core.errors import ContentError, LockHeldError, NewsletterError
-from newsletter.core.private_files import private_dir, private_opener
 from newsletter.core.project import Project
 from newsletter.core.ratelimit import ShiftedClock
 from newsletter.delivery.daily_cap import cap_reached_line
@@ -63,6 +60,7 @@ from newsletter.delivery.stopping import (
 )
 from newsletter.ledger.deliveries import read_summary
 from newsletter.review.approval import NotApproved, require_approval
+from newsletter.schedule.dispatch_lock import dispatch_lock
 from newsletter.schedule.dispatch_log import append_log
 from newsletter.schedule.due import ScheduleEntry, issue_schedule
 
@@ -85,45 +83,6 @@ class DispatchOptions:
     catch_up: bool = False
     wait: bool = False
     transport: str | None = None
-
-
-# --- the process lock --------------------------------------------------------
-
-
-@contextlib.contextmanager
-def dispatch_lock(lock_path: Path, *, wait: bool = False) -> Iterator[None]:
-    """Hold the dispatch lock (`flock` on `lock_path`) for the duration of the block.
-
-    The kernel drops the lock when the process exits however it ends, so a
-    crashed run never leaves a stale lock behind. Without `wait`, a lock held
-    by another run raises LockHeldError at once.
-    """
-    try:
-        private_dir(lock_path.parent)
-        handle = open(lock_path, "a+", encoding="utf-8", opener=private_opener)  # noqa: SIM115
-    except OSError as error:
-        raise NewsletterError(
-            f"cannot take the dispatch lock {lock_path} ({error.strerror or error}); check "
-            f"that this user may write to {lock_path.parent}. Nothing was sent"
-        ) from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            who = f" (process {holder})" if holder.isdigit() else ""
-            raise LockHeldError(
-                f"another dispatch is already running{who}; it holds {lock_path}. "
-                "This run did nothing; the next one will carry on (or use --wait)"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # closing the file releases the lock
 
 
 # --- one dispatch run ---------------------------------------------------------
