@@ -69,7 +69,10 @@ def approve(app: AppContext, issue: str, by: str) -> None:
     zone = project.settings.zone
     name = status.issue_path.name
     if done.written:
-        click.echo(f"{name} approved by {done.approval.by} at {done.approval.when(zone)}")
+        click.echo(
+            f"{name} approved by {done.approval.by} (login {done.approval.account}) at "
+            f"{done.approval.when(zone)}"
+        )
         click.echo(f"recorded in {done.record_path}; commit it with the issue")
     else:
         click.echo(
@@ -78,7 +81,7 @@ def approve(app: AppContext, issue: str, by: str) -> None:
         )
     if status.missing:
         click.echo(
-            f"{status.required} different approvers are needed and {len(status.current)} "
+            f"{status.required} different approvers are needed and {len(status.counted)} "
             f"approved; someone else must check it and run: {status.approve_command}"
         )
     if done.says_approved:

@@ -70,7 +70,7 @@ def dispatch(
     for line in run.summary_lines():
         click.echo(line)
     for outcome in run.outcomes:
-        for error in outcome.errors:
+        for error in outcome.unsaid_errors:
             click.echo(error, err=True)
         for warning in outcome.warnings:
             click.echo(f"warning: {outcome.issue_id}: {warning}", err=True)
@@ -86,9 +86,10 @@ def schedule(app: AppContext, output_format: str, now_text: str | None) -> None:
     """List every issue with its state and approval.
 
     States: draft, waiting, due, unapproved (changed since approval, or
-    short of approvers), sending, sent, failed, invalid or overdue (held:
-    further past send_at than the catch-up window). The approval column says
-    who approved it and when, or what changed since.
+    short of approvers), sending (part-sent n of m: an interrupted or
+    capped send), sent, failed, invalid or overdue (held: further past
+    send_at than the catch-up window). The approval column says who approved
+    it and when, or what changed since.
     """
     project = app.project()
     now = _now(app, now_text)

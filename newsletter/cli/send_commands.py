@@ -1,8 +1,10 @@
 """Commands that deliver an issue and say what happened: send, report, retry.
 
 `send --send` and `retry` send only an issue approved as the files stand now
-(`approval.require_approval`); the dry run and `--test-to` need no approval,
-since they are how people check an issue before approving it.
+and as the run renders it: the send run itself checks (`delivery/gate.py`),
+and these commands ask the same before the prompt. The dry run and
+`--test-to` need no approval, since they are how people check an issue
+before approving it.
 """
 
 from __future__ import annotations
@@ -31,19 +33,14 @@ from newsletter.content.issue import Issue
 from newsletter.core.errors import NewsletterError
 from newsletter.core.project import Project
 from newsletter.delivery.daily_cap import cap_reached_line
+from newsletter.delivery.gate import check_before_opening
 from newsletter.delivery.plan import SendPlan, plan_send
 from newsletter.delivery.proofs import proof_addresses, send_test_copies
 from newsletter.delivery.report import delivery_report
-from newsletter.delivery.send import (
-    SendOptions,
-    SendProgress,
-    SendResult,
-    resend_unknown,
-    retry_issue,
-    send_issue,
-)
+from newsletter.delivery.send import resend_unknown, retry_issue, send_issue
+from newsletter.delivery.send_options import SendOptions, SendProgress, SendResult
 from newsletter.delivery.stopping import Interrupted
-from newsletter.review.approval import check_approval, require_approval
+from newsletter.review.approval import check_approval
 from newsletter.transports import TRANSPORT_NAMES
 from newsletter.transports.lookup import describe_transport
 from newsletter.web.outbox_view import outbox_hint
@@ -125,8 +122,12 @@ def _progress_reporter() -> Iterator[Callable[[SendProgress], None]]:
 
 
 def _require_approval(project: Project, issue: Issue) -> None:
-    """Refuse (NotApproved, exit 1) unless the issue is approved as it stands; warn if legacy."""
-    status = require_approval(project, issue)
+    """Refuse before the prompt what the run's gate would refuse (exit 1); warn if legacy.
+
+    The run checks again itself (`delivery/gate.py`), after rendering: this
+    only spares the person a question whose answer could not be used.
+    """
+    status = check_before_opening(project, issue)
     if status.warning:
         click.echo(f"warning: {status.warning}", err=True)
 
@@ -214,8 +215,9 @@ def _deliver(
     )
     if result.recovered:
         click.echo(
-            f"{result.recovered} message(s) interrupted by an earlier run were sent again "
-            "with the same Message-ID."
+            f"{result.recovered} message(s) were in flight (handed to the relay, no answer) "
+            "when an earlier run stopped; they were sent again with the same Message-ID, so "
+            "those people may get this issue twice."
         )
     for failure in result.failures:
         click.echo(f"  {failure.state}: {failure.email}: {failure.detail}", err=True)

@@ -155,6 +155,10 @@ class Settings:
     unsubscribe_secret: Secret | None = None
     # How many different people must approve an issue before it is sent.
     approvers: int = 1
+    # `approved: true` in an issue file counts (with a warning): only while moving over.
+    allow_approved_flag: bool = False
+    # The team approves from one shared login: approvals count as different people by name.
+    shared_account: bool = False
     # The envelope sender (SMTP MAIL FROM, the Return-Path) where bounces go; None: from.address.
     bounce_address: str | None = None
     # The mailbox `newsletter inbox` reads; None when no host is set.
@@ -224,6 +228,12 @@ def _at_least_one(value: object, name: str) -> int:
             f"`{name}` must be a whole number of 1 or more "
             "(how many different people approve an issue)"
         )
+    return value
+
+
+def _yes_no(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(f"`{name}` must be true or false")
     return value
 
 
@@ -306,6 +316,8 @@ def _settings_fields(paths: ProjectPaths) -> tuple[Field, ...]:
         Field("dispatch_log_path", in_project, default=paths.dispatch_log_path),
         Field("dispatch.catch_up_days", whole_number(), default=7, attr="catch_up_days"),
         Field("approval.approvers", _at_least_one, default=1, attr="approvers"),
+        Field("approval.allow_approved_flag", _yes_no, default=False, attr="allow_approved_flag"),
+        Field("approval.shared_account", _yes_no, default=False, attr="shared_account"),
         Field("bounce_address", optional_text, default=None, check=address_problem),
     )
 

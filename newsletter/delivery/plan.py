@@ -19,7 +19,7 @@ from newsletter.audience.lists import AudienceCounts, iter_audience
 from newsletter.content.issue import Issue
 from newsletter.core.project import Project
 from newsletter.core.ratelimit import SystemClock
-from newsletter.delivery.send import SendOptions
+from newsletter.delivery.send_options import SendOptions
 from newsletter.ledger.deliveries import open_ledger_if_exists
 from newsletter.transports.lookup import route_of, setup_problems
 

@@ -21,7 +21,7 @@ from newsletter.content.issue import Issue
 from newsletter.core.checks import email_problem
 from newsletter.core.errors import ContentError, NewsletterError
 from newsletter.core.project import Project
-from newsletter.delivery.send import SendOptions, TransportFactory
+from newsletter.delivery.send_options import SendOptions, TransportFactory
 from newsletter.render.message import build_message
 from newsletter.render.problems import render_error_problems
 from newsletter.render.variants import SAMPLE_RECIPIENT, Renderer

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from newsletter.core.errors import NewsletterError
-from newsletter.core.private_files import create_private_database
 from newsletter.inbox.classify import InboxEvent
+from newsletter.ledger.connection import open_connection
 from newsletter.ledger.deliveries import DeliveryRow, Ledger, LedgerError, open_ledger_if_exists
 
 _T = TypeVar("_T")
@@ -104,17 +104,9 @@ class InboxStore:
         try:
             if read_only:
                 if self.ledger_path.exists():
-                    self._conn = sqlite3.connect(
-                        f"{self.ledger_path.resolve().as_uri()}?mode=ro",
-                        uri=True,
-                        isolation_level=None,
-                        timeout=60,
-                    )
+                    self._conn = open_connection(self.ledger_path, "ro")
             else:
-                create_private_database(self.ledger_path)
-                self._conn = sqlite3.connect(self.ledger_path, isolation_level=None, timeout=60)
-                self._conn.execute("PRAGMA journal_mode = WAL")
-                self._conn.execute("PRAGMA synchronous = NORMAL")
+                self._conn = open_connection(self.ledger_path)
                 self._conn.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA:
                     self._conn.execute(statement)

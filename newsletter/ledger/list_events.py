@@ -38,7 +38,7 @@ from newsletter.audience.suppression import (
     suppression_reason,
 )
 from newsletter.core.errors import Problem
-from newsletter.core.private_files import create_private_database
+from newsletter.ledger.connection import open_connection
 from newsletter.ledger.deliveries import ledger_error
 
 if TYPE_CHECKING:
@@ -57,7 +57,6 @@ CREATE TABLE IF NOT EXISTS list_events (
     changed INTEGER NOT NULL CHECK (changed IN (0, 1))
 )
 """
-_BUSY_TIMEOUT_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -82,19 +81,16 @@ class ListEvent:
 @contextmanager
 def _connect(ledger_path: Path) -> Iterator[sqlite3.Connection]:
     try:
-        with closing(sqlite3.connect(ledger_path, timeout=60, isolation_level=None)) as conn:
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        with closing(open_connection(ledger_path)) as conn:
             yield conn
-    except sqlite3.DatabaseError as error:
+    except (sqlite3.DatabaseError, OSError) as error:
         # The ledger's own sentence (locked, damaged, not writable), as every command says it.
         raise ledger_error(ledger_path, error, "use") from None
 
 
 def prepare_list_events(ledger_path: Path) -> None:
     """Create the ledger file (WAL) and this module's table if they are missing."""
-    create_private_database(ledger_path)
     with _connect(ledger_path) as conn:
-        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(_SCHEMA)
 
 

@@ -33,23 +33,23 @@ makes the exit code 1:
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from newsletter.content.issue import Issue
 from newsletter.core.errors import ContentError, LockHeldError, NewsletterError
-from newsletter.core.private_files import private_dir, private_opener
 from newsletter.core.project import Project
 from newsletter.core.ratelimit import ShiftedClock
 from newsletter.delivery.daily_cap import cap_reached_line
+from newsletter.delivery.gate import RenderingChanged
 from newsletter.delivery.plan import plan_send
-from newsletter.delivery.send import SendOptions, SendProgress, SendResult, send_issue
+from newsletter.delivery.send import send_issue
+from newsletter.delivery.send_options import SendOptions, SendProgress, SendResult
 from newsletter.delivery.stopping import (
     RUN_AGAIN,
     Interrupted,
@@ -59,7 +59,8 @@ from newsletter.delivery.stopping import (
     signal_of,
 )
 from newsletter.ledger.deliveries import read_summary
-from newsletter.review.approval import require_approval
+from newsletter.review.approval import NotApproved, require_approval
+from newsletter.schedule.dispatch_lock import dispatch_lock
 from newsletter.schedule.dispatch_log import append_log
 from newsletter.schedule.due import ScheduleEntry, issue_schedule
 
@@ -84,45 +85,6 @@ class DispatchOptions:
     transport: str | None = None
 
 
-# --- the process lock --------------------------------------------------------
-
-
-@contextlib.contextmanager
-def dispatch_lock(lock_path: Path, *, wait: bool = False) -> Iterator[None]:
-    """Hold the dispatch lock (`flock` on `lock_path`) for the duration of the block.
-
-    The kernel drops the lock when the process exits however it ends, so a
-    crashed run never leaves a stale lock behind. Without `wait`, a lock held
-    by another run raises LockHeldError at once.
-    """
-    try:
-        private_dir(lock_path.parent)
-        handle = open(lock_path, "a+", encoding="utf-8", opener=private_opener)  # noqa: SIM115
-    except OSError as error:
-        raise NewsletterError(
-            f"cannot take the dispatch lock {lock_path} ({error.strerror or error}); check "
-            f"that this user may write to {lock_path.parent}. Nothing was sent"
-        ) from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            who = f" (process {holder})" if holder.isdigit() else ""
-            raise LockHeldError(
-                f"another dispatch is already running{who}; it holds {lock_path}. "
-                "This run did nothing; the next one will carry on (or use --wait)"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # closing the file releases the lock
-
-
 # --- one dispatch run ---------------------------------------------------------
 
 
@@ -138,6 +100,11 @@ class IssueOutcome:
     signum: int | None = None  # for "interrupted": the signal
     warnings: tuple[str, ...] = ()
     reported_before: bool = False  # a hold an earlier run already reported (and logged)
+
+    @property
+    def unsaid_errors(self) -> tuple[str, ...]:
+        """The errors the message does not already say, to print after it (each said once)."""
+        return tuple(e for e in self.errors if e not in self.message)
 
     @property
     def is_failure(self) -> bool:
@@ -294,6 +261,62 @@ def _already_reported_hold(entry: ScheduleEntry) -> bool:
     return last.get("action") == "held" and last.get("send_at") == send_at
 
 
+@dataclass(frozen=True)
+class DueFacts:
+    """What dispatch knows about one issue that needs sending, before deciding what to do."""
+
+    issue_id: str
+    errors: tuple[str, ...] | None  # the content's errors, None when it is sound
+    held: bool  # further past send_at than the catch-up window, and no --catch-up
+    hold_detail: str
+    reported_before: bool  # the dispatch log's last word is this same hold
+    refusal: str | None  # why the approval refuses it (checked only for a sound, unheld issue)
+    warnings: tuple[str, ...] = ()
+
+
+def gather_due_facts(project: Project, entry: ScheduleEntry, options: DispatchOptions) -> DueFacts:
+    """Read what decides whether to send: the content, the hold, and the approval now."""
+    errors = None
+    if entry.state == "invalid" or entry.issue is None:
+        errors = tuple(str(p) for p in entry.problems if p.is_error)
+    held = entry.overdue and not options.catch_up
+    refusal: str | None = None
+    warnings: tuple[str, ...] = ()
+    if errors is None and not held and entry.issue is not None:
+        try:
+            status = require_approval(project, entry.issue)
+            warnings = (status.warning,) if status.warning else ()
+        except NewsletterError as error:  # NotApproved, or an approvals file that cannot be read
+            refusal = str(error)
+    return DueFacts(
+        entry.issue_id, errors, held, entry.detail, _already_reported_hold(entry), refusal, warnings
+    )
+
+
+def decide_before_sending(facts: DueFacts) -> IssueOutcome | None:
+    """What to do instead of sending, or None to send (reads nothing)."""
+    if facts.errors is not None:
+        count = len(facts.errors)
+        return IssueOutcome(
+            facts.issue_id,
+            "invalid",
+            f"not sent: {count} error(s) in the content",
+            errors=facts.errors,
+        )
+    if facts.held:
+        before = facts.reported_before
+        detail = facts.hold_detail + ("; reported before" if before else "")
+        return IssueOutcome(facts.issue_id, "held", detail, reported_before=before)
+    if facts.refusal is not None:
+        return _refused(facts.issue_id, facts.refusal)
+    return None
+
+
+def _refused(issue_id: str, why: str, warnings: tuple[str, ...] = ()) -> IssueOutcome:
+    """Not sent because of the approval: said once (the message), logged with the error."""
+    return IssueOutcome(issue_id, "refused", f"not sent: {why}", errors=(why,), warnings=warnings)
+
+
 def _decide_and_send(
     project: Project,
     entry: ScheduleEntry,
@@ -301,72 +324,93 @@ def _decide_and_send(
     options: DispatchOptions,
     progress: Progress | None,
 ) -> IssueOutcome:
-    issue_id = entry.issue_id
-    if entry.state == "invalid" or entry.issue is None:
-        errors = tuple(str(p) for p in entry.problems if p.is_error)
-        return IssueOutcome(
-            issue_id, "invalid", f"not sent: {len(errors)} error(s) in the content", errors=errors
-        )
-    if entry.overdue and not options.catch_up:
-        before = _already_reported_hold(entry)
-        return IssueOutcome(
-            issue_id,
-            "held",
-            entry.detail + ("; reported before" if before else ""),
-            reported_before=before,
-        )
-    issue = entry.issue
-    try:
-        status = require_approval(project, issue)
-    except NewsletterError as error:  # NotApproved, or an approvals file that cannot be read
-        return IssueOutcome(issue_id, "refused", f"not sent: {error}", errors=(str(error),))
-    warnings = (status.warning,) if status.warning else ()
+    facts = gather_due_facts(project, entry, options)
+    instead = decide_before_sending(facts)
+    if instead is not None:
+        return instead
+    assert entry.issue is not None  # a sound issue (decide_before_sending)
     if options.dry_run:
-        plan = plan_send(project, issue, SendOptions(transport=options.transport))
-        return IssueOutcome(
-            issue_id,
-            "planned",
-            f"would send {plan.to_send} of {plan.recipients} via {plan.transport}"
-            f" ({plan.already_sent} already sent, {plan.suppressed} suppressed)",
-            {"to_send": plan.to_send, "already_sent": plan.already_sent},
-            warnings=warnings + plan.warnings,
-        )
+        return _planned(project, entry.issue, options, facts.warnings)
+    return _send(project, entry.issue, now, options, progress, facts.warnings)
+
+
+def _planned(
+    project: Project, issue: Issue, options: DispatchOptions, warnings: tuple[str, ...]
+) -> IssueOutcome:
+    plan = plan_send(project, issue, SendOptions(transport=options.transport))
+    return IssueOutcome(
+        issue.id,
+        "planned",
+        f"would send {plan.to_send} of {plan.recipients} via {plan.transport}"
+        f" ({plan.already_sent} already sent, {plan.suppressed} suppressed)",
+        {"to_send": plan.to_send, "already_sent": plan.already_sent},
+        warnings=warnings + plan.warnings,
+    )
+
+
+def _send(
+    project: Project,
+    issue: Issue,
+    now: datetime,
+    options: DispatchOptions,
+    progress: Progress | None,
+    warnings: tuple[str, ...],
+) -> IssueOutcome:
+    """Send through the send run (which checks the approval again, after rendering)."""
 
     def report(step: SendProgress) -> None:
         if progress is not None:
-            progress(issue_id, step.done, step.total)
+            progress(issue.id, step.done, step.total)
 
+    # The run's clock says it is `now` (`--now`), so daily caps count from then.
+    clock = ShiftedClock(now.timestamp() - time.time())
     try:
         send_options = SendOptions(transport=options.transport, message_date=now)
-        # The run's clock says it is `now` (`--now`), so daily caps count from then.
-        clock = ShiftedClock(now.timestamp() - time.time())
         result = send_issue(
             project, issue, send_options, progress=report if progress else None, clock=clock
         )
     except Interrupted as stopped:
         message = str(stopped).replace(RUN_AGAIN, "the next dispatch carries on")
-        return IssueOutcome(issue_id, "interrupted", message, signum=stopped.signum)
+        return IssueOutcome(issue.id, "interrupted", message, signum=stopped.signum)
     except ContentError as error:
-        # A template that does not render: located, like any other content error.
+        # A template that does not render, or a link that cannot be signed: located.
         errors = tuple(str(p) for p in error.problems if p.is_error)
-        return IssueOutcome(
-            issue_id,
-            "invalid",
-            f"not sent: {len(errors)} error(s) in the content",
-            errors=errors,
-            warnings=warnings,
-        )
+        message = f"not sent: {len(errors)} error(s) in the content"
+        return IssueOutcome(issue.id, "invalid", message, errors=errors, warnings=warnings)
+    except (NotApproved, RenderingChanged) as error:  # changed since the check above
+        return _refused(issue.id, str(error), warnings)
     except NewsletterError as error:
         # A transport that cannot work, a rejected key: say so, keep going with other issues.
         return IssueOutcome(
-            issue_id, "failed", f"not sent: {error}", errors=(str(error),), warnings=warnings
+            issue.id, "failed", f"not sent: {error}", errors=(str(error),), warnings=warnings
         )
-    counts = result.counts()
-    finished = read_summary(project.settings.ledger_path, issue_id)
-    done = finished is not None and finished.complete
+    finished = read_summary(project.settings.ledger_path, issue.id)
+    cap = (
+        cap_reached_line(result.daily_cap, project.settings.zone, clock.time())
+        if result.daily_cap is not None
+        else None
+    )
+    sent = SentFacts(result, finished is not None and finished.complete, cap, warnings)
+    return outcome_of_send(sent)
+
+
+@dataclass(frozen=True)
+class SentFacts:
+    """What a send run did for one issue, and what the ledger says after it."""
+
+    result: SendResult
+    finished: bool  # nobody left to send to, now or later
+    cap_line: str | None  # the daily cap stopped it: when it carries on
+    warnings: tuple[str, ...] = ()
+
+
+def outcome_of_send(facts: SentFacts) -> IssueOutcome:
+    """The outcome of a send run, from its facts alone (reads nothing)."""
+    result, warnings = facts.result, facts.warnings
+    issue_id, counts = result.issue_id, result.counts()
     message = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items() if n)
     details = tuple(f"{f.email}: {f.detail}" for f in result.failures[:5])
-    if done:
+    if facts.finished:
         return IssueOutcome(
             issue_id,
             "sent",
@@ -375,16 +419,10 @@ def _decide_and_send(
             details if result.unknown or result.gave_up else (),
             warnings=warnings,
         )
-    if result.daily_cap is not None:
+    if facts.cap_line is not None:
         # Not a failure: the next dispatch after the window has room carries on.
-        cap = cap_reached_line(result.daily_cap, project.settings.zone, clock.time())
-        return IssueOutcome(
-            issue_id,
-            "incomplete",
-            f"{message or 'nothing sent'}; {cap}",
-            counts,
-            warnings=warnings,
-        )
+        text = f"{message or 'nothing sent'}; {facts.cap_line}"
+        return IssueOutcome(issue_id, "incomplete", text, counts, warnings=warnings)
     if result.sent == 0 and result.failed_temporary:
         # Nothing got through at all (relay down, refused, rate-limited): a failed run, so
         # cron mail or a failed systemd unit tells someone, though the next tick tries again.
@@ -396,13 +434,8 @@ def _decide_and_send(
             details or (f"{result.failed_temporary} deliveries failed temporarily",),
             warnings=warnings,
         )
-    return IssueOutcome(
-        issue_id,
-        "incomplete",
-        f"{message or 'nothing sent'}; the rest will be retried by the next dispatch",
-        counts,
-        warnings=warnings,
-    )
+    text = f"{message or 'nothing sent'}; the rest will be retried by the next dispatch"
+    return IssueOutcome(issue_id, "incomplete", text, counts, warnings=warnings)
 
 
 def _attention_hint(issue_id: str, result: SendResult) -> str:

@@ -25,7 +25,7 @@ from newsletter.content.send_time import resolve_send_at
 from newsletter.core.errors import ContentError, NewsletterError, Problem
 from newsletter.core.project import Project
 from newsletter.core.yamlfile import load_yaml
-from newsletter.delivery.daily_cap import read_cap_status, sending_detail
+from newsletter.delivery.daily_cap import CapStatus, read_cap_status, sending_detail
 from newsletter.ledger.deliveries import DeliverySummary, read_summary
 from newsletter.review.approval import ApprovalStatus, check_approval
 from newsletter.schedule.dispatch_log import last_logged
@@ -133,9 +133,7 @@ class ScheduleEntry:
 
 
 def _submitted(status: ApprovalStatus | None) -> bool:
-    if status is None:
-        return True
-    return status.approved or bool(status.current or status.earlier)
+    return True if status is None else status.submitted
 
 
 def _counts_text(summary: DeliverySummary) -> str:
@@ -162,103 +160,182 @@ def _approval(project: Project, path: Path) -> tuple[ApprovalStatus | None, tupl
         return None, error.problems
 
 
+@dataclass(frozen=True)
+class IssueFacts:
+    """Everything the schedule knows about one issue file at a moment, before deciding its state."""
+
+    path: Path
+    issue_id: str
+    title: str
+    send_at: datetime | None
+    unscheduled: bool  # no `send_at` at all (an unreadable one still counts as meant to go)
+    issue: Issue | None
+    problems: tuple[Problem, ...]
+    approval: ApprovalStatus | None
+    ledger: DeliverySummary | None
+    last_logged: Mapping[str, Any]
+    cap: CapStatus | None  # the daily cap, read only for an issue part-sent
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]
+
+    @property
+    def approved(self) -> bool:
+        return self.approval is not None and self.approval.approved
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an issue stands: its state, the words for it, and whether dispatch may act on it."""
+
+    state: IssueState
+    detail: str
+    due: bool = True
+    overdue: bool = False
+
+
+def _identity(
+    project: Project, path: Path
+) -> tuple[Issue | None, tuple[Problem, ...], dict[str, Any]]:
+    """The issue, or the problems loading it and its raw fields (a broken file still says when)."""
+    try:
+        return project.load_issue(path), (), {}
+    except ContentError as error:
+        data = load_yaml(path).data
+        return None, error.problems, data if isinstance(data, dict) else {}
+
+
+def gather_facts(
+    project: Project, path: Path, now: datetime, logged: Mapping[str, Mapping[str, Any]]
+) -> IssueFacts:
+    """Read what decides one issue's state: its file, approval, ledger, log and the daily cap."""
+    settings = project.settings
+    issue, problems, raw = _identity(project, path)
+    if issue is not None:
+        issue_id, title, send_at = issue.id, issue.title, issue.send_at
+        unscheduled = issue.send_at is None
+    else:
+        issue_id = str(raw.get("id") or path.stem)
+        title = str(raw.get("title") or "")
+        send_at, _, _ = resolve_send_at(raw.get("send_at"), settings.zone)
+        unscheduled = raw.get("send_at") is None
+    approval, approval_problems = _approval(project, path)
+    ledger = read_summary(settings.ledger_path, issue_id)
+    part_sent = ledger is not None and ledger.started and not ledger.complete
+    cap = read_cap_status(settings.ledger_path, settings.rate.per_day, now) if part_sent else None
+    return IssueFacts(
+        path, issue_id, title, send_at, unscheduled, issue, problems + approval_problems,
+        approval, ledger, logged.get(issue_id, {}), cap,
+    )  # fmt: skip
+
+
+def part_sent_text(summary: DeliverySummary) -> str:
+    """ "part-sent 20 of 67": people sent to, of everyone not suppressed."""
+    total = summary.total - summary.counts.get("suppressed", 0)
+    return f"part-sent {summary.counts.get('sent', 0):,} of {total:,}"
+
+
+def _finished(ledger: DeliverySummary) -> Placement:
+    failed = ledger.counts.get("failed-permanent", 0)
+    delivered = ledger.counts.get("sent", 0)
+    state: IssueState = "failed" if failed and not delivered else "sent"
+    return Placement(state, _counts_text(ledger) + _attention_text(ledger))
+
+
+def _not_going(facts: IssueFacts) -> Placement | None:
+    """A draft, or an issue nobody will dispatch: never approved, or no `send_at`."""
+    ledger = facts.ledger
+    started = ledger is not None and ledger.started
+    if not _submitted(facts.approval):
+        if started and ledger is not None and facts.approval is not None:
+            again = facts.approval.approve_command
+            return Placement("unapproved", f"{part_sent_text(ledger)}; not approved now: {again}")
+        fix = f"; {len(facts.errors)} error(s) to fix first" if facts.errors else ""
+        return Placement("draft", f"not approved yet{fix}")
+    if facts.unscheduled:
+        if started and ledger is not None:
+            carry_on = f"`newsletter send {facts.issue_id} --send` carries on"
+            return Placement("sending", f"{part_sent_text(ledger)}; {carry_on}", due=False)
+        add = "approved but not scheduled: add `send_at` for dispatch to send it"
+        return Placement("draft", add, due=False)
+    return None
+
+
+def _sending(facts: IssueFacts, now: datetime, zone: ZoneInfo) -> Placement:
+    ledger = facts.ledger
+    assert ledger is not None
+    if facts.cap is not None and facts.cap.reached:
+        return Placement("sending", sending_detail(ledger, facts.cap, zone, now.timestamp()))
+    return Placement(
+        "sending",
+        f"{part_sent_text(ledger)} ({_counts_text(ledger)}); the next dispatch carries on"
+        f"{_attention_text(ledger)}",
+    )
+
+
+def decide_placement(
+    facts: IssueFacts, now: datetime, catch_up_days: int, zone: ZoneInfo
+) -> Placement:
+    """Where the issue stands at `now`, from its facts alone (reads nothing)."""
+    ledger, approval, errors = facts.ledger, facts.approval, facts.errors
+    if ledger is not None and ledger.complete:
+        return _finished(ledger)
+    quiet = _not_going(facts)
+    if quiet is not None:
+        return quiet
+    again = (
+        ""
+        if facts.approved or approval is None
+        else f"; approve it again: {approval.approve_command}"
+    )
+    if facts.send_at is not None and facts.send_at > now:
+        left = f"sends in {describe_duration(facts.send_at - now)}"
+        if errors:
+            return Placement("invalid", f"{left}, but {errors[0]}", due=False)
+        return Placement("waiting", left + again, due=False)
+    late = now - facts.send_at if facts.send_at is not None else timedelta(0)
+    if late > timedelta(days=catch_up_days):
+        return Placement(
+            "overdue",
+            f"overdue, held: was due {describe_duration(late)} ago, more than the "
+            f"{catch_up_days}-day catch-up window; `newsletter dispatch --catch-up` sends it",
+            overdue=True,
+        )
+    if errors:
+        return Placement("invalid", f"due, but {errors[0]}")
+    if approval is not None and not facts.approved:
+        return Placement("unapproved", f"due, but not sent{again}")
+    if facts.last_logged.get("action") == "failed":
+        return Placement("failed", f"last attempt failed: {facts.last_logged.get('error', '')}")
+    if ledger is not None and ledger.started:
+        return _sending(facts, now, zone)
+    return Placement("due", "the next dispatch sends it")
+
+
 def schedule_entry(
     project: Project, path: Path, now: datetime, logged: Mapping[str, Mapping[str, Any]]
 ) -> ScheduleEntry:
     """Where one issue file stands at `now`."""
     settings = project.settings
-    issue: Issue | None = None
-    problems: tuple[Problem, ...] = ()
-    send_at: datetime | None
-    try:
-        issue = project.load_issue(path)
-    except ContentError as error:
-        problems = error.problems
-    if issue is not None:
-        issue_id, title, send_at = issue.id, issue.title, issue.send_at
-    else:
-        # A broken file still says when it is meant to go, so the schedule can
-        # show an approved issue that would fail to send.
-        data = load_yaml(path).data
-        raw = data if isinstance(data, dict) else {}
-        issue_id = str(raw.get("id") or path.stem)
-        title = str(raw.get("title") or "")
-        send_at, _, _ = resolve_send_at(raw.get("send_at"), settings.zone)
-    # No `send_at` at all: not scheduled (an unreadable one still counts as meant to go).
-    unscheduled = issue.send_at is None if issue is not None else raw.get("send_at") is None
-    approval, approval_problems = _approval(project, path)
-    problems += approval_problems
-    approved = approval is not None and approval.approved
-    last = logged.get(issue_id, {})
-
-    def entry(state: IssueState, detail: str, **extra: Any) -> ScheduleEntry:
-        return ScheduleEntry(
-            issue_id,
-            path,
-            title,
-            send_at,
-            approved,
-            state,
-            detail,
-            issue,
-            problems,
-            approval=approval,
-            last_logged=last,
-            **extra,
-        )
-
-    errors = [p for p in problems if p.is_error]
-    ledger = read_summary(settings.ledger_path, issue_id)
-    if ledger is not None and ledger.complete:
-        failed = ledger.counts.get("failed-permanent", 0)
-        delivered = ledger.counts.get("sent", 0)
-        state: IssueState = "failed" if failed and not delivered else "sent"
-        return entry(state, _counts_text(ledger) + _attention_text(ledger), ledger=ledger)
-    if not _submitted(approval):
-        fix = f"; {len(errors)} error(s) to fix first" if errors else ""
-        return entry("draft", f"not approved yet{fix}", ledger=ledger)
-    if unscheduled:
-        return entry(
-            "draft",
-            "approved but not scheduled: add `send_at` for dispatch to send it",
-            ledger=ledger,
-            due=False,
-        )
-    again = (
-        "" if approved or approval is None else f"; approve it again: {approval.approve_command}"
+    facts = gather_facts(project, path, now, logged)
+    placed = decide_placement(facts, now, settings.catch_up_days, settings.zone)
+    return ScheduleEntry(
+        facts.issue_id,
+        path,
+        facts.title,
+        facts.send_at,
+        facts.approved,
+        placed.state,
+        placed.detail,
+        facts.issue,
+        facts.problems,
+        facts.ledger,
+        overdue=placed.overdue,
+        due=placed.due,
+        approval=facts.approval,
+        last_logged=facts.last_logged,
     )
-    if send_at is not None and send_at > now:
-        left = f"sends in {describe_duration(send_at - now)}"
-        if errors:
-            return entry("invalid", f"{left}, but {errors[0]}", ledger=ledger, due=False)
-        return entry("waiting", left + again, ledger=ledger, due=False)
-    late = now - send_at if send_at is not None else timedelta(0)
-    if late > timedelta(days=settings.catch_up_days):
-        return entry(
-            "overdue",
-            f"overdue, held: was due {describe_duration(late)} ago, more than the "
-            f"{settings.catch_up_days}-day catch-up window; "
-            "`newsletter dispatch --catch-up` sends it",
-            ledger=ledger,
-            overdue=True,
-        )
-    if errors:
-        return entry("invalid", f"due, but {errors[0]}", ledger=ledger)
-    if approval is not None and not approved:
-        return entry("unapproved", f"due, but not sent{again}", ledger=ledger)
-    if last.get("action") == "failed":
-        return entry("failed", f"last attempt failed: {last.get('error', '')}", ledger=ledger)
-    if ledger is not None and ledger.started:
-        cap = read_cap_status(settings.ledger_path, settings.rate.per_day, now)
-        if cap is not None and cap.reached:
-            detail = sending_detail(ledger, cap, settings.zone, now.timestamp())
-            return entry("sending", detail, ledger=ledger)
-        return entry(
-            "sending",
-            f"{_counts_text(ledger)}; the next dispatch carries on{_attention_text(ledger)}",
-            ledger=ledger,
-        )
-    return entry("due", "the next dispatch sends it", ledger=ledger)
 
 
 def issue_schedule(project: Project, now: datetime) -> list[ScheduleEntry]:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from newsletter.audience.lists import read_suppressed
+from newsletter.audience.suppression import add_suppression
 from newsletter.content.issue import Issue
 from newsletter.core.errors import DeliveryError, NewsletterError
 from newsletter.core.project import Project
@@ -177,6 +178,33 @@ def test_temporary_failures_stop_at_max_attempts_and_retry_sends_them_later(
     assert len(sent) == 67
 
 
+def test_retry_leaves_out_someone_who_unsubscribed_since_the_first_run(
+    project: Project, issue: Issue
+) -> None:
+    """`retry` does not re-read the lists, but the suppression list is checked at hand-over."""
+    project = with_settings(project, retry=RetrySettings(max_attempts=1, base_delay_seconds=1))
+    sent: list[OutgoingMessage] = []
+    leaving = "j.okafor@example.org"
+    factory = memory(sent, {leaving: ["failed-temporary"]})
+    first = send_issue(
+        project, issue, SendOptions(rate=0), transport_factory=factory, clock=FakeClock()
+    )
+    assert first.failed_temporary == 1
+    add_suppression(project.paths.suppressed_path, leaving, "unsubscribed", "2023-05-16")
+
+    later = retry_issue(
+        project, issue, SendOptions(rate=0), transport_factory=factory, clock=FakeClock()
+    )
+
+    assert later.sent == 0 and later.suppressed == first.suppressed + 1 and later.ok
+    assert leaving not in {m.recipient.lower() for m in sent}
+    with Ledger(project.settings.ledger_path) as ledger:
+        row = ledger.lookup(ISSUE, leaving)
+        assert row is not None and row.state == "suppressed"
+        assert row.last_error == "suppressed: unsubscribed (while this issue was being sent)"
+        assert ledger.summary(ISSUE).complete
+
+
 def test_retry_after_from_the_provider_is_honoured(project: Project, issue: Issue) -> None:
     class SlowDown(MemoryTransport):
         calls = 0
@@ -299,6 +327,7 @@ def test_rows_left_sending_by_a_killed_run_are_resent_with_the_same_message_id(
     with Ledger(path) as ledger:
         ledger.pid = dead_pid()
         claimed = ledger.claim(ISSUE, "dead-run", 5, now=0, max_run_attempts=5)
+        ledger.hand_over(ISSUE, [row.address_key for row in claimed])
     sent_before = len(sent)
     result = send_issue(project, issue, SendOptions(rate=0), transport_factory=memory(sent))
     assert result.recovered == 5 and result.sent == 47

@@ -286,3 +286,92 @@ def test_a_full_disk_stops_the_run_with_one_line_and_the_rerun_repeats_nobody(
     )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert_everyone_once(relay)
+
+
+# --- what happens to people while a run goes on ------------------------------------------
+
+
+def pending_addresses(project_dir: Path) -> list[str]:
+    """The addresses the running send has not claimed yet, in the order it will claim them."""
+    conn = sqlite3.connect(project_dir / "var" / "ledger.sqlite3")
+    rows = conn.execute("SELECT email FROM deliveries WHERE state = 'pending' ORDER BY seq")
+    found = [email for (email,) in rows]
+    conn.close()
+    return found
+
+
+def test_someone_who_unsubscribes_during_a_slow_send_is_not_sent_to(
+    project_dir: Path, relay: SlowServer
+) -> None:
+    relay.delay = 0.25  # a run that lasts a while, as Microsoft 365's limits make it
+    run = start(project_dir, relay, *SEND)
+    wait_for_messages(relay, run, 5)
+    leaving = pending_addresses(project_dir)[-1]  # the last person this run will come to
+    unsubscribed = subprocess.run(
+        command(project_dir, "unsubscribe", leaving),
+        env=environment(relay),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unsubscribed.returncode == 0, unsubscribed.stderr
+    assert "no further issue will be sent to them" in unsubscribed.stdout
+    assert run.poll() is None, "the send finished before the unsubscribe: make the relay slower"
+    out, err = run.communicate(timeout=120)
+
+    assert run.returncode == 0, (out, err)
+    no_traceback(out, err)
+    assert leaving.lower() not in relay.by_recipient()
+    assert len(relay.by_recipient()) == EVERYONE - 1
+    assert ledger_states(project_dir) == {"sent": EVERYONE - 1, "suppressed": 5}
+    assert "suppressed 5;" in out  # counted with the people suppressed before the run
+
+
+def in_flight_and_unsent(project_dir: Path) -> tuple[int, int]:
+    """Of the rows a killed run left `sending`: how many it had handed over, and how many not."""
+    conn = sqlite3.connect(project_dir / "var" / "ledger.sqlite3")
+    counts = dict(
+        conn.execute(
+            "SELECT handed_over, COUNT(*) FROM deliveries WHERE state = 'sending' "
+            "GROUP BY handed_over"
+        ).fetchall()
+    )
+    conn.close()
+    return counts.get(1, 0), counts.get(0, 0)
+
+
+def test_after_kill_9_only_messages_in_flight_are_reported_as_maybe_sent_twice(
+    project_dir: Path, relay: SlowServer
+) -> None:
+    run = start(project_dir, relay, *SEND)
+    wait_for_messages(relay, run, 15)
+    run.send_signal(signal.SIGKILL)
+    run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGKILL
+    in_flight, never_handed_over = in_flight_and_unsent(project_dir)
+    # Claimed ahead of the connections: most rows left `sending` never reached a transport.
+    assert never_handed_over > 0
+    received_before = Counter(to.lower() for m in relay.messages for to in m.rcpt_tos)
+
+    relay.delay = 0
+    rerun = subprocess.run(
+        command(project_dir, *SEND),
+        env=environment(relay),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    no_traceback(rerun.stdout, rerun.stderr)
+    if in_flight:
+        assert f"{in_flight} message(s) were in flight" in rerun.stdout
+    else:
+        assert "in flight" not in rerun.stdout
+    assert "interrupted by an earlier run" not in rerun.stdout
+    received = relay.by_recipient()
+    assert len(received) == EVERYONE
+    twice = {a for a, copies in received.items() if len(copies) > 1}
+    assert len(twice) <= in_flight  # only a message in flight can arrive twice
+    assert all(received_before[a] for a in twice)
+    assert ledger_states(project_dir) == {"sent": EVERYONE, "suppressed": 4}

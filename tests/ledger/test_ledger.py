@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -166,6 +167,7 @@ def test_rows_of_a_dead_process_are_recovered_with_their_message_id(tmp_path: Pa
     conn.commit()
     conn.close()
     with Ledger(path) as ledger:
+        ledger.hand_over(ISSUE, keys)
         # The two rows claimed by this (living) process are not taken back.
         assert ledger.recover_interrupted(ISSUE) == 1
         row = ledger.lookup(ISSUE, keys[0])
@@ -173,6 +175,27 @@ def test_rows_of_a_dead_process_are_recovered_with_their_message_id(tmp_path: Pa
         assert row.message_id == f"<{ISSUE}.0@example.org>"
         assert "same Message-ID" in row.last_error
         assert ledger.count_states(ISSUE)["sending"] == 2
+
+
+def test_rows_a_dead_process_claimed_but_never_handed_over_go_back_quietly(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "l.db"
+    with Ledger(path) as ledger:
+        ledger.add_recipients(ISSUE, people(4))
+        ledger.pid = dead_pid()
+        keys = claim(ledger, 3)
+        ledger.hand_over(ISSUE, keys[:1])
+    with Ledger(path) as ledger:
+        # Only the row handed to a transport may have reached anyone: only it is in flight.
+        assert ledger.recover_interrupted(ISSUE) == 1
+        in_flight = ledger.lookup(ISSUE, keys[0])
+        assert in_flight is not None and "same Message-ID" in in_flight.last_error
+        for key in keys[1:]:
+            row = ledger.lookup(ISSUE, key)
+            assert row is not None
+            assert (row.state, row.attempts, row.last_error) == ("pending", 0, "")
+        assert ledger.count_states(ISSUE)["sending"] == 0
 
 
 def test_failed_temporary_rows_wait_for_their_backoff_and_attempt_limit(tmp_path: Path) -> None:
@@ -276,6 +299,7 @@ def test_a_dead_run_resending_an_unknown_row_leaves_it_unknown_not_pending(tmp_p
         ledger.record(ISSUE, [(Outcome(key, "unknown", "no answer"), None)])
         ledger.pid = dead_pid()
         ledger.claim(ISSUE, "dead-run", 1, now=0.0, max_run_attempts=5, states=UNCONFIRMED)
+        ledger.hand_over(ISSUE, [key])
     with Ledger(path) as ledger:
         assert ledger.recover_interrupted(ISSUE) == 1
         row = ledger.lookup(ISSUE, key)
@@ -331,7 +355,7 @@ def test_a_ledger_from_before_versions_is_migrated_in_place(tmp_path: Path) -> N
     path.parent.mkdir()
     shutil.copyfile(FIXTURE_V1, path)
     with Ledger(path) as ledger:
-        assert ledger.schema_version == SCHEMA_VERSION == 2
+        assert ledger.schema_version == SCHEMA_VERSION == 3
         assert ledger.count_states(ISSUE) == {
             **dict.fromkeys(STATES, 0),
             "sent": 20,
@@ -348,9 +372,31 @@ def test_a_ledger_from_before_versions_is_migrated_in_place(tmp_path: Path) -> N
         back = ledger.lookup(ISSUE, row.address_key)
         assert back is not None and back.state == "failed-temporary"
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def test_rows_sending_in_a_version_2_ledger_count_as_in_flight_once_migrated(
+    tmp_path: Path,
+) -> None:
+    """A ledger from before hand-overs were marked cannot say which rows were handed over."""
+    path = tmp_path / "ledger.sqlite3"
+    shutil.copyfile(FIXTURE_V1, path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ALTER TABLE deliveries ADD COLUMN claimed_from TEXT")  # what version 2 was
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "UPDATE deliveries SET state = 'sending', claimed_from = 'pending', claimed_host = ?, "
+        "claimed_pid = ? WHERE seq IN (SELECT seq FROM deliveries WHERE state = 'pending' "
+        "LIMIT 2)",
+        (socket.gethostname(), dead_pid()),
+    )
+    conn.close()
+    with Ledger(path) as ledger:
+        assert ledger.schema_version == 3
+        assert ledger.recover_interrupted(ISSUE) == 2
+        assert ledger.count_states(ISSUE)["pending"] == 45
 
 
 def test_a_migration_that_cannot_finish_leaves_the_old_ledger_as_it_was(tmp_path: Path) -> None:

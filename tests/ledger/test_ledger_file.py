@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 from collections import Counter
@@ -20,7 +21,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from newsletter.cli import cli
+from newsletter.ledger import connection
 from newsletter.ledger import deliveries as ledger_module
+from newsletter.ledger.inbox_records import InboxStore
+from newsletter.ledger.list_events import prepare_list_events, read_list_events
 from tests.support.project import ISSUE, edit_issue, speed_up
 from tests.support.smtp import SmtpTestServer
 
@@ -124,7 +128,7 @@ def locked_ledger(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     path = ledger_path(project_dir)
     path.parent.mkdir()
     shutil.copyfile(FIXTURE_V1, path)
-    monkeypatch.setattr(ledger_module, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_MS", 100)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")
     holder.execute("BEGIN EXCLUSIVE")
@@ -185,3 +189,35 @@ def test_a_read_only_var_is_one_clear_line_from_every_command(
     assert done.returncode == 1, done.stdout + done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert str(path.parent) in line and "check that this user may write" in line
+
+
+# --- one way to open the file, whichever part of it is written first -----------------
+
+
+@pytest.mark.parametrize("first", ["deliveries", "list events", "inbox"])
+def test_whichever_table_is_written_first_the_file_is_private_and_in_wal_mode(
+    tmp_path: Path, first: str
+) -> None:
+    """`serve`, `inbox` or `send` may be the first to create the ledger; each names people."""
+    path = tmp_path / "var" / "ledger.sqlite3"
+    if first == "deliveries":
+        ledger_module.Ledger(path).close()
+    elif first == "list events":
+        prepare_list_events(path)
+    else:
+        InboxStore(path).close()
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_reading_a_ledger_that_is_not_there_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "ledger.sqlite3"
+    assert ledger_module.read_summary(path, "2023-05-panel-reports") is None
+    with InboxStore(path, read_only=True):
+        pass
+    assert read_list_events(path) == []
+    assert not path.parent.exists()

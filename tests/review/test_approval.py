@@ -48,8 +48,12 @@ def edit(path: Path, pattern: str, replacement: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def approve(project: Project, by: str = "Jo Bloggs", when: datetime = MAY_10) -> None:
-    approve_issue(project, ISSUE, by, now=when)
+def approve(
+    project: Project, by: str = "Jo Bloggs", when: datetime = MAY_10, account: str | None = None
+) -> None:
+    """Approve as `by`, from the login `account` (default: the first word of the name)."""
+    login = account if account is not None else "".join(by.split()[:1]).lower()
+    approve_issue(project, ISSUE, by, now=when, account=login)
 
 
 def record(project_dir: Path) -> dict[str, object]:
@@ -315,7 +319,11 @@ def test_using_another_publication_names_it_as_new(project_dir: Path) -> None:
 def test_two_approvers_must_be_two_different_people(project: Project, project_dir: Path) -> None:
     approve(project, "Jo Bloggs")
     again = approve_issue(
-        project, ISSUE, "  jo   BLOGGS ", now=datetime(2023, 5, 10, 15, 0, tzinfo=LONDON)
+        project,
+        ISSUE,
+        "  jo   BLOGGS ",
+        now=datetime(2023, 5, 10, 15, 0, tzinfo=LONDON),
+        account="jo",
     )
     assert not again.written  # the same person approving the same files again changes nothing
     status = check_approval(project, ISSUE, required=2)
@@ -383,17 +391,76 @@ def test_an_unknown_approval_setting_is_located(project_dir: Path) -> None:
         open_project(root)
 
 
+def test_one_person_typing_two_names_from_one_account_counts_once(
+    project_dir: Path,
+) -> None:
+    project = open_project(add_settings(project_dir, "approval:\n  approvers: 2\n"))
+    approve(project, "Jo Bloggs", account="jo")
+    approve(project, "Sam Patel", datetime(2023, 5, 11, 9, 30, tzinfo=LONDON), account="jo")
+    status = check_approval(project, ISSUE)
+    assert (status.approved, status.missing) == (False, 1)
+    with pytest.raises(NotApproved) as refused:
+        require_approval(project, ISSUE)
+    assert "needs 2 different approvers and has 1 (Sam Patel, Jo Bloggs)" in str(refused.value)
+    assert "the same login account count as one person" in str(refused.value)
+    accounts = [a["account"] for a in record(project_dir)["approvals"]]  # type: ignore[attr-defined]
+    assert accounts == ["jo", "jo"]
+    # Sam approving from their own login makes two people.
+    approve(project, "Sam Patel", datetime(2023, 5, 11, 10, 0, tzinfo=LONDON), account="sam")
+    assert require_approval(project, ISSUE).approved
+
+
+def test_a_team_sharing_one_login_can_say_so_and_the_record_shows_it(
+    project_dir: Path,
+) -> None:
+    settings = "approval:\n  approvers: 2\n  shared_account: true\n"
+    project = open_project(add_settings(project_dir, settings))
+    approve(project, "Jo Bloggs", account="comms")
+    approve(project, "Sam Patel", datetime(2023, 5, 11, 9, 30, tzinfo=LONDON), account="comms")
+    status = require_approval(project, ISSUE)
+    assert status.summary(LONDON).endswith("(shared account: names alone count)")
+    text = (project_dir / "approvals" / f"{ISSUE}.yaml").read_text("utf-8")
+    assert "approval.shared_account is true" in text
+    assert record(project_dir)["shared_account"] is True
+
+
 # --- the old way: `approved: true` in the issue --------------------------------------
 
 
-def test_legacy_approved_true_still_sends_with_a_warning(project_dir: Path) -> None:
+def test_approved_true_alone_approves_nothing_and_says_what_to_run(project_dir: Path) -> None:
     edit(project_dir / "issues" / f"{ISSUE}.yaml", r"^approved: false$", "approved: true")
     project = open_project(project_dir)
+    status = check_approval(project, ISSUE)
+    assert not status.approved and status.submitted  # dispatch refuses it loudly
+    assert status.summary(LONDON) == (
+        "not approved: `approved: true` in the issue no longer counts"
+    )
+    with pytest.raises(NotApproved) as refused:
+        require_approval(project, ISSUE)
+    assert str(refused.value) == (
+        f"{ISSUE}.yaml says `approved: true`, which no longer approves anything "
+        "(newsletter.yaml can allow it while moving over: approval.allow_approved_flag); "
+        f"check it, then run: newsletter approve {ISSUE} --by NAME"
+    )
+
+
+def test_approved_true_counts_with_a_warning_while_the_settings_allow_it(
+    project_dir: Path,
+) -> None:
+    edit(project_dir / "issues" / f"{ISSUE}.yaml", r"^approved: false$", "approved: true")
+    project = open_project(add_settings(project_dir, "approval:\n  allow_approved_flag: true\n"))
     status = require_approval(project, ISSUE)
     assert status.legacy
     assert status.warning is not None
     assert f"newsletter approve {ISSUE} --by NAME" in status.warning
     assert not check_approval(project, ISSUE, required=2).approved
+
+
+@pytest.mark.parametrize("key", ["allow_approved_flag", "shared_account"])
+def test_a_yes_no_approval_setting_must_be_true_or_false(project_dir: Path, key: str) -> None:
+    root = add_settings(project_dir, f"approval:\n  {key}: yes please\n")
+    with pytest.raises(ContentError, match=rf"`approval.{key}` must be true or false"):
+        open_project(root)
 
 
 def test_legacy_approved_true_counts_for_nothing_once_there_is_a_record(
@@ -453,11 +520,15 @@ def test_a_hand_edited_fingerprint_is_refused_at_its_line(
 
 
 def test_the_approve_command_records_and_reports(project_dir: Path) -> None:
-    runner = CliRunner()
+    # getpass.getuser() reads the login from the environment first, as a shell sets it.
+    runner = CliRunner(env={"LOGNAME": "jbloggs", "USER": "jbloggs"})
     args = ["--root", str(project_dir), "approve", ISSUE, "--by", "Jo Bloggs"]
     first = runner.invoke(cli, args)
     assert first.exit_code == 0, first.output
-    assert f"{ISSUE}.yaml approved by Jo Bloggs at " in first.output
+    assert f"{ISSUE}.yaml approved by Jo Bloggs (login jbloggs) at " in first.output
+    (entry,) = record(project_dir)["approvals"]  # type: ignore[misc]
+    assert (entry["by"], entry["account"]) == ("Jo Bloggs", "jbloggs")
+    assert set(entry["rendered"]) == {"all-sections", "without-bruising-in-non-mobile-infants"}
     assert f"approvals/{ISSUE}.yaml" in first.output
     written = (project_dir / "approvals" / f"{ISSUE}.yaml").read_bytes()
 

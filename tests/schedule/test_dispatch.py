@@ -10,7 +10,8 @@ import pytest
 
 from newsletter.core.errors import LockHeldError
 from newsletter.core.project import open_project
-from newsletter.schedule.dispatch import dispatch_lock, run_dispatch
+from newsletter.schedule.dispatch import run_dispatch
+from newsletter.schedule.dispatch_lock import dispatch_lock
 from newsletter.schedule.dispatch_log import append_log, last_logged
 from tests.support.project import edit_issue, utc
 

@@ -207,7 +207,7 @@ def test_schedule_table_lists_the_issue_and_its_state(project_dir: Path) -> None
 
 
 def test_lock_held_exits_3_with_one_line(project_dir: Path) -> None:
-    from newsletter.schedule.dispatch import dispatch_lock
+    from newsletter.schedule.dispatch_lock import dispatch_lock
 
     with dispatch_lock(open_project(project_dir).settings.lock_path):
         result = CliRunner().invoke(cli, ["--root", str(project_dir), "dispatch"])

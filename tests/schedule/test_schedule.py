@@ -8,7 +8,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 
+from newsletter.cli import cli
 from newsletter.core.errors import NewsletterError
 from newsletter.core.project import open_project
 from newsletter.schedule.dispatch import DispatchOptions, run_dispatch
@@ -127,12 +129,37 @@ def test_a_draft_nobody_approved_is_left_alone_quietly(project_dir: Path) -> Non
     assert entry_at(project_dir, utc(2023, 5, 15, 8, 0)).approval_text(LONDON) == "not approved"
 
 
-def test_legacy_approved_true_is_dispatched_with_a_warning(project_dir: Path) -> None:
+def say_approved_true(project_dir: Path) -> None:
+    """The old way of approving: nobody ran `approve`, the issue file says `approved: true`."""
     edit_issue(project_dir, approved=False)
     path = project_dir / "issues" / f"{ISSUE}.yaml"
     path.write_text(
         path.read_text(encoding="utf-8").replace("approved: false", "approved: true"),
         encoding="utf-8",
+    )
+
+
+def test_approved_true_in_the_issue_sends_nothing_and_dispatch_says_to_approve(
+    project_dir: Path,
+) -> None:
+    say_approved_true(project_dir)
+    project = open_project(project_dir)
+    run = run_dispatch(project, now=utc(2023, 5, 15, 8, 0))
+    assert run.exit_code == 1
+    (outcome,) = run.outcomes
+    assert outcome.action == "refused"
+    assert "says `approved: true`, which no longer approves anything" in outcome.message
+    assert f"newsletter approve {ISSUE} --by NAME" in outcome.message
+    assert not project.settings.ledger_path.exists()  # nobody was sent anything
+
+
+def test_approved_true_is_dispatched_with_a_warning_while_the_settings_allow_it(
+    project_dir: Path,
+) -> None:
+    say_approved_true(project_dir)
+    settings = project_dir / "newsletter.yaml"
+    settings.write_text(
+        settings.read_text("utf-8") + "approval:\n  allow_approved_flag: true\n", "utf-8"
     )
     run = run_dispatch(
         open_project(project_dir), DispatchOptions(dry_run=True), now=utc(2023, 5, 15, 8, 0)
@@ -255,3 +282,52 @@ def test_an_approved_issue_without_send_at_is_never_dispatched(project_dir: Path
     run = run_dispatch(open_project(project_dir), now=utc(2030, 1, 1))
     assert run.exit_code == 0 and run.outcomes == ()
     assert not (project_dir / "outbox").exists()
+
+
+# --- an interrupted send ------------------------------------------------------------
+
+
+def send_some(project_dir: Path, limit: int) -> None:
+    """`newsletter send --send` stopped part-way (here by --limit), to the local outbox."""
+    result = CliRunner().invoke(
+        cli,
+        ["--root", str(project_dir), "send", ISSUE, "--send", "--yes", "--limit", str(limit)],
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_a_part_sent_issue_without_send_at_shows_part_sent_not_draft(project_dir: Path) -> None:
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    text, n = re.subn(r"(?m)^send_at: .*\n", "", path.read_text(encoding="utf-8"))
+    assert n == 1
+    path.write_text(text, encoding="utf-8")
+    approve_sample(project_dir)
+    send_some(project_dir, 20)
+
+    entry = entry_at(project_dir, utc(2023, 5, 15, 8, 0))
+
+    assert entry.state == "sending"
+    assert entry.detail == f"part-sent 20 of 67; `newsletter send {ISSUE} --send` carries on"
+    assert not entry.needs_sending  # dispatch still never sends an issue with no send_at
+
+
+def test_a_due_issue_interrupted_part_way_says_how_far_it_got(project_dir: Path) -> None:
+    send_some(project_dir, 20)
+    entry = entry_at(project_dir, utc(2023, 5, 15, 8, 30))
+    assert entry.state == "sending" and entry.needs_sending
+    assert entry.detail.startswith("part-sent 20 of 67 (")
+    assert entry.detail.endswith("; the next dispatch carries on")
+
+
+def test_dispatch_says_each_refusal_once(project_dir: Path) -> None:
+    """Cron mails stdout and stderr together: the same sentence twice teaches people to skim."""
+    edit_issue(project_dir, approved=True)
+    path = project_dir / "issues" / f"{ISSUE}.yaml"
+    path.write_text(path.read_text("utf-8").replace("title: ", "title: New ", 1), "utf-8")
+
+    result = CliRunner().invoke(
+        cli, ["--root", str(project_dir), "dispatch", "--now", "2023-05-15T09:00:00+01:00"]
+    )
+
+    assert result.exit_code == 1
+    assert result.output.count("has changed since") == 1, result.output

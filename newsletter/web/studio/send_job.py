@@ -3,7 +3,7 @@
 Run as `python -m newsletter.web.studio.send_job ROOT ISSUE_ID` by `jobs.py`,
 in its own process so it carries on when the browser tab closes, and stops
 cleanly on SIGINT like Ctrl-C. It holds the same lock as `newsletter
-dispatch` (`schedule.dispatch.dispatch_lock`) for the whole send, so the two
+dispatch` (`schedule.dispatch_lock.dispatch_lock`) for the whole send, so the two
 never send at the same time: if dispatch holds it, this exits at once with
 code 3 and says so.
 """
@@ -18,7 +18,7 @@ import click
 from newsletter.cli import EXIT_LOCK_HELD, cli
 from newsletter.core.errors import LockHeldError, NewsletterError
 from newsletter.core.project import open_project
-from newsletter.schedule.dispatch import dispatch_lock
+from newsletter.schedule.dispatch_lock import dispatch_lock
 
 
 def main(argv: list[str]) -> int:
