@@ -91,8 +91,9 @@ LONG_RUNNING = {"preview", "serve", "studio"}
 
 
 def break_a_template(root: Path) -> None:
-    """A typo in the project's own email template; approved the old way, so sending gets as
-    far as rendering (a real approval would refuse the changed template first)."""
+    """A typo in the project's own email template; approved the old way (`approved: true`,
+    allowed for a migration), so sending gets as far as rendering (a real approval would
+    refuse the changed template first)."""
     template = root / "templates" / "email" / "newsletter.html.j2"
     text = template.read_text(encoding="utf-8")
     assert "</title>" in text
@@ -101,6 +102,11 @@ def break_a_template(root: Path) -> None:
     issue = root / "issues" / f"{ISSUE}.yaml"
     issue.write_text(
         issue.read_text(encoding="utf-8").replace("approved: false", "approved: true"),
+        encoding="utf-8",
+    )
+    settings = root / "newsletter.yaml"
+    settings.write_text(
+        settings.read_text(encoding="utf-8") + "approval:\n  allow_approved_flag: true\n",
         encoding="utf-8",
     )
 

@@ -39,7 +39,8 @@ def approve(project_dir: Path, issue_id: str = ISSUE_ID) -> Project:
 
 
 def add_issue(project_dir: Path, issue_id: str, day: str, *, approved: bool = True) -> None:
-    """A second, smaller issue, dated `day`, copied from the sample's structure."""
+    """A second, smaller issue, dated `day`, copied from the sample's structure (approved as
+    `newsletter approve` does, unless `approved=False`)."""
     (project_dir / "issues" / f"{issue_id}.yaml").write_text(
         f"""id: {issue_id}
 title: Later reports
@@ -47,7 +48,7 @@ subject: "News Update: later reports"
 preheader: One more report.
 date: {day}
 send_at: "{day}T09:00:00+01:00"
-approved: {"true" if approved else "false"}
+approved: false
 audience: [all-practitioners]
 reply_to: ideas@example.org
 intro: A shorter issue.
@@ -64,6 +65,8 @@ sections:
 """,
         encoding="utf-8",
     )
+    if approved:
+        approve_sample(project_dir, issue_id)
 
 
 def parse(path: Path) -> lxml.html.HtmlElement:
@@ -269,12 +272,17 @@ def test_an_issue_changed_since_its_approval_is_a_draft_again(
     assert not page.exists()
 
 
-def test_an_issue_sent_without_approval_is_published(project: Project, tmp_path: Path) -> None:
-    # Sent by hand with `send --send` while still `approved: false`: its readers'
-    # "View in browser" links point at the archive, so the page must be there.
+def test_an_issue_sent_then_no_longer_approved_is_still_published(
+    project_dir: Path, tmp_path: Path
+) -> None:
+    # Sent while approved, then its approval withdrawn (or the file edited since): its
+    # readers' "View in browser" links point at the archive, so the page must stay there.
+    project = approve(project_dir)
     issue = project.load_issue(ISSUE_ID)
     result = send_issue(project, issue, SendOptions(rate=0), transport_factory=MemoryTransport)
     assert result.sent > 0
+    unapprove_sample(project_dir)
+    project = open_project(project_dir)
     out = tmp_path / "site"
     build_archive(project, out)
     page = out / "issues" / ISSUE_ID / "index.html"
