@@ -88,16 +88,24 @@ def create_private_database(path: Path) -> Path:
     gives its -wal, -shm and -journal files the database file's own mode.
     Creating the (empty) file 0600 first, which SQLite accepts as a new
     database, therefore makes all of them private.
+
+    An existing database (or companion, left by an older version with a looser
+    mode) is tightened by name and never opened here: closing any descriptor
+    of a file releases every POSIX lock this process holds on it, SQLite's own
+    connections' included, and another process then believes it is alone with
+    the write-ahead log (and may truncate the shared memory this one has mapped).
     """
     private_dir(path.parent)
-    os.close(private_opener(path, os.O_RDWR))
-    for suffix in SQLITE_COMPANION_SUFFIXES:
-        companion = path.with_name(path.name + suffix)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    for name in (path, *(path.with_name(path.name + s) for s in SQLITE_COMPANION_SUFFIXES)):
         with contextlib.suppress(FileNotFoundError):
-            # Left by an older version with a looser mode: tighten, never create.
-            fd = os.open(companion, os.O_RDONLY)
-            try:
-                _tighten(fd)
-            finally:
-                os.close(fd)
+            _tighten_path(name)
     return path
+
+
+def _tighten_path(path: Path) -> None:
+    """`_tighten` by name, without opening the file."""
+    info = os.stat(path)
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != PRIVATE_FILE_MODE:
+        os.chmod(path, PRIVATE_FILE_MODE)
