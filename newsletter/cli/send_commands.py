@@ -30,7 +30,7 @@ from newsletter.cli.common import (
     table_text,
 )
 from newsletter.content.issue import Issue
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import Interrupted, NewsletterError
 from newsletter.core.project import Project
 from newsletter.delivery.daily_cap import cap_reached_line
 from newsletter.delivery.gate import check_before_opening
@@ -39,7 +39,6 @@ from newsletter.delivery.proofs import proof_addresses, send_test_copies
 from newsletter.delivery.report import delivery_report
 from newsletter.delivery.send import resend_unknown, retry_issue, send_issue
 from newsletter.delivery.send_options import SendOptions, SendProgress, SendResult
-from newsletter.delivery.stopping import Interrupted
 from newsletter.review.approval import check_approval
 from newsletter.transports import TRANSPORT_NAMES
 from newsletter.transports.lookup import describe_transport

@@ -1,7 +1,10 @@
 """The one exception hierarchy. Messages are written for a comms officer.
 
 The CLI catches `NewsletterError` in one place and prints its message; every
-subclass names the file, line, field or recipient it concerns.
+subclass names the file, line, field or recipient it concerns. Every error
+that can reach a person is defined here; the few exceptions defined elsewhere
+are signals private to one module (an SMTP reply, a back-off) that are turned
+into one of these before they leave it.
 """
 
 from __future__ import annotations
@@ -9,6 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from newsletter.review.approval import ApprovalStatus
 
 
 @dataclass(frozen=True)
@@ -73,3 +82,51 @@ class SuppressedFileError(ContentError):
 
 class UnreadableMessage(NewsletterError):
     """A returned message `inbox` will not read (too big, nested too deep, or broken)."""
+
+
+class Interrupted(NewsletterError):
+    """A run stopped cleanly on a signal; the message says what was done and how to go on."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class RenderingChanged(NewsletterError):
+    """The run rendered an email other than the one approved, though the files look the same."""
+
+
+class NotApproved(NewsletterError):
+    """An issue is not approved, or has changed since it was approved."""
+
+    def __init__(self, status: ApprovalStatus, zone: ZoneInfo) -> None:
+        self.status = status
+        super().__init__(status.refusal(zone))
+
+
+class TokenRefused(DeliveryError):
+    """The identity platform refused us for a reason no retry can fix (secret, tenant, scope)."""
+
+
+class TokenUnavailable(NewsletterError):
+    """The identity platform could not be reached or was busy: try again later.
+
+    `check` is what to look at if it keeps happening (never the relay's settings:
+    the relay was not the problem).
+    """
+
+    def __init__(self, message: str, check: str) -> None:
+        super().__init__(message)
+        self.check = check
+
+
+class WebhookPayloadError(NewsletterError):
+    """A webhook body is not the JSON shape its provider documents."""
+
+
+class LedgerError(NewsletterError):
+    """The ledger file cannot be used: locked, damaged, read-only, full, replaced or too new."""

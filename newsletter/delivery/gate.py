@@ -24,16 +24,12 @@ from collections.abc import Iterable
 
 from newsletter.audience.lists import Variant
 from newsletter.content.issue import Issue
-from newsletter.core.errors import ContentError, NewsletterError
+from newsletter.core.errors import ContentError, RenderingChanged
 from newsletter.core.project import Project
 from newsletter.render.variants import Renderer
 from newsletter.review.approval import Approval, ApprovalStatus, require_approval
 from newsletter.review.fingerprint import rendered_digest
 from newsletter.review.validate import unsubscribe_secret_problems
-
-
-class RenderingChanged(NewsletterError):
-    """The run rendered an email other than the one approved, though the files look the same."""
 
 
 def check_before_opening(project: Project, issue: Issue) -> ApprovalStatus:

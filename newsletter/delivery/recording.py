@@ -17,14 +17,14 @@ from datetime import date
 from pathlib import Path
 
 from newsletter.audience.suppression import add_suppression
-from newsletter.core.errors import DeliveryError, NewsletterError
+from newsletter.core.errors import DeliveryError, Interrupted, LedgerError, NewsletterError
 from newsletter.core.ratelimit import Clock, RateLimiter, backoff_delay
 from newsletter.core.settings import Settings
 from newsletter.delivery.send_options import Failure, SendProgress
-from newsletter.delivery.stopping import RUN_AGAIN, Interrupted, signal_name
+from newsletter.delivery.stopping import RUN_AGAIN, signal_name
 from newsletter.delivery.streak import BREAKER_STREAK, Streak
 from newsletter.delivery.suppression_watch import SuppressionWatch
-from newsletter.ledger.deliveries import DeliveryRow, Ledger, LedgerError, Outcome
+from newsletter.ledger.deliveries import DeliveryRow, Ledger, Outcome
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport
 
 

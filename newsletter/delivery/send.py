@@ -64,7 +64,7 @@ from newsletter.audience.lists import (
     Variant,
 )
 from newsletter.content.issue import Issue
-from newsletter.core.errors import ContentError, NewsletterError
+from newsletter.core.errors import ContentError, LedgerError, NewsletterError
 from newsletter.core.project import Project
 from newsletter.core.ratelimit import SystemClock
 from newsletter.delivery.audience_rows import stream_audience_into_ledger
@@ -91,7 +91,6 @@ from newsletter.ledger.deliveries import (
     UNFINISHED,
     DeliveryRow,
     Ledger,
-    LedgerError,
     State,
 )
 from newsletter.render.message import (

@@ -21,8 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from newsletter.core.errors import NewsletterError
-
 RUN_AGAIN = "run the same command again to continue"
 
 
@@ -35,18 +33,6 @@ class Terminated(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
-
-
-class Interrupted(NewsletterError):
-    """A run stopped cleanly on a signal; the message says what was done and how to go on."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
 
 
 def signal_of(stop: BaseException) -> int:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from newsletter.transports.feedback import Suppression, WebhookPayloadError, WebhookReader
+from newsletter.core.errors import WebhookPayloadError
+from newsletter.transports.feedback import Suppression, WebhookReader
 from newsletter.transports.mailjet.feedback import suppressions as mailjet_suppressions
 from newsletter.transports.postmark.feedback import suppressions as postmark_suppressions
 

@@ -17,7 +17,7 @@ import sqlite3
 from pathlib import Path
 from typing import Literal
 
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import LedgerError
 from newsletter.core.private_files import create_private_database
 
 # How long a write waits for another process's transaction before giving up.
@@ -25,10 +25,6 @@ BUSY_TIMEOUT_MS = 30_000
 # "create": make the file (private) if missing; "rw": it must exist (never
 # recreate one deleted mid-run); "ro": read only, nothing written, not even WAL mode.
 OpenMode = Literal["create", "rw", "ro"]
-
-
-class LedgerError(NewsletterError):
-    """The ledger file cannot be used: locked, damaged, read-only, full, replaced or too new."""
 
 
 def open_connection(

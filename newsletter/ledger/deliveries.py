@@ -101,7 +101,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from newsletter.ledger.connection import BUSY_TIMEOUT_MS, LedgerError, ledger_error
+from newsletter.core.errors import LedgerError
+from newsletter.ledger.connection import BUSY_TIMEOUT_MS, ledger_error
 from newsletter.ledger.daily_cap_queries import DailyCapQueries
 from newsletter.ledger.rows import (
     CLAIMABLE,

@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import LedgerError, NewsletterError
 from newsletter.inbox.classify import InboxEvent
 from newsletter.ledger.connection import open_connection
-from newsletter.ledger.deliveries import DeliveryRow, Ledger, LedgerError, open_ledger_if_exists
+from newsletter.ledger.deliveries import DeliveryRow, Ledger, open_ledger_if_exists
 
 _T = TypeVar("_T")
 

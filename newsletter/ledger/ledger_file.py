@@ -19,13 +19,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Self
 
-from newsletter.core.errors import NewsletterError
-from newsletter.ledger.connection import (
-    LedgerError,
-    OpenMode,
-    ledger_error,
-    open_connection,
-)
+from newsletter.core.errors import LedgerError, NewsletterError
+from newsletter.ledger.connection import OpenMode, ledger_error, open_connection
 from newsletter.ledger.schema import SCHEMA_VERSION, create_or_migrate, schema_version
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from newsletter.audience.lists import Variant
-from newsletter.ledger.connection import LedgerError
+from newsletter.core.errors import LedgerError
 from newsletter.ledger.ledger_file import LedgerFile
 from newsletter.ledger.rows import (
     NEEDS_ATTENTION,

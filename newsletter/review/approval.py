@@ -45,7 +45,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from newsletter.content.issue import Issue
-from newsletter.core.errors import ContentError, NewsletterError
+from newsletter.core.errors import ContentError, NewsletterError, NotApproved
 from newsletter.core.project import Project
 from newsletter.core.yamlfile import load_yaml
 from newsletter.review.approvals_file import (
@@ -211,14 +211,6 @@ class ApprovalStatus:
         """Why the issue may not be sent, and the command that fixes it: one line."""
         who = "someone else must check it and run" if self.current else "check it, then run"
         return f"{'; '.join(self._reasons(zone))}; {who}: {self.approve_command}"
-
-
-class NotApproved(NewsletterError):
-    """An issue is not approved, or has changed since it was approved."""
-
-    def __init__(self, status: ApprovalStatus, zone: ZoneInfo) -> None:
-        self.status = status
-        super().__init__(status.refusal(zone))
 
 
 def _resolve(project: Project, issue: Issue | str | Path) -> Path:

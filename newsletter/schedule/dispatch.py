@@ -42,24 +42,23 @@ from pathlib import Path
 from typing import Literal
 
 from newsletter.content.issue import Issue
-from newsletter.core.errors import ContentError, LockHeldError, NewsletterError
+from newsletter.core.errors import (
+    ContentError,
+    Interrupted,
+    LockHeldError,
+    NewsletterError,
+    NotApproved,
+    RenderingChanged,
+)
 from newsletter.core.project import Project
 from newsletter.core.ratelimit import ShiftedClock
 from newsletter.delivery.daily_cap import cap_reached_line
-from newsletter.delivery.gate import RenderingChanged
 from newsletter.delivery.plan import plan_send
 from newsletter.delivery.send import send_issue
 from newsletter.delivery.send_options import SendOptions, SendProgress, SendResult
-from newsletter.delivery.stopping import (
-    RUN_AGAIN,
-    Interrupted,
-    StopSignals,
-    Terminated,
-    signal_name,
-    signal_of,
-)
+from newsletter.delivery.stopping import RUN_AGAIN, StopSignals, Terminated, signal_name, signal_of
 from newsletter.ledger.deliveries import read_summary
-from newsletter.review.approval import NotApproved, require_approval
+from newsletter.review.approval import require_approval
 from newsletter.schedule.dispatch_lock import dispatch_lock
 from newsletter.schedule.dispatch_log import append_log
 from newsletter.schedule.due import ScheduleEntry, issue_schedule

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import NewsletterError, WebhookPayloadError
 from newsletter.inbox.classify import Classification, EventKind, MessageClass
 from newsletter.transports.http import Answer, ApiClient, GaveUp, RetryPolicy, Sleep
 
@@ -61,10 +61,6 @@ class BounceApi:
 
     location: Callable[[Settings], str]
     poll: Callable[[PollRequest], Iterator[ProviderRecord]]
-
-
-class WebhookPayloadError(NewsletterError):
-    """A webhook body is not the JSON shape its provider documents."""
 
 
 @dataclass(frozen=True)

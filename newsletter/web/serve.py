@@ -55,7 +55,7 @@ from newsletter.audience.suppression import (
     remove_suppression,
     suppression_reason,
 )
-from newsletter.core.errors import ConfigError, NewsletterError
+from newsletter.core.errors import ConfigError, NewsletterError, WebhookPayloadError
 from newsletter.core.project import Project, open_project
 from newsletter.core.settings import UNSUBSCRIBE_SECRET_ENV
 from newsletter.core.signing import (
@@ -64,7 +64,7 @@ from newsletter.core.signing import (
     address_token,
     address_token_is_valid,
 )
-from newsletter.inbox.webhooks import READERS, WebhookPayloadError
+from newsletter.inbox.webhooks import READERS
 from newsletter.ledger.list_events import ListEvent, prepare_list_events, record_list_events
 from newsletter.render.links import mailto
 from newsletter.render.templating import make_environment

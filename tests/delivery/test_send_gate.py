@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from newsletter.content.issue import Issue
+from newsletter.core.errors import NotApproved, RenderingChanged
 from newsletter.core.project import open_project
-from newsletter.delivery.gate import RenderingChanged
 from newsletter.delivery.send import SendOptions, send_issue
-from newsletter.review.approval import NotApproved
 from newsletter.review.validate import validate_project
 from newsletter.transports.base import OutgoingMessage
 from tests.delivery.test_send import memory

@@ -14,12 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from newsletter.inbox.webhooks import (
-    Suppression,
-    WebhookPayloadError,
-    mailjet_suppressions,
-    postmark_suppressions,
-)
+from newsletter.core.errors import WebhookPayloadError
+from newsletter.inbox.webhooks import Suppression, mailjet_suppressions, postmark_suppressions
 from newsletter.ledger.list_events import read_list_events
 from tests.support.project import enable_one_click
 from tests.support.serve import WEBHOOK_USERS, ServeProcess, start_serve, stop_serve

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.audience.lists import Recipient, Variant
+from newsletter.core.errors import LedgerError
 from newsletter.ledger.deliveries import (
     CLAIMABLE,
     RETRYABLE,
@@ -23,7 +24,6 @@ from newsletter.ledger.deliveries import (
     STATES,
     UNCONFIRMED,
     Ledger,
-    LedgerError,
     NewRecipient,
     Outcome,
     ledger_error,

@@ -18,15 +18,9 @@ import yaml
 from click.testing import CliRunner
 
 from newsletter.cli import cli
-from newsletter.core.errors import ContentError, NewsletterError
+from newsletter.core.errors import ContentError, NewsletterError, NotApproved
 from newsletter.core.project import Project, bundled_project_dir, open_project
-from newsletter.review.approval import (
-    NotApproved,
-    approve_issue,
-    check_approval,
-    fingerprint,
-    require_approval,
-)
+from newsletter.review.approval import approve_issue, check_approval, fingerprint, require_approval
 from tests.support.project import unapprove_sample
 
 ISSUE = "2023-05-panel-reports"

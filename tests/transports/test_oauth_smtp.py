@@ -14,15 +14,13 @@ import urllib.parse
 import pytest
 from aiosmtpd.smtp import AuthResult
 
-from newsletter.core.errors import ConfigError, DeliveryError
+from newsletter.core.errors import ConfigError, DeliveryError, TokenRefused, TokenUnavailable
 from newsletter.core.settings import Secret, load_settings, read_settings
 from newsletter.transports.microsoft.identity import (
     GRAPH_SCOPE,
     SMTP_SCOPE,
     MicrosoftIdentity,
     TokenProvider,
-    TokenRefused,
-    TokenUnavailable,
 )
 from newsletter.transports.smtp.send import SmtpTransport
 from tests.support.microsoft import CLIENT_ID, CLIENT_SECRET, MAILBOX, TENANT_ID, write_certificate

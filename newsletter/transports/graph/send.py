@@ -42,7 +42,7 @@ from urllib.parse import quote
 
 import requests
 
-from newsletter.core.errors import DeliveryError
+from newsletter.core.errors import DeliveryError, TokenUnavailable
 from newsletter.core.ratelimit import Clock, SystemClock
 from newsletter.core.settings import Settings
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Route, SettingProblem
@@ -54,7 +54,6 @@ from newsletter.transports.microsoft.identity import (
     MicrosoftIdentity,
     TokenProvider,
     TokenSource,
-    TokenUnavailable,
     https_verify,
 )
 from newsletter.transports.microsoft.settings import (

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import NewsletterError, WebhookPayloadError
 from newsletter.inbox.classify import Classification, EventKind, InboxEvent, issue_for_message_id
 from newsletter.transports.feedback import (
     CLASS_OF,
@@ -32,7 +32,6 @@ from newsletter.transports.feedback import (
     PollRequest,
     ProviderRecord,
     Suppression,
-    WebhookPayloadError,
     json_object,
     one_suppression,
     text_field,

@@ -46,7 +46,11 @@ from typing import Any, Protocol
 
 import requests
 
-from newsletter.core.errors import ConfigError, DeliveryError, NewsletterError
+from newsletter.core.errors import (
+    ConfigError,
+    TokenRefused,
+    TokenUnavailable,
+)
 from newsletter.core.ratelimit import Clock, SystemClock
 from newsletter.core.scrub import SecretScrubber
 from newsletter.core.setting_parts import Secret
@@ -82,20 +86,6 @@ _REFUSALS = {
     "permission for this route (SMTP.SendAsApp or Mail.Send) with admin consent",
     "invalid_request": f"the request was refused; check {TENANT_ENV} and {CLIENT_ID_ENV}",
 }
-
-
-class TokenRefused(DeliveryError):
-    """The identity platform refused us for a reason no retry can fix (secret, tenant, scope)."""
-
-
-class TokenUnavailable(NewsletterError):
-    """The identity platform could not be reached or was busy: try again later.
-
-    `check` is what to look at if it keeps happening (never the relay's settings:
-    the relay was not the problem).
-    """
-
-    check = IDENTITY_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -248,17 +238,21 @@ class TokenProvider:
         except MsalServiceError as error:  # MSAL's answer to a 5xx from the token endpoint
             raise TokenUnavailable(
                 f"the Microsoft identity platform could not issue a token "
-                f"({_short(self.scrub(str(error)))}); try again later"
+                f"({_short(self.scrub(str(error)))}); try again later",
+                IDENTITY_SETTINGS,
             ) from None
         except requests.exceptions.SSLError as error:
             raise self._untrusted(error) from None
         except requests.RequestException as error:
             raise TokenUnavailable(
                 f"the Microsoft identity platform at {self.identity.authority_host} could not "
-                f"be reached ({type(error).__name__}); try again later"
+                f"be reached ({type(error).__name__}); try again later",
+                IDENTITY_SETTINGS,
             ) from None
         if not isinstance(result, dict):
-            raise TokenUnavailable("the Microsoft identity platform gave no answer")
+            raise TokenUnavailable(
+                "the Microsoft identity platform gave no answer", IDENTITY_SETTINGS
+            )
         token = result.get("access_token")
         if isinstance(token, str) and token:
             expires_in = float(result.get("expires_in") or 0)
@@ -270,7 +264,8 @@ class TokenProvider:
         if error_code in ("temporarily_unavailable", "server_error", "unknown_error"):
             raise TokenUnavailable(
                 f"the Microsoft identity platform could not issue a token ({error_code}: "
-                f"{first_line}); try again later"
+                f"{first_line}); try again later",
+                IDENTITY_SETTINGS,
             )
         hint = _REFUSALS.get(error_code, f"check {TENANT_ENV}, {CLIENT_ID_ENV} and the credential")
         raise TokenRefused(
@@ -303,7 +298,8 @@ class TokenProvider:
         except requests.RequestException as error:
             raise TokenUnavailable(
                 f"the Microsoft identity platform at {identity.authority_host} could not be "
-                f"reached ({type(error).__name__}); try again later"
+                f"reached ({type(error).__name__}); try again later",
+                IDENTITY_SETTINGS,
             ) from None
         except ValueError as error:
             if "authority" not in str(error).lower():

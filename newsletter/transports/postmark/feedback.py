@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from newsletter.core.errors import NewsletterError
+from newsletter.core.errors import NewsletterError, WebhookPayloadError
 from newsletter.inbox.classify import Classification, EventKind, InboxEvent
 from newsletter.transports.feedback import (
     CLASS_OF,
@@ -44,7 +44,6 @@ from newsletter.transports.feedback import (
     PollRequest,
     ProviderRecord,
     Suppression,
-    WebhookPayloadError,
     json_object,
     one_suppression,
     text_field,

@@ -37,8 +37,7 @@ import ssl
 from functools import cache
 from typing import TYPE_CHECKING
 
-from newsletter.core.errors import DeliveryError
-from newsletter.transports.microsoft.identity import TokenUnavailable
+from newsletter.core.errors import DeliveryError, TokenUnavailable
 from newsletter.transports.smtp.settings import HOST_ENV, PORT_ENV, SmtpSettings
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ import smtplib
 import ssl
 from collections.abc import Callable, Sequence
 
-from newsletter.core.errors import ConfigError, DeliveryError
+from newsletter.core.errors import ConfigError, DeliveryError, TokenUnavailable
 from newsletter.core.ratelimit import Clock, SystemClock
 from newsletter.core.scrub import SecretScrubber
 from newsletter.core.settings import Settings
@@ -54,7 +54,6 @@ from newsletter.transports.microsoft.identity import (
     MicrosoftIdentity,
     TokenProvider,
     TokenSource,
-    TokenUnavailable,
     xoauth2_response,
 )
 from newsletter.transports.microsoft.settings import APP_REGISTRATION, OAuthSettings
