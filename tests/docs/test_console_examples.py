@@ -3,7 +3,8 @@
 Each page's ```console blocks run in order in one fresh copy of the sample
 project, with the `newsletter` under test first on PATH; each `$ ` line must
 exit 0, or the code its `# exit N` annotation names. The links between pages
-are checked too, so moving a page never leaves a reader at a dead end.
+and the sections they name are checked too, so moving a page or renaming a heading
+never leaves a reader at a dead end.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from newsletter.core.project import init_project
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 PAGES = [REPO_DIR / "README.md", *sorted((REPO_DIR / "docs").glob("*.md"))]
-# Pages other helpers are writing; linked to before they land.
-PAGES_ON_THEIR_WAY = {"importing.md", "studio.md", "serve.md"}
 FENCE = re.compile(r"^```console\n(.*?)^```", re.MULTILINE | re.DOTALL)
 EXPECTED_EXIT = re.compile(r"#\s*exit\s+(\d+)\s*$")
 
@@ -100,7 +99,33 @@ def test_links_between_pages_lead_somewhere(page: Path) -> None:
         if target.startswith("http"):
             continue
         path = (page.parent / target).resolve()
-        assert path.is_file() or path.name in PAGES_ON_THEIR_WAY, f"{page.name} -> {target}"
+        assert path.is_file(), f"{page.name} -> {target}"
+
+
+ANCHORED_LINK = re.compile(r"\]\(([^)#\s]*)#([^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6} (.+)$", re.MULTILINE)
+FENCED = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+
+
+def heading_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = FENCED.sub("", page.read_text(encoding="utf-8"))
+    return {heading_anchor(h) for h in HEADING.findall(text)}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO_DIR)))
+def test_links_to_a_section_find_the_section(page: Path) -> None:
+    for target, anchor in ANCHORED_LINK.findall(page.read_text(encoding="utf-8")):
+        if target.startswith("http"):
+            continue
+        linked = (page.parent / target).resolve() if target else page
+        if not linked.is_file():
+            continue  # a missing page is test_links_between_pages_lead_somewhere's to report
+        assert anchor in anchors(linked), f"{page.name} -> {target}#{anchor}: no such heading"
 
 
 def test_the_readme_stays_a_front_door() -> None:
