@@ -437,6 +437,20 @@ def report(app: AppContext, issue: str, output_format: str) -> None:
                 [(f.email, f.state, f.attempts, f.detail) for f in data.failures],
             )
         )
+    if data.unverified:
+        click.echo(
+            f"\nCame back but proved nothing, so nothing was changed: check these "
+            f"{len(data.unverified)} by hand (a real bounce from an old message, or a forgery):"
+        )
+        click.echo(
+            table_text(
+                ("what", "address", "received", "why not acted on"),
+                [
+                    (e.kind, e.address or "-", f"{e.recorded_at:%Y-%m-%d %H:%M}", e.unverified)
+                    for e in data.unverified
+                ],
+            )
+        )
     for hint in data.hints():
         click.echo(f"\n{hint}.")
     click.echo(

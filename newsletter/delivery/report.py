@@ -42,7 +42,11 @@ from newsletter.ledger.deliveries import (
     State,
     open_ledger_if_exists,
 )
-from newsletter.ledger.inbox_records import RecordedEvent, read_recorded_events
+from newsletter.ledger.inbox_records import (
+    RecordedEvent,
+    read_recorded_events,
+    read_unverified_events,
+)
 from newsletter.ledger.list_events import ListEvent, read_list_events
 
 
@@ -104,6 +108,9 @@ class DeliveryReport:
     per_segment: dict[str, dict[str, int]]
     failures: tuple[ReportedFailure, ...]
     recipients: tuple[RecipientStatus, ...] = ()
+    # Returned mail about this issue's people that proved nothing: listed for a person,
+    # never applied (a forged bounce must not take anyone off the list).
+    unverified: tuple[RecordedEvent, ...] = ()
 
     def status_counts(self) -> dict[str, int]:
         """How many recipients have each status: every usual status, then any other present."""
@@ -124,6 +131,15 @@ class DeliveryReport:
             "per_segment": self.per_segment,
             "failures": [f.__dict__ for f in self.failures],
             "recipients": [r.as_dict() for r in self.recipients],
+            "unverified": [
+                {
+                    "kind": e.kind,
+                    "address": e.address,
+                    "at": e.recorded_at.isoformat(),
+                    "why": e.unverified,
+                }
+                for e in self.unverified
+            ],
         }
 
     def hints(self) -> list[str]:
@@ -180,7 +196,22 @@ def delivery_report(project: Project, issue: str) -> DeliveryReport:
         rows = list(ledger.rows(issue_id))
         later = later_events(read_recorded_events(ledger_path), read_list_events(ledger_path))
         recipients = recipient_statuses(ledger, issue_id, rows, later)
-        return DeliveryReport(summary, ledger.count_segments(issue_id), failures, recipients)
+        unverified = doubtful_events(read_unverified_events(ledger_path), issue_id, rows)
+        return DeliveryReport(
+            summary, ledger.count_segments(issue_id), failures, recipients, unverified
+        )
+
+
+def doubtful_events(
+    events: Iterable[RecordedEvent], issue_id: str, rows: Iterable[DeliveryRow]
+) -> tuple[RecordedEvent, ...]:
+    """The unverified events that name this issue or one of its recipients."""
+    addresses = {row.address_key for row in rows}
+    return tuple(
+        e
+        for e in events
+        if e.issue_id == issue_id or (e.address is not None and e.address.lower() in addresses)
+    )
 
 
 # --- what came back, from the inbox and from `serve` ---------------------------

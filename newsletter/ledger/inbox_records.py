@@ -88,6 +88,7 @@ class RecordedEvent:
     source: str
     suppressed: bool  # this message added the address to the suppression list
     recorded_at: datetime
+    unverified: str = ""  # why it proved nothing (left for a person); empty when applied
 
 
 class InboxStore:
@@ -224,11 +225,12 @@ class InboxStore:
         try:
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(inbox_events)")}
             where = f"WHERE e.unverified {'=' if verified else '!='} '' "
+            why = "e.unverified"
             if "unverified" not in columns:  # a ledger from before verification: all applied
-                where = "" if verified else "WHERE 0 "
+                where, why = ("" if verified else "WHERE 0 "), "''"
             rows = self._conn.execute(
                 "SELECT e.kind, e.address, e.status, e.action, e.detail, e.issue_id, "
-                "e.original_message_id, m.source, e.suppressed, e.recorded_at "
+                f"e.original_message_id, m.source, e.suppressed, e.recorded_at, {why} "
                 "FROM inbox_events AS e JOIN inbox_messages AS m USING (message_key) "
                 f"{where}ORDER BY e.seq"
             ).fetchall()
@@ -248,10 +250,11 @@ class InboxStore:
                 source=str(source),
                 suppressed=bool(suppressed),
                 recorded_at=datetime.fromisoformat(str(recorded_at)),
+                unverified=str(unverified),
             )
             for (
                 kind, address, status, action, detail, issue_id, message_id, source, suppressed,
-                recorded_at,
+                recorded_at, unverified,
             ) in rows
         ]  # fmt: skip
 

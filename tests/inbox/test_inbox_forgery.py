@@ -222,3 +222,23 @@ def test_without_a_secret_nothing_returned_is_applied_and_the_output_says_why(
     result = run(project_dir, maildir)
     assert "gone@example.com" not in suppressed(project_dir)
     assert "NEWSLETTER_UNSUBSCRIBE_SECRET is not set" in result.output
+
+
+def test_the_report_lists_what_proved_nothing_for_a_person_and_counts_nobody_as_bounced(
+    sent_corpus: Path, tmp_path: Path
+) -> None:
+    record_sent(sent_corpus, [VICTIM])
+    run(sent_corpus, maildir_of(tmp_path / "box", dsn(VICTIM)))
+
+    table = CliRunner().invoke(cli, ["--root", str(sent_corpus), "report", SAMPLE_ISSUE])
+    assert table.exit_code == 0, table.output
+    assert "Came back but proved nothing, so nothing was changed" in table.output
+    assert VICTIM in table.output.split("Came back but proved nothing")[1]
+    assert "carries none of our signed Message-IDs" in table.output
+
+    as_json = CliRunner().invoke(
+        cli, ["--root", str(sent_corpus), "report", SAMPLE_ISSUE, "--format", "json"]
+    )
+    data = json.loads(as_json.output)
+    assert [(e["kind"], e["address"]) for e in data["unverified"]] == [("hard-bounce", VICTIM)]
+    assert {r["email"]: r["status"] for r in data["recipients"]}[VICTIM] == "sent"
