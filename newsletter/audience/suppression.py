@@ -15,9 +15,10 @@ line in the file that would stop `validate` or `send`.
 
 Each change is one read-modify-write under an exclusive `flock` on a `.lock`
 file beside the real file, written through `atomicfile` (temporary file,
-fsync, `os.replace`, directory fsync). A symbolic link (one list shared by
-two projects) is written through: the lock and the write are on its target,
-so both projects see the row. Each call opens the lock file afresh, and Linux
+fsync, `os.replace`, directory fsync). A symbolic link (to a list kept
+elsewhere inside the project; one leading out of it is refused, as every
+project file's is) is written through: the lock and the write are on its
+target, so the link stays a link and the target gets the row. Each call opens the lock file afresh, and Linux
 `flock` locks belong to the open file, so this serialises threads of one
 process (`newsletter serve`) as well as separate processes. Addresses are
 compared case-insensitively; an address is never listed twice. Every cell

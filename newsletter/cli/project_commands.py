@@ -124,7 +124,9 @@ def init(directory: Path, organisation: str | None, from_address: str | None, sa
 def secret(replace: bool, env_file: Path | None) -> None:
     """Write a new random unsubscribe secret into the environment file.
 
-    The secret signs the one-click unsubscribe links. It goes into
+    The secret signs the one-click unsubscribe links, and the Message-IDs,
+    return paths and mailto references that let `inbox` tell our own
+    messages' bounces from forgeries. It goes into
     ~/.config/newsletter/newsletter.env (or the file NEWSLETTER_ENV_FILE
     names), readable by you only, where every command, cron and systemd read it.
     """

@@ -20,6 +20,7 @@ from string import Template
 from zoneinfo import ZoneInfo
 
 from newsletter.content.new_issue import new_issue
+from newsletter.core.atomicfile import write_text_atomic
 from newsletter.core.checks import email_problem
 from newsletter.core.errors import NewsletterError
 from newsletter.core.paths import PACKAGE_DIR
@@ -87,7 +88,7 @@ def init_team_project(
     """
     settings = _settings_text(team.checked())
     target_dir = start_project_dir(target_dir)
-    (target_dir / "newsletter.yaml").write_text(settings, encoding="utf-8")
+    write_text_atomic(target_dir / "newsletter.yaml", settings)
     for name in ("issues", "recipients", "templates"):
         shutil.copytree(SKELETON_DIR / name, target_dir / name)
     write_gitignore(target_dir)

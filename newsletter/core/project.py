@@ -30,6 +30,7 @@ from newsletter.audience.lists import (
 from newsletter.audience.suppression import SuppressedAddress
 from newsletter.content.catalogue import Catalogue, read_catalogue
 from newsletter.content.issue import Issue, read_issue
+from newsletter.core.atomicfile import write_text_atomic
 from newsletter.core.bounds import outside_problems
 from newsletter.core.checks import did_you_mean
 from newsletter.core.errors import ContentError, NewsletterError, Problem
@@ -221,9 +222,7 @@ def write_gitignore(target_dir: Path) -> Path:
     """A .gitignore keeping what the pipeline writes (ledger, outbox, out/, site/) out of git."""
     target = ProjectPaths(target_dir)
     ignored = "".join(f"{path.relative_to(target_dir)}/\n" for path in target.generated)
-    path = target_dir / ".gitignore"
-    path.write_text(ignored, encoding="utf-8")
-    return path
+    return write_text_atomic(target_dir / ".gitignore", ignored)
 
 
 def init_project(target_dir: Path) -> list[Path]:

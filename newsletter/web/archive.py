@@ -26,6 +26,7 @@ from markupsafe import Markup
 from newsletter.content.catalogue import PUBLICATION_TYPES, Catalogue, Publication
 from newsletter.content.issue import Issue, Link, Section
 from newsletter.content.markup import markdown_plain
+from newsletter.core.atomicfile import write_bytes_atomic
 from newsletter.core.bounds import project_file
 from newsletter.core.project import Project
 from newsletter.ledger.deliveries import read_summary
@@ -442,8 +443,7 @@ def build_archive(project: Project, out_dir: Path, *, drafts: bool = False) -> l
         path = out_dir / relative
         data = text.encode("utf-8")
         if not path.is_file() or path.read_bytes() != data:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            write_bytes_atomic(path, data)
         written.append(path)
     return written
 
