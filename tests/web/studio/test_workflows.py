@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import csv
 import io
+import mailbox
 import time
+from pathlib import Path
 
 import requests
 import yaml
+from click.testing import CliRunner
 
+from newsletter.cli import cli
 from newsletter.core.project import open_project
 from newsletter.ledger.deliveries import read_summary
 from newsletter.schedule.dispatch import dispatch_lock
@@ -300,3 +304,52 @@ def test_after_a_complete_send_the_send_page_offers_no_second_send(
     page = client.get(f"{studio.base_url}{ISSUE_URL}/send").text
     assert "there is nobody left to send it to" in page
     assert 'value="send"' not in page
+
+
+FORGED_BOUNCE = b"""From: attacker@evil.example
+To: bounces@example.org
+Subject: Undelivered Mail Returned to Sender
+MIME-Version: 1.0
+Message-ID: <forged.1@evil.example>
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+Your message could not be delivered.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; evil.example
+
+Final-Recipient: rfc822; j.okafor@example.org
+Action: failed
+Status: 5.1.1
+
+--B--
+"""
+
+
+def test_the_report_page_lists_what_inbox_left_for_a_person(
+    studio: StudioProcess, tmp_path: Path
+) -> None:
+    client = studio.session()
+    csrf = studio.csrf(client)
+    client.post(f"{studio.base_url}{ISSUE_URL}/send", data={"csrf_token": csrf, "action": "send"})
+    assert _wait_for_send(client, studio, SAMPLE_ISSUE)["complete"]
+    box = mailbox.Maildir(tmp_path / "returned", create=True)
+    box.add(FORGED_BOUNCE)
+    box.close()
+    inbox = CliRunner().invoke(
+        cli,
+        ["--root", str(studio.project_dir), "inbox", "--maildir", str(tmp_path / "returned")],
+    )
+    assert inbox.exit_code == 0, inbox.output
+
+    page = client.get(f"{studio.base_url}{ISSUE_URL}/report").text
+    assert "Came back but proved nothing: check these by hand" in page
+    listed = page.split('id="unverified-table"')[1]
+    assert "j.okafor@example.org" in listed and "hard-bounce" in listed
+    suppressed = (studio.project_dir / "recipients" / "suppressed.csv").read_text("utf-8")
+    assert "j.okafor@example.org" not in suppressed
