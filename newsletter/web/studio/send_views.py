@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
 from newsletter.core.atomicfile import write_text_atomic
 from newsletter.core.errors import ContentError, NewsletterError
+from newsletter.delivery.daily_cap import CapStatus, cap_reached_line, read_cap_status
 from newsletter.delivery.plan import plan_send
 from newsletter.delivery.proofs import proof_addresses, send_test_copies
 from newsletter.ledger.deliveries import read_summary
@@ -242,6 +243,7 @@ def progress_state(studio: Studio, issue_id: str) -> dict[str, Any]:
         left = (total - done) / rate if rate else None
     outcome = studio.jobs.outcome(issue_id)
     return {
+        "daily_cap": daily_cap_line(project),
         "issue": issue_id,
         "running": studio.jobs.running(issue_id),
         "total": total,
@@ -254,6 +256,23 @@ def progress_state(studio: Studio, issue_id: str) -> dict[str, Any]:
         "stopped": bool(outcome and outcome.stopped),
         "messages": outcome.messages if outcome and outcome.exit_code else "",
     }
+
+
+def daily_cap_line(project: Project) -> str:
+    """Where `rate.per_day` stands, in the words `schedule` uses; "" with no daily cap."""
+    per_day = project.settings.rate.per_day
+    if per_day is None:
+        return ""
+    now = time.time()
+    status = read_cap_status(project.settings.ledger_path, per_day, datetime.now(UTC))
+    status = status or CapStatus(per_day, sent=0, reopens_at=None)  # nothing sent yet
+    if status.reached:
+        line = cap_reached_line(status, project.settings.zone, now)
+        return f"{line[0].upper()}{line[1:]}: the next dispatch carries on, or press Send now again then."
+    return (
+        f"Daily cap: {status.per_day:,} a day (rate.per_day); {status.sent:,} sent in the "
+        f"last 24 hours, {status.left:,} more can go today."
+    )
 
 
 def progress(studio: Studio, request: Request, issue_id: str) -> Response:

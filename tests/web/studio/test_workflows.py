@@ -21,8 +21,14 @@ from newsletter.cli import cli
 from newsletter.core.project import open_project
 from newsletter.ledger.deliveries import read_summary
 from newsletter.schedule.dispatch import dispatch_lock
-from tests.support.project import SAMPLE_ISSUE, speed_up
-from tests.web.studio.conftest import HASH_FIELD, FormFields, StudioProcess
+from tests.support.project import SAMPLE_ISSUE, set_per_day, speed_up
+from tests.web.studio.conftest import (
+    HASH_FIELD,
+    FormFields,
+    StudioProcess,
+    start_studio,
+    stop_studio,
+)
 
 ISSUE_URL = f"/issues/{SAMPLE_ISSUE}"
 SEND_TIMEOUT_SECONDS = 60
@@ -353,3 +359,29 @@ def test_the_report_page_lists_what_inbox_left_for_a_person(
     assert "j.okafor@example.org" in listed and "hard-bounce" in listed
     suppressed = (studio.project_dir / "recipients" / "suppressed.csv").read_text("utf-8")
     assert "j.okafor@example.org" not in suppressed
+
+
+def test_a_send_held_by_the_daily_cap_says_so_and_when_it_carries_on(project_dir: Path) -> None:
+    speed_up(project_dir)
+    set_per_day(project_dir, 10)
+    running = start_studio(project_dir)
+    try:
+        client = running.session()
+        before = client.get(f"{running.base_url}{ISSUE_URL}/progress.json").json()
+        assert before["daily_cap"] == (
+            "Daily cap: 10 a day (rate.per_day); 0 sent in the last 24 hours, 10 more can go today."
+        )
+        csrf = running.csrf(client)
+        client.post(
+            f"{running.base_url}{ISSUE_URL}/send", data={"csrf_token": csrf, "action": "send"}
+        )
+        state = _wait_for_send(client, running, SAMPLE_ISSUE)
+        assert state["counts"]["sent"] == 10 and not state["complete"], state  # type: ignore[index]
+        assert str(state["daily_cap"]).startswith(
+            "Daily cap reached: 10 sent in the last 24 hours (rate.per_day 10); "
+            "the rest continue after "
+        )
+        page = client.get(f"{running.base_url}{ISSUE_URL}/progress").text
+        assert "Daily cap reached: 10 sent in the last 24 hours" in page
+    finally:
+        stop_studio(running)

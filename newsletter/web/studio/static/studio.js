@@ -112,6 +112,7 @@ function enhanceProgress(box) {
   const text = document.getElementById("progress-text");
   const counts = document.getElementById("progress-counts");
   const heading = document.getElementById("progress-heading");
+  const cap = document.getElementById("daily-cap");
   const poll = async () => {
     const response = await fetch(box.dataset.url, { credentials: "same-origin" });
     if (!response.ok) return;
@@ -122,6 +123,8 @@ function enhanceProgress(box) {
     if (state.rate_per_second) line += `, ${state.rate_per_second} a second`;
     if (state.running && state.seconds_left !== null) line += `, about ${state.seconds_left} seconds left`;
     text.textContent = line + ".";
+    cap.textContent = state.daily_cap;
+    cap.hidden = !state.daily_cap;
     counts.replaceChildren(...Object.entries(state.counts).map(([name, n]) => {
       const item = document.createElement("li");
       item.textContent = `${name}: ${n}`;
