@@ -43,7 +43,8 @@ def check_issue_id(issue_id: str) -> str:
     return issue_id
 
 
-def _refuse_taken(project: Project, issue_id: str) -> None:
+def refuse_taken_id(project: Project, issue_id: str) -> None:
+    """Refuse an id whose issue file exists already: a new issue never overwrites one."""
     for suffix in (".yaml", ".yml"):
         path = project.issues_dir / f"{issue_id}{suffix}"
         if path.exists():
@@ -192,7 +193,7 @@ def new_issue(
     another issue already has; never overwrites a file.
     """
     check_issue_id(new_id)
-    _refuse_taken(project, new_id)
+    refuse_taken_id(project, new_id)
     day = today if today is not None else datetime.now(project.settings.zone).date()
     if from_issue is not None:
         earlier_path = project.resolve_issue_path(from_issue)

@@ -32,7 +32,7 @@ from newsletter.content.importing.read_text import read_plain_text
 from newsletter.content.importing.recognise import recognise
 from newsletter.content.importing.text import slug
 from newsletter.content.issue import read_issue
-from newsletter.content.new_issue import _refuse_taken, check_issue_id
+from newsletter.content.new_issue import check_issue_id, refuse_taken_id
 from newsletter.core.atomicfile import write_text_atomic
 from newsletter.core.errors import BriefingError, ContentError
 from newsletter.core.project import Project
@@ -87,7 +87,7 @@ def import_briefing(
             BriefingWarning("the start", f"no date line under the title; dated {issue_date}")
         )
     new_id = check_issue_id(issue_id or default_issue_id(briefing, issue_date))
-    _refuse_taken(project, new_id)
+    refuse_taken_id(project, new_id)
     defaults = issue_defaults(project, from_issue)
     draft = draft_issue(
         briefing,
