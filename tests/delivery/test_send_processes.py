@@ -66,6 +66,19 @@ def command(project_dir: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "newsletter", "--root", str(project_dir), *args]
 
 
+def finish(
+    project_dir: Path, server: SmtpTestServer, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to the end, its output kept."""
+    return subprocess.run(
+        command(project_dir, *args),
+        env=environment(server),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 SEND = ("send", ISSUE, "--send", "--yes")
 DISPATCH = ("dispatch", "--now", SEND_AT)
 RETRY = ("retry", ISSUE)
@@ -143,13 +156,7 @@ def test_a_signal_stops_the_run_cleanly_and_the_same_command_finishes_without_re
 
     if args == DISPATCH:  # the lock went with the process: the next tick is not refused
         assert "dispatch.lock" not in stopped
-    rerun = subprocess.run(
-        command(project_dir, *args),
-        env=environment(relay),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rerun = finish(project_dir, relay, *args)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert_everyone_once(relay)
     assert ledger_states(project_dir) == {"sent": EVERYONE, "suppressed": 4}
@@ -162,13 +169,7 @@ def test_retry_stopped_by_sigterm_exits_143_and_finishes_next_time(
     path = project_dir / "newsletter.yaml"
     path.write_text(path.read_text().replace("max_attempts: 5", "max_attempts: 1"))
     relay.fail("*", 451, times=EVERYONE)
-    first = subprocess.run(
-        command(project_dir, *SEND),
-        env=environment(relay),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    first = finish(project_dir, relay, *SEND)
     assert first.returncode == 1 and ledger_states(project_dir)["failed-temporary"] == EVERYONE
 
     run = start(project_dir, relay, *RETRY)
@@ -179,13 +180,7 @@ def test_retry_stopped_by_sigterm_exits_143_and_finishes_next_time(
     no_traceback(out, err)
     assert "stopped by SIGTERM" in err and ledger_states(project_dir)["sending"] == 0
 
-    rerun = subprocess.run(
-        command(project_dir, *RETRY),
-        env=environment(relay),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rerun = finish(project_dir, relay, *RETRY)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert_everyone_once(relay)
 
@@ -245,13 +240,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_the_rerun_repeats_nobody(
     project_dir: Path, relay: SlowServer, tmp_path: Path
 ) -> None:
     # A first run creates the ledger with everyone in it; then the disk is nearly full.
-    first = subprocess.run(
-        command(project_dir, *SEND, "--limit", "5"),
-        env=environment(relay),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    first = finish(project_dir, relay, *SEND, "--limit", "5")
     assert first.returncode == 0, first.stderr
     var = project_dir / "var"
     used = sum(f.stat().st_size for f in var.iterdir())
@@ -277,13 +266,7 @@ def test_a_full_disk_stops_the_run_with_one_line_and_the_rerun_repeats_nobody(
     shutil.rmtree(var)
     shutil.copytree(saved, var)
 
-    rerun = subprocess.run(
-        command(project_dir, *SEND),
-        env=environment(relay),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rerun = finish(project_dir, relay, *SEND)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert_everyone_once(relay)
 
@@ -354,13 +337,7 @@ def test_after_kill_9_only_messages_in_flight_are_reported_as_maybe_sent_twice(
     received_before = Counter(to.lower() for m in relay.messages for to in m.rcpt_tos)
 
     relay.delay = 0
-    rerun = subprocess.run(
-        command(project_dir, *SEND),
-        env=environment(relay),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    rerun = finish(project_dir, relay, *SEND)
 
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     no_traceback(rerun.stdout, rerun.stderr)
