@@ -163,6 +163,13 @@ class Ledger(SummaryQueries, DailyCapQueries):
     SQLite connection (`ledger_file.LedgerFile`).
     """
 
+    def __init__(
+        self, path: Path, *, create: bool = True, busy_timeout_ms: int | None = None
+    ) -> None:
+        super().__init__(path, create=create, busy_timeout_ms=busy_timeout_ms)
+        # (issue, run) pairs whose pending rows' attempt cap has been applied.
+        self._capped_pending: set[tuple[str, str]] = set()
+
     # -- writing ------------------------------------------------------------
 
     def start_issue(self, issue_id: str) -> None:
@@ -318,8 +325,12 @@ class Ledger(SummaryQueries, DailyCapQueries):
         tried that often in all become `gave-up` first, and are not taken.
         """
         stamp = now_text()
+        # A pending row's attempts only change while it is claimed, so its cap is
+        # checked once a run; reading every pending row at each claim made a send
+        # of N people do work growing with N².
+        first_claim = (issue_id, run_id) not in self._capped_pending
+        capped = [s for s in states if s == "failed-temporary" or (s == "pending" and first_claim)]
         with self._transaction() as conn:
-            capped = [s for s in states if s in ("pending", "failed-temporary")]
             if max_total_attempts is not None and capped:
                 conn.execute(
                     "UPDATE deliveries SET state = 'gave-up', updated_at = ?, last_error = "
@@ -354,6 +365,8 @@ class Ledger(SummaryQueries, DailyCapQueries):
                     limit,
                 ),
             ).fetchall()
+        if max_total_attempts is not None:
+            self._capped_pending.add((issue_id, run_id))
         return [row_from(values) for values in rows]
 
     def release(self, issue_id: str, address_keys: Iterable[str]) -> None:

@@ -470,3 +470,48 @@ def test_a_folder_that_cannot_be_written_is_named_as_such_not_as_a_full_disk(
         assert "full" not in message
     full = str(ledger_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "write"))
     assert "(is it full?)" in full
+
+
+def test_claims_take_every_state_in_the_order_people_were_added(tmp_path: Path) -> None:
+    """A failed-temporary row added early comes before pending rows added later, as it always did."""
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.add_recipients(ISSUE, people(6))
+        first_two = claim(ledger, 2)
+        ledger.record(
+            ISSUE,
+            [(Outcome(key, "failed-temporary", "451 busy", None, 0.0), None) for key in first_two],
+        )
+        taken = claim(ledger, 3, run_id="run-2")
+        rest = claim(ledger, 10, run_id="run-2")
+
+    assert taken == [f"person{i}@example.org" for i in (0, 1, 2)]
+    assert rest == [f"person{i}@example.org" for i in (3, 4, 5)]
+
+
+def test_a_claim_costs_the_same_however_long_the_list(tmp_path: Path) -> None:
+    """Each claim of 20 used to read every pending row, so a send to N people did N² work.
+
+    Counted in SQLite's virtual-machine steps (not time), on the ledger's own
+    connection: claiming 20 from 10,000 people, with the attempt cap on as a
+    send has it, must cost about what it costs from 1,000.
+    """
+
+    def steps_per_claim(people_on_list: int) -> float:
+        with Ledger(tmp_path / f"{people_on_list}.db") as ledger:
+            ledger.add_recipients(ISSUE, people(people_on_list))
+            ledger.claim(ISSUE, "run-1", 20, now=0.0, max_run_attempts=5, max_total_attempts=9)
+            counted = [0]
+
+            def count() -> int:
+                counted[0] += 1
+                return 0  # carry on
+
+            ledger._conn().set_progress_handler(count, 10)
+            for _ in range(10):
+                rows = ledger.claim(
+                    ISSUE, "run-1", 20, now=0.0, max_run_attempts=5, max_total_attempts=9
+                )
+                assert len(rows) == 20
+            return counted[0] / 10
+
+    assert steps_per_claim(10_000) < 2 * steps_per_claim(1_000)
