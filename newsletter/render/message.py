@@ -142,6 +142,12 @@ class MessageBuilder:
     millisecond. Every piece is still produced by a stdlib encoder
     (`email.header`, `email.utils`, `binascii`), and tests parse the result
     back with the stdlib parser.
+
+    No line of a built message starts with ".": header lines start with a
+    name or folding white space, and the bodies' quoted-printable encodes a
+    line-leading dot as `=2E`. So SMTP's DATA needs no dot-stuffing pass over
+    each message (`OutgoingMessage.dot_free`). One builder serves a whole run:
+    `redate` changes the Date header and keeps the per-variant encodings.
     """
 
     def __init__(self, settings: Settings, issue: Issue, *, date: datetime | None = None) -> None:
@@ -178,6 +184,10 @@ class MessageBuilder:
         self._end = f"\r\n--{self._boundary}--\r\n".encode()
         self._subjects: dict[tuple[str, bool | str], bytes] = {}
         self._shared: dict[tuple[str, bool], bytes] = {}
+
+    def redate(self, date: datetime) -> None:
+        """Date the messages built from now on `date` (a run re-dates each batch)."""
+        self._date = _header("Date", format_datetime(date))
 
     def message_id(self, recipient: Recipient) -> str:
         return message_id_for(
@@ -323,9 +333,28 @@ def _phrase(phrase: str) -> str:
 
 
 def _quoted_printable(text: str) -> bytes:
-    """A body as quoted-printable with CRLF line breaks: no line over 76 octets."""
+    """A body as quoted-printable with CRLF line breaks: no line over 76 octets, none starting ".".
+
+    `b2a_qp` wraps long lines wherever 76 octets fall, so a wrapped line can
+    start with a dot (a web address wrapped before ".org"); `=2E` is that dot.
+    """
     encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    if encoded.startswith(b".") or b"\n." in encoded:
+        encoded = b"\n".join(_without_leading_dot(line) for line in encoded.split(b"\n"))
     return encoded.replace(b"\n", b"\r\n")
+
+
+def _without_leading_dot(line: bytes) -> bytes:
+    """One encoded line with a leading "." as `=2E`, re-wrapped if that makes it over 76 octets."""
+    if not line.startswith(b"."):
+        return line
+    line = b"=2E" + line[1:]
+    if len(line) <= 76:
+        return line
+    cut = 75
+    while b"=" in line[cut - 2 : cut]:  # never split an =XX escape
+        cut -= 1
+    return line[:cut] + b"=\n" + _without_leading_dot(line[cut:])
 
 
 def build_message_bytes(

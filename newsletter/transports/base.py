@@ -69,6 +69,8 @@ class OutgoingMessage:
     `SendsOwnBody` (None for every other). `return_path` is the envelope
     sender signed for this message and recipient (`message.return_path_for`),
     which SMTP gives as MAIL FROM; None means the transport's own.
+    `dot_free` says no line of `data` starts with "." (`MessageBuilder`
+    guarantees it), so SMTP can send it after DATA without a dot-stuffing pass.
     """
 
     recipient: str
@@ -76,6 +78,7 @@ class OutgoingMessage:
     data: bytes
     provider_body: str | None = None
     return_path: str | None = None
+    dot_free: bool = False
 
     @classmethod
     def of(

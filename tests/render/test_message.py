@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import email
+from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
 
@@ -263,3 +264,40 @@ def test_no_one_click_header_when_the_url_has_no_secret_to_sign_it(
     assert parsed["List-Unsubscribe"].startswith("<mailto:")
     assert "https:" not in parsed["List-Unsubscribe"]
     assert parsed["List-Unsubscribe-Post"] is None
+
+
+@pytest.mark.parametrize("offset", range(0, 80, 3))
+def test_no_line_starts_with_a_dot_and_the_dots_decode_back(
+    project: Project, issue: Issue, offset: int
+) -> None:
+    """SMTP would strip a line-leading dot unless stuffed; the builder never makes one.
+
+    Quoted-printable wraps at 76 octets wherever they fall, so a web address
+    or a sentence can wrap just before a "."; every offset is tried, with
+    dots alone, in runs, after escapes and at the very start.
+    """
+    text = "." + "x" * offset + "".join(f".org=é{'.' * n} ." for n in range(1, 40)) + "\n.\n..\n"
+    pieces = (text, "person@example.org", "." * 80)
+    email = PersonalisedEmail("Subject", "".join(pieces), "".join(pieces), pieces, pieces)
+    builder = MessageBuilder(project.settings, issue)
+    for _ in range(2):  # the second build uses the cached shared pieces
+        raw = builder.build(JO, email)
+        lines = raw.split(b"\r\n")
+        assert not [line for line in lines if line.startswith(b".")]
+        assert max(len(line) for line in raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")) <= 76
+        text_part, html_part = parse(raw).iter_parts()
+        assert text_part.get_content().replace("\r\n", "\n") == email.text
+        assert html_part.get_content().replace("\r\n", "\n") == email.html
+
+
+def test_one_builder_redated_keeps_its_bodies_and_changes_only_the_date(
+    project: Project, issue: Issue
+) -> None:
+    builder = MessageBuilder(project.settings, issue)
+    first = parse(builder.build(JO, EMAIL))
+    builder.redate(datetime(2023, 5, 16, 9, 30, tzinfo=UTC))
+    second = parse(builder.build(JO, EMAIL))
+
+    assert second["Date"] == "Tue, 16 May 2023 09:30:00 +0000"
+    assert first["Date"] != second["Date"]
+    assert first.get_body(("plain",)).get_content() == second.get_body(("plain",)).get_content()
