@@ -36,6 +36,10 @@ Injecting failures (each call adds a rule; all rules can be combined;
   `421` and the server closes the connection (once), as a relay does when
   it shuts down or limits a session.
 
+It offers PIPELINING (RFC 2920) as Postfix and Exchange Online do, so the
+client sends MAIL, RCPT and DATA in one write; `server.pipelining = False`
+before connecting makes it a server that does not.
+
 Pointing a project at it: `server.configure(monkeypatch)` sets
 NEWSLETTER_TRANSPORT=smtp and NEWSLETTER_SMTP_HOST/PORT/SECURITY (none).
 Its `settings()` returns `SmtpSettings` for constructing `SmtpTransport`.
@@ -109,6 +113,7 @@ class RecordingHandler:
     """aiosmtpd handler that records messages and misbehaves on request."""
 
     def __init__(self) -> None:
+        self.pipelining = True
         self._lock = threading.Lock()
         self._messages: list[ReceivedMessage] = []
         self._failures: list[_Failure] = []
@@ -185,6 +190,14 @@ class RecordingHandler:
             self._sessions.clear()
 
     # -- aiosmtpd hooks ------------------------------------------------------
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # this hook replaces aiosmtpd's own bookkeeping
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")  # before the closing "250 HELP"
+        return responses
 
     def _planned(self, address: str, stage: str) -> str | None:
         """The reply for a planned failure of `address` at `stage`, if any."""

@@ -17,6 +17,14 @@ SENDER = "newsupdate@mars-board.example.org"
 PASSWORD = "s3cret-Smtp-Passw0rd!"
 
 
+@pytest.fixture(params=[True, False], ids=["pipelining", "one-command-at-a-time"])
+def smtp_server(request, smtp_server_factory):
+    """Each test here against a server that offers PIPELINING and one that does not."""
+    server = smtp_server_factory()
+    server.pipelining = request.param
+    return server
+
+
 @pytest.fixture
 def smtp_transport():
     """Build SmtpTransports that are closed after the test (no socket left open)."""

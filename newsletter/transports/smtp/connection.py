@@ -54,6 +54,8 @@ THROTTLING = re.compile(
     r"concurrent connection limit|too many (?:connections|messages)",
     re.IGNORECASE,
 )
+# The server is closing the session: it answers nothing after this (RFC 5321 §3.8).
+SERVICE_CLOSING = 421
 POLICY_DEFERRAL = re.compile(r"\b4\.7\.\d+\b")
 PASSWORDS_DISABLED_ADVICE = 'this tenant no longer accepts passwords for SMTP; set smtp.auth: oauth2 (see docs/routes.md, "Microsoft 365")'
 WHERE_TO_SET = f"{HOST_ENV} and {PORT_ENV} (or smtp.host and smtp.port in newsletter.yaml)"

@@ -62,6 +62,7 @@ from newsletter.transports.smtp.connection import (
     PASSWORDS_DISABLED_ADVICE,
     POLICY_DEFERRAL,
     SENDER_THROTTLED,
+    SERVICE_CLOSING,
     THROTTLING,
     WHERE_TO_SET,
     Reply,
@@ -80,8 +81,6 @@ from newsletter.transports.smtp.settings import (
     USERNAME_ENV,
     SmtpSettings,
 )
-
-SERVICE_CLOSING = 421
 
 
 class SmtpTransport:
@@ -264,6 +263,7 @@ class SmtpTransport:
                     outgoing.recipient,
                     data,
                     self.where,
+                    dot_free=outgoing.dot_free,
                 )
             except Undeliverable as refusal:
                 return DeliveryResult(
