@@ -5,10 +5,11 @@ A run has three stages, so that building messages overlaps the network:
 1. the audience is streamed into the ledger as `pending` rows (suppressed
    people as `suppressed`), a few hundred per transaction;
 2. the main thread claims rows in batches (committed as `sending` before any
-   transport sees them), builds their messages, and queues them;
-3. N worker threads, each with its own transport (its own connection), send
-   the batches under a shared rate limit and record each chunk's results in
-   one transaction, then tell the main thread they are done with the batch.
+   transport sees them) and queues them;
+3. N worker threads, each with its own transport (its own connection), build
+   each chunk's messages (`building.py`) and send them under a shared rate
+   limit, record each chunk's results in one transaction, then tell the main
+   thread they are done with the batch.
 
 Before anything is opened, the run refuses an issue that is not approved
 or whose one-click link cannot be signed (`gate.py`). Before the ledger is
@@ -55,7 +56,6 @@ import random
 import threading
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Unpack
 
 from jinja2 import TemplateError
@@ -68,6 +68,7 @@ from newsletter.core.errors import ContentError, LedgerError, NewsletterError
 from newsletter.core.project import Project
 from newsletter.core.ratelimit import SystemClock
 from newsletter.delivery.audience_rows import stream_audience_into_ledger
+from newsletter.delivery.building import ChunkBuilder
 from newsletter.delivery.daily_cap import DailyAllowance
 from newsletter.delivery.gate import check_before_opening, check_rendered
 from newsletter.delivery.recording import Recorder
@@ -93,21 +94,17 @@ from newsletter.ledger.deliveries import (
     Ledger,
     State,
 )
-from newsletter.render.message import (
-    MessageBuilder,
-    return_path_for,
-    sender_domain,
-)
 from newsletter.render.problems import render_error_problems
 from newsletter.render.variants import Renderer
-from newsletter.transports.base import OutgoingMessage, Transport, connect_now
+from newsletter.transports.base import Transport, connect_now
 from newsletter.transports.lookup import provider_body, transport_opener
 
 # Imported from here by callers since before they had modules of their own.
 __all__ = ["Failure", "SendProgress", "TransportFactory", "stream_audience_into_ledger"]
 
-# Rows claimed per transaction. Each claimed row becomes a built message held in
-# memory until sent (~200 KB for the sample issue), so claims stay small.
+# Rows claimed per transaction. A worker builds a chunk of them at a time, so
+# at most a chunk of built messages (~100 KB each for the sample issue) is held
+# per connection.
 CLAIM_BATCH = 20
 # A transport that sends a whole batch in one request is handed (and records)
 # a batch at a time. One that delivers messages one by one is handed a few at
@@ -154,8 +151,8 @@ def resend_unknown(
 
 # --- the run -----------------------------------------------------------------
 
-# A batch of claimed rows and their built messages, handed to a worker.
-_Job = tuple[list[DeliveryRow], list[OutgoingMessage]]
+# A batch of claimed rows, handed to a worker.
+_Job = list[DeliveryRow]
 # A worker's answer to each job: the rows it never sent, and the error that stopped it.
 _Done = tuple[list[DeliveryRow], BaseException | None]
 
@@ -197,7 +194,6 @@ class _SendRun:
         self.provider_body = provider_body(settings, issue, options.transport)
         self.max_attempts = max(1, settings.retry.max_attempts)
         self.max_total_attempts = max(1, settings.retry.max_total_attempts)
-        self.domain = sender_domain(settings)
         self.renderer = Renderer(project, issue)
         self.run_id = uuid.uuid4().hex
         self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=self.workers + 1)
@@ -341,12 +337,7 @@ class _SendRun:
                     if not rows:
                         exhausted = True
                         break
-                    try:
-                        messages = self._build(rows)
-                    except BaseException:
-                        self.ledger.release(self.issue.id, [r.address_key for r in rows])
-                        raise
-                    self.jobs.put((rows, messages))
+                    self.jobs.put(rows)
                     self.in_flight += 1
             if self.in_flight == 0:
                 if self.stop.is_set() or not self._wait_for_retries():
@@ -402,24 +393,6 @@ class _SendRun:
         self.clock.sleep(max(0.0, wait))
         return True
 
-    def _build(self, rows: list[DeliveryRow]) -> list[OutgoingMessage]:
-        # A builder per batch: the Date header is the time the batch was built.
-        builder = MessageBuilder(
-            self.settings, self.issue, date=self.message_date or datetime.now(UTC)
-        )
-        messages: list[OutgoingMessage] = []
-        own_body = self.provider_body
-        for row in rows:
-            recipient = row.recipient()
-            variant = row.variant()
-            email = self.renderer.personalise(variant, recipient)
-            data = builder.build(recipient, email)
-            message_id = builder.message_id(recipient)
-            body = own_body.render(variant, recipient) if own_body is not None else None
-            return_path = return_path_for(self.settings, self.issue.id, recipient.email)
-            messages.append(OutgoingMessage(recipient.email, message_id, data, body, return_path))
-        return messages
-
     def _shutdown(self, threads: list[threading.Thread]) -> None:
         """Stop the workers (each finishes and records its chunk); give back rows never sent.
 
@@ -435,7 +408,7 @@ class _SendRun:
             except queue.Empty:
                 break
             if job is not None:
-                unsent += [r.address_key for r in job[0]]
+                unsent += [r.address_key for r in job]
         for _ in threads:
             self.jobs.put(None)
         for thread in threads:
@@ -466,21 +439,23 @@ class _SendRun:
         size = max(1, transport.batch_size)
         if not transport.sends_batch_in_one_request:
             size = min(size, RECORD_EVERY)
+        builder = ChunkBuilder(
+            self.settings, self.issue, self.renderer, self.provider_body, self.message_date
+        )
         try:
             while True:
-                job = self.jobs.get()
-                if job is None:
+                rows = self.jobs.get()
+                if rows is None:
                     return
-                rows, messages = job
                 position = 0
                 error: BaseException | None = None
                 try:
-                    while position < len(messages) and not self.stop.is_set():
-                        end = position + size
-                        stop = self.recorder.send_chunk(
-                            transport, self.limiter, rows[position:end], messages[position:end]
-                        )
-                        position = end  # handed over (or suppressed): never given back as unsent
+                    while position < len(rows) and not self.stop.is_set():
+                        chunk = rows[position : position + size]
+                        messages = builder.build(chunk)
+                        stop = self.recorder.send_chunk(transport, self.limiter, chunk, messages)
+                        # Handed over (or suppressed): never given back as unsent.
+                        position += len(chunk)
                         if stop is not None:
                             raise stop
                 except BaseException as caught:  # handed to the main thread, which re-raises it
