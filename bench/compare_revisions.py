@@ -1,60 +1,27 @@
-"""Run `bench/dispatch.py` for two git revisions side by side, interleaved, and compare.
+"""Time the whole send command of two git revisions side by side, interleaved, in one run.
 
-    python bench/compare_revisions.py 4744ddb HEAD --rounds 5 --messages 2000
+    python bench/compare_revisions.py 529becb HEAD --rounds 5 --messages 3000
 
-The machines are shared and noisy, so the two revisions take turns (A, B, A,
-B, ...) in one run and each figure is the median of the rounds, with min and
-max. Each revision runs from its own `git worktree` (made in a temporary
-folder, removed afterwards) with its own code on PYTHONPATH, so the bench of
-each revision measures that revision. Needs what bench/dispatch.py needs
-(Postfix's smtp-sink, or aiosmtpd); all traffic stays on 127.0.0.1.
+Each revision is checked out into its own `git worktree` (in a temporary
+folder, removed afterwards); this checkout's `bench/dispatch.py --trees`
+then times `newsletter send --send` from each, taking turns in every round
+with a bare smtplib loop, so the figures of both revisions and the loop come
+from the same minutes of the same machine. Needs what bench/dispatch.py
+needs (Postfix's smtp-sink, or aiosmtpd); all traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from rounds import check_rounds, machine_line
+from rounds import check_rounds
 
 REPO_DIR = Path(__file__).resolve().parents[1]
-FIGURES = {
-    # "= 880 msg/s" (one round) or "= 880 (850-900) msg/s" (a median of rounds)
-    "1 connection msg/s": re.compile(r"newsletter, 1 connection: .*= (\d+)(?: \(\S+\))? msg/s"),
-    "4 connections msg/s": re.compile(r"newsletter, 4 connections: .*= (\d+)(?: \(\S+\))? msg/s"),
-    "bare smtplib msg/s": re.compile(r"bare smtplib loop: .*= (\d+)(?: \(\S+\))? msg/s"),
-    "ratio 1 connection / bare": re.compile(r"ratio 1 connection / bare: +([\d.]+)x"),
-    "ratio 4 connections / bare": re.compile(r"ratio 4 connections / bare: +([\d.]+)x"),
-}
-
-
-def run_once(tree: Path, messages: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    script = tree / "bench" / "dispatch.py"
-    command = [sys.executable, str(script), "--messages", str(messages)]
-    if "--rounds" in script.read_text(encoding="utf-8"):
-        command += ["--rounds", "1"]  # the rounds are taken here, interleaving the revisions
-    output = subprocess.run(
-        [*command, "--memory-recipients", "0"],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    found = {}
-    for name, pattern in FIGURES.items():
-        match = pattern.search(output)
-        if match is None:
-            raise SystemExit(f"{tree}: no `{name}` in the bench output:\n{output}")
-        found[name] = float(match.group(1))
-    return found
 
 
 def main() -> None:
@@ -62,12 +29,11 @@ def main() -> None:
     parser.add_argument("before", help="a git revision, e.g. the commit before a change")
     parser.add_argument("after", help="a git revision, e.g. HEAD")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--messages", type=int, default=3000)
     args = parser.parse_args()
     check_rounds(args.rounds)
-    results: dict[str, list[dict[str, float]]] = {args.before: [], args.after: []}
     with tempfile.TemporaryDirectory(prefix="newsletter-compare-") as scratch:
-        trees = {}
+        trees = []
         for revision in (args.before, args.after):
             tree = Path(scratch) / re.sub(r"\W", "_", revision)
             subprocess.run(
@@ -75,28 +41,18 @@ def main() -> None:
                 check=True,
                 capture_output=True,
             )
-            trees[revision] = tree
+            trees.append(tree)
         try:
-            for round_number in range(1, args.rounds + 1):
-                for revision, tree in trees.items():
-                    results[revision].append(run_once(tree, args.messages))
-                    print(f"round {round_number}: {revision} done", file=sys.stderr, flush=True)
+            bench = [sys.executable, str(REPO_DIR / "bench" / "dispatch.py")]
+            bench += ["--messages", str(args.messages), "--rounds", str(args.rounds)]
+            bench += ["--memory-recipients", "0", "--trees", *map(str, trees)]
+            subprocess.run(bench, check=True)
         finally:
-            for tree in trees.values():
+            for tree in trees:
                 subprocess.run(
                     ["git", "-C", str(REPO_DIR), "worktree", "remove", "--force", str(tree)],
                     check=False,
                 )
-    print(machine_line())
-    print(f"{args.rounds} rounds, {args.messages} messages each, interleaved; median (min-max)")
-    print(f"| figure | {args.before} | {args.after} |")
-    print("|---|---:|---:|")
-    for name in FIGURES:
-        cells = []
-        for revision in (args.before, args.after):
-            values = [r[name] for r in results[revision]]
-            cells.append(f"{statistics.median(values):g} ({min(values):g}-{max(values):g})")
-        print(f"| {name} | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":
