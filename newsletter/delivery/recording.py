@@ -28,6 +28,20 @@ from newsletter.ledger.deliveries import DeliveryRow, Ledger, Outcome
 from newsletter.transports.base import DeliveryResult, OutgoingMessage, Transport
 
 
+@dataclass(frozen=True)
+class TallyDelta:
+    """A `Tally`'s counts without its lock, to travel between processes."""
+
+    sent: int
+    permanent: int
+    unknown: int
+    gave_up: int
+    out_of_tries: int
+    unrecorded: int
+    failures: tuple[Failure, ...]
+    hard_bounced: tuple[str, ...]
+
+
 @dataclass
 class Tally:
     """What the workers have recorded so far, shared with the main thread (under `lock`)."""
@@ -58,6 +72,39 @@ class Tally:
         else:
             return  # tried again later in this run
         self.failures.append(Failure(row.email, outcome.state, outcome.detail))
+
+    def take(self) -> TallyDelta:
+        """What was counted since the last `take`, which starts the counts afresh.
+
+        A sending process (`sending_processes.py`) sends this to the main process.
+        """
+        with self.lock:
+            delta = TallyDelta(
+                self.sent,
+                self.permanent,
+                self.unknown,
+                self.gave_up,
+                self.out_of_tries,
+                self.unrecorded,
+                tuple(self.failures),
+                tuple(self.hard_bounced),
+            )
+            self.sent = self.permanent = self.unknown = self.gave_up = 0
+            self.out_of_tries = self.unrecorded = 0
+            self.failures, self.hard_bounced = [], []
+        return delta
+
+    def add(self, delta: TallyDelta) -> None:
+        """Add what a sending process counted."""
+        with self.lock:
+            self.sent += delta.sent
+            self.permanent += delta.permanent
+            self.unknown += delta.unknown
+            self.gave_up += delta.gave_up
+            self.out_of_tries += delta.out_of_tries
+            self.unrecorded += delta.unrecorded
+            self.failures += delta.failures
+            self.hard_bounced += delta.hard_bounced
 
     def progress(self, total: int) -> SendProgress:
         with self.lock:

@@ -1,15 +1,17 @@
 """Send an issue: drive a transport from the ledger, claim, send, record; exactly once per person.
 
-A run has three stages, so that building messages overlaps the network:
+A run has three stages:
 
 1. the audience is streamed into the ledger as `pending` rows (suppressed
    people as `suppressed`), a few hundred per transaction;
 2. the main thread claims rows in batches (committed as `sending` before any
    transport sees them) and queues them;
-3. N worker threads, each with its own transport (its own connection), build
-   each chunk's messages (`building.py`) and send them under a shared rate
-   limit, record each chunk's results in one transaction, then tell the main
-   thread they are done with the batch.
+3. N workers, each with its own transport (its own connection), build each
+   chunk's messages (`building.py`) and send them under a shared rate limit,
+   record each chunk's results in one transaction, then tell the main thread
+   they are done with the batch (`workers.py`). Workers are threads, or, for
+   several SMTP connections without a rate limit, forked processes, so the
+   connections use every core (`sending_processes.py`).
 
 Before anything is opened, the run refuses an issue that is not approved
 or whose one-click link cannot be signed (`gate.py`). Before the ledger is
@@ -56,7 +58,8 @@ import random
 import threading
 import uuid
 from collections.abc import Sequence
-from typing import Unpack
+from multiprocessing.context import ForkProcess
+from typing import Any, Unpack
 
 from jinja2 import TemplateError
 
@@ -68,7 +71,6 @@ from newsletter.core.errors import ContentError, LedgerError, NewsletterError
 from newsletter.core.project import Project
 from newsletter.core.ratelimit import SystemClock
 from newsletter.delivery.audience_rows import stream_audience_into_ledger
-from newsletter.delivery.building import ChunkBuilder
 from newsletter.delivery.daily_cap import DailyAllowance
 from newsletter.delivery.gate import check_before_opening, check_rendered
 from newsletter.delivery.recording import Recorder
@@ -80,11 +82,13 @@ from newsletter.delivery.send_options import (
     SendResult,
     TransportFactory,
 )
+from newsletter.delivery.sending_processes import died_unexpectedly
 from newsletter.delivery.stopping import (
     StopSignals,
     Terminated,
     signal_of,
 )
+from newsletter.delivery.workers import RECORD_EVERY, Answer, Worker, start_workers
 from newsletter.ledger.deliveries import (
     CLAIMABLE,
     RETRYABLE,
@@ -100,17 +104,18 @@ from newsletter.transports.base import Transport, connect_now
 from newsletter.transports.lookup import provider_body, transport_opener
 
 # Imported from here by callers since before they had modules of their own.
-__all__ = ["Failure", "SendProgress", "TransportFactory", "stream_audience_into_ledger"]
+__all__ = [
+    "RECORD_EVERY",
+    "Failure",
+    "SendProgress",
+    "TransportFactory",
+    "stream_audience_into_ledger",
+]
 
 # Rows claimed per transaction. A worker builds a chunk of them at a time, so
 # at most a chunk of built messages (~100 KB each for the sample issue) is held
 # per connection.
 CLAIM_BATCH = 20
-# A transport that sends a whole batch in one request is handed (and records)
-# a batch at a time. One that delivers messages one by one is handed a few at
-# a time, so results are recorded every few messages and a run killed
-# mid-batch re-sends only a handful.
-RECORD_EVERY = 5
 
 
 def send_issue(
@@ -151,20 +156,15 @@ def resend_unknown(
 
 # --- the run -----------------------------------------------------------------
 
-# A batch of claimed rows, handed to a worker.
-_Job = list[DeliveryRow]
-# A worker's answer to each job: the rows it never sent, and the error that stopped it.
-_Done = tuple[list[DeliveryRow], BaseException | None]
-
 
 class _SendRun:
     """One run of `send` or `retry` over the ledger.
 
-    The main thread claims rows, builds their messages and queues them
-    (`_drive`); a worker thread per transport hands them over and records
-    each chunk (`_work`, through the shared `recording.Recorder`);
-    `_shutdown` stops the workers and gives back the rows never sent. Only
-    the main thread touches `claimed`, `in_flight` and `error`.
+    The main thread claims rows and queues them (`_drive`); a worker per
+    transport builds, hands over and records each chunk (`workers.work`,
+    through the `recording.Recorder`); `_shutdown` stops the workers and gives
+    back the rows never sent. Only the main thread touches `claimed`,
+    `in_flight` and `error`.
     """
 
     def __init__(
@@ -196,9 +196,11 @@ class _SendRun:
         self.max_total_attempts = max(1, settings.retry.max_total_attempts)
         self.renderer = Renderer(project, issue)
         self.run_id = uuid.uuid4().hex
-        self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=self.workers + 1)
-        self.done: queue.Queue[_Done] = queue.Queue()
-        self.stop = threading.Event()
+        # Thread queues and event, or process ones once `_start_workers` forks.
+        self.jobs: Any = queue.Queue(maxsize=self.workers + 1)
+        self.done: Any = queue.Queue()
+        self.stop: Any = threading.Event()
+        self.processes: list[ForkProcess] = []
         self.signals = StopSignals()
         self.claimed = 0
         self.in_flight = 0
@@ -282,26 +284,20 @@ class _SendRun:
 
     def _send_all(self, states: Sequence[State], total: int) -> None:
         transports, self.transports = self.transports, []  # the workers close them now
-        threads = [
-            threading.Thread(
-                target=self._work, args=(transport,), name=f"newsletter-send-{i}", daemon=True
-            )
-            for i, transport in enumerate(transports)
-        ]
         claim_size = max(
             [CLAIM_BATCH, *(t.batch_size for t in transports if t.sends_batch_in_one_request)]
         )
-        for thread in threads:
-            thread.start()
+        workers: list[Worker] = []
         stopped: BaseException | None = None
         try:
+            start_workers(self, transports, workers)
             self._drive(claim_size, states, total)
         except (KeyboardInterrupt, Terminated) as stop:
             stopped = stop
         finally:
             self.stop.set()  # workers finish (and record) the chunk they are sending, then stop
             with self.signals.held():  # a second Ctrl-C must not cut this short
-                self._shutdown(threads)
+                self._shutdown(workers)
         if self.error is not None:
             raise self.error
         if stopped is None and self.signals.pending is not None:
@@ -348,14 +344,14 @@ class _SendRun:
             # between taking a worker's answer and giving back the rows it did not send.
             with self.signals.critical():
                 try:
-                    unsent, error = self.done.get(timeout=0.1)
+                    answer = self.done.get(timeout=0.1)
                 except queue.Empty:
+                    if self._a_process_died():
+                        return
                     continue
-                self.in_flight -= 1
-                if error is not None and self.error is None:
-                    self.error = error
-                if unsent:
-                    self.ledger.release(self.issue.id, [r.address_key for r in unsent])
+                if answer[0] is not None:
+                    self.in_flight -= 1
+                self._take(answer)
             exhausted = False
             if self.progress is not None:
                 self.progress(self.recorder.tally.progress(total))
@@ -393,13 +389,34 @@ class _SendRun:
         self.clock.sleep(max(0.0, wait))
         return True
 
-    def _shutdown(self, threads: list[threading.Thread]) -> None:
+    def _take(self, answer: Answer) -> None:
+        """A worker's answer: give back the rows it never sent, keep its error and counts."""
+        unsent, error, counted = answer
+        if error is not None and self.error is None:
+            self.error = error
+        if counted is not None:
+            self.recorder.tally.add(counted)
+        if unsent:
+            self.ledger.release(self.issue.id, [r.address_key for r in unsent])
+
+    def _a_process_died(self) -> bool:
+        """True (with the error set) if a sending process ended without its last answer."""
+        for process in self.processes:
+            if process.exitcode not in (None, 0):
+                if self.error is None:
+                    self.error = died_unexpectedly(process)
+                self.stop.set()
+                return True
+        return False
+
+    def _shutdown(self, workers: list[Worker]) -> None:
         """Stop the workers (each finishes and records its chunk); give back rows never sent.
 
         Then record what is still held: the refusals of an unfinished streak
-        (individual ones after all), and results the ledger failed to take.
-        A ledger that still fails leaves those rows `sending`, to be taken
-        back by the next run as in flight.
+        (individual ones after all), and results the ledger failed to take
+        (a sending process does both itself before it ends). A ledger that
+        still fails leaves those rows `sending`, to be taken back by the next
+        run as in flight.
         """
         unsent: list[str] = []
         while True:
@@ -409,58 +426,31 @@ class _SendRun:
                 break
             if job is not None:
                 unsent += [r.address_key for r in job]
-        for _ in threads:
+        for _ in workers:
             self.jobs.put(None)
-        for thread in threads:
-            thread.join()
+        answers: list[Answer] = []
+        # A process's last answers must be read while it ends: it cannot end
+        # with them unread in a full pipe.
+        while any(worker.is_alive() for worker in workers):
+            try:
+                answers.append(self.done.get(timeout=0.1))
+            except queue.Empty:
+                self._a_process_died()
+        for worker in workers:
+            worker.join()
         while True:
             try:
-                rows, error = self.done.get_nowait()
+                answers.append(self.done.get_nowait())
             except queue.Empty:
                 break
-            unsent += [r.address_key for r in rows]
-            if error is not None and self.error is None:
-                self.error = error
+        self._a_process_died()
         try:
+            for answer in answers:
+                self._take((None, answer[1], answer[2]))
+                unsent += [r.address_key for r in answer[0] or []]
             self.recorder.record_what_is_held()
             if unsent:
                 self.ledger.release(self.issue.id, unsent)
         except LedgerError as error:
             if self.error is None:
                 self.error = error
-
-    # -- the workers ------------------------------------------------------------
-
-    def _work(self, transport: Transport) -> None:
-        """Send queued batches, recording each chunk's results at once, until told to stop.
-
-        Every job gets exactly one answer on `done`: (rows never sent, error or None).
-        """
-        size = max(1, transport.batch_size)
-        if not transport.sends_batch_in_one_request:
-            size = min(size, RECORD_EVERY)
-        builder = ChunkBuilder(
-            self.settings, self.issue, self.renderer, self.provider_body, self.message_date
-        )
-        try:
-            while True:
-                rows = self.jobs.get()
-                if rows is None:
-                    return
-                position = 0
-                error: BaseException | None = None
-                try:
-                    while position < len(rows) and not self.stop.is_set():
-                        chunk = rows[position : position + size]
-                        messages = builder.build(chunk)
-                        stop = self.recorder.send_chunk(transport, self.limiter, chunk, messages)
-                        # Handed over (or suppressed): never given back as unsent.
-                        position += len(chunk)
-                        if stop is not None:
-                            raise stop
-                except BaseException as caught:  # handed to the main thread, which re-raises it
-                    self.stop.set()
-                    error = caught
-                self.done.put((rows[position:], error))
-        finally:
-            transport.close()

@@ -202,6 +202,19 @@ class Connects(Protocol):
 
 
 @runtime_checkable
+class ForksWithConnection(Protocol):
+    """A transport whose open connection a forked sending process can carry on with.
+
+    The run forks a child per connection (`delivery/sending_processes.py`);
+    each process then forgets the connections that are not its own.
+    """
+
+    def forget_connection(self) -> None:
+        """Close this process's copy of the connection without a word to the server."""
+        ...
+
+
+@runtime_checkable
 class KeepsCopies(Protocol):
     """A transport that keeps what it "sends" somewhere a person can open (the outbox)."""
 

@@ -528,3 +528,46 @@ def test_an_unknown_outcome_is_recorded_and_left_for_retry_unknown(
     resent = resend_unknown(project, issue, SendOptions(rate=0), transport_factory=memory(sent))
     assert resent.sent == 1 and resent.unknown_in_ledger == 0 and resent.ok
     assert [m.recipient.lower() for m in sent].count(victim) == 1  # the memory relay kept none
+
+
+def test_four_smtp_connections_send_from_processes_and_their_counts_add_up(
+    project_dir, smtp_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a rate limit, each SMTP connection sends from its own process (more cores);
+    what each recorded reaches the summary, the progress and the suppression list."""
+    import newsletter.delivery.workers as send_module
+    from newsletter.core.project import open_project
+    from tests.support.project import edit_issue, speed_up
+
+    forked: list[str] = []
+    start_process = send_module.start_process
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        forked.append(kwargs["name"])
+        return start_process(*args, **kwargs)
+
+    monkeypatch.setattr(send_module, "start_process", counted)
+    smtp_server.configure(monkeypatch)
+    speed_up(project_dir)
+    edit_issue(project_dir, approved=True)
+    victim = "j.okafor@example.org"
+    smtp_server.fail(victim, 550)
+    project = open_project(project_dir)
+    progress: list[SendProgress] = []
+
+    result = send_issue(
+        project,
+        project.load_issue(ISSUE),
+        SendOptions(concurrency=4),
+        progress=progress.append,
+    )
+
+    assert len(forked) == 4
+    assert (result.sent, result.failed_permanent) == (66, 1)
+    assert result.hard_bounced == (victim,)
+    assert [f.email for f in result.failures] == [victim]
+    assert progress[-1].done == progress[-1].total == 67
+    received = smtp_server.by_recipient()
+    assert len(received) == 66 and {len(c) for c in received.values()} == {1}
+    suppressed, _ = read_suppressed(project.paths.suppressed_path)
+    assert suppressed[victim].reason == "hard-bounce"

@@ -124,6 +124,20 @@ def no_traceback(*texts: str) -> None:
         assert "Traceback" not in text, text
 
 
+def use_connections(project_dir: Path, connections: int) -> None:
+    """`smtp.connections` (the sample has 2: without a rate limit, two sending processes)."""
+    path = project_dir / "newsletter.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "  connections: 2\n" in text
+    path.write_text(text.replace("  connections: 2\n", f"  connections: {connections}\n"))
+
+
+def sending_processes(run: subprocess.Popen[str]) -> list[int]:
+    """The pids of a running `newsletter` process's children (Linux)."""
+    children = Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text(encoding="ascii")
+    return [int(pid) for pid in children.split()]
+
+
 # --- SIGTERM and Ctrl-C ------------------------------------------------------------
 
 
@@ -136,9 +150,16 @@ def no_traceback(*texts: str) -> None:
     ],
     ids=["send-SIGTERM", "send-Ctrl-C", "dispatch-SIGTERM"],
 )
+@pytest.mark.parametrize("connections", [1, 2], ids=["one-thread", "two-sending-processes"])
 def test_a_signal_stops_the_run_cleanly_and_the_same_command_finishes_without_repeats(
-    project_dir: Path, relay: SlowServer, args: tuple[str, ...], signum: int, again: str
+    project_dir: Path,
+    relay: SlowServer,
+    args: tuple[str, ...],
+    signum: int,
+    again: str,
+    connections: int,
 ) -> None:
+    use_connections(project_dir, connections)
     run = start(project_dir, relay, *args)
     wait_for_messages(relay, run, 15)
     run.send_signal(signum)
@@ -323,14 +344,20 @@ def in_flight_and_unsent(project_dir: Path) -> tuple[int, int]:
     return counts.get(1, 0), counts.get(0, 0)
 
 
+@pytest.mark.parametrize("connections", [1, 2], ids=["one-thread", "two-sending-processes"])
 def test_after_kill_9_only_messages_in_flight_are_reported_as_maybe_sent_twice(
-    project_dir: Path, relay: SlowServer
+    project_dir: Path, relay: SlowServer, connections: int
 ) -> None:
+    use_connections(project_dir, connections)
     run = start(project_dir, relay, *SEND)
     wait_for_messages(relay, run, 15)
     run.send_signal(signal.SIGKILL)
     run.communicate(timeout=60)
     assert run.returncode == -signal.SIGKILL
+    # Sending processes die with the main one: nothing more arrives once it is gone.
+    arrived = len(relay.messages)
+    time.sleep(10 * SlowServer.delay)
+    assert len(relay.messages) == arrived
     in_flight, never_handed_over = in_flight_and_unsent(project_dir)
     # Claimed ahead of the connections: most rows left `sending` never reached a transport.
     assert never_handed_over > 0
@@ -352,3 +379,28 @@ def test_after_kill_9_only_messages_in_flight_are_reported_as_maybe_sent_twice(
     assert len(twice) <= in_flight  # only a message in flight can arrive twice
     assert all(received_before[a] for a in twice)
     assert ledger_states(project_dir) == {"sent": EVERYONE, "suppressed": 4}
+
+
+def test_a_sending_process_that_dies_stops_the_run_and_the_rerun_repeats_only_its_message(
+    project_dir: Path, relay: SlowServer
+) -> None:
+    """Killed by the kernel (out of memory, say): the run says so, and nothing is lost."""
+    run = start(project_dir, relay, *SEND)
+    wait_for_messages(relay, run, 15)
+    children = sending_processes(run)
+    assert len(children) == 2  # smtp.connections: 2, no rate limit: two sending processes
+    os.kill(children[0], signal.SIGKILL)
+    out, err = run.communicate(timeout=60)
+
+    assert run.returncode == 1, (out, err)
+    no_traceback(out, err)
+    assert "a sending process stopped unexpectedly" in out + err
+    in_flight, _ = in_flight_and_unsent(project_dir)
+    assert in_flight <= 5  # at most the chunk it was sending
+
+    relay.delay = 0
+    rerun = finish(project_dir, relay, *SEND)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    received = relay.by_recipient()
+    assert len(received) == EVERYONE
+    assert len([a for a, copies in received.items() if len(copies) > 1]) <= in_flight

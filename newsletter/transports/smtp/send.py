@@ -239,6 +239,10 @@ class SmtpTransport:
             # Sending on would only be refused again (and Microsoft punishes that).
             raise RestLater(self._scrub(error.detail), self.throttle_wait) from None
 
+    def forget_connection(self) -> None:
+        """Close this process's copy of the socket, saying nothing: a forked process sends on it."""
+        self._drop()
+
     def close(self) -> None:
         """Say QUIT and drop the connection; safe to call twice."""
         connection, self._connection = self._connection, None
