@@ -26,6 +26,12 @@ from jinja2 import (
 from newsletter.content.markup import markdown_block, markdown_inline, markdown_plain
 from newsletter.core.bounds import project_file
 
+# Where an email's templates start. Named here, not beside the renderer, so the
+# approval fingerprint can follow them without loading what renders.
+HTML_TEMPLATE = "email/newsletter.html.j2"
+TEXT_TEMPLATE = "email/newsletter.txt.j2"
+EMAIL_TEMPLATES = (HTML_TEMPLATE, TEXT_TEMPLATE)
+
 
 class ProjectTemplateLoader(FileSystemLoader):
     """Loads templates from `template_dir`, refusing any that resolve outside `root_dir`."""

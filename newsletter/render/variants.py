@@ -29,7 +29,7 @@ from newsletter.core.project import Project
 from newsletter.render.budget import check_email_html
 from newsletter.render.links import share_ideas_mailto, unsubscribe_link, web_version_url
 from newsletter.render.message import PersonalisedEmail
-from newsletter.render.templating import make_environment
+from newsletter.render.templating import HTML_TEMPLATE, TEXT_TEMPLATE, make_environment
 
 __all__ = [
     "SAMPLE_RECIPIENT",
@@ -42,8 +42,6 @@ __all__ = [
     "wrap_text",
 ]
 
-HTML_TEMPLATE = "email/newsletter.html.j2"
-TEXT_TEMPLATE = "email/newsletter.txt.j2"
 TEXT_WIDTH = 78
 SLOTS = ("greeting", "email", "unsubscribe_url", "web_version_url")
 # The site names the paper appends to link texts; the button does not need them.
