@@ -117,6 +117,11 @@ class ProjectPaths:
         return self.var_dir / "dispatch.log"
 
     @property
+    def cache_dir(self) -> Path:
+        """Work kept to be skipped next time (`core/cachefile`); safe to delete at any time."""
+        return self.var_dir / "cache"
+
+    @property
     def outbox_dir(self) -> Path:
         return self.root_dir / "outbox"
 

@@ -56,7 +56,8 @@ from newsletter.audience.lists import Variant
 from newsletter.content.issue import Issue
 from newsletter.core.project import Project
 from newsletter.core.yamlfile import load_yaml, parse_yaml
-from newsletter.render.templating import EMAIL_TEMPLATES, make_environment
+from newsletter.render.templating import EMAIL_TEMPLATES as EMAIL_TEMPLATES  # approval re-exports
+from newsletter.render.templating import make_environment
 
 if TYPE_CHECKING:
     from newsletter.render.variants import Renderer

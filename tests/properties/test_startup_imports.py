@@ -98,6 +98,14 @@ def test_schedule_reads_the_project_without_rendering_or_sending_libraries(
     assert not loaded & set(RENDERING)
 
 
+def test_validate_run_again_on_unchanged_files_does_not_load_premailer(project_dir: Path) -> None:
+    # The first run inlines each variant's CSS and keeps the result in var/cache/.
+    assert {"premailer", "cssutils", "lxml"} <= loaded_modules(project_dir, "validate")
+    loaded = loaded_modules(project_dir, "validate")
+    assert "jinja2" in loaded  # it did render the emails
+    assert not loaded & {"premailer", "cssutils", "lxml"}
+
+
 def test_cron_dispatch_with_nothing_due_loads_no_sending_library(project_dir: Path) -> None:
     # Before the sample's send_at: cron's every-five-minutes run that finds nothing to do.
     loaded = loaded_modules(project_dir, "dispatch", "--now", "2023-05-01T09:00:00+01:00")
