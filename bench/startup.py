@@ -14,10 +14,11 @@ bytecode an installed package ships with). Prints, per command, the median wall
 time and the median CPU time (user + system, which other load on the machine
 disturbs less) with min-max, and the ratio of medians to mailmerge.
 
-`validate` keeps what it derives in the project's `var/cache/` (Jinja2's
-compiled templates, premailer's inlined HTML), so it is timed twice: as run
-again on unchanged files, and with `var/cache/` emptied before each run (the
-first run after an edit pays that).
+`validate` keeps work between commands in the user's cache folder (Jinja2's
+compiled templates, premailer's inlined HTML; `core/cachefile`), so it is
+timed twice: run again on unchanged files, and with that folder emptied before
+each run (what the first run after an edit pays). Each tree gets its own
+XDG_CACHE_HOME in the scratch folder, so nothing outside the run is read.
 
 The console script is the installed one, but the code it runs is this
 checkout's: PYTHONPATH names the checkout, and before timing the bench asks
@@ -115,12 +116,20 @@ def timed(
     return measure
 
 
-def tree_env(base: dict[str, str], tree: Path | None) -> dict[str, str]:
+def tree_env(
+    base: dict[str, str], tree: Path | None, cache_home: Path | None = None
+) -> dict[str, str]:
     """`base` with PYTHONPATH naming `tree` alone (None: no PYTHONPATH at all)."""
-    env = {k: v for k, v in base.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in base.items() if k not in ("PYTHONPATH", "XDG_CACHE_HOME")}
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
+    if cache_home is not None:
+        env["XDG_CACHE_HOME"] = str(cache_home)
     return env
+
+
+def cache_home_of(project: Path) -> Path:
+    return project.with_name(project.name + "-cache")
 
 
 def check_imports_from(tree: Path, script: str, env: dict[str, str], cwd: Path) -> None:
@@ -158,8 +167,8 @@ def revision_tree(revision: str, scratch: Path) -> Iterator[Path]:
         )
 
 
-def empty_cache(project: Path) -> Callable[[], None]:
-    return lambda: shutil.rmtree(project / "var" / "cache", ignore_errors=True)
+def empty_cache(cache_home: Path) -> Callable[[], None]:
+    return lambda: shutil.rmtree(cache_home, ignore_errors=True)
 
 
 def contenders_for(
@@ -175,9 +184,11 @@ def contenders_for(
         )
     }
     for label, tree in trees.items():
-        project, tree_vars = projects[label], tree_env(env, tree)
+        project = projects[label]
+        tree_vars = tree_env(env, tree, cache_home_of(project))
         for name, args in COMMANDS.items():
-            before = empty_cache(project) if name.endswith("cache emptied") else lambda: None
+            cold = name.endswith("cache emptied")
+            before = empty_cache(cache_home_of(project)) if cold else lambda: None
             row = row_name(name, label, trees)
             contenders[row] = timed([newsletter, *args], project, tree_vars, cpu[row], before)
     return contenders
@@ -197,7 +208,8 @@ def run(rounds: int, trees: dict[str, Path], scratch: Path) -> None:
     for label, tree in trees.items():
         projects[label] = scratch / ("project-" + re.sub(r"\W", "_", label))
         shutil.copytree(sample, projects[label])
-        check_imports_from(tree, console_script("newsletter"), tree_env(env, tree), projects[label])
+        tree_vars = tree_env(env, tree, cache_home_of(projects[label]))
+        check_imports_from(tree, console_script("newsletter"), tree_vars, projects[label])
     names = [YARDSTICK] + [row_name(c, label, trees) for label in trees for c in COMMANDS]
     cpu: dict[str, list[float]] = {name: [] for name in names}
     interleaved(1, contenders_for(trees, projects, env, cpu), progress=False)  # warm-up

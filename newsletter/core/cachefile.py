@@ -1,4 +1,4 @@
-"""Files in `var/cache/`: work done once and kept, so the next command can skip it.
+"""Files in the user's cache folder: work done once and kept, so the next command can skip it.
 
 A cache file holds the result of work that can always be done again (a
 compiled template, HTML with its CSS inlined), under a key naming everything
@@ -8,12 +8,12 @@ written under the same key; anything else (no file, a
 file from an older input, one cut short by a crash or edited by hand, a folder
 that cannot be read) is a miss, and the work is simply done again. So the
 cache can be deleted at any time, and a cache that cannot be written (a
-read-only `var/`, a full disk) only costs time.
+read-only home, a full disk) only costs time. Each project has its own folder
+(`ProjectPaths.cache_dir`, under `~/.cache/newsletter/`).
 
 Each file is `MAGIC`, the key, the sha256 of the payload, then the payload:
 the digest is what lets a truncated or altered file be refused rather than
-trusted. The folder is made 0700 and the files 0600 (`private_files`), like
-everything else in `var/`; writes are atomic but not fsynced (`atomicfile`):
+trusted. The folder is made 0700 and the files 0600 (`private_files`); writes are atomic but not fsynced (`atomicfile`):
 losing one to a power cut only means doing the work again.
 """
 

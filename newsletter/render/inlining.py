@@ -3,7 +3,7 @@
 premailer is the slow part of rendering: 0.2 s to import (with cssutils and
 lxml) and most of a render after that. Its result depends only on the HTML it
 is given, its options and the versions of the libraries doing the work, so
-`inline_css_kept` keeps it in `var/cache/` (`core/cachefile`) under a key of
+`inline_css_kept` keeps it in the user's cache folder (`core/cachefile`) under a key of
 all of these, and `validate`, `preview`, the approval digest and `send` do not
 inline unchanged HTML again: on a hit premailer is not even imported.
 

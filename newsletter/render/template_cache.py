@@ -1,4 +1,4 @@
-"""Compiled templates kept in `var/cache/`, so a command need not compile them again.
+"""Compiled templates kept in the user's cache folder, so a command need not compile them again.
 
 Jinja2 turns each template into Python code before it can render; for the
 email's templates that is a tenth of `validate`. This is a Jinja2 bytecode

@@ -53,7 +53,7 @@ class ProjectTemplateLoader(FileSystemLoader):
 def make_environment(template_dirs: Sequence[Path], cache_dir: Path | None = None) -> Environment:
     """The environment over `template_dirs`, the first found winning; each is `<project>/templates`.
 
-    With `cache_dir` (the project's `var/cache`), compiled templates are kept
+    With `cache_dir` (the project's folder in the user's cache), compiled templates are kept
     there for the next command (`template_cache`).
     """
     loaders: list[BaseLoader] = [ProjectTemplateLoader(d, d.parent) for d in template_dirs]

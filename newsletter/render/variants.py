@@ -177,7 +177,9 @@ class Renderer:
         self._env: Environment = make_environment(project.template_dirs, project.paths.cache_dir)
         self._env.filters["reflow"] = reflow
         self._cache: dict[tuple[str, ...], RenderedVariant] = {}
-        self._kept = CacheDir(project.paths.cache_dir)  # premailer's results, across commands
+        cache_dir = project.paths.cache_dir
+        # premailer's results, kept between commands
+        self._kept = CacheDir(cache_dir) if cache_dir is not None else None
         self._nonce = nonce = secrets.token_hex(6)
         # Tokens content cannot guess; URL-shaped so premailer's link rewriting leaves them be.
         self._tokens = {

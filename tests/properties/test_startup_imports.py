@@ -99,7 +99,7 @@ def test_schedule_reads_the_project_without_rendering_or_sending_libraries(
 
 
 def test_validate_run_again_on_unchanged_files_does_not_load_premailer(project_dir: Path) -> None:
-    # The first run inlines each variant's CSS and keeps the result in var/cache/.
+    # The first run inlines each variant's CSS and keeps the result in the user's cache.
     assert {"premailer", "cssutils", "lxml"} <= loaded_modules(project_dir, "validate")
     loaded = loaded_modules(project_dir, "validate")
     assert "jinja2" in loaded  # it did render the emails

@@ -1,4 +1,4 @@
-"""Work kept in var/cache/ between commands: the same emails, faster, or the work done again.
+"""Work kept between commands: the same emails, faster, or the work done again.
 
 Compiled templates and premailer's inlined HTML are kept (`render/template_cache`,
 `render/inlining`). What a person sees must not depend on whether they were:
@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from newsletter.audience.lists import Recipient, Variant, sample_recipients
 from newsletter.cli import cli
 from newsletter.content.issue import Issue
+from newsletter.core.paths import ProjectPaths
 from newsletter.core.project import Project, open_project
 from newsletter.render import inlining
 from newsletter.render.template_cache import environment_signature
@@ -53,8 +54,14 @@ def premailer_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inlining, "inline_css", refuse)
 
 
+def cache_dir(project: Project | Path) -> Path:
+    paths = project.paths if isinstance(project, Project) else ProjectPaths(project.resolve())
+    assert paths.cache_dir is not None
+    return paths.cache_dir
+
+
 def cache_files(project: Project, prefix: str) -> list[Path]:
-    return sorted(project.paths.cache_dir.glob(f"{prefix}-*"))
+    return sorted(cache_dir(project).glob(f"{prefix}-*"))
 
 
 def test_a_second_render_is_the_same_bytes_without_premailer(
@@ -83,7 +90,8 @@ def test_a_kept_result_is_what_inlining_gives_now(project: Project, issue: Issue
 def test_validate_run_again_says_the_same(project_dir: Path) -> None:
     runner = CliRunner()
     first = runner.invoke(cli, ["--root", str(project_dir), "validate"])
-    assert (project_dir / "var" / "cache").is_dir()
+    assert cache_dir(project_dir).is_dir()
+    assert not (project_dir / "var").exists()  # the ledger's folder: not made by a check
     again = runner.invoke(cli, ["--root", str(project_dir), "validate"])
     assert first.exit_code == again.exit_code == 0, first.output
     assert again.output == first.output
@@ -134,8 +142,8 @@ def test_damaged_cache_files_are_not_trusted(
 
 
 def test_a_cache_that_cannot_be_written_changes_nothing(project_dir: Path) -> None:
-    (project_dir / "var").mkdir()
-    (project_dir / "var" / "cache").write_text("not a folder")  # fails even for root
+    cache_dir(project_dir).parent.mkdir(parents=True)
+    cache_dir(project_dir).write_text("not a folder")  # fails even for root
     runner = CliRunner()
     done = runner.invoke(cli, ["--root", str(project_dir), "validate"])
     assert done.exit_code == 0, done.output
@@ -146,18 +154,18 @@ def test_a_cache_that_cannot_be_written_changes_nothing(project_dir: Path) -> No
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
-def test_a_read_only_var_changes_nothing(project_dir: Path) -> None:
+def test_a_read_only_cache_changes_nothing(project_dir: Path) -> None:
     runner = CliRunner()
     first = runner.invoke(cli, ["--root", str(project_dir), "validate"])
-    (project_dir / "var" / "cache").chmod(0o500)
-    (project_dir / "var").chmod(0o500)
+    kept = cache_dir(project_dir)
+    for path in kept.iterdir():
+        path.write_bytes(b"stale")
+        path.chmod(0o400)
+    kept.chmod(0o500)
     try:
-        for path in (project_dir / "var" / "cache").iterdir():
-            path.chmod(0o400)
         again = runner.invoke(cli, ["--root", str(project_dir), "validate"])
     finally:
-        (project_dir / "var").chmod(0o700)
-        (project_dir / "var" / "cache").chmod(0o700)
+        kept.chmod(0o700)
     assert again.exit_code == 0 and again.output == first.output
 
 
@@ -168,17 +176,18 @@ def test_content_holding_the_nonce_mark_is_inlined_afresh(
     tokens = ("SLOTabcGREETINGEND",)
     document = f"<html><body><p>{inlining.NONCE_MARK}</p><p>{tokens[0]}</p></body></html>"
     cache = Renderer(project, issue)._kept
+    assert cache is not None
     first = inlining.inline_css_kept(document, "https://x.example", ("abc", tokens), cache, "t")
     assert not cache_files(project, "t")
     assert first == inlining.inline_css(document, "https://x.example")
 
 
 def test_compiled_templates_are_kept_apart_by_environment(project: Project) -> None:
-    plain = make_environment(project.template_dirs, project.paths.cache_dir)
-    more = make_environment(project.template_dirs, project.paths.cache_dir)
+    plain = make_environment(project.template_dirs, cache_dir(project))
+    more = make_environment(project.template_dirs, cache_dir(project))
     more.filters["reflow"] = str.strip
     assert environment_signature(plain, HTML_TEMPLATE) != environment_signature(more, HTML_TEMPLATE)
-    text = make_environment(project.template_dirs, project.paths.cache_dir)
+    text = make_environment(project.template_dirs, cache_dir(project))
     assert environment_signature(plain, HTML_TEMPLATE) != environment_signature(
         text, "email/newsletter.txt.j2"
     )  # autoescape differs by file type

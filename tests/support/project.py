@@ -37,6 +37,20 @@ def unapprove_sample(root: Path, issue: str = SAMPLE_ISSUE) -> None:
         folder.rmdir()
 
 
+@pytest.fixture(autouse=True)
+def own_cache_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test keeps work between commands (`core/cachefile`) in a cache folder of its own.
+
+    Not the developer's ~/.cache: what one test (or an earlier run) kept must
+    never decide what another sees. Child processes inherit it.
+    """
+    cache_home = tmp_path_factory.mktemp("cache-home")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    return cache_home
+
+
 @pytest.fixture
 def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh copy of the bundled sample project (the May 2023 issue) in a temp directory.
