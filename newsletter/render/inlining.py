@@ -18,6 +18,7 @@ than in the tokens), nothing is kept or looked up and premailer runs.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 from collections.abc import Collection
@@ -61,6 +62,7 @@ def inline_css(document: str, base_url: str) -> str:
     return result
 
 
+@functools.cache  # once a process: installing a library needs a new process to use it
 def library_versions() -> str | None:
     """Each inlining library's installed version and files, found without importing it.
 
