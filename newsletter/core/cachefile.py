@@ -19,7 +19,9 @@ losing one to a power cut only means doing the work again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import os
 import re
 import stat
@@ -44,6 +46,31 @@ def cache_key(*parts: str | bytes) -> str:
         digest.update(b"%d:" % len(data))
         digest.update(data)
     return digest.hexdigest()
+
+
+@functools.cache  # once a process: a library installed meanwhile needs a new process anyway
+def library_versions(names: tuple[str, ...]) -> str | None:
+    """Each library's installed version and files, found without importing it: part of a key.
+
+    The version comes from the `NAME-VERSION.dist-info` folder beside the
+    package; the package folder's inode and time change when it is installed
+    again. None when one cannot be told: then nothing should be kept.
+    """
+    found = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        package_dir = Path(next(iter(spec.submodule_search_locations)))
+        versions = sorted(p.name for p in package_dir.parent.glob(f"{name}-*.dist-info"))
+        if len(versions) != 1:
+            return None
+        try:
+            info = package_dir.stat()
+        except OSError:
+            return None
+        found.append(f"{versions[0]} {package_dir} {info.st_ino} {info.st_mtime_ns}")
+    return "\n".join(found)
 
 
 def _trusted(info: os.stat_result) -> bool:

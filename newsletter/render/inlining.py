@@ -18,13 +18,10 @@ than in the tokens), nothing is kept or looked up and premailer runs.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import logging
 from collections.abc import Collection
-from pathlib import Path
 
-from newsletter.core.cachefile import CacheDir, cache_key
+from newsletter.core.cachefile import CacheDir, cache_key, library_versions
 
 NONCE_MARK = "\x00nonce\x00"
 # What decides premailer's output besides the HTML: these libraries' versions.
@@ -62,31 +59,6 @@ def inline_css(document: str, base_url: str) -> str:
     return result
 
 
-@functools.cache  # once a process: installing a library needs a new process to use it
-def library_versions() -> str | None:
-    """Each inlining library's installed version and files, found without importing it.
-
-    The version comes from the `NAME-VERSION.dist-info` folder beside the
-    package; the package folder's inode and time change when it is installed
-    again. None when one cannot be found: then nothing is kept.
-    """
-    found = []
-    for name in INLINING_LIBRARIES:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        package_dir = Path(next(iter(spec.submodule_search_locations)))
-        versions = sorted(p.name for p in package_dir.parent.glob(f"{name}-*.dist-info"))
-        if len(versions) != 1:
-            return None
-        try:
-            info = package_dir.stat()
-        except OSError:
-            return None
-        found.append(f"{versions[0]} {package_dir} {info.st_ino} {info.st_mtime_ns}")
-    return "\n".join(found)
-
-
 def _without_nonce(text: str, nonce: str, tokens: Collection[str]) -> str | None:
     """`text` with the nonce replaced by NONCE_MARK; None unless it occurs in the tokens alone."""
     if NONCE_MARK in text or not nonce:
@@ -109,7 +81,9 @@ def inline_css_kept(
     """
     nonce, tokens = slot
     keyed = _without_nonce(document, nonce, tokens)
-    versions = library_versions() if cache is not None and keyed is not None else None
+    versions = (
+        library_versions(INLINING_LIBRARIES) if cache is not None and keyed is not None else None
+    )
     if cache is None or keyed is None or versions is None:
         return inline_css(document, base_url)
     options = repr(sorted(_premailer_options(base_url).items()))

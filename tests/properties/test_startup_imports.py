@@ -100,6 +100,12 @@ def test_schedule_reads_the_project_without_rendering_or_sending_libraries(
     assert "markdown_it" not in {name.split(".")[0] for name in loaded}
 
 
+def test_schedule_run_again_asks_email_validator_nothing(project_dir: Path) -> None:
+    # Its answers about the settings' and lists' addresses were kept by the first run.
+    assert "email_validator" in loaded_modules(project_dir, "schedule")
+    assert "email_validator" not in loaded_modules(project_dir, "schedule")
+
+
 def test_validate_run_again_on_unchanged_files_does_not_load_premailer(project_dir: Path) -> None:
     # The first run inlines each variant's CSS and keeps the result in the user's cache.
     assert {"premailer", "cssutils", "lxml"} <= loaded_modules(project_dir, "validate")
