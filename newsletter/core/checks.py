@@ -14,7 +14,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-from newsletter.core.email_answers import email_validator_answer
+from newsletter.core.email_answers import kept_answers
 from newsletter.core.errors import Problem
 from newsletter.core.yamlfile import KeyPath, YamlDocument
 
@@ -88,7 +88,7 @@ def _problem(validator: ModuleType, address: str) -> str | None:
 
 @lru_cache(maxsize=4096)
 def _checked_domain(domain: str) -> str | None:
-    return email_validator_answer("domain", domain, lambda v: _domain(v, domain))
+    return kept_answers().domain(domain, lambda validator: _domain(validator, domain))
 
 
 def check_email(address: str) -> str | None:
@@ -100,14 +100,16 @@ def check_email(address: str) -> str | None:
     if at and len(address) <= 254 and len(local) <= 64 and _PLAIN_LOCAL_PART.match(local):
         checked = _checked_domain(domain)
         return None if checked is None else f"{local}@{checked}"
-    return email_validator_answer("address", address, lambda v: _normalised(v, address))
+    import email_validator  # not kept: the normalised form is a person's address
+
+    return _normalised(email_validator, address)
 
 
 def email_problem(address: object) -> str | None:
     """Why `address` is not a usable email address, in plain words; None when it is fine."""
     if not isinstance(address, str) or not address.strip():
         return "an email address is needed here"
-    return email_validator_answer("problem", address, lambda v: _problem(v, address))
+    return kept_answers().problem(address, lambda validator: _problem(validator, address))
 
 
 def link_problem(url: object) -> str | None:

@@ -1,97 +1,111 @@
 """email-validator's answers, kept between commands so reading a project need not load it.
 
 email-validator compiles its regular expressions when imported: 20 ms, most
-of what `schedule` spends on addresses. Its answer about a domain, or about a
-whole address, depends on that text and on the installed email-validator and
-idna alone, so each answer is kept in one file in the user's cache folder
-(`core/cachefile`, shared by every project: an answer does not depend on the
-project), under a key naming those libraries' versions. A command whose
-addresses were all seen before gets email-validator's own answers back
-without importing it; anything new is asked of email-validator and added.
-Nothing is decided here: a kept answer is the answer email-validator gave.
+of what `schedule` spends on addresses. Its answer about a domain, or whether
+an address is valid, depends on that text and on the installed
+email-validator and idna alone, so answers are kept in one file in the user's
+cache folder (`core/cachefile`, shared by every project: an answer does not
+depend on the project), under a key naming those libraries' versions. A
+command whose addresses were all seen before gets email-validator's own
+answers back without importing it; anything new is asked of email-validator
+and added. Nothing is decided here: a kept answer is the answer it gave.
 
-The file is whole or ignored (digest-checked), ours alone (0600), and a miss
-when it cannot be read or written; it keeps at most `MAX_ANSWERS` answers.
+What is kept: each domain with its normalised form (or that it is not valid),
+and the sha256 of each whole address found valid, never the address itself
+(people's addresses stay in the project and its ledger); an address found
+not valid is asked again each time, its message naming it. The file is whole
+or ignored (digest-checked), ours alone (0600), and a miss when it cannot be
+read or written; it keeps at most `MAX_ANSWERS` answers.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Literal
 
 from newsletter.core.cachefile import CacheDir, cache_key, library_versions
 from newsletter.core.paths import user_cache_dir
 
 FILE_NAME = "email-answers"
 LIBRARIES = ("email_validator", "idna")
-FORMAT = "email answers 1"
-# Dozens of domains per list; whole addresses only for the settings' few and
-# the rare address with an unusual local part.
+FORMAT = "email answers 2"
+# Dozens of domains per list, and the few addresses settings and commands name.
 MAX_ANSWERS = 5_000
-Kind = Literal["domain", "address", "problem"]
-KINDS = ("domain", "address", "problem")
+Ask = Callable[[ModuleType], str | None]
+
+
+def _digest(address: str) -> str:
+    return hashlib.sha256(address.encode("utf-8")).hexdigest()
 
 
 class EmailAnswers:
-    """Answers by kind: "domain" and "address", the normalised form (None: not valid);
-    "problem", the message saying why it is not valid (None: it is)."""
+    """The kept answers: domains with their normalised form (None: not valid), and the
+    digests of addresses found valid."""
 
     def __init__(self, cache: CacheDir | None, key: str | None) -> None:
         self.cache = cache if key is not None else None
         self.key = key or ""
-        self.answers: dict[str, dict[str, str | None]] = {kind: {} for kind in KINDS}
+        self.domains: dict[str, str | None] = {}
+        self.valid: set[str] = set()
         if self.cache is not None:
-            self.answers = _parsed(self.cache.read(FILE_NAME, self.key)) or self.answers
+            self._load(self.cache.read(FILE_NAME, self.key))
 
-    def get(self, kind: Kind, text: str) -> tuple[bool, str | None]:
-        """(True, answer) when email-validator's answer for `text` is kept, else (False, None)."""
-        kept = self.answers[kind]
-        return (True, kept[text]) if text in kept else (False, None)
-
-    def put(self, kind: Kind, text: str, answer: str | None) -> None:
-        """Keep email-validator's `answer` for `text` (while there is room)."""
-        if self.cache is None or sum(map(len, self.answers.values())) >= MAX_ANSWERS:
+    def _load(self, payload: bytes | None) -> None:
+        """Take the kept answers, unless the payload is not exactly what `_save` writes."""
+        try:
+            data = json.loads(payload.decode("utf-8")) if payload is not None else None
+        except ValueError:  # not JSON, not UTF-8
             return
-        self.answers[kind][text] = answer
-        payload = json.dumps(self.answers, ensure_ascii=False, sort_keys=True)
-        self.cache.write(FILE_NAME, self.key, payload.encode("utf-8"))
-
-
-def _parsed(payload: bytes | None) -> dict[str, dict[str, str | None]] | None:
-    """The kept answers, or None unless the payload is exactly what `put` writes."""
-    if payload is None:
-        return None
-    try:
-        data = json.loads(payload.decode("utf-8"))
-    except ValueError:  # not JSON, not UTF-8
-        return None
-    if not isinstance(data, dict) or set(data) != set(KINDS):
-        return None
-    for answers in data.values():
-        if not isinstance(answers, dict) or not all(
-            isinstance(answer, str | None) for answer in answers.values()
+        if not isinstance(data, dict) or set(data) != {"domains", "valid"}:
+            return
+        domains, valid = data["domains"], data["valid"]
+        if not isinstance(domains, dict) or not isinstance(valid, list):
+            return
+        if all(isinstance(v, str | None) for v in domains.values()) and all(
+            isinstance(v, str) for v in valid
         ):
+            self.domains, self.valid = domains, set(valid)
+
+    def _save(self) -> None:
+        if self.cache is None:
+            return
+        data = {"domains": self.domains, "valid": sorted(self.valid)}
+        payload = json.dumps(data, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        self.cache.write(FILE_NAME, self.key, payload)
+
+    def _full(self) -> bool:
+        return len(self.domains) + len(self.valid) >= MAX_ANSWERS
+
+    def domain(self, domain: str, ask: Ask) -> str | None:
+        """The normalised `domain` (None: not valid), as email-validator answers `ask`."""
+        if domain in self.domains:
+            return self.domains[domain]
+        answer = ask(_email_validator())
+        if not self._full():
+            self.domains[domain] = answer
+            self._save()
+        return answer
+
+    def problem(self, address: str, ask: Ask) -> str | None:
+        """Why `address` is not valid (None: it is), as email-validator answers `ask`."""
+        digest = _digest(address)
+        if digest in self.valid:
             return None
-    return data
+        answer = ask(_email_validator())
+        if answer is None and not self._full():
+            self.valid.add(digest)
+            self._save()
+        return answer
 
 
-def email_validator_answer(
-    kind: Kind, text: str, ask: Callable[[ModuleType], str | None]
-) -> str | None:
-    """email-validator's answer about `text`: kept from an earlier command, or `ask`ed of the
-    module now (importing it) and kept."""
-    answers = kept_answers()
-    known, answer = answers.get(kind, text)
-    if not known:
-        import email_validator
+def _email_validator() -> ModuleType:
+    import email_validator
 
-        answer = ask(email_validator)
-        answers.put(kind, text, answer)
-    return answer
+    return email_validator
 
 
 def kept_answers() -> EmailAnswers:
