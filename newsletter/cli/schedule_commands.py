@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from newsletter.cli.common import AppContext, echo_json, format_option, pass_app, table_text
-from newsletter.schedule.cron import cron_setup, needs_serve
 from newsletter.schedule.due import issue_schedule, parse_now
 from newsletter.transports import TRANSPORT_NAMES
 
@@ -130,6 +129,7 @@ def cron(app: AppContext, env_file: Path | None, systemd: bool) -> None:
     mailbox (inbox.imap) is set up; the service that keeps `newsletter serve`
     up only when one-click unsubscribe or a provider webhook needs it.
     """
+    from newsletter.schedule.cron import cron_setup, needs_serve  # `schedule` needs neither
     from newsletter.web.serve import DEFAULT_HOST, DEFAULT_PORT  # werkzeug, waitress
 
     project = app.project()

@@ -22,15 +22,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from markdown_it import MarkdownIt
-from markdown_it.common.utils import escapeHtml
-from markdown_it.token import Token
-from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
 from newsletter.core.checks import link_problem
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
+    from markdown_it.tree import SyntaxTreeNode
+
+# markdown-it (20 ms to import) is imported when some Markdown is first parsed:
+# checking an issue whose text holds no link (`_cannot_link`) does without it.
 
 _HR = "----"
 _LINKS = {"link": "href", "image": "src"}  # the token types that carry a target, and where
@@ -58,6 +62,8 @@ def _link_close(self: Any, tokens: Sequence[Token], idx: int, options: Any, env:
 
 
 def _image(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    from markdown_it.common.utils import escapeHtml
+
     token = tokens[idx]
     if not _is_safe_link(str(token.attrGet("src") or "")):
         return escapeHtml(self.renderInlineAsText(token.children or [], options, env))
@@ -67,6 +73,8 @@ def _image(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any)
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
+    from markdown_it import MarkdownIt
+
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     # Parse every target as a link (markdown-it would leave e.g. javascript:
     # ones as text) so `markdown_links` reports them; safety is decided when
@@ -79,6 +87,8 @@ def _parser() -> MarkdownIt:
 
 
 def _tree(text: str, *, block: bool) -> SyntaxTreeNode:
+    from markdown_it.tree import SyntaxTreeNode
+
     md = _parser()
     return SyntaxTreeNode(md.parse(text) if block else md.parseInline(text))
 
@@ -105,7 +115,21 @@ def markdown_links(text: str, *, block: bool = False) -> list[str]:
     Targets are as the HTML would carry them (markdown-it normalises them:
     entities decoded, spaces and non-ASCII percent-encoded).
     """
+    if _cannot_link(text):
+        return []
     return [_target(node) for node in _tree(text, block=block).walk() if node.type in _LINKS]
+
+
+def _cannot_link(text: str) -> bool:
+    """Whether no reading of `text` can hold a link, so it need not be parsed.
+
+    Not a second reading of Markdown: with raw HTML and linkify off, every
+    link markdown-it makes starts at a `[` (inline, reference, image or a
+    reference definition) or a `<` (an autolink), and neither can be written
+    any other way (an entity or escape is text, never syntax). A test holds
+    this against the parser.
+    """
+    return "[" not in text and "<" not in text
 
 
 def _target(node: SyntaxTreeNode) -> str:

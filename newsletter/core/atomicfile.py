@@ -6,6 +6,9 @@ mode, and are then moved into place with `os.replace` (or, when the file must
 not exist yet, hard-linked with `os.link`, which fails instead of overwriting
 a file that appeared in the meantime); the directory is fsynced last, so a
 power cut cannot bring the old file back after a run reported the new one.
+A file that is only ever a copy of work that can be done again (`cachefile`)
+passes `durable=False` and skips both fsyncs: a torn one is detected and
+done again, and a cache write should not wait for the disk.
 
 The mode: `mode` when given (0600 for files naming people, `private_files`),
 else the replaced file's own mode, else 0644 (mkstemp's 0600 would hide a
@@ -26,7 +29,12 @@ DEFAULT_FILE_MODE = 0o644
 
 
 def write_bytes_atomic(
-    path: Path, data: bytes, *, overwrite: bool = True, mode: int | None = None
+    path: Path,
+    data: bytes,
+    *,
+    overwrite: bool = True,
+    mode: int | None = None,
+    durable: bool = True,
 ) -> Path:
     """Write `data` to `path` in one durable step; with overwrite=False, refuse an existing file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +43,8 @@ def write_bytes_atomic(
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
             os.fchmod(handle.fileno(), _mode_for(path, mode))
         if overwrite:
             os.replace(temp_name, path)
@@ -44,7 +53,8 @@ def write_bytes_atomic(
                 os.link(temp_name, path)
             except FileExistsError:
                 raise NewsletterError(f"{path} already exists; it was left as it is") from None
-        fsync_directory(path.parent)
+        if durable:
+            fsync_directory(path.parent)
     finally:
         Path(temp_name).unlink(missing_ok=True)
     return path

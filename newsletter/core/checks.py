@@ -10,11 +10,11 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
-from email_validator import EmailNotValidError, validate_email
-
+from newsletter.core.email_answers import kept_answers
 from newsletter.core.errors import Problem
 from newsletter.core.yamlfile import KeyPath, YamlDocument
 
@@ -58,12 +58,37 @@ _PLAIN_LOCAL_PART = re.compile(
 )
 
 
+# email-validator (20 ms to import) is imported only for an answer not kept
+# from an earlier command (`email_answers`).
+
+
+def _domain(validator: ModuleType, domain: str) -> str | None:
+    try:
+        checked: str = validator.validate_email(f"x@{domain}", check_deliverability=False).domain
+    except validator.EmailNotValidError:
+        return None
+    return checked
+
+
+def _normalised(validator: ModuleType, address: str) -> str | None:
+    try:
+        checked: str = validator.validate_email(address, check_deliverability=False).normalized
+    except validator.EmailNotValidError:
+        return None
+    return checked
+
+
+def _problem(validator: ModuleType, address: str) -> str | None:
+    try:
+        validator.validate_email(address.strip(), check_deliverability=False)
+    except validator.EmailNotValidError as error:
+        return f"`{address}` is not a valid email address ({error})"
+    return None
+
+
 @lru_cache(maxsize=4096)
 def _checked_domain(domain: str) -> str | None:
-    try:
-        return validate_email(f"x@{domain}", check_deliverability=False).domain
-    except EmailNotValidError:
-        return None
+    return kept_answers().domain(domain, lambda validator: _domain(validator, domain))
 
 
 def check_email(address: str) -> str | None:
@@ -75,21 +100,16 @@ def check_email(address: str) -> str | None:
     if at and len(address) <= 254 and len(local) <= 64 and _PLAIN_LOCAL_PART.match(local):
         checked = _checked_domain(domain)
         return None if checked is None else f"{local}@{checked}"
-    try:
-        return validate_email(address, check_deliverability=False).normalized
-    except EmailNotValidError:
-        return None
+    import email_validator  # not kept: the normalised form is a person's address
+
+    return _normalised(email_validator, address)
 
 
 def email_problem(address: object) -> str | None:
     """Why `address` is not a usable email address, in plain words; None when it is fine."""
     if not isinstance(address, str) or not address.strip():
         return "an email address is needed here"
-    try:
-        validate_email(address.strip(), check_deliverability=False)
-    except EmailNotValidError as error:
-        return f"`{address}` is not a valid email address ({error})"
-    return None
+    return kept_answers().problem(address, lambda validator: _problem(validator, address))
 
 
 def link_problem(url: object) -> str | None:

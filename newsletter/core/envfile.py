@@ -17,14 +17,10 @@ from __future__ import annotations
 import io
 import os
 import re
-import secrets
 import stat
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
-
-from dotenv import dotenv_values
-from dotenv.parser import parse_stream
 
 from newsletter.core.errors import NewsletterError
 from newsletter.core.private_files import private_dir, write_private_text
@@ -69,6 +65,11 @@ def read_env_file(path: Path) -> dict[str, str]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise NewsletterError(f"{path} is not UTF-8 text; save it as UTF-8") from None
+    # Imported here: every command runs this, and with no file python-dotenv
+    # (which loads logging and tempfile) is not needed.
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             # The line itself is never shown: it may hold a password.
@@ -133,6 +134,8 @@ def new_unsubscribe_secret(path: Path, *, replace: bool = False) -> Path:
     Refuses to replace one already there unless `replace`: the links in every
     email already sent are signed with it, and stop working when it changes.
     """
+    import secrets  # only this command makes one: not loaded for every command
+
     present = read_env_file(path)
     if UNSUBSCRIBE_SECRET_ENV in present and not replace:
         raise NewsletterError(

@@ -11,11 +11,29 @@ it without importing `project` (which imports them).
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 CATALOGUE_NAMES = ("publications.yaml", "publications.yml")
+
+
+def user_cache_dir() -> Path | None:
+    """`$XDG_CACHE_HOME/newsletter`, else `~/.cache/newsletter`; None with no home folder.
+
+    Work kept between commands (`core/cachefile`) lives there rather than in
+    the project: `var/` holds the ledger, which a dry run or a test copy must
+    not bring into being, and a checkout may be read-only.
+    """
+    named = os.environ.get("XDG_CACHE_HOME", "")
+    if named and Path(named).is_absolute():
+        return Path(named) / "newsletter"
+    try:
+        return Path.home() / ".cache" / "newsletter"
+    except RuntimeError:  # no HOME and no entry in the password database
+        return None
 
 
 def bundled_project_dir() -> Path:
@@ -115,6 +133,15 @@ class ProjectPaths:
     @property
     def dispatch_log_path(self) -> Path:
         return self.var_dir / "dispatch.log"
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """This project's work kept between commands, in the user's cache; safe to delete."""
+        base = user_cache_dir()
+        if base is None:
+            return None
+        tag = hashlib.sha256(str(self.root_dir).encode("utf-8")).hexdigest()[:16]
+        return base / f"{self.root_dir.name}-{tag}"
 
     @property
     def outbox_dir(self) -> Path:

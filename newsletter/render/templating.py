@@ -25,6 +25,14 @@ from jinja2 import (
 
 from newsletter.content.markup import markdown_block, markdown_inline, markdown_plain
 from newsletter.core.bounds import project_file
+from newsletter.core.cachefile import CacheDir
+from newsletter.render.template_cache import TemplateBytecodeCache
+
+# Where an email's templates start. Named here, not beside the renderer, so the
+# approval fingerprint can follow them without loading what renders.
+HTML_TEMPLATE = "email/newsletter.html.j2"
+TEXT_TEMPLATE = "email/newsletter.txt.j2"
+EMAIL_TEMPLATES = (HTML_TEMPLATE, TEXT_TEMPLATE)
 
 
 class ProjectTemplateLoader(FileSystemLoader):
@@ -42,9 +50,14 @@ class ProjectTemplateLoader(FileSystemLoader):
         return source, filename, uptodate
 
 
-def make_environment(template_dirs: Sequence[Path]) -> Environment:
-    """The environment over `template_dirs`, the first found winning; each is `<project>/templates`."""
+def make_environment(template_dirs: Sequence[Path], cache_dir: Path | None = None) -> Environment:
+    """The environment over `template_dirs`, the first found winning; each is `<project>/templates`.
+
+    With `cache_dir` (the project's folder in the user's cache), compiled templates are kept
+    there for the next command (`template_cache`).
+    """
     loaders: list[BaseLoader] = [ProjectTemplateLoader(d, d.parent) for d in template_dirs]
+    cache = TemplateBytecodeCache(CacheDir(cache_dir)) if cache_dir is not None else None
     env = Environment(
         loader=ChoiceLoader(loaders),
         autoescape=select_autoescape(
@@ -57,6 +70,7 @@ def make_environment(template_dirs: Sequence[Path]) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        bytecode_cache=cache,
     )
     env.filters["markdown"] = markdown_inline
     env.filters["markdown_block"] = markdown_block

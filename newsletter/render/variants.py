@@ -12,7 +12,6 @@ recipients cost little more than one render.
 from __future__ import annotations
 
 import html
-import logging
 import re
 import secrets
 import textwrap
@@ -24,12 +23,14 @@ from jinja2 import Environment
 
 from newsletter.audience.lists import Recipient, Variant, sample_recipients, variant_for
 from newsletter.content.issue import Issue, Link, Section
+from newsletter.core.cachefile import CacheDir, cache_key
 from newsletter.core.errors import Problem
 from newsletter.core.project import Project
 from newsletter.render.budget import check_email_html
+from newsletter.render.inlining import inline_css, inline_css_kept
 from newsletter.render.links import share_ideas_mailto, unsubscribe_link, web_version_url
 from newsletter.render.message import PersonalisedEmail
-from newsletter.render.templating import make_environment
+from newsletter.render.templating import HTML_TEMPLATE, TEXT_TEMPLATE, make_environment
 
 __all__ = [
     "SAMPLE_RECIPIENT",
@@ -42,8 +43,6 @@ __all__ = [
     "wrap_text",
 ]
 
-HTML_TEMPLATE = "email/newsletter.html.j2"
-TEXT_TEMPLATE = "email/newsletter.txt.j2"
 TEXT_WIDTH = 78
 SLOTS = ("greeting", "email", "unsubscribe_url", "web_version_url")
 # The site names the paper appends to link texts; the button does not need them.
@@ -121,32 +120,6 @@ def section_view(issue: Issue, section: Section) -> SectionView:
     )
 
 
-def inline_css(document: str, base_url: str) -> str:
-    """Inline the CSS of `<style>` blocks into style attributes, for mail clients.
-
-    The responsive and dark-mode rules live in a `<style data-premailer="ignore">`
-    block that premailer leaves exactly as written; `strip_important=False`
-    keeps any `!important` it does process. Conditional comments for Outlook are
-    comments to lxml and pass through unchanged. Relative links are resolved
-    against `base_url`; nothing is fetched from the network.
-    """
-    from premailer import Premailer  # 0.2 s of imports (cssutils, lxml) only renders need
-
-    inliner = Premailer(
-        base_url=base_url,
-        strip_important=False,
-        keep_style_tags=False,
-        remove_classes=False,
-        allow_network=False,
-        allow_loading_external_files=False,
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-        preserve_internal_links=True,
-    )
-    result: str = inliner.transform(document, pretty_print=False)
-    return result
-
-
 def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
     """Wrap a plain-text body at `width` columns, never breaking a word or URL.
 
@@ -201,10 +174,13 @@ class Renderer:
         self.project = project
         self.issue = issue
         self.settings = project.settings
-        self._env: Environment = make_environment(project.template_dirs)
+        self._env: Environment = make_environment(project.template_dirs, project.paths.cache_dir)
         self._env.filters["reflow"] = reflow
         self._cache: dict[tuple[str, ...], RenderedVariant] = {}
-        nonce = secrets.token_hex(6)
+        cache_dir = project.paths.cache_dir
+        # premailer's results, kept between commands
+        self._kept = CacheDir(cache_dir) if cache_dir is not None else None
+        self._nonce = nonce = secrets.token_hex(6)
         # Tokens content cannot guess; URL-shaped so premailer's link rewriting leaves them be.
         self._tokens = {
             slot: (
@@ -238,7 +214,13 @@ class Renderer:
             return cached
         context = self.context(variant)
         raw_html = self._env.get_template(HTML_TEMPLATE).render(context)
-        inlined = inline_css(raw_html, self.settings.archive_base_url)
+        inlined = inline_css_kept(
+            raw_html,
+            self.settings.archive_base_url,
+            (self._nonce, tuple(self._tokens.values())),
+            self._kept,
+            "inline-" + cache_key(str(self.issue.path), *variant.section_ids),
+        )
         text = wrap_text(self._env.get_template(TEXT_TEMPLATE).render(context))
         rendered = RenderedVariant(
             variant,

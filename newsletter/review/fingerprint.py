@@ -48,7 +48,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, TemplateError, TemplateNotFound, meta
 
@@ -56,14 +56,11 @@ from newsletter.audience.lists import Variant
 from newsletter.content.issue import Issue
 from newsletter.core.project import Project
 from newsletter.core.yamlfile import load_yaml, parse_yaml
+from newsletter.render.templating import EMAIL_TEMPLATES as EMAIL_TEMPLATES  # approval re-exports
 from newsletter.render.templating import make_environment
-from newsletter.render.variants import (
-    HTML_TEMPLATE,
-    SAMPLE_RECIPIENT,
-    TEXT_TEMPLATE,
-    Renderer,
-    sample_variants,
-)
+
+if TYPE_CHECKING:
+    from newsletter.render.variants import Renderer
 
 MISSING = "missing"
 # The newsletter.yaml settings that show in an email or its headers.
@@ -71,8 +68,7 @@ RENDERING_SETTINGS = (
     "organisation", "from", "reply_to", "postal_address", "footer", "unsubscribe",
     "archive_base_url", "list_id", "timezone",
 )  # fmt: skip
-# Where the email's templates start; everything they include is followed from here.
-EMAIL_TEMPLATES = (HTML_TEMPLATE, TEXT_TEMPLATE)
+# Everything the email's templates (EMAIL_TEMPLATES) include is followed from them.
 EMAIL_TEMPLATE_DIR = "email/"
 
 
@@ -260,10 +256,14 @@ def fingerprint(project: Project, issue_path: Path) -> Fingerprint:
 
 
 # --- what the run renders --------------------------------------------------------
+# render.variants (with render.message, budget and links) is imported by these
+# two alone: `schedule` checks every approval's fingerprint and renders nothing.
 
 
 def rendered_digest(renderer: Renderer, variant: Variant) -> str:
     """The digest of one variant as `renderer` renders it, personal slots left out."""
+    from newsletter.render.variants import SAMPLE_RECIPIENT
+
     email = renderer.personalise(variant, SAMPLE_RECIPIENT)
     shared = {
         "subject": email.subject,
@@ -275,6 +275,8 @@ def rendered_digest(renderer: Renderer, variant: Variant) -> str:
 
 def rendered_digests(project: Project, issue: Issue) -> dict[str, str]:
     """The digest of each variant the issue's audience gets now, by variant key."""
+    from newsletter.render.variants import Renderer, sample_variants
+
     renderer = Renderer(project, issue)
     return {
         variant.key: rendered_digest(renderer, variant)

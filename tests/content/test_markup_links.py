@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+from newsletter.content import markup
 from newsletter.content.issue import Issue
 from newsletter.content.markup import markdown_block, markdown_inline, markdown_plain
 from newsletter.core.project import Project, open_project
@@ -120,3 +122,56 @@ def test_without_a_secret_the_footer_link_is_the_mailto(
     assert unsubscribe_link(project.settings, issue, "jo@example.org").startswith(
         "mailto:unsubscribe@example.org?"
     )
+
+
+# --- text that cannot hold a link is not parsed --------------------------------
+
+# Everything Markdown and HTML give meaning to, but the two characters every link
+# starts with: brackets closed, entities and escapes for them, bare addresses.
+NO_OPENER = (
+    "ab ]()!:/.@\\&#;*_`~-+=|{}>\"' \n\t12345https://www.example.org/x?y=1 mailto:a@b.example"
+    " &#91; &#x5B; &lsqb; &#60; &lt; \\] www.example.org user@example.org ftp://x javascript:x"
+)
+
+
+def links_as_parsed(text: str, *, block: bool) -> list[str]:
+    """markdown_links without its shortcut: markdown-it's tree, walked."""
+    return [
+        str(node.attrs.get("href", node.attrs.get("src", "")))
+        for node in markup._tree(text, block=block).walk()
+        if node.type in ("link", "image")
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "See https://www.gov.uk/guidance for more",
+        "&#91;the report&#93;(https://example.org/a)",
+        "&lt;https://example.org/a&gt;",
+        "\\\\&#91;x](https://example.org)",
+        "![alt](https://example.org/a.png",
+        "]: https://example.org/ref\n\n]ref]",
+        "    indented code (https://example.org)\n\n> quote (https://example.org)",
+        "- a list\n- with https://example.org\n\n1. and mailto:x@example.org",
+    ],
+)
+def test_text_without_a_bracket_or_angle_holds_no_link(text: str) -> None:
+    assert markup.markdown_links(text) == markup.markdown_links(text, block=True) == []
+    assert links_as_parsed(text, block=False) == links_as_parsed(text, block=True) == []
+
+
+def test_the_parser_agrees_on_many_random_texts_without_a_bracket_or_angle() -> None:
+    rng = random.Random(20261206)
+    for _ in range(1500):
+        text = "".join(rng.choice(NO_OPENER) for _ in range(rng.randrange(1, 40)))
+        for block in (False, True):
+            assert links_as_parsed(text, block=block) == [], text
+
+
+def test_text_with_a_link_is_still_parsed() -> None:
+    assert markup.markdown_links("[the report](https://example.org/a)") == ["https://example.org/a"]
+    assert markup.markdown_links("<https://example.org/b>") == ["https://example.org/b"]
+    assert markup.markdown_links("[x][r]\n\n[r]: https://example.org/c", block=True) == [
+        "https://example.org/c"
+    ]

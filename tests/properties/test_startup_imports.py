@@ -40,12 +40,19 @@ except SystemExit as exit:
     code = exit.code
 else:
     code = 0
-print(json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 """
+# What renders an email: `schedule` reads approvals' fingerprints, it renders nothing.
+RENDERING = ("newsletter.render.variants", "newsletter.render.message", "newsletter.render.budget")
 
 
 def loaded_modules(cwd: Path, *args: str) -> set[str]:
     """The top-level modules a fresh `newsletter ARGS` process has imported when it ends."""
+    return {name.split(".")[0] for name in loaded_module_names(cwd, *args)}
+
+
+def loaded_module_names(cwd: Path, *args: str) -> set[str]:
+    """Every module (dotted names) a fresh `newsletter ARGS` process has imported when it ends."""
     env = {**os.environ, "PYTHONPATH": str(REPO_DIR)}
     done = subprocess.run(
         [sys.executable, "-c", REPORT_MODULES, *args],
@@ -84,9 +91,27 @@ def test_help_loads_no_command_module(tmp_path: Path) -> None:
 def test_schedule_reads_the_project_without_rendering_or_sending_libraries(
     project_dir: Path,
 ) -> None:
-    loaded = loaded_modules(project_dir, "schedule")
+    loaded = loaded_module_names(project_dir, "schedule")
     assert "yaml" in loaded  # it did read the project
-    assert not loaded & set(HEAVY)
+    assert "newsletter.review.fingerprint" in loaded  # and checked the approval
+    assert not {name.split(".")[0] for name in loaded} & set(HEAVY)
+    assert not loaded & set(RENDERING)
+    # The sample's Markdown holds no link, so its link checks need no parser.
+    assert "markdown_it" not in {name.split(".")[0] for name in loaded}
+
+
+def test_schedule_run_again_asks_email_validator_nothing(project_dir: Path) -> None:
+    # Its answers about the settings' and lists' addresses were kept by the first run.
+    assert "email_validator" in loaded_modules(project_dir, "schedule")
+    assert "email_validator" not in loaded_modules(project_dir, "schedule")
+
+
+def test_validate_run_again_on_unchanged_files_does_not_load_premailer(project_dir: Path) -> None:
+    # The first run inlines each variant's CSS and keeps the result in the user's cache.
+    assert {"premailer", "cssutils", "lxml"} <= loaded_modules(project_dir, "validate")
+    loaded = loaded_modules(project_dir, "validate")
+    assert "jinja2" in loaded  # it did render the emails
+    assert not loaded & {"premailer", "cssutils", "lxml"}
 
 
 def test_cron_dispatch_with_nothing_due_loads_no_sending_library(project_dir: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -35,6 +36,30 @@ def unapprove_sample(root: Path, issue: str = SAMPLE_ISSUE) -> None:
     (folder / f"{issue}.yaml").unlink(missing_ok=True)
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def run_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Work kept by what module and session fixtures run (an archive built once) stays in
+    this run too; each test then gets a folder of its own (`own_cache_home`)."""
+    with pytest.MonkeyPatch.context() as patch:
+        cache_home = tmp_path_factory.mktemp("run-cache-home")
+        patch.setenv("XDG_CACHE_HOME", str(cache_home))
+        yield cache_home
+
+
+@pytest.fixture(autouse=True)
+def own_cache_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test keeps work between commands (`core/cachefile`) in a cache folder of its own.
+
+    Not the developer's ~/.cache: what one test (or an earlier run) kept must
+    never decide what another sees. Child processes inherit it.
+    """
+    cache_home = tmp_path_factory.mktemp("cache-home")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache_home))
+    return cache_home
 
 
 @pytest.fixture
