@@ -8,7 +8,6 @@ that is damaged or cannot be written is worked around, never trusted.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -153,19 +152,12 @@ def test_a_cache_that_cannot_be_written_changes_nothing(project_dir: Path) -> No
     assert emails(project, issue) == emails(project, issue)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
-def test_a_read_only_cache_changes_nothing(project_dir: Path) -> None:
+def test_kept_files_gone_stale_change_nothing(project_dir: Path) -> None:
     runner = CliRunner()
     first = runner.invoke(cli, ["--root", str(project_dir), "validate"])
-    kept = cache_dir(project_dir)
-    for path in kept.iterdir():
+    for path in cache_dir(project_dir).iterdir():
         path.write_bytes(b"stale")
-        path.chmod(0o400)
-    kept.chmod(0o500)
-    try:
-        again = runner.invoke(cli, ["--root", str(project_dir), "validate"])
-    finally:
-        kept.chmod(0o700)
+    again = runner.invoke(cli, ["--root", str(project_dir), "validate"])
     assert again.exit_code == 0 and again.output == first.output
 
 
