@@ -346,7 +346,7 @@ class _SendRun:
                 try:
                     answer = self.done.get(timeout=0.1)
                 except queue.Empty:
-                    if self._a_process_died():
+                    if self._a_process_ended():
                         return
                     continue
                 if answer[0] is not None:
@@ -392,22 +392,24 @@ class _SendRun:
     def _take(self, answer: Answer) -> None:
         """A worker's answer: give back the rows it never sent, keep its error and counts."""
         unsent, error, counted = answer
-        if error is not None and self.error is None:
-            self.error = error
+        if error is not None:
+            self.stop.set()
+            if self.error is None:
+                self.error = error
         if counted is not None:
             self.recorder.tally.add(counted)
         if unsent:
             self.ledger.release(self.issue.id, [r.address_key for r in unsent])
 
-    def _a_process_died(self) -> bool:
-        """True (with the error set) if a sending process ended without its last answer."""
-        for process in self.processes:
-            if process.exitcode not in (None, 0):
-                if self.error is None:
-                    self.error = died_unexpectedly(process)
-                self.stop.set()
-                return True
-        return False
+    def _a_process_ended(self) -> bool:
+        """True if a sending process has ended: the run stops (with an error if it died)."""
+        ended = [process for process in self.processes if process.exitcode is not None]
+        for process in ended:
+            if process.exitcode != 0 and self.error is None:
+                self.error = died_unexpectedly(process)
+        if ended:
+            self.stop.set()
+        return bool(ended)
 
     def _shutdown(self, workers: list[Worker]) -> None:
         """Stop the workers (each finishes and records its chunk); give back rows never sent.
@@ -435,7 +437,7 @@ class _SendRun:
             try:
                 answers.append(self.done.get(timeout=0.1))
             except queue.Empty:
-                self._a_process_died()
+                self._a_process_ended()
         for worker in workers:
             worker.join()
         while True:
@@ -443,7 +445,7 @@ class _SendRun:
                 answers.append(self.done.get_nowait())
             except queue.Empty:
                 break
-        self._a_process_died()
+        self._a_process_ended()
         try:
             for answer in answers:
                 self._take((None, answer[1], answer[2]))

@@ -143,5 +143,6 @@ def work_in_child(run: Run, transports: list[Transport], index: int, parent_pid:
         work(run, transports[index], parent_pid)
         run.recorder.record_what_is_held()
     except BaseException as caught:
+        run.stop.set()
         error = caught
     run.done.put((None, portable(error), run.recorder.tally.take()))
