@@ -76,8 +76,14 @@ def test_postmark_is_paged_within_its_limits_and_stops_at_known_bounces(
     project_dir: Path, postmark_bounces: FakePostmarkBounces, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     postmark_bounces.configure(monkeypatch)
+    # Three pages' worth, newest first: one hard bounce on each page, soft bounces
+    # around them (each hard bounce rewrites suppressed.csv: 1,203 of them took 10 s).
+    hard = {1202: "page1", 600: "page2", 0: "page3"}
     for n in range(1203):
-        postmark_bounces.add(f"gone{n}@example.com", "HardBounce")
+        if n in hard:
+            postmark_bounces.add(f"gone-{hard[n]}@example.com", "HardBounce")
+        else:
+            postmark_bounces.add(f"busy{n}@example.com", "SoftBounce")
 
     result = run(project_dir, "--provider", "postmark", "--format", "json")
 
@@ -87,6 +93,8 @@ def test_postmark_is_paged_within_its_limits_and_stops_at_known_bounces(
         "/bounces?count=500&offset=500",
         "/bounces?count=500&offset=1000",
     ]
+    gone = {f"gone-{page}@example.com" for page in hard.values()}
+    assert gone <= {email for email, reason in suppressed(project_dir) if reason == "hard-bounce"}
     postmark_bounces.add("new@example.com", "HardBounce")
     again = run(project_dir, "--provider", "postmark")
     assert "hard bounces: 1 (1 added" in again.output
