@@ -71,11 +71,18 @@ class ServeProcess:
 
     def link(self, address: str) -> str:
         """The person's one-click link as a message carries it, aimed at this server."""
+        return self.links([address])[address]
+
+    def links(self, addresses: list[str]) -> dict[str, str]:
+        """`link` for each address, the project read once for them all."""
         project = open_project(self.project_dir)
         issue = project.load_issue(ISSUE_ID)
-        url = unsubscribe_https_url(project.settings, issue, address)
-        assert url is not None and url.startswith(PUBLIC_BASE)
-        return self.local(url)
+        found = {}
+        for address in addresses:
+            url = unsubscribe_https_url(project.settings, issue, address)
+            assert url is not None and url.startswith(PUBLIC_BASE)
+            found[address] = self.local(url)
+        return found
 
     def local(self, public_url: str) -> str:
         """A public URL (as in a message or a page) aimed at this server instead."""
