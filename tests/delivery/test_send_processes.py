@@ -26,6 +26,8 @@ import pytest
 from tests.support.project import ISSUE, edit_issue, speed_up
 from tests.support.smtp import SmtpTestServer
 
+pytestmark = pytest.mark.slow  # real processes through a slow relay, several runs each
+
 SEND_AT = "2023-05-15T09:00:00+01:00"
 EVERYONE = 67
 REPO = Path(__file__).resolve().parents[2]
