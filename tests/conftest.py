@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import compileall
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if not hasattr(config, "workerinput"):
         compileall.compile_dir(PACKAGE_DIR, quiet=1)
+    # pytest keeps each test module as rewritten for its assertions in
+    # __pycache__, unless PYTHONDONTWRITEBYTECODE is set: then every worker of
+    # every run rewrites all of them again (3 s of each worker's start). Keep them.
+    sys.dont_write_bytecode = False
