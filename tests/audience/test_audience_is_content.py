@@ -20,7 +20,7 @@ from newsletter.audience.lists import check_list, iter_audience
 from newsletter.cli import cli
 from newsletter.core.errors import ContentError
 from newsletter.core.project import open_project
-from tests.support.project import approve_sample
+from tests.support.project import approve_sample, speed_up
 
 ISSUE = "2023-05-panel-reports"
 HEADER = ("email", "name", "organisation", "agency", "role", "district")
@@ -54,10 +54,12 @@ def outbox_files(project_dir: Path) -> list[Path]:
 
 
 def send(project_dir: Path) -> Result:
+    speed_up(project_dir)  # who is sent to is the subject here, not the pace
     return run(project_dir, "send", ISSUE, "--send", "--yes", "--transport", "outbox")
 
 
 def approve_and_schedule(project_dir: Path) -> None:
+    speed_up(project_dir)  # who is sent to is the subject here, not the pace
     approve_sample(project_dir)  # the sample is scheduled already; approve it as it stands
 
 

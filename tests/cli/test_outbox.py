@@ -15,7 +15,7 @@ from playwright.sync_api import Page
 
 from newsletter.cli import cli
 from newsletter.web.outbox_view import list_outbox, write_outbox_pages
-from tests.support.project import SAMPLE_ISSUE
+from tests.support.project import SAMPLE_ISSUE, speed_up
 
 
 def invoke(project_dir: Path, *args: str) -> Result:
@@ -23,6 +23,7 @@ def invoke(project_dir: Path, *args: str) -> Result:
 
 
 def send_and_test(project_dir: Path) -> tuple[Result, Result]:
+    speed_up(project_dir)  # what the outbox shows is the subject here, not the pace
     sent = invoke(project_dir, "send", SAMPLE_ISSUE, "--send", "--yes", "--transport", "outbox")
     tested = invoke(project_dir, "send", SAMPLE_ISSUE, "--test-to", "me@example.org")
     assert sent.exit_code == 0, sent.output

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from newsletter.cli import cli
 from newsletter.core.project import open_project
 from newsletter.review.validate import validate_project
-from tests.support.project import approve_sample
+from tests.support.project import approve_sample, speed_up
 
 ISSUE = "2023-05-panel-reports"
 
@@ -84,6 +84,7 @@ def test_an_issue_without_send_at_is_valid_and_not_scheduled(project_dir: Path) 
     assert issue.send_at is None
     # It can still be sent by hand, once approved as it now stands.
     approve_sample(project_dir)
+    speed_up(project_dir)
     result = run(project_dir, "send", ISSUE, "--send", "--yes", "--transport", "outbox")
     assert result.exit_code == 0, result.output
 

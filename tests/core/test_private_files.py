@@ -88,6 +88,7 @@ def test_a_ledger_made_world_readable_before_is_tightened_on_next_use(tmp_path: 
 
 
 def test_a_real_send_leaves_the_ledger_and_outbox_private(project_dir: Path, umask: int) -> None:
+    speed_up(project_dir)
     result = run(project_dir, "send", ISSUE, "--send", "--yes")
     assert result.exit_code == 0, result.output
     assert list((project_dir / "outbox" / "new").iterdir())  # the messages were written

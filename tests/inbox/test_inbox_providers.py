@@ -15,6 +15,7 @@ from newsletter.inbox.run import ledger_events
 from tests.inbox.sent import our_message_id
 from tests.support.bounce_apis import FakeMailjetMessages, FakePostmarkBounces
 from tests.support.notify import TEMPLATE_ID, FakeNotify
+from tests.support.project import speed_up
 from tests.support.providers import MAILJET_SECRET, POSTMARK_TOKEN
 
 ISSUE = "2023-05-panel-reports"
@@ -76,8 +77,14 @@ def test_postmark_is_paged_within_its_limits_and_stops_at_known_bounces(
     project_dir: Path, postmark_bounces: FakePostmarkBounces, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     postmark_bounces.configure(monkeypatch)
+    # Three pages' worth, newest first: one hard bounce on each page, soft bounces
+    # around them (each hard bounce rewrites suppressed.csv: 1,203 of them took 10 s).
+    hard = {1202: "page1", 600: "page2", 0: "page3"}
     for n in range(1203):
-        postmark_bounces.add(f"gone{n}@example.com", "HardBounce")
+        if n in hard:
+            postmark_bounces.add(f"gone-{hard[n]}@example.com", "HardBounce")
+        else:
+            postmark_bounces.add(f"busy{n}@example.com", "SoftBounce")
 
     result = run(project_dir, "--provider", "postmark", "--format", "json")
 
@@ -87,6 +94,8 @@ def test_postmark_is_paged_within_its_limits_and_stops_at_known_bounces(
         "/bounces?count=500&offset=500",
         "/bounces?count=500&offset=1000",
     ]
+    gone = {f"gone-{page}@example.com" for page in hard.values()}
+    assert gone <= {email for email, reason in suppressed(project_dir) if reason == "hard-bounce"}
     postmark_bounces.add("new@example.com", "HardBounce")
     again = run(project_dir, "--provider", "postmark")
     assert "hard bounces: 1 (1 added" in again.output
@@ -183,6 +192,7 @@ def notify_sent(
         settings.read_text(encoding="utf-8") + f"\nnotify:\n  template_id: {TEMPLATE_ID}\n",
         encoding="utf-8",
     )
+    speed_up(project_dir)  # what comes back is the subject here, not the pace of the send
     notify_server.bounce("j.okafor@example.org")
     notify_server.add_notification(
         "council-tax-reminder-17", "other@example.com", "permanent-failure"

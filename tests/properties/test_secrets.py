@@ -108,6 +108,7 @@ def test_refused_smtp_login_names_the_variable_not_the_password(
     assert_no_secret_anywhere(result, caplog, secret_env)
 
 
+@pytest.mark.slow  # all 67 people through an SMTP login, with debug logging
 def test_a_verbose_send_with_login_shows_no_password(
     secret_env: Path,
     smtp_server_factory: Callable[..., SmtpTestServer],

@@ -164,6 +164,7 @@ def test_links_that_stay_inside_the_project_are_fine(project_dir: Path) -> None:
         shutil.move(project_dir / relative, moved)
         (project_dir / relative).symlink_to(moved)
     assert run(project_dir, "validate").exit_code == 0
+    speed_up(project_dir)
     result = run(project_dir, "send", ISSUE, "--send", "--yes")
     assert result.exit_code == 0, result.output
     assert len(sent_messages(project_dir)) == RECIPIENTS

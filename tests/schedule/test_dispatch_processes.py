@@ -27,6 +27,8 @@ from newsletter.schedule.due import issue_schedule, parse_now
 from tests.support.project import ISSUE, edit_issue, speed_up
 from tests.support.smtp import SmtpTestServer
 
+pytestmark = pytest.mark.slow  # real dispatch processes, killed and run again
+
 SEND_AT = "2023-05-15T09:00:00+01:00"
 NOW = ("--now", SEND_AT)
 

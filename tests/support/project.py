@@ -133,12 +133,14 @@ def edit_issue(
     if approved:
         approve_sample(project_dir)
     path = project_dir / "issues" / f"{ISSUE}.yaml"
-    text = path.read_text(encoding="utf-8")
+    before = text = path.read_text(encoding="utf-8")
     if send_at is not None:
         text, n = re.subn(r"(?m)^send_at: .*$", f'send_at: "{send_at}"', text)
         assert n == 1
     path.write_text(text, encoding="utf-8")
-    if approved:
+    # Unchanged, the second approval would record nothing new (approve_issue
+    # keeps a person's approval of the same files): only a change needs it.
+    if approved and text != before:
         with contextlib.suppress(ContentError):  # invalid now: approved, then changed
             approve_sample(project_dir)
 

@@ -7,6 +7,11 @@ Fixtures:
   fixture reads the port the command prints, and at teardown stops it with
   SIGTERM, as systemd does, and fails the test if it did not exit cleanly or
   printed a traceback.
+- `impatient_serve_server`: the same, but the ledger waits only
+  `IMPATIENT_BUSY_TIMEOUT_MS` for another process's write lock instead of
+  `connection.BUSY_TIMEOUT_MS` (30 s), for the tests that hold the lock on
+  purpose: the command is the real one, started through `python -c` so the
+  module constant can be set first, as `tests/ledger` sets it in-process.
 
 `ServeProcess.link(address)` builds the person's link exactly as a message
 does (`links.unsubscribe_https_url`) and points it at the local server.
@@ -38,6 +43,13 @@ WEBHOOK_USERS = {
     "mailjet": ("mailjet-hook", "mj-hook-password-77b0d2"),
 }
 START_TIMEOUT_SECONDS = 30
+IMPATIENT_BUSY_TIMEOUT_MS = 1_000
+# `python -m newsletter`, after shortening how long a write waits for a lock.
+_IMPATIENT_MAIN = (
+    "import newsletter.ledger.connection as connection; "
+    "connection.BUSY_TIMEOUT_MS = {busy_timeout_ms}; "
+    "from newsletter.cli import main; main()"
+)
 LISTENING = "newsletter serve: listening on "
 
 
@@ -59,11 +71,18 @@ class ServeProcess:
 
     def link(self, address: str) -> str:
         """The person's one-click link as a message carries it, aimed at this server."""
+        return self.links([address])[address]
+
+    def links(self, addresses: list[str]) -> dict[str, str]:
+        """`link` for each address, the project read once for them all."""
         project = open_project(self.project_dir)
         issue = project.load_issue(ISSUE_ID)
-        url = unsubscribe_https_url(project.settings, issue, address)
-        assert url is not None and url.startswith(PUBLIC_BASE)
-        return self.local(url)
+        found = {}
+        for address in addresses:
+            url = unsubscribe_https_url(project.settings, issue, address)
+            assert url is not None and url.startswith(PUBLIC_BASE)
+            found[address] = self.local(url)
+        return found
 
     def local(self, public_url: str) -> str:
         """A public URL (as in a message or a page) aimed at this server instead."""
@@ -90,12 +109,18 @@ def _read_output(server: ServeProcess, ready: threading.Event) -> None:
     ready.set()  # the process ended (or closed its output) without listening
 
 
-def start_serve(project_dir: Path, *extra: str) -> ServeProcess:
-    """Start `newsletter serve --port 0` for `project_dir` and wait until it listens."""
+def start_serve(project_dir: Path, *extra: str, busy_timeout_ms: int | None = None) -> ServeProcess:
+    """Start `newsletter serve --port 0` for `project_dir` and wait until it listens.
+
+    `busy_timeout_ms`, when given, replaces the ledger's wait for a write lock.
+    """
+    if busy_timeout_ms is None:
+        launcher = ["-m", "newsletter"]
+    else:
+        launcher = ["-c", _IMPATIENT_MAIN.format(busy_timeout_ms=int(busy_timeout_ms))]
     command = [
         sys.executable,
-        "-m",
-        "newsletter",
+        *launcher,
         "--root",
         str(project_dir),
         "serve",
@@ -146,14 +171,27 @@ def stop_serve(server: ServeProcess) -> None:
     assert "Traceback" not in printed, printed
 
 
-@pytest.fixture
-def serve_server(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServeProcess]:
+def _serve_sample(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch, busy_timeout_ms: int | None = None
+) -> Iterator[ServeProcess]:
     enable_one_click(project_dir, monkeypatch)
     for provider, (username, password) in WEBHOOK_USERS.items():
         monkeypatch.setenv(f"NEWSLETTER_{provider.upper()}_WEBHOOK_USERNAME", username)
         monkeypatch.setenv(f"NEWSLETTER_{provider.upper()}_WEBHOOK_PASSWORD", password)
-    server = start_serve(project_dir, "--threads", "8")
+    server = start_serve(project_dir, "--threads", "8", busy_timeout_ms=busy_timeout_ms)
     try:
         yield server
     finally:
         stop_serve(server)
+
+
+@pytest.fixture
+def serve_server(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServeProcess]:
+    yield from _serve_sample(project_dir, monkeypatch)
+
+
+@pytest.fixture
+def impatient_serve_server(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ServeProcess]:
+    yield from _serve_sample(project_dir, monkeypatch, IMPATIENT_BUSY_TIMEOUT_MS)

@@ -266,7 +266,7 @@ def test_200_people_leaving_at_once_are_each_recorded_exactly_once(
     serve_server: ServeProcess,
 ) -> None:
     addresses = [f"reader{n}@example.org" for n in range(200)]
-    links = {address: serve_server.link(address) for address in addresses}
+    links = serve_server.links(addresses)
     before = len(rows(serve_server))
 
     def leave(address: str) -> int:

@@ -44,8 +44,11 @@ def test_healthz_answers_with_more_idle_connections_than_waitress_allows_by_defa
 
 
 def test_with_the_ledger_locked_an_unsubscribe_that_was_written_says_so(
-    serve_server: ServeProcess,
+    impatient_serve_server: ServeProcess,
 ) -> None:
+    # The lock is held until the answer comes, so the ledger's write really
+    # times out; the server waits 1 s for it instead of 30 (tests/support/serve.py).
+    serve_server = impatient_serve_server
     release = threading.Event()
     locked = threading.Event()
 
@@ -69,6 +72,8 @@ def test_with_the_ledger_locked_an_unsubscribe_that_was_written_says_so(
     assert "nothing was changed" not in answer.text
     assert "unsubscribed" in answer.text.lower()
     assert LEAVER in serve_server.suppressed_path.read_text(encoding="utf-8")
+    # The ledger's write really waited out the lock and gave up: no event for the leaver.
+    assert read_list_events(serve_server.ledger_path) == []
 
 
 def webhook(server: ServeProcess, provider: str, body: bytes | object) -> int:

@@ -13,6 +13,7 @@ import mailbox
 import time
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 from click.testing import CliRunner
@@ -205,6 +206,7 @@ def test_the_report_csv_keeps_formulas_as_text(studio: StudioProcess) -> None:
     assert len(sent) == state["counts"]["sent"]  # type: ignore[index]
 
 
+@pytest.mark.slow  # a background send stopped part-way, then finished
 def test_a_send_stops_cleanly_and_carries_on_later_sending_each_person_once(
     studio: StudioProcess,
 ) -> None:
