@@ -138,9 +138,13 @@ class SmtpSslClient(SmtpClient, smtplib.SMTP_SSL):
     """smtplib's implicit-TLS client, with the same memory of the end of DATA."""
 
 
-def open_client(settings: SmtpSettings, context: ssl.SSLContext) -> SmtpClient:
-    """Connect to the relay (TLS from the start for `security: ssl`) and read its greeting."""
+def open_client(settings: SmtpSettings, context: ssl.SSLContext | None) -> SmtpClient:
+    """Connect to the relay (TLS from the start for `security: ssl`) and read its greeting.
+
+    `context` is None only for `security: none`.
+    """
     if settings.security == "ssl":
+        assert context is not None
         return SmtpSslClient(
             settings.host,
             settings.port,
@@ -156,11 +160,12 @@ def open_client(settings: SmtpSettings, context: ssl.SSLContext) -> SmtpClient:
     )
 
 
-def secure(connection: smtplib.SMTP, security: str, context: ssl.SSLContext) -> None:
+def secure(connection: smtplib.SMTP, security: str, context: ssl.SSLContext | None) -> None:
     """EHLO, then STARTTLS when `security: starttls` (refusing to go on without it)."""
     connection.ehlo()
     if security != "starttls":
         return
+    assert context is not None
     if not connection.has_extn("starttls"):
         raise smtplib.SMTPNotSupportedError(NO_STARTTLS_ADVICE)
     connection.starttls(context=context)

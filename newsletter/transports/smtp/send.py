@@ -138,7 +138,9 @@ class SmtpTransport:
             identity = MicrosoftIdentity.from_settings(OAuthSettings.of(settings))
             tokens = TokenProvider(identity, SMTP_SCOPE, clock=clock, verify=settings.https_verify)
         envelope_from = settings.bounce_address or settings.from_address
-        return lambda: cls(smtp, envelope_from, tokens=tokens)
+        # One TLS context for every worker (only a relay without TLS needs none).
+        context = ssl.create_default_context() if smtp.security != "none" else None
+        return lambda: cls(smtp, envelope_from, tokens=tokens, ssl_context=context)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpTransport:
@@ -389,7 +391,11 @@ class SmtpTransport:
         if self._connection is not None and not self._token_expiring():
             return self._connection
         self.close()
-        context = self._ssl_context or ssl.create_default_context()
+        if self._ssl_context is None and self.settings.security != "none":
+            # Made once a transport and kept: loading the system's certificate
+            # authorities costs 20-30 ms, for every connection of every worker.
+            self._ssl_context = ssl.create_default_context()
+        context = self._ssl_context
         try:
             connection = open_client(self.settings, context)
             try:
