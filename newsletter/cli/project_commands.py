@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,12 +16,14 @@ from newsletter.cli.common import (
     pass_app,
     when_refused,
 )
-from newsletter.content.new_project import TeamDetails, init_team_project
 from newsletter.core.envfile import env_file_path, new_unsubscribe_secret
 from newsletter.core.paths import ProjectPaths
 from newsletter.core.project import init_project, resolve_issue_path
 from newsletter.core.settings import UNSUBSCRIBE_SECRET_ENV
 from newsletter.review.validate import route_line, validate_project
+
+if TYPE_CHECKING:
+    from newsletter.content.new_project import TeamDetails
 
 SAMPLE_ISSUE = "2023-05-panel-reports"
 
@@ -58,6 +61,9 @@ def validate(app: AppContext, issues: tuple[str, ...], quiet: bool, verbose: boo
 
 def _team_details(organisation: str | None, from_address: str | None) -> TeamDetails:
     """The options, or answers typed at a terminal; without a terminal the options are needed."""
+    # A new team's skeleton (50 ms of imports) is loaded by `init` alone, not `validate`.
+    from newsletter.content.new_project import TeamDetails
+
     missing = [
         option
         for option, value in (("--organisation", organisation), ("--from-address", from_address))
@@ -97,6 +103,8 @@ def init(directory: Path, organisation: str | None, from_address: str | None, sa
         created = init_project(directory)
         next_step = f"cd {directory} && newsletter validate && newsletter preview {SAMPLE_ISSUE}"
     else:
+        from newsletter.content.new_project import init_team_project
+
         team = init_team_project(directory, _team_details(organisation, from_address))
         created, draft = list(team.created), team.draft.stem
         next_step = (
