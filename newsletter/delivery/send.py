@@ -196,7 +196,7 @@ class _SendRun:
         self.max_total_attempts = max(1, settings.retry.max_total_attempts)
         self.renderer = Renderer(project, issue)
         self.run_id = uuid.uuid4().hex
-        # Thread queues and event, or process ones once `_start_workers` forks.
+        # Thread queues and event, or process ones once `workers.start_workers` forks.
         self.jobs: Any = queue.Queue(maxsize=self.workers + 1)
         self.done: Any = queue.Queue()
         self.stop: Any = threading.Event()
