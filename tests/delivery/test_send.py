@@ -571,3 +571,28 @@ def test_four_smtp_connections_send_from_processes_and_their_counts_add_up(
     assert len(received) == 66 and {len(c) for c in received.values()} == {1}
     suppressed, _ = read_suppressed(project.paths.suppressed_path)
     assert suppressed[victim].reason == "hard-bounce"
+
+
+def test_a_relay_refusing_the_message_itself_stops_sending_processes_and_fails_nobody(
+    project_dir, smtp_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error raised in a sending process reaches the person, as it does from a thread."""
+    from newsletter.core.project import open_project
+    from tests.support.project import edit_issue, speed_up
+
+    smtp_server.configure(monkeypatch)
+    speed_up(project_dir)
+    edit_issue(project_dir, approved=True)
+    smtp_server.fail("*", 554, stage="DATA", text="5.7.1 Message rejected as spam")
+    project = open_project(project_dir)
+    suppressed_before, _ = read_suppressed(project.paths.suppressed_path)
+
+    with pytest.raises(DeliveryError, match="refused the message itself") as raised:
+        send_issue(project, project.load_issue(ISSUE), SendOptions(concurrency=2))
+
+    assert "5.7.1 Message rejected as spam" in str(raised.value)
+    with Ledger(project.settings.ledger_path) as ledger:
+        states = ledger.count_states(ISSUE)
+    assert states["failed-permanent"] == 0 and states["sending"] == 0
+    suppressed_after, _ = read_suppressed(project.paths.suppressed_path)
+    assert suppressed_after.keys() == suppressed_before.keys()  # nobody suppressed for it
