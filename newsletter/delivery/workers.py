@@ -31,7 +31,7 @@ from newsletter.delivery.sending_processes import (
     processes_fit,
     start_process,
 )
-from newsletter.ledger.deliveries import DeliveryRow, Ledger
+from newsletter.ledger.deliveries import DeliveryRow
 from newsletter.render.variants import Renderer
 from newsletter.transports.base import ProviderBody, Transport
 
@@ -138,8 +138,7 @@ def work_in_child(run: Run, transports: list[Transport], index: int, parent_pid:
         other.forget_connection()  # type: ignore[attr-defined]  # another process's
     error: BaseException | None = None
     try:
-        # SQLite connections never cross a fork: the copied ones are never touched.
-        run.recorder.ledger = Ledger(run.settings.ledger_path)
+        run.recorder.ledger.after_fork()
         work(run, transports[index], parent_pid)
         run.recorder.record_what_is_held()
     except BaseException as caught:

@@ -162,6 +162,17 @@ class LedgerFile:
         with self._sqlite_errors("read"):
             return schema_version(self._conn())
 
+    def after_fork(self) -> None:
+        """In a forked child: let go of the parent's connections, never using or closing them.
+
+        SQLite connections must not cross a fork. The next use opens this
+        process's own connection, still checked against the file the run opened.
+        """
+        self._local = threading.local()
+        self._connections = []
+        self._lock = threading.Lock()
+        self.pid = os.getpid()
+
     def close(self) -> None:
         """Close every thread's connection."""
         with self._lock:

@@ -515,3 +515,47 @@ def test_a_claim_costs_the_same_however_long_the_list(tmp_path: Path) -> None:
             return counted[0] / 10
 
     assert steps_per_claim(10_000) < 2 * steps_per_claim(1_000)
+
+
+def _in_a_forked_child(work) -> int:  # type: ignore[no-untyped-def]
+    """Run `work()` in a forked child; its exit code (0 when it returned, 1 when it raised)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            work()
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_a_forked_sending_process_writes_through_its_own_connection(tmp_path: Path) -> None:
+    """The parent's connection is neither used nor closed by the child, and both see each write."""
+    with Ledger(tmp_path / "l.db") as ledger:
+        ledger.add_recipients(ISSUE, people(2))
+        first, second = claim(ledger, 2)
+
+        def record_first() -> None:
+            ledger.after_fork()
+            ledger.record(ISSUE, [(Outcome(first, "sent"), None)])
+
+        assert _in_a_forked_child(record_first) == 0
+        ledger.record(ISSUE, [(Outcome(second, "sent"), None)])  # the parent's, still open
+        assert ledger.count_states(ISSUE)["sent"] == 2
+
+
+def test_a_forked_sending_process_refuses_a_ledger_replaced_since_the_run_opened_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "l.db"
+    with Ledger(path) as ledger:
+        ledger.add_recipients(ISSUE, people(1))
+        (key,) = claim(ledger, 1)
+        shutil.copy(path, tmp_path / "copy.db")
+        os.replace(tmp_path / "copy.db", path)
+
+        def record() -> None:
+            ledger.after_fork()
+            ledger.record(ISSUE, [(Outcome(key, "sent"), None)])
+
+        assert _in_a_forked_child(record) == 1  # LedgerError: not the file the run opened
