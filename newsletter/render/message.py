@@ -25,8 +25,6 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, formataddr, make_msgid
 
-from email_validator import EmailNotValidError, validate_email
-
 from newsletter.audience.lists import Recipient
 from newsletter.content.issue import Issue
 from newsletter.core.errors import ConfigError, HeaderInjectionError
@@ -119,6 +117,10 @@ def envelope_address(address: str) -> str:
     address = address.strip()
     if address.isascii():
         return address
+    # Imported here: 20 ms that every command building messages would pay for
+    # the rare address that is not ASCII.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         checked = validate_email(address, check_deliverability=False)
     except EmailNotValidError:
