@@ -114,6 +114,19 @@ def test_validate_run_again_on_unchanged_files_does_not_load_premailer(project_d
     assert not loaded & {"premailer", "cssutils", "lxml"}
 
 
+def test_validate_after_an_edit_inlines_again_without_requests_or_email_validator(
+    project_dir: Path,
+) -> None:
+    loaded_modules(project_dir, "validate")  # keeps its answers and inlined HTML
+    issue = project_dir / "issues" / "2023-05-panel-reports.yaml"
+    text = issue.read_text(encoding="utf-8")
+    issue.write_text(text.replace("\ntitle: ", "\ntitle: Edited - ", 1), encoding="utf-8")
+    loaded = loaded_modules(project_dir, "validate")
+    assert "premailer" in loaded  # the edited HTML was inlined afresh
+    # premailer's fetching library, and the address checks already answered.
+    assert not loaded & {"requests", "urllib3", "email_validator"}
+
+
 def test_cron_dispatch_with_nothing_due_loads_no_sending_library(project_dir: Path) -> None:
     # Before the sample's send_at: cron's every-five-minutes run that finds nothing to do.
     loaded = loaded_modules(project_dir, "dispatch", "--now", "2023-05-01T09:00:00+01:00")
