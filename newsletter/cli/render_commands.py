@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from newsletter.cli.common import AppContext, issue_argument, pass_app
-from newsletter.web.preview import make_preview
 from newsletter.web.render_files import write_rendered_issue
 
 
@@ -59,6 +58,9 @@ def preview(app: AppContext, issue: str, port: int) -> None:
     headers, and reloads when you save the issue, settings or a template.
     Content errors are shown on the page. Stop it with Ctrl-C.
     """
+    # Imported here: `render` has no use for the web server (werkzeug, waitress: 50 ms).
+    from newsletter.web.preview import make_preview
+
     server = make_preview(app.project(), issue, port)
     click.echo(f"Previewing {issue} at {server.url} (Ctrl-C to stop)")
     try:

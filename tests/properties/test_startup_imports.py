@@ -127,6 +127,12 @@ def test_validate_after_an_edit_inlines_again_without_requests_or_email_validato
     assert not loaded & {"requests", "urllib3", "email_validator"}
 
 
+def test_render_writes_files_without_loading_a_web_server(project_dir: Path) -> None:
+    loaded = loaded_modules(project_dir, "render", "2023-05-panel-reports")
+    assert (project_dir / "out" / "2023-05-panel-reports" / "index.html").is_file()
+    assert not loaded & {"werkzeug", "waitress", "requests"}
+
+
 def test_cron_dispatch_with_nothing_due_loads_no_sending_library(project_dir: Path) -> None:
     # Before the sample's send_at: cron's every-five-minutes run that finds nothing to do.
     loaded = loaded_modules(project_dir, "dispatch", "--now", "2023-05-01T09:00:00+01:00")
