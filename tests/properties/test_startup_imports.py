@@ -83,6 +83,25 @@ def test_importing_the_cli_loads_no_heavy_library(tmp_path: Path) -> None:
     assert not loaded & {*HEAVY, *READING}
 
 
+def test_smtp_with_a_password_loads_no_http_library(tmp_path: Path) -> None:
+    # Only Microsoft 365's OAuth2 needs msal and requests, to ask for a token.
+    code = (
+        "import json, sys, newsletter.transports.smtp.send; print(json.dumps(sorted(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_DIR)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = {name.split(".")[0] for name in json.loads(done.stdout)}
+    assert "smtplib" in loaded
+    assert not loaded & {"requests", "urllib3", "msal"}
+
+
 def test_help_loads_no_command_module(tmp_path: Path) -> None:
     loaded = loaded_modules(tmp_path, "--help")
     assert not loaded & {*HEAVY, *READING}

@@ -44,8 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import requests
-
 from newsletter.core.errors import (
     ConfigError,
     TokenRefused,
@@ -231,6 +229,7 @@ class TokenProvider:
         cache = application.token_cache
         for entry in list(cache.search(cache.CredentialType.ACCESS_TOKEN)):
             cache.remove_at(entry)
+        import requests  # imported here, as msal is: SMTP with a password never needs it
         from msal.exceptions import MsalServiceError
 
         try:
@@ -285,6 +284,8 @@ class TokenProvider:
         }
         if identity.custom_authority:
             options.update(instance_discovery=False, validate_authority=False)
+        import requests  # imported here: see `_acquire`
+
         factory = self._application_factory
         if factory is None:
             import msal  # imported here: only the OAuth2 routes pay for it
