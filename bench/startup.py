@@ -5,7 +5,8 @@
     python bench/startup.py --compare main      # main's code and this checkout's, interleaved
 
 Times, as a person at a terminal (or cron, every five minutes) pays them,
-`newsletter --help`, `newsletter schedule` and `newsletter validate` on a fresh
+`newsletter --help`, `newsletter schedule`, `newsletter validate` and
+`newsletter render` (no target: it writes the files to look at) on a fresh
 copy of the sample project, and `mailmerge --help` (a small click + Jinja2
 tool, installed by the `bench` extra) as the yardstick. Each is a new process
 started through its console script; they take turns in every round, after one
@@ -74,6 +75,7 @@ COMMANDS = {
     "validate": ["validate"],
     "validate, after an edit": ["validate"],
     "validate, cache emptied": ["validate"],
+    "render": ["render", "2023-05-panel-reports"],
 }
 # The edit made before each "after an edit" run: the issue's title, as a person
 # retitling it would, so both variants' HTML changes and is inlined afresh.
