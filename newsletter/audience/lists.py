@@ -275,10 +275,40 @@ def _segment_matcher(
     return matches
 
 
-def segments_of(source: AudienceSource) -> Callable[[Recipient], tuple[str, ...]]:
-    """A function naming every segment a recipient is in (for the report's per-segment counts)."""
+# How many different answers `_segments_finder` keeps: a list has a few dozen
+# (agency x role x lists); a rule on a column every row differs in gets no help.
+KEPT_SEGMENT_ANSWERS = 4096
+
+
+def _segments_finder(
+    source: AudienceSource,
+) -> Callable[[Mapping[str, str], frozenset[str]], tuple[str, ...]]:
+    """A function naming, in order, every segment a row on these lists is in.
+
+    The answer depends only on the lists and the columns the rules read, which
+    most people share with many others, so it is worked out once for each
+    combination met (up to KEPT_SEGMENT_ANSWERS) rather than once per person.
+    """
     matches = _segment_matcher(source)
     names = sorted(source.segments)
+    columns = sorted({column for s in source.segments.values() for column in s.conditions})
+    kept: dict[tuple[object, ...], tuple[str, ...]] = {}
+
+    def find(row: Mapping[str, str], lists: frozenset[str]) -> tuple[str, ...]:
+        key = (lists, *((row.get(column) or "").strip().lower() for column in columns))
+        found = kept.get(key)
+        if found is None:
+            found = tuple(name for name in names if matches(name, row, lists))
+            if len(kept) < KEPT_SEGMENT_ANSWERS:
+                kept[key] = found
+        return found
+
+    return find
+
+
+def segments_of(source: AudienceSource) -> Callable[[Recipient], tuple[str, ...]]:
+    """A function naming every segment a recipient is in (for the report's per-segment counts)."""
+    find = _segments_finder(source)
 
     def of(recipient: Recipient) -> tuple[str, ...]:
         row = {
@@ -289,8 +319,7 @@ def segments_of(source: AudienceSource) -> Callable[[Recipient], tuple[str, ...]
             "agency": recipient.agency,
             "role": recipient.role,
         }
-        lists = frozenset(recipient.lists)
-        return tuple(name for name in names if matches(name, row, lists))
+        return find(row, frozenset(recipient.lists))
 
     return of
 
@@ -324,8 +353,8 @@ def iter_audience(
     counts = counts if counts is not None else AudienceCounts()
     memberships = _memberships(source)
 
-    matches = _segment_matcher(source)
-    named = sorted(set(issue.audience).union(*(s.audience for s in issue.sections)))
+    find = _segments_finder(source)
+    named = set(issue.audience).union(*(s.audience for s in issue.sections))
     variants: dict[tuple[str, ...], Variant] = {}
     handled: set[str] = set()
     for list_name, row in _sound_rows(source):
@@ -336,9 +365,7 @@ def iter_audience(
             counts.duplicates_merged += 1
             continue
         lists = memberships.get(key, frozenset({list_name}))
-        in_segments = [
-            name for name in named if name in source.segments and matches(name, row.values, lists)
-        ]
+        in_segments = [name for name in find(row.values, lists) if name in named]
         if not any(name in issue.audience for name in in_segments):
             counts.not_in_audience += 1
             continue

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from email_validator import EmailNotValidError, validate_email
 
+import newsletter.audience.lists
 import newsletter.core.project
 from newsletter.audience.lists import (
     AudienceCounts,
@@ -402,3 +403,39 @@ def test_audience_source_counts_match_project(project: Project) -> None:
         assert variant.key == key
         in_agency_section = AGENCY_SECTION in variant.section_ids
         assert in_agency_section == (recipient.agency in AGENCY_SECTION_AGENCIES)
+
+
+def test_people_alike_but_for_one_column_are_placed_in_their_own_segments(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Segment answers are kept per combination of lists and the columns the
+    # rules read; every column a rule reads must tell people apart.
+    agencies = ("health", "police", "education", "Health ", "voluntary-sector")
+    roles = ("practitioner", "team-manager", "lead-officer", "TEAM-MANAGER")
+    rows = [
+        person(f"p{i}@example.org", f"P {i}", agencies[i % 5], roles[(i // 5) % 4])
+        for i in range(60)
+    ]
+    replace_lists(
+        project_dir,
+        {
+            "comms": rows[:40],
+            "lead-officers": rows[30:50],
+            "designated-safeguarding-leads": rows[45:],
+        },
+    )
+    write_suppressed(project_dir, [])
+    source = open_project(project_dir).audience_source()
+
+    def placed() -> dict[str, tuple[str, ...]]:
+        of = newsletter.audience.lists.segments_of(source)
+        issue = open_project(project_dir).load_issue(ISSUE_ID)
+        return {r.email: of(r) for r, _ in iter_audience(source, issue)}
+
+    kept = placed()
+    monkeypatch.setattr(newsletter.audience.lists, "KEPT_SEGMENT_ANSWERS", 0)
+    assert kept == placed()  # worked out person by person
+    assert "managers" in kept["p5@example.org"]  # health, team-manager, comms only
+    assert "managers" not in kept["p0@example.org"]  # health, practitioner, comms only
+    assert "health" in kept["p15@example.org"]  # "Health " with a space, TEAM-MANAGER
+    assert "leads" in kept["p35@example.org"] and "leads" not in kept["p5@example.org"]
