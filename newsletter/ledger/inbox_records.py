@@ -11,9 +11,10 @@ file and is not touched):
   returned Message-ID names one, and whether it added the address to the
   suppression list.
 
-A message and its events are written in one transaction, after the
-suppression list has been updated: a crash in between only means the next
-run adds the same addresses again, which the list ignores.
+A batch of messages and their events are written in one transaction, after
+the suppression list has been updated for all of them (`inbox/applying`): a
+crash in between only means the next run adds the same addresses again,
+which the list ignores.
 """
 
 from __future__ import annotations
