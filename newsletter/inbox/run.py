@@ -262,9 +262,14 @@ class _Processor:
             return outcome
         self._seen.add(key)
         message = ProcessedMessage(
-            key, self.report.source, classification.message_class, sender, subject,
-            classification.events, frozenset(),
-        )  # fmt: skip
+            key=key,
+            source=self.report.source,
+            message_class=classification.message_class,
+            sender=sender,
+            subject=subject,
+            events=classification.events,
+            suppressed=frozenset(),  # filled in once applied
+        )
         wanted = suppressions_wanted(classification.events)
         self._pending.append((len(self.report.items) - 1, Handled(message, wanted)))
         if len(self._pending) >= BATCH_SIZE:
