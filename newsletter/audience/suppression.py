@@ -138,8 +138,44 @@ def add_suppressions(path: Path, entries: Iterable[tuple[str, str]], when: date 
     Nothing is written when nothing is added, so a repeated request leaves
     the file (and its modification time) as it was.
     """
+    return add_suppression_batches(path, [entries], when)[0]
+
+
+def add_suppression_batches(
+    path: Path, batches: Iterable[Iterable[tuple[str, str]]], when: date | str
+) -> list[AddResult]:
+    """`add_suppressions` for each batch in turn, with one read and one locked write for all.
+
+    Each batch's result is what calling `add_suppressions` on it after the
+    batches before it would have given (an address an earlier batch added is
+    `already` in a later one), so a caller acting for many messages (`inbox`)
+    can say what each one did while the file is rewritten and fsynced once.
+    """
     stamp = when.isoformat() if isinstance(when, date) else str(when)
-    checked: list[tuple[str, str]] = []
+    checked = [_checked(entries) for entries in batches]
+    results: list[AddResult] = []
+    with _locked(path) as target:
+        listed = _SuppressedText.read(target)
+        for valid, refused in checked:
+            added: list[str] = []
+            already: list[str] = []
+            for address, reason in valid:
+                if listed.contains(address):
+                    already.append(address)
+                else:
+                    listed.append({"email": address, "date": stamp, "reason": reason})
+                    added.append(address)
+            results.append(AddResult(tuple(added), tuple(already), refused))
+        if any(result.added for result in results):
+            listed.write(target)
+    return results
+
+
+def _checked(
+    entries: Iterable[tuple[str, str]],
+) -> tuple[list[tuple[str, str]], tuple[tuple[str, str], ...]]:
+    """The (address, reason) pairs that may be written, stripped, and those refused with why."""
+    valid: list[tuple[str, str]] = []
     refused: list[tuple[str, str]] = []
     for address, reason in entries:
         address, reason = address.strip(), reason.strip()
@@ -147,20 +183,8 @@ def add_suppressions(path: Path, entries: Iterable[tuple[str, str]], when: date 
         if why:
             refused.append((address, why))
         else:
-            checked.append((address, reason))
-    added: list[str] = []
-    already: list[str] = []
-    with _locked(path) as target:
-        listed = _SuppressedText.read(target)
-        for address, reason in checked:
-            if listed.contains(address):
-                already.append(address)
-            else:
-                listed.append({"email": address, "date": stamp, "reason": reason})
-                added.append(address)
-        if added:
-            listed.write(target)
-    return AddResult(tuple(added), tuple(already), tuple(refused))
+            valid.append((address, reason))
+    return valid, tuple(refused)
 
 
 def remove_suppression(path: Path, address: str, *, only_reason: str | None = None) -> bool:
@@ -212,6 +236,8 @@ class _SuppressedText:
         self.bom = bom
         self.lines = lines
         self.rows = rows
+        # Lower-cased addresses listed: `contains` stays cheap for a batch of thousands.
+        self.keys = {_key_of(row) for row in rows}
 
     @classmethod
     def read(cls, path: Path) -> _SuppressedText:
@@ -235,11 +261,11 @@ class _SuppressedText:
         return cls(rows[0].header if rows else _header_of(path), bom, _lines(text), rows)
 
     def contains(self, address: str) -> bool:
-        return bool(self.rows_of(address))
+        return address.strip().lower() in self.keys
 
     def rows_of(self, address: str) -> list[CsvRow]:
         key = address.strip().lower()
-        return [row for row in self.rows if read_cell(row.get("email")).lower() == key]
+        return [row for row in self.rows if _key_of(row) == key]
 
     def append(self, values: dict[str, str]) -> None:
         if self.header is None:
@@ -254,7 +280,9 @@ class _SuppressedText:
             [cells.get(name, "") for name in self.header.names]
         )
         self.lines.append(buffer.getvalue())
-        self.rows.append(CsvRow(self.header, len(self.lines), dict(values)))
+        row = CsvRow(self.header, len(self.lines), dict(values))
+        self.rows.append(row)
+        self.keys.add(_key_of(row))
 
     def drop(self, rows: list[CsvRow]) -> None:
         """Remove the lines of `rows` (a quoted value may span several lines)."""
@@ -266,9 +294,15 @@ class _SuppressedText:
             doomed.update(range(row.line, end))
         self.lines = [line for n, line in enumerate(self.lines, 1) if n not in doomed]
         self.rows = [row for row in self.rows if row not in rows]
+        self.keys = {_key_of(row) for row in self.rows}
 
     def write(self, path: Path) -> None:
         write_text_atomic(path, (_BOM if self.bom else "") + "".join(self.lines))
+
+
+def _key_of(row: CsvRow) -> str:
+    """The address a row lists, as addresses are compared (lower case)."""
+    return read_cell(row.get("email")).lower()
 
 
 def _header_of(path: Path) -> CsvHeader:

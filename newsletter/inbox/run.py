@@ -6,9 +6,14 @@ API: skip it if the inbox tables already hold its key; otherwise classify it
 address (`verify`: provider records are trusted through their credentials),
 add the addresses of verified hard bounces, complaints and unsubscribe
 requests to the suppression list (a policy bounce, such as a blocklist or
-DMARC refusal, is recorded but suppresses nobody) (`suppression.add_suppressions`),
-record the message and its events (`inbox_records`), and only then tell the
-source it is done (IMAP moves it to the processed folder).
+DMARC refusal, is recorded but suppresses nobody), record the message and
+its events (`inbox_records`), and only then tell the source it is done (IMAP
+moves it to the processed folder). The adding and recording are done for a
+batch of messages at a time (`applying`: one write of the list, then the
+ledger), in the order the messages came, so the report says what each one
+did exactly as if they had been applied one by one; a poll stopped part-way
+leaves the messages of its unfinished batch unrecorded and in place, to be
+read again next time.
 
 What needs a person is listed every run it is seen: an event that proved
 nothing (recorded as unverified, never applied; IMAP moves it to the
@@ -31,16 +36,17 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import closing
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date
 from email.message import EmailMessage
 from email.utils import parseaddr
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from newsletter.audience.suppression import add_suppressions, address_problem, read_suppressed
 from newsletter.core.errors import UnreadableMessage
 from newsletter.core.project import Project
+from newsletter.inbox.applying import BATCH_SIZE, Applier, Handled, suppressions_wanted
 from newsletter.inbox.classify import (
     Classification,
     InboxContext,
@@ -52,12 +58,7 @@ from newsletter.inbox.providers import ProviderRecord, poll_provider, provider_l
 from newsletter.inbox.sources import MailItem, MailSource
 from newsletter.inbox.verify import SentMessages, Verifier
 from newsletter.ledger.inbox_records import InboxStore, LedgerSentMessages, ProcessedMessage
-from newsletter.ledger.list_events import (
-    ListEvent,
-    list_files,
-    prepare_list_events,
-    record_list_events,
-)
+from newsletter.ledger.list_events import list_files
 from newsletter.render.message import sender_domain
 
 Outcome = Literal["acted", "already-processed", "left", "unverified", "unreadable"]
@@ -214,7 +215,7 @@ def message_key(raw: bytes, message_id: str | None) -> str:
 
 
 class _Processor:
-    """Applies classifications: suppresses, records, and builds the report."""
+    """Decides what each message is, applies them in batches (`applying`), and builds the report."""
 
     def __init__(
         self,
@@ -225,14 +226,12 @@ class _Processor:
         today: date,
         event_source: str = "inbox",
     ) -> None:
-        self.suppressed_path = project.paths.suppressed_path
-        self.files = list_files(project)
-        self.event_source = event_source
         self.store = store
         self.report = InboxReport(source, dry_run)
-        self.dry_run = dry_run
-        self.today = today
+        self.applier = Applier(list_files(project), store, today, event_source, dry_run)
         self._seen: set[str] = set()
+        self._pending: list[tuple[int, Handled]] = []  # (place in the report, message)
+        self._then: list[Callable[[], None]] = []  # what waits for the pending to be recorded
 
     def known(self, key: str) -> bool:
         return key in self._seen or self.store.is_processed(key)
@@ -247,87 +246,55 @@ class _Processor:
     def handle(
         self, key: str, ref: str, sender: str, subject: str, classification: Classification
     ) -> Outcome:
+        """What the message is; one to act on waits for its batch (`flush`) to be applied."""
         if self.known(key):
             outcome: Outcome = "already-processed"
-            self.report.items.append(
-                InboxItemResult(key, ref, sender, subject, classification, outcome)
+        elif classification.message_class == "unclassified":
+            outcome = "left"
+        else:
+            outcome = (
+                "unverified" if any(not e.verified for e in classification.events) else "acted"
             )
-            return outcome
-        if classification.message_class == "unclassified":
-            self.report.items.append(
-                InboxItemResult(key, ref, sender, subject, classification, "left")
-            )
-            return "left"
-        self._seen.add(key)
-        added, refused = self._suppress(classification.events)
-        if not self.dry_run:
-            self.store.record(
-                ProcessedMessage(
-                    key=key,
-                    source=self.report.source,
-                    message_class=classification.message_class,
-                    sender=sender,
-                    subject=subject,
-                    events=classification.events,
-                    suppressed=frozenset(a.lower() for a in added),
-                )
-            )
-        outcome = "unverified" if any(not e.verified for e in classification.events) else "acted"
         self.report.items.append(
-            InboxItemResult(
-                key, ref, sender, subject, classification, outcome, tuple(added), refused
-            )
+            InboxItemResult(key, ref, sender, subject, classification, outcome)
         )
+        if outcome in ("already-processed", "left"):
+            return outcome
+        self._seen.add(key)
+        message = ProcessedMessage(
+            key=key,
+            source=self.report.source,
+            message_class=classification.message_class,
+            sender=sender,
+            subject=subject,
+            events=classification.events,
+            suppressed=frozenset(),  # filled in once applied
+        )
+        wanted = suppressions_wanted(classification.events)
+        self._pending.append((len(self.report.items) - 1, Handled(message, wanted)))
+        if len(self._pending) >= BATCH_SIZE:
+            self.flush()
         return outcome
 
-    def _record_left(
-        self, events: Iterable[InboxEvent], added: set[str], refused: tuple[tuple[str, str], ...]
-    ) -> None:
-        """The list events of what was applied: the record of who left (`list_events`)."""
-        skipped = {a.lower() for a, _ in refused}
-        now = datetime.now(UTC)
-        left = [
-            ListEvent(
-                now,
-                self.files.list_id,
-                e.address,
-                "suppressed",
-                e.suppression_reason,
-                self.event_source,
-                e.issue_id,
-                e.address.lower() in added,
-            )
-            for e in events
-            if e.address and e.suppression_reason and e.address.lower() not in skipped
-        ]
-        if left:
-            prepare_list_events(self.files.ledger_path)
-            record_list_events(self.files.ledger_path, left)
+    def when_recorded(self, action: Callable[[], None]) -> None:
+        """Run `action` (a source's move) once every message handled so far is recorded."""
+        if self._pending:
+            self._then.append(action)
+        else:
+            action()
 
-    def _suppress(
-        self, events: Iterable[InboxEvent]
-    ) -> tuple[list[str], tuple[tuple[str, str], ...]]:
-        wanted = [
-            (event.address, event.suppression_reason)
-            for event in events
-            if event.suppression_reason is not None and event.address is not None
-        ]
-        if not self.dry_run:
-            result = add_suppressions(self.suppressed_path, wanted, self.today)
-            self._record_left(events, {a.lower() for a in result.added}, result.refused)
-            return list(result.added), result.refused
-        listed, _ = read_suppressed(self.suppressed_path)
-        earlier = {a.lower() for a in self.report.suppressed}
-        added: list[str] = []
-        refused: list[tuple[str, str]] = []
-        for address, _reason in wanted:
-            why = address_problem(address)
-            if why:
-                refused.append((address, why))
-            elif address.lower() not in listed and address.lower() not in earlier:
-                earlier.add(address.lower())
-                added.append(address)
-        return added, tuple(refused)
+    def flush(self) -> None:
+        """Apply the pending messages: their suppressions, then their records; then what waited."""
+        pending, self._pending = self._pending, []
+        results = self.applier.apply([handled for _, handled in pending])
+        for (place, _), result in zip(pending, results, strict=True):
+            item = self.report.items[place]
+            self.report.items[place] = replace(
+                item, suppressed=tuple(result.added), refused=result.refused
+            )
+        then, self._then = self._then, []
+        for action in then:
+            action()
 
 
 def process_mailbox(
@@ -352,9 +319,10 @@ def process_mailbox(
             checked = verifier.check(classification, message)
             outcome = processor.handle(key, item.ref, sender, subject, checked)
             if outcome == "unverified" and not dry_run:
-                source.set_aside(item)
+                processor.when_recorded(partial(source.set_aside, item))
             elif outcome in ("acted", "already-processed") and not dry_run:
-                source.done(item)
+                processor.when_recorded(partial(source.done, item))
+        processor.flush()
         return processor.report
 
 
@@ -413,6 +381,7 @@ def process_provider(
             processor.handle(
                 record.key, record.key, record.sender, record.subject, record.classification
             )
+        processor.flush()
         return processor.report
 
 

@@ -26,7 +26,7 @@ ledger knows, one indexed lookup each.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 
@@ -147,8 +147,7 @@ class Verifier:
         # The report may name another address than ours: a reporter hides it, a
         # forwarding mailbox bounces at the address it forwards to. Our Message-ID
         # still says whom we sent it to, and that is the address it is about.
-        candidates = [event.address, self.sent.recipient_of(message_id)]
-        for address in candidates:
+        for address in self._addresses_of(event, message_id):
             if (
                 address
                 and self.made_for(message_id, address)
@@ -159,6 +158,11 @@ class Verifier:
                     return replace(event, address=address, issue_id=issue_id, detail=detail)
                 return replace(event, issue_id=issue_id)
         return None
+
+    def _addresses_of(self, event: InboxEvent, message_id: str) -> Iterator[str | None]:
+        """The address the event names, then (only if asked for) the one the ledger sent to."""
+        yield event.address
+        yield self.sent.recipient_of(message_id)
 
     def _by_return_path(self, event: InboxEvent, evidence: Evidence) -> InboxEvent | None:
         if not event.address or not evidence.return_path_tokens or not self.secret:

@@ -11,15 +11,16 @@ file and is not touched):
   returned Message-ID names one, and whether it added the address to the
   suppression list.
 
-A message and its events are written in one transaction, after the
-suppression list has been updated: a crash in between only means the next
-run adds the same addresses again, which the list ignores.
+A batch of messages and their events are written in one transaction, after
+the suppression list has been updated for all of them (`inbox/applying`): a
+crash in between only means the next run adds the same addresses again,
+which the list ignores.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import TypeVar
 from newsletter.core.errors import LedgerError, NewsletterError
 from newsletter.inbox.classify import InboxEvent
 from newsletter.ledger.connection import open_connection
-from newsletter.ledger.deliveries import DeliveryRow, Ledger, open_ledger_if_exists
+from newsletter.ledger.deliveries import Ledger, open_ledger_if_exists
 
 _T = TypeVar("_T")
 
@@ -143,56 +144,27 @@ class InboxStore:
             raise
         return row is not None
 
-    def record(self, processed: ProcessedMessage) -> bool:
-        """Record a message and its events in one transaction; False if it was already there."""
+    def record_all(self, batch: Sequence[ProcessedMessage]) -> list[bool]:
+        """Record messages and their events in one transaction: for each, False if already there.
+
+        One transaction a batch keeps a poll of thousands of bounces to a few
+        commits; a message already recorded (by another run meanwhile) keeps
+        its first record and gets no second set of events.
+        """
         if self._conn is None or self.read_only:
             raise NewsletterError("a dry run records nothing")
         now = datetime.now(UTC).isoformat(timespec="seconds")
         conn = self._conn
+        recorded: list[bool] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            cursor = conn.execute(
-                "INSERT INTO inbox_messages (message_key, source, message_class, sender, subject, "
-                "processed_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_key) DO NOTHING",
-                (
-                    processed.key,
-                    processed.source,
-                    processed.message_class,
-                    processed.sender,
-                    processed.subject,
-                    now,
-                ),
-            )
-            if cursor.rowcount != 1:
-                conn.execute("ROLLBACK")
-                return False
-            conn.executemany(
-                "INSERT INTO inbox_events (message_key, kind, address, address_key, status, "
-                "action, detail, issue_id, original_message_id, suppressed, recorded_at, "
-                "unverified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        processed.key,
-                        e.kind,
-                        e.address,
-                        e.address.lower() if e.address else None,
-                        e.status,
-                        e.action,
-                        e.detail,
-                        e.issue_id,
-                        e.original_message_id,
-                        int((e.address or "").lower() in processed.suppressed),
-                        now,
-                        e.unverified,
-                    )
-                    for e in processed.events
-                ],
-            )
+            for processed in batch:
+                recorded.append(_insert(conn, processed, now))
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        return True
+        return recorded
 
     def events(self, kinds: Iterable[str] | None = None) -> list[dict[str, object]]:
         """Every recorded event (optionally of some kinds), oldest first, for reports and tests."""
@@ -259,6 +231,47 @@ class InboxStore:
         ]  # fmt: skip
 
 
+def _insert(conn: sqlite3.Connection, processed: ProcessedMessage, now: str) -> bool:
+    """Insert one message and its events inside the caller's transaction; False if it was there."""
+    cursor = conn.execute(
+        "INSERT INTO inbox_messages (message_key, source, message_class, sender, subject, "
+        "processed_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_key) DO NOTHING",
+        (
+            processed.key,
+            processed.source,
+            processed.message_class,
+            processed.sender,
+            processed.subject,
+            now,
+        ),
+    )
+    if cursor.rowcount != 1:
+        return False
+    conn.executemany(
+        "INSERT INTO inbox_events (message_key, kind, address, address_key, status, "
+        "action, detail, issue_id, original_message_id, suppressed, recorded_at, "
+        "unverified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                processed.key,
+                e.kind,
+                e.address,
+                e.address.lower() if e.address else None,
+                e.status,
+                e.action,
+                e.detail,
+                e.issue_id,
+                e.original_message_id,
+                int((e.address or "").lower() in processed.suppressed),
+                now,
+                e.unverified,
+            )
+            for e in processed.events
+        ],
+    )
+    return True
+
+
 def read_recorded_events(ledger_path: Path) -> list[RecordedEvent]:
     """Every verified event the inbox has recorded, oldest first (none before the first run)."""
     with InboxStore(ledger_path, read_only=True) as store:
@@ -283,11 +296,18 @@ HANDED_OVER = frozenset({"sent", "unknown", "sending"})
 
 
 class LedgerSentMessages:
-    """`verify.SentMessages` answered from the delivery ledger, opened once, read only."""
+    """`verify.SentMessages` answered from the delivery ledger, opened once, read only.
+
+    Like the issues, which address each Message-ID went to is read once a
+    poll, an issue at a time when first needed: reading the issue's rows
+    again for each returned message made a poll of thousands of bounces
+    quadratic.
+    """
 
     def __init__(self, ledger_path: Path) -> None:
         self._ledger = open_ledger_if_exists(ledger_path)
         self._issue_ids: list[str] | None = None
+        self._recipients: dict[str, dict[str, str]] = {}  # issue -> Message-ID -> address
 
     def issue_ids(self) -> list[str]:
         if self._issue_ids is None:
@@ -301,9 +321,12 @@ class LedgerSentMessages:
 
     def recipient_of(self, message_id: str) -> str | None:
         issue_id = message_id.strip("<>").rpartition("@")[0].rpartition(".")[0]
-        no_rows: list[DeliveryRow] = []
-        rows = self._read(lambda ledger: list(ledger.rows(issue_id)), no_rows)
-        return next((row.email for row in rows if row.message_id == message_id), None)
+        if issue_id not in self._recipients:
+            no_rows: dict[str, str] = {}
+            self._recipients[issue_id] = self._read(
+                lambda ledger: _recipients(ledger, issue_id), no_rows
+            )
+        return self._recipients[issue_id].get(message_id)
 
     def _read(self, query: Callable[[Ledger], _T], empty: _T) -> _T:
         if self._ledger is None:
@@ -318,3 +341,12 @@ class LedgerSentMessages:
     def close(self) -> None:
         if self._ledger is not None:
             self._ledger.close()
+
+
+def _recipients(ledger: Ledger, issue_id: str) -> dict[str, str]:
+    """Message-ID -> address for every row of the issue (the first row of a Message-ID counts)."""
+    recipients: dict[str, str] = {}
+    for row in ledger.rows(issue_id):
+        if row.message_id:
+            recipients.setdefault(row.message_id, row.email)
+    return recipients
