@@ -20,7 +20,7 @@ from newsletter.core.envfile import env_file_path, new_unsubscribe_secret
 from newsletter.core.paths import ProjectPaths
 from newsletter.core.project import init_project, resolve_issue_path
 from newsletter.core.settings import UNSUBSCRIBE_SECRET_ENV
-from newsletter.review.validate import route_line, validate_project
+from newsletter.review.validate import check_project
 
 if TYPE_CHECKING:
     from newsletter.content.new_project import TeamDetails
@@ -44,13 +44,13 @@ def validate(app: AppContext, issues: tuple[str, ...], quiet: bool, verbose: boo
     """
     root_dir = app.project_dir()
     paths = [resolve_issue_path(ProjectPaths(root_dir.resolve()), issue) for issue in issues]
-    problems = validate_project(root_dir, paths)
+    checked = check_project(root_dir, paths)
+    problems = checked.problems
     errors = [p for p in problems if p.is_error]
     warnings = [p for p in problems if not p.is_error]
     echo_problems(problems, verbose or app.verbose, errors_only=quiet)
-    route = route_line(root_dir)
-    if route is not None and not quiet:
-        click.echo(route)
+    if checked.route is not None and not quiet:
+        click.echo(checked.route)
     counted = f"{len(errors)} error(s), {len(warnings)} warning(s)"
     if errors:
         summary = content_error_summary(problems, not_done_by(validate))

@@ -4,13 +4,14 @@ Content checks (settings, catalogue, recipients, segments, issues) come first;
 an issue whose content is sound is then rendered, variant by variant, and its
 emails held to the size, safety and accessibility budget, so a problem that
 would only show at send time shows here. The route messages would take is
-named (`route_line`), with a warning for each thing it still needs: content
+named (`ProjectCheck.route`), with a warning for each thing it still needs: content
 can be checked long before the secrets are set where it will be sent from.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -36,6 +37,14 @@ from newsletter.render.variants import Renderer, budget_problems, sample_variant
 from newsletter.transports.lookup import route_of, setup_problems
 
 
+@dataclass(frozen=True)
+class ProjectCheck:
+    """What `check_project` found, and the route messages would take as the settings stand."""
+
+    problems: list[Problem]
+    route: str | None  # "route: GOV.UK Notify, ..."; None when the settings cannot be read
+
+
 def validate_project(
     root_dir: Path,
     paths: Iterable[Path] = (),
@@ -49,6 +58,17 @@ def validate_project(
     `render_emails=False` leaves out `email_problems` (rendering each variant and
     its budget), for a caller that renders the emails itself (the studio's preview).
     """
+    return check_project(root_dir, paths, environ, render_emails=render_emails).problems
+
+
+def check_project(
+    root_dir: Path,
+    paths: Iterable[Path] = (),
+    environ: Mapping[str, str] | None = None,
+    *,
+    render_emails: bool = True,
+) -> ProjectCheck:
+    """`validate_project`'s problems, with the route named from the same reading of the settings."""
     project_paths = ProjectPaths(root_dir.resolve())
     problems: list[Problem] = []
     settings, settings_problems = read_settings(project_paths.root_dir, environ)
@@ -91,7 +111,7 @@ def validate_project(
             and issue_sound
         ):
             problems += email_problems(project, issue)
-    return problems
+    return ProjectCheck(problems, route_of(settings).describe() if settings is not None else None)
 
 
 def email_problems(project: Project, issue: Issue) -> list[Problem]:
@@ -145,10 +165,3 @@ def route_problems(settings: Settings) -> list[Problem]:
         '"Choosing how to send")'
     )
     return [doc.problem(("transport",), message, "warning")]
-
-
-def route_line(root_dir: Path, environ: Mapping[str, str] | None = None) -> str | None:
-    """e.g. "route: GOV.UK Notify, template ...; missing NEWSLETTER_NOTIFY_API_KEY"; None
-    when the settings cannot be read."""
-    settings, _ = read_settings(root_dir, environ)
-    return None if settings is None else route_of(settings).describe()
