@@ -68,36 +68,29 @@ def loaded_module_names(cwd: Path, *args: str) -> set[str]:
     return set(report["modules"])
 
 
-def test_importing_the_cli_loads_no_heavy_library(tmp_path: Path) -> None:
-    code = "import json, sys, newsletter.cli; print(json.dumps(sorted(sys.modules)))"
+def modules_after_importing(module: str, cwd: Path) -> set[str]:
+    """The top-level modules a fresh interpreter has loaded once it has imported `module`."""
+    code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
     done = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=tmp_path,
+        cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(REPO_DIR)},
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    loaded = {name.split(".")[0] for name in json.loads(done.stdout)}
+    return {name.split(".")[0] for name in json.loads(done.stdout)}
+
+
+def test_importing_the_cli_loads_no_heavy_library(tmp_path: Path) -> None:
+    loaded = modules_after_importing("newsletter.cli", tmp_path)
     assert not loaded & {*HEAVY, *READING}
 
 
 def test_smtp_with_a_password_loads_no_http_library(tmp_path: Path) -> None:
     # Only Microsoft 365's OAuth2 needs msal and requests, to ask for a token.
-    code = (
-        "import json, sys, newsletter.transports.smtp.send; print(json.dumps(sorted(sys.modules)))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO_DIR)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    loaded = {name.split(".")[0] for name in json.loads(done.stdout)}
+    loaded = modules_after_importing("newsletter.transports.smtp.send", tmp_path)
     assert "smtplib" in loaded
     assert not loaded & {"requests", "urllib3", "msal"}
 
