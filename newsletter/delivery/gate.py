@@ -29,7 +29,7 @@ from newsletter.core.project import Project
 from newsletter.render.variants import Renderer
 from newsletter.review.approval import Approval, ApprovalStatus, require_approval
 from newsletter.review.fingerprint import rendered_digest
-from newsletter.review.validate import unsubscribe_secret_problems
+from newsletter.review.unsubscribe_secret import unsubscribe_secret_problems
 
 
 def check_before_opening(project: Project, issue: Issue) -> ApprovalStatus:

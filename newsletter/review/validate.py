@@ -26,7 +26,6 @@ from newsletter.core.paths import ProjectPaths, is_issue_file
 from newsletter.core.project import Project
 from newsletter.core.settings import (
     DEFAULT_TIMEZONE,
-    UNSUBSCRIBE_SECRET_ENV,
     Settings,
     read_settings,
 )
@@ -34,6 +33,7 @@ from newsletter.core.yamlfile import load_yaml
 from newsletter.ledger.list_events import left_without_a_row
 from newsletter.render.problems import render_error_problems
 from newsletter.render.variants import Renderer, budget_problems, sample_variants
+from newsletter.review.unsubscribe_secret import unsubscribe_secret_problems
 from newsletter.transports.lookup import route_of, setup_problems
 
 
@@ -138,19 +138,6 @@ def transport_problems(settings: Settings) -> list[Problem]:
         return []
     doc = load_yaml(settings.settings_path)
     return [doc.problem(tuple(p.key.split(".")), p.message, "warning") for p in found]
-
-
-def unsubscribe_secret_problems(settings: Settings) -> list[Problem]:
-    """An https unsubscribe URL needs the secret that signs its links (and that `serve` checks)."""
-    if not settings.unsubscribe_url or settings.unsubscribe_secret:
-        return []
-    doc = load_yaml(settings.settings_path)
-    message = (
-        f"`unsubscribe.url` is set but {UNSUBSCRIBE_SECRET_ENV} is not: set it to a long "
-        "random value wherever send, dispatch and serve run, or remove the url "
-        "(messages then offer only the mailto:)"
-    )
-    return [doc.problem(("unsubscribe", "url"), message)]
 
 
 def route_problems(settings: Settings) -> list[Problem]:

@@ -28,6 +28,7 @@ from newsletter.core.yamlfile import load_yaml
 from newsletter.delivery.daily_cap import CapStatus, read_cap_status, sending_detail
 from newsletter.ledger.deliveries import DeliverySummary, read_summary
 from newsletter.review.approval import ApprovalStatus, check_approval
+from newsletter.review.unsubscribe_secret import unsubscribe_secret_problems
 from newsletter.schedule.dispatch_log import last_logged
 
 IssueState = Literal[
@@ -221,11 +222,14 @@ def gather_facts(
         send_at, _, _ = resolve_send_at(raw.get("send_at"), settings.zone)
         unscheduled = raw.get("send_at") is None
     approval, approval_problems = _approval(project, path)
+    # What stops every send stops this one: said here, not first by dispatch's refusal.
+    sending_problems = tuple(unsubscribe_secret_problems(settings))
     ledger = read_summary(settings.ledger_path, issue_id)
     part_sent = ledger is not None and ledger.started and not ledger.complete
     cap = read_cap_status(settings.ledger_path, settings.rate.per_day, now) if part_sent else None
     return IssueFacts(
-        path, issue_id, title, send_at, unscheduled, issue, problems + approval_problems,
+        path, issue_id, title, send_at, unscheduled, issue,
+        problems + approval_problems + sending_problems,
         approval, ledger, logged.get(issue_id, {}), cap,
     )  # fmt: skip
 

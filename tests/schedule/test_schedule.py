@@ -193,6 +193,32 @@ def test_an_approved_issue_with_errors_is_not_sent_and_the_error_logged(
     assert logged["errors"] == list(outcome.errors)
 
 
+def test_an_issue_dispatch_would_refuse_for_a_missing_secret_says_so_before_and_when_due(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = project_dir / "newsletter.yaml"
+    text = settings.read_text(encoding="utf-8")
+    assert "  # url: https://news.example.org/unsubscribe" in text
+    settings.write_text(text.replace("  # url: ", "  url: ", 1), encoding="utf-8")
+    monkeypatch.setenv("NEWSLETTER_UNSUBSCRIBE_SECRET", "s" * 40)
+    edit_issue(project_dir, approved=True)  # approved where the secret is set
+    assert entry_at(project_dir, utc(2023, 5, 15, 8, 0)).detail == "the next dispatch sends it"
+    monkeypatch.delenv("NEWSLETTER_UNSUBSCRIBE_SECRET")  # and cron's environment lacks it
+
+    waiting = entry_at(project_dir, utc(2023, 5, 14, 8, 0))
+    due = entry_at(project_dir, utc(2023, 5, 15, 8, 0))
+    run = run_dispatch(open_project(project_dir), now=utc(2023, 5, 15, 8, 0))
+
+    assert waiting.state == "invalid"
+    assert waiting.detail.startswith("sends in 1 day, but ")
+    assert due.state == "invalid"
+    assert "NEWSLETTER_UNSUBSCRIBE_SECRET is not" in due.detail
+    (outcome,) = run.outcomes
+    assert outcome.action == "invalid"
+    assert due.detail.removeprefix("due, but ") in outcome.errors  # the same words
+    assert not open_project(project_dir).settings.ledger_path.exists()
+
+
 def test_an_invalid_draft_does_not_fail_dispatch(project_dir: Path) -> None:
     edit_issue(project_dir, approved=False)
     path = project_dir / "issues" / f"{ISSUE}.yaml"

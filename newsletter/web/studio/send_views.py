@@ -30,7 +30,8 @@ from newsletter.review.approval import (
     describe_part,
     require_approval,
 )
-from newsletter.review.validate import transport_problems, unsubscribe_secret_problems
+from newsletter.review.unsubscribe_secret import unsubscribe_secret_problems
+from newsletter.review.validate import transport_problems
 from newsletter.web.studio.issue_form import form_from_data
 from newsletter.web.studio.pages import json_response, redirect
 from newsletter.web.studio.roundtrip import edited_text, load_document
